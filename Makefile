@@ -1,0 +1,73 @@
+# gridmatch — build, test, demo.
+#   make demo   set up .venv, build the release extension, run `gridmatch demo`
+#   make test   set up, then lint gate, cargo test, pytest
+#   make dev    set up only (idempotent; quick when nothing changed)
+
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := $(CURDIR)/.venv
+PY := $(VENV)/bin/python
+PIP_CACHE := $(HOME)/.cache/pip
+
+# A persistent target dir: torch-sys's C++ shim is compiled once, not on every run.
+export CARGO_TARGET_DIR ?= $(HOME)/.cache/gridmatch/target
+# libtorch comes from the torch wheel in .venv.
+export LIBTORCH_USE_PYTORCH := 1
+export LIBTORCH_BYPASS_VERSION_CHECK := 0
+export VIRTUAL_ENV := $(VENV)
+export PATH := $(VENV)/bin:$(PATH)
+export PIP_DISABLE_PIP_VERSION_CHECK := 1
+
+RUST_SRC := $(shell find src -type f -name '*.rs' 2>/dev/null)
+PY_SRC := $(shell find python -type f 2>/dev/null)
+
+# Shared libraries needed by cargo's test binaries (torch's and Python's).
+define rust_ld_path
+$$($(PY) -c "import os, sysconfig, torch; print(os.path.join(os.path.dirname(torch.__file__), 'lib') + ':' + sysconfig.get_config_var('LIBDIR'))")
+endef
+
+.PHONY: dev demo test lint fmt cargo-test pytest bench clean help
+
+help:
+	@echo "make demo | make test | make dev | make lint | make fmt | make bench"
+
+$(VENV)/.deps: requirements-dev.txt
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --cache-dir $(PIP_CACHE) -q --upgrade pip
+	$(PY) -m pip install --cache-dir $(PIP_CACHE) -q -r requirements-dev.txt
+	@touch $@
+
+$(VENV)/.built: $(VENV)/.deps Cargo.toml pyproject.toml $(RUST_SRC) $(PY_SRC)
+	$(VENV)/bin/maturin develop --release -q
+	$(PY) -c "import gridmatch; print('gridmatch', gridmatch.__version__, 'built')"
+	@touch $@
+
+dev: $(VENV)/.built
+
+demo: dev
+	$(VENV)/bin/gridmatch demo
+
+lint: $(VENV)/.deps
+	cargo fmt --check
+	cargo clippy --release --all-targets -- -D warnings
+	$(VENV)/bin/ruff check python tests benches
+	$(VENV)/bin/ruff format --check python tests benches
+
+fmt: $(VENV)/.deps
+	cargo fmt
+	$(VENV)/bin/ruff format python tests benches
+	$(VENV)/bin/ruff check --fix python tests benches
+
+cargo-test: $(VENV)/.deps
+	LD_LIBRARY_PATH=$(rust_ld_path):$$LD_LIBRARY_PATH cargo test --release -q
+
+pytest: dev
+	$(PY) -m pytest -q
+
+test: dev lint cargo-test pytest
+
+bench: dev
+	$(PY) benches/run_all.py
+
+clean:
+	rm -rf $(VENV) python/gridmatch/*.so

@@ -1,0 +1,50 @@
+"""gridmatch: robust fashion retrieval with Grid Search Network embeddings.
+
+Implements *Powering Robust Fashion Retrieval with Information Rich Feature
+Embeddings* (Chopra et al., CVPR 2019 workshops) with a Rust core: Grid Search Network
+training, an RL controller that searches embedding transforms and SVM kernels, a
+kernel SVM, and retrieval evaluation.
+
+Examples
+--------
+>>> import gridmatch as gm
+>>> X, y = gm.datasets.load("fashion-mnist", split="test")  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+# libtorch must be loaded (through the torch package) before the extension module.
+import torch  # noqa: F401
+
+from . import _core, datasets, exceptions
+from ._threads import get_num_threads, set_num_threads
+from .exceptions import (
+    BackendError,
+    ConvergenceWarning,
+    DataError,
+    DeviceError,
+    ExpressionError,
+    GridmatchError,
+    InterruptedWarning,
+    NotFittedError,
+    ShapeError,
+)
+
+__version__: str = _core.__version__
+
+__all__ = [
+    "BackendError",
+    "ConvergenceWarning",
+    "DataError",
+    "DeviceError",
+    "ExpressionError",
+    "GridmatchError",
+    "InterruptedWarning",
+    "NotFittedError",
+    "ShapeError",
+    "__version__",
+    "datasets",
+    "exceptions",
+    "get_num_threads",
+    "set_num_threads",
+]

@@ -1,0 +1,24 @@
+# Type stubs for the Rust extension module gridmatch._core.
+# Kept in step with src/python/ by tests/test_stub.py.
+
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+__version__: str
+
+def read_idx_dataset(
+    images: str, labels: str
+) -> tuple[npt.NDArray[np.uint8], npt.NDArray[np.int64]]: ...
+def set_num_threads(n: int) -> None: ...
+def get_num_threads() -> tuple[int, int]: ...
+def _busy(
+    steps: int,
+    step_ms: int,
+    callback: Callable[[int, int | None, dict[str, float]], Any] | None = None,
+    strict: bool = False,
+) -> tuple[int, bool]: ...
+def _tensor_scale(obj: Any, factor: float = 1.0, as_numpy: bool = False) -> Any: ...
+def _raise(kind: str, message: str) -> None: ...

@@ -1,0 +1,16 @@
+//! gridmatch: Grid Search Network embeddings, RL-searched transforms and SVM kernels.
+//!
+//! The crate is a pure-Rust core (no Python types outside [`python`]) plus the pyo3
+//! bindings that the `gridmatch` Python package loads as `gridmatch._core`.
+//!
+//! Areas:
+//! - [`data`]: dataset readers (IDX).
+//! - [`runtime`]: thread pools, cancellation and progress reporting shared by every
+//!   long-running computation.
+
+#![deny(unsafe_op_in_unsafe_fn)]
+
+pub mod data;
+pub mod runtime;
+
+mod python;

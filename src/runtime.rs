@@ -1,0 +1,205 @@
+//! Execution runtime shared by all heavy computations: the rayon thread pool that
+//! `gridmatch.set_num_threads` controls, libtorch's intra-op thread count, cooperative
+//! cancellation, and progress reporting.
+//!
+//! Long-running core functions take a [`Monitor`]. They call [`Monitor::check`] at
+//! regular points (every iteration block, every epoch) and [`Monitor::report`] once per
+//! epoch or search step. The Python bindings connect the monitor to Ctrl-C and to a
+//! Python callback; Rust callers can use [`Monitor::none`].
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, OnceLock, RwLock};
+
+/// Error returned by work that stopped because it was cancelled.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("interrupted")]
+pub struct Cancelled;
+
+/// A cancellation flag shared between the thread that runs the work and the thread
+/// that may stop it (for example on Ctrl-C). Cloning shares the flag.
+#[derive(Debug, Clone, Default)]
+pub struct CancelToken(Arc<AtomicBool>);
+
+impl CancelToken {
+    /// A new, not yet cancelled, token.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Ask the work to stop at its next check point.
+    pub fn cancel(&self) {
+        self.0.store(true, Ordering::SeqCst);
+    }
+
+    /// Whether [`CancelToken::cancel`] was called.
+    pub fn is_cancelled(&self) -> bool {
+        self.0.load(Ordering::Relaxed)
+    }
+}
+
+/// One progress event: a step counter and named scalar metrics.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Progress {
+    /// Completed steps (epochs, search steps, ...), starting at 1.
+    pub step: usize,
+    /// Total number of steps, when known.
+    pub total: Option<usize>,
+    /// Named metrics for this step (loss, recall@1, reward, ...).
+    pub metrics: Vec<(String, f64)>,
+}
+
+/// Receiver of progress events; returns `false` to ask the work to stop early.
+pub type ProgressSink<'a> = &'a (dyn Fn(&Progress) -> bool + Sync);
+
+/// Cancellation and progress reporting handed to long-running work.
+#[derive(Clone)]
+pub struct Monitor<'a> {
+    token: CancelToken,
+    sink: Option<ProgressSink<'a>>,
+}
+
+impl<'a> Monitor<'a> {
+    /// A monitor that never cancels and drops progress events.
+    pub fn none() -> Monitor<'static> {
+        Monitor {
+            token: CancelToken::new(),
+            sink: None,
+        }
+    }
+
+    /// A monitor observing `token` and sending progress to `sink`.
+    pub fn new(token: CancelToken, sink: Option<ProgressSink<'a>>) -> Self {
+        Self { token, sink }
+    }
+
+    /// The cancellation token (share it with worker threads).
+    pub fn token(&self) -> &CancelToken {
+        &self.token
+    }
+
+    /// Whether the work was asked to stop.
+    pub fn is_cancelled(&self) -> bool {
+        self.token.is_cancelled()
+    }
+
+    /// `Err(Cancelled)` once the work was asked to stop.
+    pub fn check(&self) -> Result<(), Cancelled> {
+        if self.token.is_cancelled() {
+            Err(Cancelled)
+        } else {
+            Ok(())
+        }
+    }
+
+    /// Send one progress event. Returns `false` (and cancels the token) when the
+    /// receiver asked to stop.
+    pub fn report(&self, progress: &Progress) -> bool {
+        let keep_going = match self.sink {
+            Some(sink) => sink(progress),
+            None => true,
+        };
+        if !keep_going {
+            self.token.cancel();
+        }
+        keep_going && !self.token.is_cancelled()
+    }
+}
+
+fn pool_slot() -> &'static RwLock<Option<Arc<rayon::ThreadPool>>> {
+    static POOL: OnceLock<RwLock<Option<Arc<rayon::ThreadPool>>>> = OnceLock::new();
+    POOL.get_or_init(|| RwLock::new(None))
+}
+
+/// Number of logical CPUs available to this process (at least 1).
+pub fn available_cpus() -> usize {
+    std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1)
+}
+
+fn build_pool(n: usize) -> Arc<rayon::ThreadPool> {
+    let builder = rayon::ThreadPoolBuilder::new()
+        .num_threads(n)
+        .thread_name(|i| format!("gridmatch-{i}"));
+    match builder.build() {
+        Ok(pool) => Arc::new(pool),
+        // Spawning threads can fail under tight limits; fall back to one thread,
+        // which rayon runs without spawning helpers beyond the first.
+        Err(_) => Arc::new(
+            rayon::ThreadPoolBuilder::new()
+                .num_threads(1)
+                .build()
+                .unwrap_or_else(|e| panic!("cannot start a thread: {e}")),
+        ),
+    }
+}
+
+/// The thread pool used for all pure-Rust parallel work.
+pub fn pool() -> Arc<rayon::ThreadPool> {
+    if let Some(p) = pool_slot().read().ok().and_then(|g| g.clone()) {
+        return p;
+    }
+    let mut guard = match pool_slot().write() {
+        Ok(g) => g,
+        Err(poisoned) => poisoned.into_inner(),
+    };
+    guard
+        .get_or_insert_with(|| build_pool(available_cpus()))
+        .clone()
+}
+
+/// Run `f` inside gridmatch's thread pool (so `rayon::par_iter` uses its threads).
+pub fn install<R: Send>(f: impl FnOnce() -> R + Send) -> R {
+    pool().install(f)
+}
+
+/// Number of threads of the rayon pool.
+pub fn num_threads() -> usize {
+    pool().current_num_threads()
+}
+
+/// Set the number of threads used by gridmatch: the rayon pool for pure-Rust work and
+/// libtorch's intra-op pool. `n == 0` means one thread per available CPU.
+pub fn set_num_threads(n: usize) {
+    let n = if n == 0 { available_cpus() } else { n };
+    let mut guard = match pool_slot().write() {
+        Ok(g) => g,
+        Err(poisoned) => poisoned.into_inner(),
+    };
+    *guard = Some(build_pool(n));
+    tch::set_num_threads(i32::try_from(n).unwrap_or(i32::MAX));
+}
+
+/// Number of libtorch intra-op threads.
+pub fn torch_num_threads() -> usize {
+    usize::try_from(tch::get_num_threads()).unwrap_or(1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn monitor_report_stops_when_sink_says_so() {
+        let sink = |p: &Progress| p.step < 3;
+        let mon = Monitor::new(CancelToken::new(), Some(&sink));
+        let p = |step| Progress {
+            step,
+            total: None,
+            metrics: vec![],
+        };
+        assert!(mon.report(&p(1)));
+        assert!(mon.check().is_ok());
+        assert!(!mon.report(&p(3)));
+        assert_eq!(mon.check(), Err(Cancelled));
+    }
+
+    #[test]
+    fn pool_threads_follow_setting() {
+        set_num_threads(2);
+        assert_eq!(num_threads(), 2);
+        assert_eq!(install(rayon::current_num_threads), 2);
+        set_num_threads(1);
+        assert_eq!(install(rayon::current_num_threads), 1);
+    }
+}

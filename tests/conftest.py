@@ -1,0 +1,36 @@
+"""Shared fixtures of the gridmatch test suite."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def _shared_datasets() -> Path | None:
+    env = os.environ.get("GRIDMATCH_DATA")
+    for candidate in ([Path(env)] if env else []) + [REPO.parent / "shared" / "datasets"]:
+        if (candidate / "fashion-mnist").is_dir() and (candidate / "mnist").is_dir():
+            return candidate
+    return None
+
+
+@pytest.fixture(scope="session")
+def data_root() -> Path:
+    """The folder holding ``mnist/`` and ``fashion-mnist/`` (the project's shared data)."""
+    root = _shared_datasets()
+    if root is None:
+        pytest.fail(
+            "MNIST / Fashion-MNIST not found: set GRIDMATCH_DATA to the folder holding "
+            "mnist/ and fashion-mnist/ (CI uses ../shared/datasets)"
+        )
+    return root
+
+
+@pytest.fixture(autouse=True)
+def _no_network_downloads(monkeypatch):
+    """Tests never reach the internet: dataset downloads are off unless a test opts in."""
+    monkeypatch.setenv("GRIDMATCH_OFFLINE", "1")

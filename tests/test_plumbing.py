@@ -1,0 +1,196 @@
+"""Bindings plumbing: exceptions, the heavy-work helper (GIL, Ctrl-C, callbacks),
+tensor conversions, threads, version."""
+
+from __future__ import annotations
+
+import re
+import signal
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+from pathlib import Path
+
+import gridmatch as gm
+import numpy as np
+import pytest
+import sklearn.exceptions
+import tomllib
+import torch
+from gridmatch import _core
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+@pytest.mark.parametrize(
+    "kind,cls,bases",
+    [
+        ("base", gm.GridmatchError, (Exception,)),
+        ("shape", gm.ShapeError, (ValueError,)),
+        ("data", gm.DataError, (ValueError,)),
+        ("not_fitted", gm.NotFittedError, (sklearn.exceptions.NotFittedError, ValueError)),
+        ("expression", gm.ExpressionError, (ValueError,)),
+        ("device", gm.DeviceError, (RuntimeError,)),
+        ("backend", gm.BackendError, (RuntimeError,)),
+    ],
+)
+def test_rust_errors_map_to_hierarchy(kind, cls, bases):
+    with pytest.raises(cls, match="the message") as info:
+        _core._raise(kind, "the message")
+    assert type(info.value) is cls
+    assert isinstance(info.value, gm.GridmatchError)
+    for b in bases:
+        assert isinstance(info.value, b)
+
+
+def test_cancelled_maps_to_keyboard_interrupt():
+    with pytest.raises(KeyboardInterrupt):
+        _core._raise("cancelled", "")
+
+
+def test_exceptions_module_exports():
+    assert issubclass(gm.ConvergenceWarning, sklearn.exceptions.ConvergenceWarning)
+    for name in gm.exceptions.__all__:
+        assert getattr(gm, name) is getattr(gm.exceptions, name)
+
+
+def test_progress_callback_receives_each_step():
+    seen = []
+    done, interrupted = _core._busy(4, 1, lambda s, t, m: seen.append((s, t, m)))
+    assert (done, interrupted) == (4, False)
+    assert seen == [(i, 4, {"value": i * 0.5}) for i in range(1, 5)]
+
+
+def test_callback_false_stops_early_and_keeps_partial_result():
+    done, interrupted = _core._busy(100, 1, lambda s, t, m: s < 3)
+    assert (done, interrupted) == (3, True)
+
+
+def test_callback_exception_propagates():
+    def boom(step, total, metrics):
+        raise ZeroDivisionError("from callback")
+
+    with pytest.raises(ZeroDivisionError, match="from callback"):
+        _core._busy(100, 1, boom)
+
+
+def test_gil_is_released_during_heavy_work():
+    # While one thread is inside Rust, another Python thread keeps running.
+    ticks = []
+    stop = threading.Event()
+
+    def ticker():
+        while not stop.is_set():
+            ticks.append(time.perf_counter())
+            time.sleep(0.005)
+
+    t = threading.Thread(target=ticker)
+    t.start()
+    try:
+        t0 = time.perf_counter()
+        _core._busy(30, 10)  # ~0.3 s in Rust
+        t1 = time.perf_counter()
+    finally:
+        stop.set()
+        t.join()
+    during = [x for x in ticks if t0 < x < t1]
+    assert len(during) >= 10, len(during)
+
+
+SIGINT_SCRIPT = textwrap.dedent(
+    """
+    import signal, sys, time
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    import gridmatch as gm
+    strict = sys.argv[1] == "1"
+    print("ready", flush=True)
+    t0 = time.perf_counter()
+    try:
+        done, interrupted = gm._core._busy(100000, 10, strict=strict)
+        print("returned", done, interrupted, time.perf_counter() - t0, flush=True)
+    except KeyboardInterrupt:
+        print("keyboardinterrupt", time.perf_counter() - t0, flush=True)
+    """
+)
+
+
+@pytest.mark.parametrize("strict", [False, True])
+def test_ctrl_c_stops_heavy_work_promptly(strict):
+    proc = subprocess.Popen(
+        [sys.executable, "-c", SIGINT_SCRIPT, "1" if strict else "0"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert proc.stdout.readline().strip() == "ready"
+    time.sleep(0.5)
+    sent = time.perf_counter()
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=10)
+    elapsed = time.perf_counter() - sent
+    assert proc.returncode == 0, err
+    assert elapsed < 2.0, elapsed
+    if strict:
+        assert out.startswith("keyboardinterrupt"), out
+    else:
+        words = out.split()
+        assert words[0] == "returned" and words[2] == "True", out
+        assert 0 < int(words[1]) < 100000
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64, np.int64, np.uint8])
+def test_numpy_to_tensor_is_zero_copy(dtype):
+    a = np.arange(12).astype(dtype).reshape(3, 4)
+    t = _core._tensor_scale(a)
+    assert isinstance(t, torch.Tensor)
+    assert t.data_ptr() == a.ctypes.data
+    assert t.shape == (3, 4)
+    assert t.dtype == torch.from_numpy(a).dtype
+    a[0, 0] = 7
+    assert t[0, 0].item() == 7
+
+
+def test_torch_tensor_round_trip_shares_storage():
+    x = torch.randn(5, 3, dtype=torch.float64)
+    y = _core._tensor_scale(x)
+    assert y.data_ptr() == x.data_ptr() and torch.equal(x, y)
+    z = _core._tensor_scale(x, 2.5)
+    torch.testing.assert_close(z, x * 2.5)
+
+
+def test_tensor_to_numpy_handles_views_and_grad():
+    x = torch.randn(4, 6, requires_grad=True)
+    view = x.t()  # non-contiguous
+    out = _core._tensor_scale(view, 3.0, as_numpy=True)
+    assert isinstance(out, np.ndarray) and out.shape == (6, 4)
+    np.testing.assert_allclose(out, (view.detach() * 3.0).numpy(), rtol=1e-6)
+    a = np.arange(10.0)[::2]  # strided numpy view
+    np.testing.assert_array_equal(_core._tensor_scale(a, 1.0, as_numpy=True), a)
+
+
+def test_non_array_input_is_a_shape_error():
+    with pytest.raises(gm.ShapeError, match="expected a numpy array or a torch tensor, got list"):
+        _core._tensor_scale([1, 2, 3])
+
+
+def test_set_num_threads_covers_rayon_and_torch():
+    before = torch.get_num_threads()
+    try:
+        gm.set_num_threads(1)
+        assert gm.get_num_threads() == {"rayon": 1, "torch": 1}
+        assert torch.get_num_threads() == 1
+        gm.set_num_threads(2)
+        assert gm.get_num_threads() == {"rayon": 2, "torch": 2}
+    finally:
+        gm.set_num_threads(before)
+    with pytest.raises(ValueError, match=">= 0"):
+        gm.set_num_threads(-1)
+    with pytest.raises(ValueError, match="integer"):
+        gm.set_num_threads(1.5)
+
+
+def test_version_matches_cargo_toml():
+    cargo = tomllib.loads((REPO / "Cargo.toml").read_text())
+    assert gm.__version__ == cargo["package"]["version"]
+    assert re.fullmatch(r"\d+\.\d+\.\d+.*", gm.__version__)
