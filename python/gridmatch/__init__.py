@@ -32,6 +32,16 @@ from .exceptions import (
 
 __version__: str = _core.__version__
 
+
+def __getattr__(name: str):
+    # matplotlib is imported only when plots are asked for.
+    if name == "plot":
+        import importlib
+
+        return importlib.import_module(".plot", __name__)
+    raise AttributeError(f"module 'gridmatch' has no attribute {name!r}")
+
+
 __all__ = [
     "BackendError",
     "ConvergenceWarning",
@@ -46,5 +56,6 @@ __all__ = [
     "datasets",
     "exceptions",
     "get_num_threads",
+    "plot",
     "set_num_threads",
 ]

@@ -29,9 +29,26 @@ import numpy as np
 from . import _core
 from .exceptions import DataError
 
-__all__ = ["NAMES", "find", "load", "md5_of_idx"]
+__all__ = ["CLASS_NAMES", "NAMES", "find", "load", "md5_of_idx"]
 
 NAMES = ("mnist", "fashion-mnist")
+
+#: Class names by label.
+CLASS_NAMES = {
+    "mnist": tuple(str(d) for d in range(10)),
+    "fashion-mnist": (
+        "T-shirt/top",
+        "Trouser",
+        "Pullover",
+        "Dress",
+        "Coat",
+        "Sandal",
+        "Shirt",
+        "Sneaker",
+        "Bag",
+        "Ankle boot",
+    ),
+}
 
 _FILES = {
     "train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),

@@ -1,0 +1,405 @@
+"""Plots for notebooks and the demo report (matplotlib).
+
+Every function returns a :class:`matplotlib.figure.Figure` and never calls
+``plt.show()``; in Jupyter the figure renders inline, elsewhere save it with
+:func:`save`. Nothing here needs a display (the Agg backend works).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+__all__ = [
+    "confusion_matrix",
+    "embedding_2d",
+    "retrieval_panel",
+    "save",
+    "search_curves",
+    "training_curves",
+]
+
+_OK = "#2ca02c"
+_BAD = "#d62728"
+
+
+def _figure(figsize):
+    from matplotlib.figure import Figure
+
+    # A Figure not attached to pyplot: no global state, no GUI backend needed.
+    return Figure(figsize=figsize, layout="constrained")
+
+
+def _as_images(images: Any, name: str) -> np.ndarray:
+    arr = np.asarray(images)
+    if arr.ndim == 2:
+        side = int(round(np.sqrt(arr.shape[1])))
+        if side * side != arr.shape[1]:
+            raise ValueError(f"{name}: rows of length {arr.shape[1]} are not square images")
+        arr = arr.reshape(-1, side, side)
+    if arr.ndim == 4 and arr.shape[1] in (1, 3) and arr.shape[-1] not in (1, 3):
+        arr = np.moveaxis(arr, 1, -1)  # NCHW -> NHWC
+    if arr.ndim == 4 and arr.shape[-1] == 1:
+        arr = arr[..., 0]
+    if arr.ndim not in (3, 4):
+        raise ValueError(f"{name}: expected images (n, h, w[, c]), got shape {arr.shape}")
+    return arr
+
+
+def retrieval_panel(
+    query_images: Any,
+    gallery_images: Any,
+    indices: Any,
+    query_ids: Any,
+    gallery_ids: Any,
+    *,
+    k: int = 5,
+    max_queries: int = 8,
+    title: str | None = None,
+):
+    """Queries with their top-``k`` gallery images, correct matches framed green.
+
+    Parameters
+    ----------
+    query_images : array-like, shape (n_queries, h, w[, c]) or (n_queries, h*w)
+        Images of the queries (uint8 or float).
+    gallery_images : array-like, shape (n_gallery, h, w[, c]) or (n_gallery, h*w)
+        Images of the gallery.
+    indices : array-like of int, shape (n_queries, >= k)
+        Ranked gallery indices per query, as returned by ``gm.retrieval.knn``.
+    query_ids, gallery_ids : array-like of int
+        Product / class ids; a retrieved item is correct when its id equals the query's.
+    k : int, default 5
+        Number of retrieved images shown per query.
+    max_queries : int, default 8
+        Number of query rows shown (the first ones).
+    title : str, optional
+        Figure title.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+    """
+    q = _as_images(query_images, "query_images")
+    g = _as_images(gallery_images, "gallery_images")
+    idx = np.asarray(indices)
+    qid = np.asarray(query_ids)
+    gid = np.asarray(gallery_ids)
+    if idx.ndim != 2 or idx.shape[0] != len(q):
+        raise ValueError(f"indices must have shape (n_queries, k) with n_queries={len(q)}")
+    if idx.shape[1] < k or k < 1:
+        raise ValueError(f"k={k} must be between 1 and indices.shape[1]={idx.shape[1]}")
+    if len(qid) != len(q) or len(gid) != len(g):
+        raise ValueError("query_ids / gallery_ids must have one id per image")
+    if idx.size and (idx.min() < 0 or idx.max() >= len(g)):
+        raise ValueError("indices refer to gallery images that do not exist")
+    rows = min(max_queries, len(q))
+    if rows == 0:
+        raise ValueError("no queries to show")
+    fig = _figure((1.3 * (k + 1), 1.35 * rows))
+    axes = fig.subplots(rows, k + 1, squeeze=False)
+    cmap = "gray" if q.ndim == 3 else None
+    for r in range(rows):
+        ax = axes[r, 0]
+        ax.imshow(q[r], cmap=cmap)
+        ax.set_xticks([])
+        ax.set_yticks([])
+        for s in ax.spines.values():
+            s.set_edgecolor("black")
+            s.set_linewidth(2)
+        if r == 0:
+            ax.set_title("query", fontsize=9)
+        for c in range(k):
+            j = int(idx[r, c])
+            ax = axes[r, c + 1]
+            ax.imshow(g[j], cmap=cmap)
+            ax.set_xticks([])
+            ax.set_yticks([])
+            color = _OK if gid[j] == qid[r] else _BAD
+            for s in ax.spines.values():
+                s.set_edgecolor(color)
+                s.set_linewidth(3)
+            if r == 0:
+                ax.set_title(f"#{c + 1}", fontsize=9)
+    if title:
+        fig.suptitle(title)
+    return fig
+
+
+def _series(history: Sequence[Mapping[str, Any]], key: str) -> tuple[np.ndarray, np.ndarray]:
+    xs, ys = [], []
+    for i, row in enumerate(history):
+        if key in row and row[key] is not None:
+            xs.append(row.get("epoch", row.get("step", i + 1)))
+            ys.append(float(row[key]))
+    return np.asarray(xs), np.asarray(ys)
+
+
+def training_curves(
+    histories: Mapping[str, Sequence[Mapping[str, Any]]],
+    metrics: Sequence[str] = ("loss", "recall@1"),
+    *,
+    title: str | None = None,
+):
+    """Training curves of several runs, one axis per metric.
+
+    Parameters
+    ----------
+    histories : mapping of str to list of dict
+        Run name -> per-epoch records (``{"epoch": 1, "loss": ..., "recall@1": ...}``),
+        e.g. ``{"GSN": gsn.history_, "triplet": triplet.history_}``.
+    metrics : sequence of str, default ("loss", "recall@1")
+        Keys plotted, one axis each; runs without a key are skipped on that axis.
+    title : str, optional
+        Figure title.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+    """
+    if not histories:
+        raise ValueError("histories is empty")
+    if not metrics:
+        raise ValueError("metrics is empty")
+    fig = _figure((4.2 * len(metrics), 3.2))
+    axes = fig.subplots(1, len(metrics), squeeze=False)[0]
+    for ax, key in zip(axes, metrics):
+        for name, hist in histories.items():
+            x, y = _series(hist, key)
+            if len(x):
+                ax.plot(x, y, marker="o", markersize=3, label=name)
+        ax.set_xlabel("epoch")
+        ax.set_ylabel(key)
+        ax.grid(alpha=0.3)
+        if ax.lines:
+            ax.legend(fontsize=8)
+    if title:
+        fig.suptitle(title)
+    return fig
+
+
+def search_curves(
+    histories: Mapping[str, Sequence[Mapping[str, Any]]],
+    *,
+    reward_key: str = "reward",
+    best_key: str = "best",
+    title: str | None = None,
+):
+    """Reward per search step and best-so-far, for several searches (RL vs random).
+
+    Parameters
+    ----------
+    histories : mapping of str to list of dict
+        Search name -> per-step records with ``reward_key`` (mean reward of the step)
+        and optionally ``best_key`` (best reward so far; computed when absent).
+    reward_key, best_key : str
+        Record keys.
+    title : str, optional
+        Figure title.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+    """
+    if not histories:
+        raise ValueError("histories is empty")
+    fig = _figure((9, 3.4))
+    ax_r, ax_b = fig.subplots(1, 2)
+    for name, hist in histories.items():
+        x, r = _series(hist, reward_key)
+        if not len(x):
+            continue
+        (line,) = ax_r.plot(x, r, alpha=0.8, label=name)
+        xb, b = _series(hist, best_key)
+        if not len(xb):
+            xb, b = x, np.maximum.accumulate(r)
+        ax_b.plot(xb, b, color=line.get_color(), label=name)
+    ax_r.set_title("reward per step")
+    ax_b.set_title("best so far")
+    for ax in (ax_r, ax_b):
+        ax.set_xlabel("step")
+        ax.grid(alpha=0.3)
+        if ax.lines:
+            ax.legend(fontsize=8)
+    if title:
+        fig.suptitle(title)
+    return fig
+
+
+def _pca_2d(E: np.ndarray) -> np.ndarray:
+    X = E - E.mean(axis=0, keepdims=True)
+    # Top-2 right singular vectors; sign fixed for reproducible pictures.
+    _, _, vt = np.linalg.svd(X, full_matrices=False)
+    comps = vt[:2]
+    signs = np.sign(comps[np.arange(len(comps)), np.abs(comps).argmax(axis=1)])
+    comps = comps * signs[:, None]
+    out = X @ comps.T
+    if out.shape[1] < 2:
+        out = np.pad(out, ((0, 0), (0, 2 - out.shape[1])))
+    return out
+
+
+def embedding_2d(
+    embeddings: Any,
+    labels: Any,
+    *,
+    method: str = "pca",
+    class_names: Sequence[str] | None = None,
+    max_points: int = 5000,
+    seed: int = 0,
+    title: str | None = None,
+):
+    """2-D projection of embeddings coloured by class.
+
+    Parameters
+    ----------
+    embeddings : array-like, shape (n, d)
+        Embeddings (numpy or torch).
+    labels : array-like of int, shape (n,)
+        Class of each point.
+    method : {"pca", "tsne"}, default "pca"
+        PCA (fast, exact) or scikit-learn's t-SNE.
+    class_names : sequence of str, optional
+        Legend names, indexed by label.
+    max_points : int, default 5000
+        Random subsample size (t-SNE is quadratic).
+    seed : int, default 0
+        Seed of the subsample and of t-SNE.
+    title : str, optional
+        Figure title.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+    """
+    E = np.asarray(embeddings.detach().cpu() if hasattr(embeddings, "detach") else embeddings)
+    y = np.asarray(labels)
+    if E.ndim != 2 or E.shape[0] != len(y):
+        raise ValueError(f"embeddings must be (n, d) with n={len(y)} labels, got {E.shape}")
+    if len(y) < 2:
+        raise ValueError("need at least 2 points")
+    if not np.all(np.isfinite(E)):
+        raise ValueError("embeddings contain NaN or inf")
+    if method not in ("pca", "tsne"):
+        raise ValueError(f"method must be 'pca' or 'tsne', got {method!r}")
+    rng = np.random.default_rng(seed)
+    if len(y) > max_points:
+        keep = np.sort(rng.choice(len(y), size=max_points, replace=False))
+        E, y = E[keep], y[keep]
+    E = E.astype(np.float64)
+    if method == "pca":
+        P = _pca_2d(E)
+    else:
+        from sklearn.manifold import TSNE
+
+        perplexity = float(min(30.0, max(2.0, (len(y) - 1) / 3)))
+        P = TSNE(2, perplexity=perplexity, random_state=seed, init="pca").fit_transform(E)
+    fig = _figure((5.2, 4.4))
+    ax = fig.subplots()
+    for c in np.unique(y):
+        m = y == c
+        name = class_names[int(c)] if class_names is not None else str(c)
+        ax.scatter(P[m, 0], P[m, 1], s=6, alpha=0.7, label=name)
+    ax.set_xticks([])
+    ax.set_yticks([])
+    ax.legend(fontsize=7, markerscale=2, loc="best", ncol=2 if len(np.unique(y)) > 6 else 1)
+    ax.set_title(title or f"embeddings ({method.upper() if method == 'pca' else 't-SNE'})")
+    return fig
+
+
+def confusion_matrix(
+    y_true: Any,
+    y_pred: Any,
+    *,
+    labels: Sequence[Any] | None = None,
+    class_names: Sequence[str] | None = None,
+    normalize: bool = True,
+    title: str | None = None,
+):
+    """Confusion matrix of classifier predictions (rows: true class).
+
+    Parameters
+    ----------
+    y_true, y_pred : array-like, shape (n,)
+        True and predicted labels.
+    labels : sequence, optional
+        Label order (default: sorted union of both).
+    class_names : sequence of str, optional
+        Tick names, one per label.
+    normalize : bool, default True
+        Show row-normalised rates (counts otherwise).
+    title : str, optional
+        Axis title (default: the accuracy).
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+    """
+    t = np.asarray(y_true)
+    p = np.asarray(y_pred)
+    if t.shape != p.shape or t.ndim != 1:
+        raise ValueError(f"y_true and y_pred must be 1-D of equal length, got {t.shape}, {p.shape}")
+    if len(t) == 0:
+        raise ValueError("y_true is empty")
+    labs = np.unique(np.concatenate([t, p])) if labels is None else np.asarray(labels)
+    pos = {v: i for i, v in enumerate(labs.tolist())}
+    cm = np.zeros((len(labs), len(labs)), dtype=np.int64)
+    for a, b in zip(t.tolist(), p.tolist()):
+        if a in pos and b in pos:
+            cm[pos[a], pos[b]] += 1
+    shown = cm / np.maximum(cm.sum(axis=1, keepdims=True), 1) if normalize else cm
+    names = list(class_names) if class_names is not None else [str(v) for v in labs]
+    size = max(3.5, 0.45 * len(labs) + 1.5)
+    fig = _figure((size + 0.8, size))
+    ax = fig.subplots()
+    im = ax.imshow(shown, cmap="Blues", vmin=0)
+    fig.colorbar(im, ax=ax, shrink=0.8)
+    ax.set_xticks(range(len(labs)), names, rotation=45, ha="right", fontsize=8)
+    ax.set_yticks(range(len(labs)), names, fontsize=8)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    hi = shown.max() if shown.size else 0
+    for i in range(len(labs)):
+        for j in range(len(labs)):
+            v = shown[i, j]
+            txt = f"{v:.2f}" if normalize else str(v)
+            ax.text(
+                j,
+                i,
+                txt,
+                ha="center",
+                va="center",
+                fontsize=6,
+                color="white" if v > 0.6 * hi else "black",
+            )
+    acc = float(np.trace(cm)) / max(int(cm.sum()), 1)
+    ax.set_title(title or f"accuracy {acc:.3f}")
+    return fig
+
+
+def save(fig, path: str | os.PathLike, *, dpi: int = 110) -> str:
+    """Save a figure as PNG (or any format matplotlib infers from the suffix).
+
+    Parameters
+    ----------
+    fig : matplotlib.figure.Figure
+        The figure.
+    path : path-like
+        Destination; parent folders are created.
+    dpi : int, default 110
+        Resolution.
+
+    Returns
+    -------
+    str
+        The path written.
+    """
+    path = os.fspath(path)
+    parent = os.path.dirname(path)
+    if parent:
+        os.makedirs(parent, exist_ok=True)
+    fig.savefig(path, dpi=dpi)
+    return path
