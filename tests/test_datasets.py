@@ -9,9 +9,10 @@ import struct
 import threading
 from pathlib import Path
 
-import gridmatch as gm
 import numpy as np
 import pytest
+
+import gridmatch as gm
 from gridmatch import datasets
 from gridmatch.exceptions import DataError
 

@@ -12,12 +12,13 @@ import threading
 import time
 from pathlib import Path
 
-import gridmatch as gm
 import numpy as np
 import pytest
 import sklearn.exceptions
 import tomllib
 import torch
+
+import gridmatch as gm
 from gridmatch import _core
 
 REPO = Path(__file__).resolve().parent.parent
