@@ -232,3 +232,14 @@ def test_download_unreachable_mirror(isolated_cache, monkeypatch):
     monkeypatch.setitem(datasets.MIRRORS, "fashion-mnist", ["http://127.0.0.1:9/"])
     with pytest.raises(DataError, match="could not download fashion-mnist"):
         gm.datasets.load("fashion-mnist", split="test")
+
+
+@pytest.mark.parametrize("name", datasets.NAMES)
+@pytest.mark.parametrize("split", ["train", "test"])
+def test_shipped_sample_is_the_head_of_the_official_split(data_root, name, split):
+    Xs, ys = gm.datasets.load_sample(name, split)
+    n = datasets.SAMPLE_SIZES[split]
+    assert Xs.shape == (n, 28, 28) and Xs.dtype == np.uint8 and ys.dtype == np.int64
+    X, y = gm.datasets.load(name, split, root=data_root)
+    np.testing.assert_array_equal(Xs, X[:n])
+    np.testing.assert_array_equal(ys, y[:n])

@@ -29,7 +29,7 @@ import numpy as np
 from . import _core
 from .exceptions import DataError
 
-__all__ = ["CLASS_NAMES", "NAMES", "find", "load", "md5_of_idx"]
+__all__ = ["CLASS_NAMES", "NAMES", "SAMPLE_SIZES", "find", "load", "load_sample", "md5_of_idx"]
 
 NAMES = ("mnist", "fashion-mnist")
 
@@ -300,3 +300,36 @@ def load(
                     "the file is not the official release"
                 )
     return images, labels
+
+
+#: Sizes of the sample shipped inside the package: the first images of each split.
+SAMPLE_SIZES = {"train": 2000, "test": 1000}
+
+
+def load_sample(name: str, split: str = "train") -> tuple[np.ndarray, np.ndarray]:
+    """Load the small sample of a dataset shipped inside the package.
+
+    The sample holds the first 2,000 training and the first 1,000 test images of
+    MNIST and Fashion-MNIST (about 2 MB in all), so the demo and the notebooks run
+    offline when the full datasets can be neither found nor downloaded.
+
+    Parameters
+    ----------
+    name : {"mnist", "fashion-mnist"}
+        Dataset name.
+    split : {"train", "test"}, default "train"
+        Which split.
+
+    Returns
+    -------
+    images : ndarray of uint8, shape (n, 28, 28)
+    labels : ndarray of int64, shape (n,)
+    """
+    _check_name(name)
+    _check_split(split)
+    from importlib.resources import files
+
+    key = f"{name.replace('-', '_')}_{split}"
+    with files(__package__).joinpath("data", "sample.npz").open("rb") as f:
+        with np.load(f) as z:
+            return z[f"{key}_images"].copy(), z[f"{key}_labels"].astype(np.int64)
