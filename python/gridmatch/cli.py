@@ -124,9 +124,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("query_ids", help="query ids, (n,) .npy")
     p.add_argument("gallery", nargs="?", help="gallery embeddings, (m, dim) .npy")
     p.add_argument("gallery_ids", nargs="?", help="gallery ids, (m,) .npy")
-    p.add_argument(
-        "--ks", type=int, nargs="+", default=[1, 5, 10, 20, 50], help="k of recall@k"
-    )
+    p.add_argument("--ks", type=int, nargs="+", default=[1, 5, 10, 20, 50], help="k of recall@k")
     p.add_argument("--metric", choices=["cosine", "ip", "l2"], default="cosine")
     p.add_argument(
         "--exclude-self",

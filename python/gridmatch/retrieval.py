@@ -95,7 +95,8 @@ def _as_matrix(x: Any, name: str) -> np.ndarray:
         raise ShapeError(f"{name} must hold real numbers, got dtype {a.dtype}")
     if a.ndim != 2:
         raise ShapeError(f"{name} must be 2-D (rows, dim), got {a.ndim}-D with shape {a.shape}")
-    return np.ascontiguousarray(a, dtype=np.float32)
+    with np.errstate(over="ignore", invalid="ignore"):  # overflow -> inf, reported by Rust
+        return np.ascontiguousarray(a, dtype=np.float32)
 
 
 def _as_device_input(x: Any, name: str) -> Any:
@@ -113,6 +114,8 @@ def _as_ids(ids: Any, name: str, rows: int) -> np.ndarray:
     if _is_tensor(ids):
         ids = ids.detach().cpu().numpy()
     a = np.asarray(ids)
+    if a.size == 0:
+        a = a.astype(np.int64)
     if a.ndim != 1:
         raise ShapeError(f"{name} must be 1-D (one id per row), got shape {a.shape}")
     if a.dtype.kind not in "iuUS" and not (a.dtype.kind == "b"):
@@ -298,7 +301,11 @@ def evaluate(
         g = _as_device_input(E_g, "E_g")
     iq = _as_ids(ids_q, "ids_q", q.shape[0])
     ig = _as_ids(ids_g, "ids_g", g.shape[0])
-    # Ids of any integer range (or strings) become dense int64 codes.
+    # Ids of any integer range (or strings) become dense int64 codes. Mixed integer
+    # dtypes without a common integer type (uint64 and int64) compare as Python ints.
+    common = np.result_type(iq, ig)
+    if common.kind not in "iuUSb":
+        iq, ig = iq.astype(object), ig.astype(object)
     _, codes = np.unique(np.concatenate([iq, ig]), return_inverse=True)
     codes = codes.astype(np.int64).ravel()
     pairs = _core.evaluate(
