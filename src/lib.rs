@@ -5,12 +5,14 @@
 //!
 //! Areas:
 //! - [`data`]: dataset readers (IDX).
+//! - [`retrieval`]: exact kNN (blocked GEMM + top-k) and retrieval metrics.
 //! - [`runtime`]: thread pools, cancellation and progress reporting shared by every
 //!   long-running computation.
 
 #![deny(unsafe_op_in_unsafe_fn)]
 
 pub mod data;
+pub mod retrieval;
 pub mod runtime;
 
 mod python;

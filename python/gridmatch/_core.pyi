@@ -22,3 +22,25 @@ def _busy(
 ) -> tuple[int, bool]: ...
 def _tensor_scale(obj: Any, factor: float = 1.0, as_numpy: bool = False) -> Any: ...
 def _raise(kind: str, message: str) -> None: ...
+def knn(
+    queries: Any,
+    gallery: Any,
+    k: int,
+    metric: str = "cosine",
+    device: str = "cpu",
+    block_size: tuple[int, int] | None = None,
+    exclude_self: bool = False,
+    backend: str = "auto",
+) -> tuple[Any, Any]: ...
+def evaluate(
+    queries: Any,
+    ids_q: npt.NDArray[np.int64],
+    gallery: Any,
+    ids_g: npt.NDArray[np.int64],
+    ks: list[int],
+    metric: str = "cosine",
+    exclude_self: bool = False,
+    device: str = "cpu",
+    block_size: tuple[int, int] | None = None,
+    backend: str = "auto",
+) -> list[tuple[str, float]]: ...
