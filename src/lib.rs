@@ -12,5 +12,6 @@
 
 pub mod data;
 pub mod runtime;
+pub mod svm;
 
 mod python;

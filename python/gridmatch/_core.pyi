@@ -22,3 +22,31 @@ def _busy(
 ) -> tuple[int, bool]: ...
 def _tensor_scale(obj: Any, factor: float = 1.0, as_numpy: bool = False) -> Any: ...
 def _raise(kind: str, message: str) -> None: ...
+def svm_fit(
+    x: npt.NDArray[Any],
+    y: npt.NDArray[np.int64],
+    n_classes: int,
+    sample_c: npt.NDArray[np.float64],
+    kernel: str,
+    gamma: float,
+    coef0: float,
+    degree: int,
+    tol: float,
+    cache_size: float,
+    max_iter: int,
+    n_jobs: int = 0,
+    callback: Callable[[int, int | None, dict[str, float]], Any] | None = None,
+) -> dict[str, Any]: ...
+def svm_decision(
+    x: npt.NDArray[Any],
+    sv: npt.NDArray[np.float32] | None,
+    support: npt.NDArray[np.int64],
+    n_support: npt.NDArray[np.int64],
+    dual_coef: npt.NDArray[np.float64],
+    rho: npt.NDArray[np.float64],
+    kernel: str,
+    gamma: float,
+    coef0: float,
+    degree: int,
+    n_jobs: int = 0,
+) -> npt.NDArray[np.float64]: ...

@@ -6,6 +6,7 @@
 mod convert;
 mod errors;
 mod heavy;
+mod svm;
 
 use crate::data::idx;
 use crate::runtime::{self, Cancelled, Progress};
@@ -140,5 +141,6 @@ fn core_module(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(_busy, m)?)?;
     m.add_function(wrap_pyfunction!(_tensor_scale, m)?)?;
     m.add_function(wrap_pyfunction!(_raise, m)?)?;
+    svm::register(m)?;
     Ok(())
 }
