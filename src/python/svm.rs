@@ -1,7 +1,7 @@
 //! Bindings of the SVM area: `svm_fit` and `svm_decision` (numpy in, numpy out).
 
 use super::heavy::run_heavy;
-use crate::svm::{fit_ovo, BuiltinKernel, FeatureGram, Gram, OvoModel, PrecomputedGram, SolverParams, SvmError};
+use crate::svm::{fit_ovo, fit_ovo_features, BuiltinKernel, Gram, OvoModel, PrecomputedGram, SolverParams, SvmError};
 use numpy::{IntoPyArray, PyArray2, PyReadonlyArray1, PyReadonlyArray2, ToPyArray};
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
@@ -65,8 +65,7 @@ pub(crate) fn svm_fit<'py>(
             let xa: PyReadonlyArray2<'py, f32> = x.extract()?;
             let xv = xa.as_array();
             run_heavy(py, callback, |mon| {
-                let g = FeatureGram::new(&k, xv);
-                with_threads(n_jobs, || fit(&g, &y, n_classes, &c, &params, mon))
+                with_threads(n_jobs, || fit_ovo_features(&k, xv, &y, n_classes, &c, &params, mon))
             })?
         }
         None => {

@@ -156,14 +156,13 @@ impl BuiltinKernel {
     /// Map a dot product (or a squared distance for RBF) to the kernel value.
     #[inline(always)]
     fn finish(&self, v: f32) -> f32 {
-        let v = f64::from(v);
-        let k = match *self {
+        match *self {
             BuiltinKernel::Linear => v,
-            BuiltinKernel::Poly { gamma, coef0, degree } => (gamma * v + coef0).powi(degree),
-            BuiltinKernel::Rbf { gamma } => (-gamma * v.max(0.0)).exp(),
-            BuiltinKernel::Sigmoid { gamma, coef0 } => (gamma * v + coef0).tanh(),
-        };
-        k as f32
+            BuiltinKernel::Poly { gamma, coef0, degree } => (gamma * f64::from(v) + coef0).powi(degree) as f32,
+            // exp in single precision: the value is stored as f32 anyway.
+            BuiltinKernel::Rbf { gamma } => (-(gamma as f32) * v.max(0.0)).exp(),
+            BuiltinKernel::Sigmoid { gamma, coef0 } => (gamma * f64::from(v) + coef0).tanh() as f32,
+        }
     }
 
     fn is_rbf(&self) -> bool {

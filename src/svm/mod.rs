@@ -27,7 +27,7 @@ pub mod multiclass;
 pub mod solver;
 
 pub use kernel::{BuiltinKernel, FeatureGram, Gram, Kernel, PrecomputedGram};
-pub use multiclass::{fit_ovo, predict_from_decision, OvoModel};
+pub use multiclass::{fit_ovo, fit_ovo_features, predict_from_decision, OvoModel};
 pub use solver::{solve_binary, BinarySolution, SolverParams};
 
 use crate::runtime::Cancelled;

@@ -13,7 +13,7 @@
 //!   (scikit-learn's `intercept_ = -rho`, before its binary sign flip).
 
 use super::kernel::{Gram, Kernel};
-use super::solver::{solve_binary, SolverParams};
+use super::solver::{solve_binary, BinarySolution, SolverParams};
 use super::SvmError;
 use crate::runtime::{Monitor, Progress};
 use ndarray::{s, Array2, ArrayView2, Axis};
@@ -65,6 +65,138 @@ pub fn fit_ovo(
     monitor: &Monitor<'_>,
 ) -> Result<OvoModel, SvmError> {
     let n = gram.n();
+    let members = group(n, y, n_classes, sample_c)?;
+    let pairs = pairs(n_classes);
+    let concurrent = rayon::current_num_threads().clamp(1, pairs.len());
+    let sub = SolverParams {
+        cache_bytes: params.cache_bytes / concurrent,
+        ..*params
+    };
+    let order = largest_first(&pairs, &members);
+    let done = AtomicUsize::new(0);
+    let sols = order
+        .par_iter()
+        .map(|&p| {
+            let (a, b) = pairs[p];
+            let index: Vec<usize> = members[a].iter().chain(&members[b]).copied().collect();
+            let sol = solve_pair(gram, &index, members[a].len(), sample_c, &sub, monitor)?;
+            report(monitor, &done, pairs.len(), &sol)?;
+            Ok((p, sol))
+        })
+        .collect::<Result<Vec<_>, SvmError>>()?;
+    Ok(assemble(n, n_classes, &members, &pairs, sols))
+}
+
+/// Fit a one-vs-one C-SVC on feature rows `x` with `kernel`, sharing kernel work
+/// between the binary problems.
+///
+/// When the within-class kernel blocks plus the cross-class blocks of the problems
+/// running at once fit in `params.cache_bytes`, every within-class block
+/// `K(class a, class a)` is computed once (by [`Kernel::block`], a matrix product for
+/// the built-in kernels) and shared by the `n_classes - 1` problems that need it; each
+/// problem computes its cross block `K(a, b)` the same way; the solver's row cache
+/// gets the rest of the budget. Otherwise it falls back to [`fit_ovo`] with kernel rows
+/// computed on demand. Same results either way (up to float rounding).
+pub fn fit_ovo_features(
+    kernel: &dyn Kernel,
+    x: ArrayView2<'_, f32>,
+    y: &[usize],
+    n_classes: usize,
+    sample_c: &[f64],
+    params: &SolverParams,
+    monitor: &Monitor<'_>,
+) -> Result<OvoModel, SvmError> {
+    let n = x.nrows();
+    let members = group(n, y, n_classes, sample_c)?;
+    let pairs = pairs(n_classes);
+    let f = std::mem::size_of::<f32>();
+    let diag_bytes: usize = members.iter().map(|m| m.len() * m.len() * f).sum();
+    let cross_bytes = pairs
+        .iter()
+        .map(|&(a, b)| 2 * members[a].len() * members[b].len() * f)
+        .max()
+        .unwrap_or(0);
+    let threads = rayon::current_num_threads().clamp(1, pairs.len());
+    let room = params.cache_bytes.saturating_sub(diag_bytes);
+    let concurrent = if cross_bytes == 0 { threads } else { (room / cross_bytes).min(threads) };
+    if concurrent == 0 {
+        let g = super::kernel::FeatureGram::new(kernel, x);
+        return fit_ovo(&g, y, n_classes, sample_c, params, monitor);
+    }
+    let sub = SolverParams {
+        cache_bytes: (room - concurrent * cross_bytes) / concurrent,
+        ..*params
+    };
+    let xs: Vec<Array2<f32>> = members.iter().map(|m| x.select(Axis(0), m)).collect();
+    let mut diag = Vec::with_capacity(n_classes);
+    for xk in &xs {
+        monitor.check()?;
+        let mut k = Array2::<f32>::zeros((xk.nrows(), xk.nrows()));
+        kernel.block(xk.view(), xk.view(), k.view_mut());
+        diag.push(k);
+    }
+    let order = largest_first(&pairs, &members);
+    let done = AtomicUsize::new(0);
+    let mut sols = Vec::with_capacity(pairs.len());
+    for batch in order.chunks(concurrent) {
+        let part = batch
+            .par_iter()
+            .map(|&p| {
+                monitor.check()?;
+                let (a, b) = pairs[p];
+                let mut ab = Array2::<f32>::zeros((xs[a].nrows(), xs[b].nrows()));
+                kernel.block(xs[a].view(), xs[b].view(), ab.view_mut());
+                let ba = ab.t().as_standard_layout().into_owned();
+                let g = PairGram {
+                    aa: &diag[a],
+                    bb: &diag[b],
+                    ab: &ab,
+                    ba: &ba,
+                };
+                let index: Vec<usize> = (0..g.n()).collect();
+                let c: Vec<f64> = members[a].iter().chain(&members[b]).map(|&i| sample_c[i]).collect();
+                let sol = solve_pair_with_c(&g, &index, members[a].len(), &c, &sub, monitor)?;
+                report(monitor, &done, pairs.len(), &sol)?;
+                Ok((p, sol))
+            })
+            .collect::<Result<Vec<_>, SvmError>>()?;
+        sols.extend(part);
+    }
+    Ok(assemble(n, n_classes, &members, &pairs, sols))
+}
+
+/// The kernel of one pair problem from shared blocks: samples `0..na` are class `a`,
+/// the rest class `b`.
+struct PairGram<'a> {
+    aa: &'a Array2<f32>,
+    bb: &'a Array2<f32>,
+    ab: &'a Array2<f32>,
+    ba: &'a Array2<f32>,
+}
+
+impl Gram for PairGram<'_> {
+    fn n(&self) -> usize {
+        self.aa.nrows() + self.bb.nrows()
+    }
+    fn diag(&self, i: usize) -> f64 {
+        let na = self.aa.nrows();
+        f64::from(if i < na { self.aa[[i, i]] } else { self.bb[[i - na, i - na]] })
+    }
+    fn row(&self, i: usize, cols: &[usize], out: &mut [f32]) {
+        let na = self.aa.nrows();
+        let (left, right) = if i < na {
+            (self.aa.row(i), self.ab.row(i))
+        } else {
+            (self.ba.row(i - na), self.bb.row(i - na))
+        };
+        for (o, &c) in out.iter_mut().zip(cols) {
+            *o = if c < na { left[c] } else { right[c - na] };
+        }
+    }
+}
+
+/// Samples of each class with a positive bound, after validating the inputs.
+fn group(n: usize, y: &[usize], n_classes: usize, sample_c: &[f64]) -> Result<Vec<Vec<usize>>, SvmError> {
     if y.len() != n || sample_c.len() != n {
         return Err(SvmError::Shape(format!(
             "{} samples in the kernel but {} labels and {} weights",
@@ -97,45 +229,68 @@ pub fn fit_ovo(
             "class {k} has no sample with a positive weight"
         )));
     }
-    let pairs = pairs(n_classes);
-    let concurrent = rayon::current_num_threads().clamp(1, pairs.len());
-    let sub = SolverParams {
-        cache_bytes: params.cache_bytes / concurrent,
-        ..*params
-    };
-    let done = AtomicUsize::new(0);
-    let total = pairs.len();
-    // Larger problems first for better load balance.
-    let mut order: Vec<usize> = (0..total).collect();
+    Ok(members)
+}
+
+/// Pair indices, larger problems first (better load balance).
+fn largest_first(pairs: &[(usize, usize)], members: &[Vec<usize>]) -> Vec<usize> {
+    let mut order: Vec<usize> = (0..pairs.len()).collect();
     order.sort_by_key(|&p| {
         let (a, b) = pairs[p];
         std::cmp::Reverse(members[a].len() + members[b].len())
     });
-    let mut sols: Vec<(usize, super::solver::BinarySolution)> = order
-        .par_iter()
-        .map(|&p| {
-            let (a, b) = pairs[p];
-            let (ma, mb) = (&members[a], &members[b]);
-            let index: Vec<usize> = ma.iter().chain(mb).copied().collect();
-            let yy: Vec<i8> = (0..index.len())
-                .map(|t| if t < ma.len() { 1 } else { -1 })
-                .collect();
-            let cc: Vec<f64> = index.iter().map(|&i| sample_c[i]).collect();
-            let sol = solve_binary(gram, &index, &yy, &cc, &sub, monitor)?;
-            let step = done.fetch_add(1, Ordering::SeqCst) + 1;
-            let keep = monitor.report(&Progress {
-                step,
-                total: Some(total),
-                metrics: vec![("iterations".to_string(), sol.iterations as f64)],
-            });
-            if !keep {
-                return Err(SvmError::Cancelled(crate::runtime::Cancelled));
-            }
-            Ok((p, sol))
-        })
-        .collect::<Result<_, SvmError>>()?;
-    sols.sort_by_key(|(p, _)| *p);
+    order
+}
 
+fn report(monitor: &Monitor<'_>, done: &AtomicUsize, total: usize, sol: &BinarySolution) -> Result<(), SvmError> {
+    let step = done.fetch_add(1, Ordering::SeqCst) + 1;
+    let keep = monitor.report(&Progress {
+        step,
+        total: Some(total),
+        metrics: vec![("iterations".to_string(), sol.iterations as f64)],
+    });
+    if keep {
+        Ok(())
+    } else {
+        Err(SvmError::Cancelled(crate::runtime::Cancelled))
+    }
+}
+
+/// Solve the pair problem over gram indices `index` (first `na` are the `+1` class).
+fn solve_pair(
+    gram: &dyn Gram,
+    index: &[usize],
+    na: usize,
+    sample_c: &[f64],
+    params: &SolverParams,
+    monitor: &Monitor<'_>,
+) -> Result<BinarySolution, SvmError> {
+    let c: Vec<f64> = index.iter().map(|&i| sample_c[i]).collect();
+    solve_pair_with_c(gram, index, na, &c, params, monitor)
+}
+
+fn solve_pair_with_c(
+    gram: &dyn Gram,
+    index: &[usize],
+    na: usize,
+    c: &[f64],
+    params: &SolverParams,
+    monitor: &Monitor<'_>,
+) -> Result<BinarySolution, SvmError> {
+    let y: Vec<i8> = (0..index.len()).map(|t| if t < na { 1 } else { -1 }).collect();
+    solve_binary(gram, index, &y, c, params, monitor)
+}
+
+/// Build the model from the pair solutions (libsvm's `svm_train` bookkeeping).
+fn assemble(
+    n: usize,
+    n_classes: usize,
+    members: &[Vec<usize>],
+    pairs: &[(usize, usize)],
+    mut sols: Vec<(usize, BinarySolution)>,
+) -> OvoModel {
+    sols.sort_by_key(|(p, _)| *p);
+    let total = pairs.len();
     let mut nonzero = vec![false; n];
     for (p, sol) in &sols {
         let (a, b) = pairs[*p];
@@ -178,7 +333,7 @@ pub fn fit_ovo(
         iterations[*p] = sol.iterations;
         converged &= sol.converged;
     }
-    Ok(OvoModel {
+    OvoModel {
         n_classes,
         support,
         n_support,
@@ -186,7 +341,7 @@ pub fn fit_ovo(
         rho,
         iterations,
         converged,
-    })
+    }
 }
 
 impl OvoModel {

@@ -171,6 +171,7 @@ impl<'a> Solver<'a> {
         }
         self.cols.clear();
         self.cols.extend_from_slice(&self.map[start..len]);
+
         let row = self.cache.row_mut(i);
         let out = &mut row[start..len];
         self.gram.row(self.map[i], &self.cols, out);
@@ -267,6 +268,7 @@ impl<'a> Solver<'a> {
             self.take_step(i, j);
         }
         let converged = iter < self.max_iter;
+
         if !converged && self.active_size < self.l {
             self.reconstruct_gradient();
             self.active_size = self.l;
