@@ -14,5 +14,6 @@
 pub mod data;
 pub mod retrieval;
 pub mod runtime;
+pub mod svm;
 
 mod python;

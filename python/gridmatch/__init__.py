@@ -16,7 +16,7 @@ from __future__ import annotations
 # libtorch must be loaded (through the torch package) before the extension module.
 import torch  # noqa: F401
 
-from . import _core, datasets, exceptions, retrieval
+from . import _core, datasets, exceptions, retrieval, svm
 from ._threads import get_num_threads, set_num_threads
 from .exceptions import (
     BackendError,
@@ -59,4 +59,5 @@ __all__ = [
     "get_num_threads",
     "plot",
     "set_num_threads",
+    "svm",
 ]

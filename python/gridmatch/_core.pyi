@@ -44,3 +44,31 @@ def evaluate(
     block_size: tuple[int, int] | None = None,
     backend: str = "auto",
 ) -> list[tuple[str, float]]: ...
+def svm_fit(
+    x: npt.NDArray[Any],
+    y: npt.NDArray[np.int64],
+    n_classes: int,
+    sample_c: npt.NDArray[np.float64],
+    kernel: str,
+    gamma: float,
+    coef0: float,
+    degree: int,
+    tol: float,
+    cache_size: float,
+    max_iter: int,
+    n_jobs: int = 0,
+    callback: Callable[[int, int | None, dict[str, float]], Any] | None = None,
+) -> dict[str, Any]: ...
+def svm_decision(
+    x: npt.NDArray[Any],
+    sv: npt.NDArray[np.float32] | None,
+    support: npt.NDArray[np.int64],
+    n_support: npt.NDArray[np.int64],
+    dual_coef: npt.NDArray[np.float64],
+    rho: npt.NDArray[np.float64],
+    kernel: str,
+    gamma: float,
+    coef0: float,
+    degree: int,
+    n_jobs: int = 0,
+) -> npt.NDArray[np.float64]: ...
