@@ -50,8 +50,8 @@ demo: dev
 lint: $(VENV)/.deps
 	cargo fmt --check
 	cargo clippy --release --all-targets -- -D warnings
-	$(VENV)/bin/ruff check python tests benches
-	$(VENV)/bin/ruff format --check python tests benches
+	$(VENV)/bin/ruff check python tests benches notebooks/_make_notebooks.py
+	$(VENV)/bin/ruff format --check python tests benches notebooks/_make_notebooks.py
 
 fmt: $(VENV)/.deps
 	cargo fmt
@@ -61,8 +61,9 @@ fmt: $(VENV)/.deps
 cargo-test: $(VENV)/.deps
 	LD_LIBRARY_PATH=$(rust_ld_path):$$LD_LIBRARY_PATH cargo test --release -q
 
+# The notebooks run top to bottom at small sizes (GRIDMATCH_FAST=1) through nbmake.
 pytest: dev
-	$(PY) -m pytest -q
+	GRIDMATCH_FAST=1 $(PY) -m pytest -q tests --nbmake notebooks
 
 test: dev lint cargo-test pytest
 

@@ -7,10 +7,11 @@ from __future__ import annotations
 import json
 import warnings
 
-import gridmatch as gm
 import numpy as np
 import pytest
 import torch
+
+import gridmatch as gm
 from gridmatch import _core, cli
 
 METRICS = ("cosine", "ip", "l2")
