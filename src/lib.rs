@@ -4,13 +4,17 @@
 //! bindings that the `gridmatch` Python package loads as `gridmatch._core`.
 //!
 //! Areas:
-//! - [`data`]: dataset readers (IDX).
+//! - [`data`]: dataset readers (IDX), augmentations, the GSN grid sampler.
+//! - [`losses`], [`nets`], [`train`]: the Grid Search Network.
 //! - [`runtime`]: thread pools, cancellation and progress reporting shared by every
 //!   long-running computation.
 
 #![deny(unsafe_op_in_unsafe_fn)]
 
 pub mod data;
+pub mod losses;
+pub mod nets;
 pub mod runtime;
+pub mod train;
 
 mod python;

@@ -18,6 +18,7 @@ import torch  # noqa: F401
 
 from . import _core, datasets, exceptions
 from ._threads import get_num_threads, set_num_threads
+from .gsn import GridSearchNetwork
 from .exceptions import (
     BackendError,
     ConvergenceWarning,
@@ -38,6 +39,7 @@ __all__ = [
     "DataError",
     "DeviceError",
     "ExpressionError",
+    "GridSearchNetwork",
     "GridmatchError",
     "InterruptedWarning",
     "NotFittedError",

@@ -283,3 +283,8 @@ def load(
                     "the file is not the official release"
                 )
     return images, labels
+
+
+from ._shop import InShop, ShopBenchmark, ShopSplit, distort, fashion_shop  # noqa: E402
+
+__all__ += ["InShop", "ShopBenchmark", "ShopSplit", "distort", "fashion_shop"]

@@ -5,6 +5,7 @@
 
 mod convert;
 mod errors;
+mod gsn;
 mod heavy;
 
 use crate::data::idx;
@@ -140,5 +141,6 @@ fn core_module(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(_busy, m)?)?;
     m.add_function(wrap_pyfunction!(_tensor_scale, m)?)?;
     m.add_function(wrap_pyfunction!(_raise, m)?)?;
+    gsn::register(m)?;
     Ok(())
 }
