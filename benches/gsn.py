@@ -24,11 +24,10 @@ import statistics
 import time
 from pathlib import Path
 
+import gridmatch as gm
 import numpy as np
 import torch
 import torch.nn.functional as F
-
-import gridmatch as gm
 
 ROOT = Path(__file__).resolve().parent.parent
 KS = (1, 10, 20)
@@ -111,8 +110,14 @@ def quality(args):
                     Eq, Eg = raw(Xq), raw(Xg)
                 else:
                     params = dict(
-                        dim=128, grid=(3, 3), batch_size=args.batch, epochs=1,
-                        steps_per_epoch=args.steps, lr=1e-3, seed=seed, verbose=False,
+                        dim=128,
+                        grid=(3, 3),
+                        batch_size=args.batch,
+                        epochs=1,
+                        steps_per_epoch=args.steps,
+                        lr=1e-3,
+                        seed=seed,
+                        verbose=False,
                     )
                     params.update(kw)
                     gsn = gm.GridSearchNetwork(**params).fit(Xtr, ids, cls)
@@ -120,8 +125,11 @@ def quality(args):
                 m = metrics(Eq, iq, Eg, ig)
                 m["s"] = time.perf_counter() - t0
                 rows.setdefault((setting, name), []).append(m)
-                print(f"seed {seed} {setting:32} {name:22} "
-                      + " ".join(f"{k}={v:.3f}" for k, v in m.items()), flush=True)
+                print(
+                    f"seed {seed} {setting:32} {name:22} "
+                    + " ".join(f"{k}={v:.3f}" for k, v in m.items()),
+                    flush=True,
+                )
     return rows, time.perf_counter() - t_start
 
 
@@ -191,8 +199,17 @@ def eager_steps(X, ids, steps, batch, cells, seed, device="cpu"):
 
 def gsn_steps(X, ids, steps, batch, grid, seed, device="cpu", augment=0.0):
     gsn = gm.GridSearchNetwork(
-        dim=128, grid=grid, batch_size=batch, epochs=1, steps_per_epoch=steps, lr=1e-3,
-        seed=seed, augment=augment, schedule="constant", verbose=False, device=device,
+        dim=128,
+        grid=grid,
+        batch_size=batch,
+        epochs=1,
+        steps_per_epoch=steps,
+        lr=1e-3,
+        seed=seed,
+        augment=augment,
+        schedule="constant",
+        verbose=False,
+        device=device,
     )
     t0 = time.perf_counter()
     gsn.fit(X, ids)
@@ -218,9 +235,12 @@ def speed(args):
                 )
             med = {k: statistics.median(v) / args.speed_steps * 1000 for k, v in res.items()}
             out.append((threads, batch, med))
-            print(f"threads {threads} batch {batch}: "
-                  + " ".join(f"{k}={v:.1f}ms" for k, v in med.items())
-                  + f" ratio eager/gsn={med['eager'] / med['gsn']:.2f}", flush=True)
+            print(
+                f"threads {threads} batch {batch}: "
+                + " ".join(f"{k}={v:.1f}ms" for k, v in med.items())
+                + f" ratio eager/gsn={med['eager'] / med['gsn']:.2f}",
+                flush=True,
+            )
     gm.set_num_threads(0)
     return out
 
@@ -236,8 +256,10 @@ def machine():
                 break
     except OSError:
         pass
-    return (f"{cpu}, {os.cpu_count()} logical CPUs, torch {torch.__version__}, "
-            f"load average at start {load[0]:.1f}")
+    return (
+        f"{cpu}, {os.cpu_count()} logical CPUs, torch {torch.__version__}, "
+        f"load average at start {load[0]:.1f}"
+    )
 
 
 def write_section(text):
@@ -271,10 +293,15 @@ def report(args, mach, rows, q_seconds, speed_rows):
             "",
         ]
         for setting in dict.fromkeys(s for s, _ in rows):
-            lines += [f"**{setting}**", "", "| method | R@1 | R@10 | R@20 | MAP@R | s/run |",
-                      "|---|---|---|---|---|---|"]
-            best = max(statistics.mean(m["R@1"] for m in v)
-                       for (s, _), v in rows.items() if s == setting)
+            lines += [
+                f"**{setting}**",
+                "",
+                "| method | R@1 | R@10 | R@20 | MAP@R | s/run |",
+                "|---|---|---|---|---|---|",
+            ]
+            best = max(
+                statistics.mean(m["R@1"] for m in v) for (s, _), v in rows.items() if s == setting
+            )
             for (s, name), v in rows.items():
                 if s != setting:
                     continue

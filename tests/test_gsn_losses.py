@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import pytest
 import torch
-
 from gridmatch import _core
 
 
@@ -21,7 +20,7 @@ def torch_grad(fn, a):
     a = a.clone().requires_grad_(True)
     value = fn(a)
     (g,) = torch.autograd.grad(value, a)
-    return float(value), g
+    return float(value.detach()), g
 
 
 def unit(n, d, seed):

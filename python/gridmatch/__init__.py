@@ -18,7 +18,6 @@ import torch  # noqa: F401
 
 from . import _core, datasets, exceptions
 from ._threads import get_num_threads, set_num_threads
-from .gsn import GridSearchNetwork
 from .exceptions import (
     BackendError,
     ConvergenceWarning,
@@ -30,6 +29,7 @@ from .exceptions import (
     NotFittedError,
     ShapeError,
 )
+from .gsn import GridSearchNetwork
 
 __version__: str = _core.__version__
 

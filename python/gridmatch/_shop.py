@@ -142,9 +142,7 @@ def fashion_shop(
     out = distort(rep, strength, seed, stream).reshape(len(products), views, *X.shape[1:])
     if split == "train":
         out[:, 0] = Xp
-        return ShopSplit(
-            out.reshape(-1, *X.shape[1:]), np.repeat(ids, views), np.repeat(yp, views)
-        )
+        return ShopSplit(out.reshape(-1, *X.shape[1:]), np.repeat(ids, views), np.repeat(yp, views))
     q = ShopSplit(out[:, 0].copy(), ids, yp.astype(np.int64))
     g = ShopSplit(
         out[:, 1:].reshape(-1, *X.shape[1:]).copy(),
@@ -184,8 +182,10 @@ class InShop:
     def __init__(self, root: str | os.PathLike):
         self.root = Path(root).expanduser()
         part = None
-        for cand in (self.root / "list_eval_partition.txt",
-                     self.root / "Eval" / "list_eval_partition.txt"):
+        for cand in (
+            self.root / "list_eval_partition.txt",
+            self.root / "Eval" / "list_eval_partition.txt",
+        ):
             if cand.is_file():
                 part = cand
                 break

@@ -280,8 +280,7 @@ class GridSearchNetwork(BaseEstimator):
             margin = _DEFAULT_MARGIN.get(self.loss, 0.2)
         dev = self.device
         if not isinstance(dev, str) or not (
-            dev in ("auto", "cpu", "cuda")
-            or (dev.startswith("cuda:") and dev[5:].isdigit())
+            dev in ("auto", "cpu", "cuda") or (dev.startswith("cuda:") and dev[5:].isdigit())
         ):
             raise ValueError(f"device must be 'auto', 'cpu', 'cuda' or 'cuda:N', got {dev!r}")
         spe = self.steps_per_epoch

@@ -96,21 +96,14 @@ pub fn augment(src: &[f32], dst: &mut [f32], shape: ImageShape, strength: f64, r
                     (gy.floor() as usize).min(ELASTIC_GRID - 2),
                 );
                 let (fx, fy) = (gx - x0 as f64, gy - y0 as f64);
-                for k in 0..2 {
-                    let f00 = field[y0 * ELASTIC_GRID + x0][k];
-                    let f01 = field[y0 * ELASTIC_GRID + x0 + 1][k];
-                    let f10 = field[(y0 + 1) * ELASTIC_GRID + x0][k];
-                    let f11 = field[(y0 + 1) * ELASTIC_GRID + x0 + 1][k];
-                    let val = f00 * (1.0 - fx) * (1.0 - fy)
-                        + f01 * fx * (1.0 - fy)
-                        + f10 * (1.0 - fx) * fy
-                        + f11 * fx * fy;
-                    if k == 0 {
-                        u += val;
-                    } else {
-                        v += val;
-                    }
-                }
+                let at = |k: usize| {
+                    field[y0 * ELASTIC_GRID + x0][k] * (1.0 - fx) * (1.0 - fy)
+                        + field[y0 * ELASTIC_GRID + x0 + 1][k] * fx * (1.0 - fy)
+                        + field[(y0 + 1) * ELASTIC_GRID + x0][k] * (1.0 - fx) * fy
+                        + field[(y0 + 1) * ELASTIC_GRID + x0 + 1][k] * fx * fy
+                };
+                u += at(0);
+                v += at(1);
             }
             let (u, v) = (u * zoom + cx, v * zoom + cy);
             let sx = a * u + b * v + ox - tx;
@@ -139,7 +132,10 @@ pub fn augment(src: &[f32], dst: &mut [f32], shape: ImageShape, strength: f64, r
     if rng.chance(0.3) {
         let sigma = rng.range(0.4, 1.0) * s.min(1.5);
         let k1 = (-1.0 / (2.0 * sigma * sigma)).exp();
-        let (wk, wc) = ((k1 / (1.0 + 2.0 * k1)) as f32, (1.0 / (1.0 + 2.0 * k1)) as f32);
+        let (wk, wc) = (
+            (k1 / (1.0 + 2.0 * k1)) as f32,
+            (1.0 / (1.0 + 2.0 * k1)) as f32,
+        );
         let mut tmp = vec![0.0f32; plane];
         for ch in 0..c {
             let img = &mut dst[ch * plane..(ch + 1) * plane];
@@ -251,7 +247,12 @@ mod tests {
         assert_ne!(a[..784], a[784..1568]);
         assert!(a.iter().all(|v| (0.0..=1.0).contains(v)));
         // still mostly the same picture
-        let diff: f32 = a[..784].iter().zip(&img).map(|(x, y)| (x - y).abs()).sum::<f32>() / 784.0;
+        let diff: f32 = a[..784]
+            .iter()
+            .zip(&img)
+            .map(|(x, y)| (x - y).abs())
+            .sum::<f32>()
+            / 784.0;
         assert!(diff < 0.3, "{diff}");
     }
 }

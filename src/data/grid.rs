@@ -91,7 +91,15 @@ pub fn plan_batch(
             }
             pick.truncate(views);
         } else {
-            pick = (0..views).map(|i| if i < m.len() { m[i] } else { m[rng.below(m.len())] }).collect();
+            pick = (0..views)
+                .map(|i| {
+                    if i < m.len() {
+                        m[i]
+                    } else {
+                        m[rng.below(m.len())]
+                    }
+                })
+                .collect();
         }
         for p in pick {
             idx.push(p);
@@ -125,7 +133,9 @@ pub fn build_grids(
     let mut cell: Vec<(usize, bool)> = Vec::with_capacity(cells);
     for q in 0..b {
         cell.clear();
-        let mut same: Vec<usize> = (0..b).filter(|&j| j != q && labels[j] == labels[q]).collect();
+        let mut same: Vec<usize> = (0..b)
+            .filter(|&j| j != q && labels[j] == labels[q])
+            .collect();
         let mut other: Vec<usize> = (0..b).filter(|&j| labels[j] != labels[q]).collect();
         if same.is_empty() {
             same.push(q);
@@ -186,7 +196,11 @@ mod tests {
             assert_eq!(*i / 2, *l as usize);
         }
         let classes: Vec<i64> = lab.iter().map(|l| l % 2).collect();
-        let spec = GridSpec { rows: 3, cols: 3, positives: 2 };
+        let spec = GridSpec {
+            rows: 3,
+            cols: 3,
+            positives: 2,
+        };
         for neg in [Negatives::Random, Negatives::Hard] {
             let (g, t) = build_grids(&mut rng, &lab, Some(&classes), None, spec, neg);
             assert_eq!(g.len(), 24 * 9);
@@ -216,7 +230,11 @@ mod tests {
                 sim[i * 8 + j] = (i * 8 + j) as f32 / 64.0;
             }
         }
-        let spec = GridSpec { rows: 1, cols: 3, positives: 1 };
+        let spec = GridSpec {
+            rows: 1,
+            cols: 3,
+            positives: 1,
+        };
         let (g, t) = build_grids(&mut rng, &lab, None, Some(&sim), spec, Negatives::Mined);
         let negs: Vec<i64> = (0..3).filter(|&c| t[c] == 0.0).map(|c| g[c]).collect();
         let mut negs = negs;

@@ -88,6 +88,9 @@ mod tests {
             counts[r.below(4)] += 1;
         }
         assert!(counts.iter().all(|&c| c > 850 && c < 1150), "{counts:?}");
-        assert_ne!(Rng::derive(1, 2, 3).next_u64(), Rng::derive(1, 3, 2).next_u64());
+        assert_ne!(
+            Rng::derive(1, 2, 3).next_u64(),
+            Rng::derive(1, 3, 2).next_u64()
+        );
     }
 }

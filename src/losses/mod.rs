@@ -117,7 +117,9 @@ pub fn grid_softmax(
     temperature: f64,
 ) -> Result<Tensor, tch::TchError> {
     let y = target.f_to_kind(sim.kind())?;
-    let logp = sim.f_div_scalar(temperature)?.f_log_softmax(1, None::<Kind>)?;
+    let logp = sim
+        .f_div_scalar(temperature)?
+        .f_log_softmax(1, None::<Kind>)?;
     let npos = y
         .f_sum_dim_intlist([1i64].as_slice(), false, None::<Kind>)?
         .f_clamp_min(1.0)?;
@@ -155,7 +157,9 @@ pub fn triplet_semihard(
     let (pos, neg) = label_masks(labels)?;
     let d_ap = d.f_unsqueeze(2)?; // (a, p, 1)
     let d_an = d.f_unsqueeze(1)?; // (a, 1, n)
-    let outside = neg.f_unsqueeze(1)?.f_logical_and(&d_an.f_gt_tensor(&d_ap)?)?; // (a, p, n)
+    let outside = neg
+        .f_unsqueeze(1)?
+        .f_logical_and(&d_an.f_gt_tensor(&d_ap)?)?; // (a, p, n)
     let big = Tensor::f_from_slice(&[1e9f32])?
         .f_to_kind(d.kind())?
         .f_to_device(d.device())?;
@@ -183,7 +187,10 @@ pub fn triplet_semihard(
 pub fn contrastive(emb: &Tensor, labels: &Tensor, margin: f64) -> Result<Tensor, tch::TchError> {
     let n = emb.size().first().copied().unwrap_or(0);
     let sim = emb.f_matmul(&emb.f_tr()?)?;
-    let d2 = sim.f_mul_scalar(-2.0)?.f_add_scalar(2.0)?.f_clamp_min(1e-12)?;
+    let d2 = sim
+        .f_mul_scalar(-2.0)?
+        .f_add_scalar(2.0)?
+        .f_clamp_min(1e-12)?;
     let d = d2.f_sqrt()?;
     let (pos, _) = label_masks(labels)?;
     let y = pos.f_to_kind(d.kind())?;

@@ -2,7 +2,8 @@
 //! embedding head.
 //!
 //! - `"convnet"`: a small fully-convolutional CNN for 28×28 grayscale images
-//!   (3 conv layers, 32/64/128 channels, two 2×2 max-pools: a 7×7×128 map per 28×28).
+//!   (3 conv + batch-norm layers, 32/64/128 channels, two 2×2 max-pools: a 7×7×128 map
+//!   per 28×28).
 //! - `"resnet18"`, `"resnet50"`: torchvision's ResNets without pooling and classifier
 //!   (variable names follow torchvision, so its weights exported to safetensors load
 //!   with [`Net::load_backbone`]).
@@ -43,22 +44,33 @@ pub fn in_channels(backbone: &str) -> Option<i64> {
 }
 
 fn conv(p: nn::Path, cin: i64, cout: i64, k: i64, pad: i64, stride: i64, bias: bool) -> nn::Conv2D {
-    let cfg = nn::ConvConfig { stride, padding: pad, bias, ..Default::default() };
+    let cfg = nn::ConvConfig {
+        stride,
+        padding: pad,
+        bias,
+        ..Default::default()
+    };
     nn::conv2d(p, cin, cout, k, cfg)
 }
 
 fn convnet(p: &nn::Path, cin: i64) -> (nn::FuncT<'static>, i64) {
-    let c1 = conv(p / "conv1", cin, 32, 3, 1, 1, true);
-    let c2 = conv(p / "conv2", 32, 64, 3, 1, 1, true);
-    let c3 = conv(p / "conv3", 64, 128, 3, 1, 1, true);
-    let f = nn::func_t(move |xs, _train| {
+    let c1 = conv(p / "conv1", cin, 32, 3, 1, 1, false);
+    let b1 = nn::batch_norm2d(p / "bn1", 32, Default::default());
+    let c2 = conv(p / "conv2", 32, 64, 3, 1, 1, false);
+    let b2 = nn::batch_norm2d(p / "bn2", 64, Default::default());
+    let c3 = conv(p / "conv3", 64, 128, 3, 1, 1, false);
+    let b3 = nn::batch_norm2d(p / "bn3", 128, Default::default());
+    let f = nn::func_t(move |xs, t| {
         xs.apply(&c1)
+            .apply_t(&b1, t)
             .relu()
             .max_pool2d_default(2)
             .apply(&c2)
+            .apply_t(&b2, t)
             .relu()
             .max_pool2d_default(2)
             .apply(&c3)
+            .apply_t(&b3, t)
             .relu()
     });
     (f, 128)
@@ -81,7 +93,12 @@ fn basic_block(p: nn::Path, cin: i64, cout: i64, stride: i64) -> nn::FuncT<'stat
     let bn2 = nn::batch_norm2d(&p / "bn2", cout, Default::default());
     let ds = downsample(&p / "downsample", cin, cout, stride);
     nn::func_t(move |xs, t| {
-        let ys = xs.apply(&conv1).apply_t(&bn1, t).relu().apply(&conv2).apply_t(&bn2, t);
+        let ys = xs
+            .apply(&conv1)
+            .apply_t(&bn1, t)
+            .relu()
+            .apply(&conv2)
+            .apply_t(&bn2, t);
         (xs.apply_t(&ds, t) + ys).relu()
     })
 }
@@ -132,11 +149,13 @@ fn resnet(p: &nn::Path, cin: i64, blocks: [i64; 4], deep: bool) -> (nn::FuncT<'s
         layers.push(seq);
     }
     let f = nn::func_t(move |xs, t| {
-        let mut ys = xs
-            .apply(&conv1)
-            .apply_t(&bn1, t)
-            .relu()
-            .max_pool2d([3, 3], [2, 2], [1, 1], [1, 1], false);
+        let mut ys = xs.apply(&conv1).apply_t(&bn1, t).relu().max_pool2d(
+            [3, 3],
+            [2, 2],
+            [1, 1],
+            [1, 1],
+            false,
+        );
         for l in &layers {
             ys = ys.apply_t(l, t);
         }
@@ -167,7 +186,13 @@ impl Net {
             _ => return None,
         };
         let head = nn::linear(p / "head", c, dim, Default::default());
-        Some(Net { features, head, mean, std, prefix: format!("{}", p.components().collect::<Vec<_>>().join(".")) })
+        Some(Net {
+            features,
+            head,
+            mean,
+            std,
+            prefix: p.components().collect::<Vec<_>>().join("."),
+        })
     }
 
     fn feature_map(&self, xs: &Tensor, train: bool) -> Result<Tensor, tch::TchError> {
@@ -178,14 +203,22 @@ impl Net {
     /// L2-normalised embeddings `(n, dim)` of images `(n, c, h, w)` in `[0, 1]`.
     pub fn embed(&self, xs: &Tensor, train: bool) -> Result<Tensor, tch::TchError> {
         let f = self.feature_map(xs, train)?;
-        let pooled = f.f_adaptive_avg_pool2d([1i64, 1].as_slice())?.f_flatten(1, -1)?;
+        let pooled = f
+            .f_adaptive_avg_pool2d([1i64, 1].as_slice())?
+            .f_flatten(1, -1)?;
         normalize(&pooled.apply(&self.head))
     }
 
     /// The `(n, rows·cols, dim)` volume of normalised cell embeddings of stitched grid
     /// images `(n, c, rows·h, cols·w)`: the feature map pooled into `rows × cols`
     /// regions, then the head applied to each.
-    pub fn volume(&self, xs: &Tensor, rows: i64, cols: i64, train: bool) -> Result<Tensor, tch::TchError> {
+    pub fn volume(
+        &self,
+        xs: &Tensor,
+        rows: i64,
+        cols: i64,
+        train: bool,
+    ) -> Result<Tensor, tch::TchError> {
         let f = self.feature_map(xs, train)?;
         let n = f.size()[0];
         let pooled = f.f_adaptive_avg_pool2d([rows, cols].as_slice())?; // (n, c, r, c)
@@ -209,7 +242,9 @@ impl Net {
         let head = format!("{prefix}.backbone.");
         tch::no_grad(|| -> Result<(), tch::TchError> {
             for (name, var) in vars.iter() {
-                let Some(rest) = name.strip_prefix(&head) else { continue };
+                let Some(rest) = name.strip_prefix(&head) else {
+                    continue;
+                };
                 let src = file
                     .get(rest)
                     .or_else(|| file.get(&format!("backbone.{rest}")))
@@ -243,7 +278,10 @@ pub fn normalize(x: &Tensor) -> Result<Tensor, tch::TchError> {
 
 /// Number of trainable values in `vs`.
 pub fn parameter_count(vs: &nn::VarStore) -> i64 {
-    vs.trainable_variables().iter().map(|t| t.numel() as i64).sum()
+    vs.trainable_variables()
+        .iter()
+        .map(|t| t.numel() as i64)
+        .sum()
 }
 
 #[allow(dead_code)]
@@ -275,6 +313,8 @@ mod tests {
         let net = Net::new(&(vs.root() / "query"), "resnet18", 3, 8).unwrap();
         let x = Tensor::rand([2, 3, 64, 64], (Kind::Float, tch::Device::Cpu));
         assert_eq!(net.embed(&x, true).unwrap().size(), vec![2, 8]);
-        assert!(vs.variables().contains_key("query.backbone.layer4.1.bn2.running_mean"));
+        assert!(vs
+            .variables()
+            .contains_key("query.backbone.layer4.1.bn2.running_mean"));
     }
 }

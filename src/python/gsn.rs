@@ -8,11 +8,18 @@ use crate::data::augment::{augment_batch, ImageShape};
 use crate::data::grid::{GridSpec, Negatives};
 use crate::losses::Loss;
 use crate::runtime::Cancelled;
-use crate::train::{self, GsnError, Model, ModelSpec, Optim, Schedule, TrainConfig, TrainData, ValData};
-use numpy::{IntoPyArray, PyArrayMethods, PyReadonlyArray1, PyReadonlyArray4, PyUntypedArrayMethods};
+use crate::train::{
+    self, GsnError, Model, ModelSpec, Optim, Schedule, TrainConfig, TrainData, ValData,
+};
+use numpy::{
+    IntoPyArray, PyArrayMethods, PyReadonlyArray1, PyReadonlyArray4, PyUntypedArrayMethods,
+};
 use pyo3::prelude::*;
 use std::path::PathBuf;
 use std::sync::{Mutex, MutexGuard};
+
+/// Per-epoch `(name, value)` metrics and whether training was interrupted.
+type FitResult = (Vec<Vec<(String, f64)>>, bool);
 
 impl From<GsnError> for PyErr {
     fn from(e: GsnError) -> PyErr {
@@ -28,11 +35,16 @@ impl From<GsnError> for PyErr {
 
 fn shape_of(x: &PyReadonlyArray4<'_, f32>) -> ImageShape {
     let s = x.shape();
-    ImageShape { c: s[1], h: s[2], w: s[3] }
+    ImageShape {
+        c: s[1],
+        h: s[2],
+        w: s[3],
+    }
 }
 
 fn slice_of<'a>(x: &'a PyReadonlyArray4<'_, f32>) -> PyResult<&'a [f32]> {
-    x.as_slice().map_err(|_| error(Kind::Shape, "images must be a C-contiguous float32 array"))
+    x.as_slice()
+        .map_err(|_| error(Kind::Shape, "images must be a C-contiguous float32 array"))
 }
 
 /// A Grid Search Network model: query network (and target network in stitched mode).
@@ -43,7 +55,12 @@ pub(crate) struct GsnModel {
 
 impl GsnModel {
     fn lock(&self) -> PyResult<MutexGuard<'_, Model>> {
-        self.inner.lock().map_err(|_| error(Kind::Backend, "the model was poisoned by an earlier failure"))
+        self.inner.lock().map_err(|_| {
+            error(
+                Kind::Backend,
+                "the model was poisoned by an earlier failure",
+            )
+        })
     }
 }
 
@@ -52,10 +69,25 @@ impl GsnModel {
     /// Build an initialised model (weights seeded by `seed`) on `device`.
     #[new]
     #[pyo3(signature = (backbone, in_channels, dim, stitched, device, seed))]
-    fn new(backbone: &str, in_channels: i64, dim: i64, stitched: bool, device: &str, seed: u64) -> PyResult<Self> {
+    fn new(
+        backbone: &str,
+        in_channels: i64,
+        dim: i64,
+        stitched: bool,
+        device: &str,
+        seed: u64,
+    ) -> PyResult<Self> {
         let dev = train::resolve_device(device)?;
-        let spec = ModelSpec { backbone: backbone.to_string(), in_channels, dim, stitched, seed };
-        Ok(GsnModel { inner: Mutex::new(Model::new(spec, dev)?) })
+        let spec = ModelSpec {
+            backbone: backbone.to_string(),
+            in_channels,
+            dim,
+            stitched,
+            seed,
+        };
+        Ok(GsnModel {
+            inner: Mutex::new(Model::new(spec, dev)?),
+        })
     }
 
     /// The device of the weights, as torch names it (`"cpu"`, `"cuda:0"`).
@@ -109,7 +141,7 @@ impl GsnModel {
         checkpoint_dir: Option<PathBuf>,
         checkpoint_config: String,
         callback: Option<&Bound<'_, PyAny>>,
-    ) -> PyResult<(Vec<Vec<(String, f64)>>, bool)> {
+    ) -> PyResult<FitResult> {
         let loss = Loss::from_name(loss, hi, lo, temperature, margin)
             .ok_or_else(|| error(Kind::Shape, format!("unknown loss {loss:?}")))?;
         let negatives = Negatives::from_name(negatives)
@@ -127,7 +159,11 @@ impl GsnModel {
         };
         let cfg = TrainConfig {
             loss,
-            grid: GridSpec { rows, cols, positives },
+            grid: GridSpec {
+                rows,
+                cols,
+                positives,
+            },
             negatives,
             epochs,
             steps_per_epoch,
@@ -152,29 +188,53 @@ impl GsnModel {
         let val = match (&x_val, &ids_val) {
             (Some(xv), Some(iv)) => {
                 if shape_of(xv) != shape {
-                    return Err(error(Kind::Shape, "validation images differ in shape from the training images"));
+                    return Err(error(
+                        Kind::Shape,
+                        "validation images differ in shape from the training images",
+                    ));
                 }
-                Some(ValData { x: slice_of(xv)?, ids: iv.as_slice()? })
+                Some(ValData {
+                    x: slice_of(xv)?,
+                    ids: iv.as_slice()?,
+                })
             }
             _ => None,
         };
-        let data = TrainData { x: xs, shape, ids, classes };
+        let data = TrainData {
+            x: xs,
+            shape,
+            ids,
+            classes,
+        };
         let mut model = self.lock()?;
         let model = &mut *model;
-        let done = run_heavy(py, callback, |mon| train::fit(model, &data, val.as_ref(), &cfg, mon))?;
+        let done = run_heavy(py, callback, |mon| {
+            train::fit(model, &data, val.as_ref(), &cfg, mon)
+        })?;
         let hist = done.value.into_iter().map(|r| r.metrics).collect();
         Ok((hist, done.interrupted))
     }
 
     /// Embeddings `(n, dim)` float32 (numpy) of images `(n, c, h, w)` in `[0, 1]`.
     #[pyo3(signature = (x, batch_size=256))]
-    fn embed<'py>(&self, py: Python<'py>, x: PyReadonlyArray4<'py, f32>, batch_size: usize) -> PyResult<Bound<'py, PyAny>> {
+    fn embed<'py>(
+        &self,
+        py: Python<'py>,
+        x: PyReadonlyArray4<'py, f32>,
+        batch_size: usize,
+    ) -> PyResult<Bound<'py, PyAny>> {
         let shape = shape_of(&x);
         let xs = slice_of(&x)?;
         let mut model = self.lock()?;
         let m = &mut *model;
         if shape.c as i64 != m.spec.in_channels {
-            return Err(error(Kind::Shape, format!("images have {} channels, the network expects {}", shape.c, m.spec.in_channels)));
+            return Err(error(
+                Kind::Shape,
+                format!(
+                    "images have {} channels, the network expects {}",
+                    shape.c, m.spec.in_channels
+                ),
+            ));
         }
         let e = run_heavy(py, None, move |mon| m.embed(xs, shape, batch_size, mon))?.value;
         tensor_to_numpy(py, &e)
@@ -223,8 +283,14 @@ fn augment_images<'py>(
     let n = x.shape()[0];
     let xs = slice_of(&x)?;
     let index: Vec<usize> = (0..n).collect();
-    let out = run_heavy(py, None, |_| Ok::<_, GsnError>(augment_batch(xs, shape, &index, strength, seed, stream)))?.value;
-    Ok(out.into_pyarray(py).reshape([n, shape.c, shape.h, shape.w])?.into_any())
+    let out = run_heavy(py, None, |_| {
+        Ok::<_, GsnError>(augment_batch(xs, shape, &index, strength, seed, stream))
+    })?
+    .value;
+    Ok(out
+        .into_pyarray(py)
+        .reshape([n, shape.c, shape.h, shape.w])?
+        .into_any())
 }
 
 /// Test hook: loss and its gradient with respect to `a` (the similarity map of a grid
@@ -253,7 +319,11 @@ fn _loss_and_grad<'py>(
     let b = tensor_from_py(b)?.f_contiguous().map_err(torch_error)?;
     let (value, grad) = run_heavy(py, None, move |_| -> Result<(f64, tch::Tensor), GsnError> {
         let a = a.set_requires_grad(true);
-        let l = if kind.is_grid() { kind.grid(&a, &b)? } else { kind.pairs(&a, &b)? };
+        let l = if kind.is_grid() {
+            kind.grid(&a, &b)?
+        } else {
+            kind.pairs(&a, &b)?
+        };
         l.f_backward()?;
         Ok((l.f_double_value(&[])?, a.grad()))
     })?

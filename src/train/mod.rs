@@ -52,14 +52,22 @@ pub enum GsnError {
 pub fn resolve_device(name: &str) -> Result<Device, GsnError> {
     match name {
         "cpu" => Ok(Device::Cpu),
-        "auto" => Ok(if tch::Cuda::is_available() { Device::Cuda(0) } else { Device::Cpu }),
+        "auto" => Ok(if tch::Cuda::is_available() {
+            Device::Cuda(0)
+        } else {
+            Device::Cpu
+        }),
         _ => {
             let idx = match name.strip_prefix("cuda") {
                 Some("") => 0,
                 Some(rest) => rest
                     .strip_prefix(':')
                     .and_then(|s| s.parse::<usize>().ok())
-                    .ok_or_else(|| GsnError::Device(format!("unknown device {name:?}; use 'auto', 'cpu', 'cuda' or 'cuda:N'")))?,
+                    .ok_or_else(|| {
+                        GsnError::Device(format!(
+                            "unknown device {name:?}; use 'auto', 'cpu', 'cuda' or 'cuda:N'"
+                        ))
+                    })?,
                 None => {
                     return Err(GsnError::Device(format!(
                         "unknown device {name:?}; use 'auto', 'cpu', 'cuda' or 'cuda:N'"
@@ -106,14 +114,20 @@ pub struct Model {
 }
 
 /// Write `bytes` to `path` atomically (temporary file in the same folder, then rename).
-fn atomic_write(path: &Path, write: impl FnOnce(&Path) -> Result<(), GsnError>) -> Result<(), GsnError> {
+fn atomic_write(
+    path: &Path,
+    write: impl FnOnce(&Path) -> Result<(), GsnError>,
+) -> Result<(), GsnError> {
     let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("file");
     let ext = path.extension().and_then(|e| e.to_str()).unwrap_or("tmp");
     let tmp = path.with_file_name(format!(".{name}.{}.partial.{ext}", std::process::id()));
     write(&tmp)?;
     std::fs::rename(&tmp, path).map_err(|source| {
         let _ = std::fs::remove_file(&tmp);
-        GsnError::Io { path: path.to_path_buf(), source }
+        GsnError::Io {
+            path: path.to_path_buf(),
+            source,
+        }
     })
 }
 
@@ -121,18 +135,47 @@ impl Model {
     /// Build and initialise a model on `device` (initialisation seeded by `spec.seed`).
     pub fn new(spec: ModelSpec, device: Device) -> Result<Model, GsnError> {
         if spec.dim < 1 {
-            return Err(GsnError::Config(format!("dim must be >= 1, got {}", spec.dim)));
+            return Err(GsnError::Config(format!(
+                "dim must be >= 1, got {}",
+                spec.dim
+            )));
         }
         tch::manual_seed(spec.seed as i64);
         let vs = nn::VarStore::new(device);
-        let unknown = || GsnError::Config(format!("unknown backbone {:?}; available: {:?}", spec.backbone, crate::nets::BACKBONES));
-        let query = Net::new(&(vs.root() / "query"), &spec.backbone, spec.in_channels, spec.dim).ok_or_else(unknown)?;
+        let unknown = || {
+            GsnError::Config(format!(
+                "unknown backbone {:?}; available: {:?}",
+                spec.backbone,
+                crate::nets::BACKBONES
+            ))
+        };
+        let query = Net::new(
+            &(vs.root() / "query"),
+            &spec.backbone,
+            spec.in_channels,
+            spec.dim,
+        )
+        .ok_or_else(unknown)?;
         let target = if spec.stitched {
-            Some(Net::new(&(vs.root() / "target"), &spec.backbone, spec.in_channels, spec.dim).ok_or_else(unknown)?)
+            Some(
+                Net::new(
+                    &(vs.root() / "target"),
+                    &spec.backbone,
+                    spec.in_channels,
+                    spec.dim,
+                )
+                .ok_or_else(unknown)?,
+            )
         } else {
             None
         };
-        Ok(Model { spec, device, vs, query, target })
+        Ok(Model {
+            spec,
+            device,
+            vs,
+            query,
+            target,
+        })
     }
 
     /// Load backbone weights (torchvision naming) from a safetensors file into the
@@ -143,14 +186,23 @@ impl Model {
             n += Net::load_backbone(&self.vs, "target", path)?;
         }
         if n == 0 {
-            return Err(GsnError::Config(format!("{}: no tensor matches the backbone's variables", path.display())));
+            return Err(GsnError::Config(format!(
+                "{}: no tensor matches the backbone's variables",
+                path.display()
+            )));
         }
         Ok(n)
     }
 
     /// Embeddings `(n, dim)` (float32, CPU, L2-normalised) of images `x` (`n` planar
     /// images of `shape`, values in `[0, 1]`), computed in batches of `batch`.
-    pub fn embed(&self, x: &[f32], shape: ImageShape, batch: usize, monitor: &Monitor<'_>) -> Result<Tensor, GsnError> {
+    pub fn embed(
+        &self,
+        x: &[f32],
+        shape: ImageShape,
+        batch: usize,
+        monitor: &Monitor<'_>,
+    ) -> Result<Tensor, GsnError> {
         let len = shape.len().max(1);
         let n = x.len() / len;
         let batch = batch.max(1);
@@ -162,12 +214,20 @@ impl Model {
             }
             let end = (start + batch).min(n);
             let xb = Tensor::f_from_slice(&x[start * len..end * len])?
-                .f_view([(end - start) as i64, shape.c as i64, shape.h as i64, shape.w as i64])?
+                .f_view([
+                    (end - start) as i64,
+                    shape.c as i64,
+                    shape.h as i64,
+                    shape.w as i64,
+                ])?
                 .f_to_device(self.device)?;
             parts.push(self.query.embed(&xb, false)?.f_to_device(Device::Cpu)?);
         }
         if parts.is_empty() {
-            return Ok(Tensor::f_zeros([0, self.spec.dim], (Kind::Float, Device::Cpu))?);
+            return Ok(Tensor::f_zeros(
+                [0, self.spec.dim],
+                (Kind::Float, Device::Cpu),
+            )?);
         }
         Ok(Tensor::f_cat(&parts, 0)?)
     }
@@ -175,10 +235,18 @@ impl Model {
     /// Write `dir/weights.safetensors` and `dir/config.json` (`config_json` verbatim),
     /// each atomically.
     pub fn save(&self, dir: &Path, config_json: &str) -> Result<(), GsnError> {
-        std::fs::create_dir_all(dir).map_err(|source| GsnError::Io { path: dir.to_path_buf(), source })?;
-        atomic_write(&dir.join("weights.safetensors"), |tmp| Ok(self.vs.save(tmp)?))?;
+        std::fs::create_dir_all(dir).map_err(|source| GsnError::Io {
+            path: dir.to_path_buf(),
+            source,
+        })?;
+        atomic_write(&dir.join("weights.safetensors"), |tmp| {
+            Ok(self.vs.save(tmp)?)
+        })?;
         atomic_write(&dir.join("config.json"), |tmp| {
-            std::fs::write(tmp, config_json).map_err(|source| GsnError::Io { path: tmp.to_path_buf(), source })
+            std::fs::write(tmp, config_json).map_err(|source| GsnError::Io {
+                path: tmp.to_path_buf(),
+                source,
+            })
         })
     }
 
@@ -321,7 +389,11 @@ pub fn loo_recall_at_1(e: &Tensor, ids: &[i64]) -> Result<f64, GsnError> {
             hit += 1;
         }
     }
-    Ok(if total == 0 { f64::NAN } else { hit as f64 / total as f64 })
+    Ok(if total == 0 {
+        f64::NAN
+    } else {
+        hit as f64 / total as f64
+    })
 }
 
 /// One batch prepared for a step.
@@ -342,23 +414,35 @@ pub fn fit(
     monitor: &Monitor<'_>,
 ) -> Result<Vec<EpochRecord>, GsnError> {
     let len = data.shape.len();
-    let n = if len == 0 { 0 } else { data.x.len() / len };
+    let n = data.x.len().checked_div(len).unwrap_or(0);
     if n == 0 || data.ids.len() != n {
-        return Err(GsnError::Config(format!("{n} images but {} ids", data.ids.len())));
+        return Err(GsnError::Config(format!(
+            "{n} images but {} ids",
+            data.ids.len()
+        )));
     }
     if let Some(c) = data.classes {
         if c.len() != n {
-            return Err(GsnError::Config(format!("{n} images but {} classes", c.len())));
+            return Err(GsnError::Config(format!(
+                "{n} images but {} classes",
+                c.len()
+            )));
         }
     }
     let cells = cfg.grid.cells();
     if cfg.grid.positives < 1 || cfg.grid.positives >= cells {
-        return Err(GsnError::Config(format!("positives must be in 1..{cells} for a {}x{} grid, got {}", cfg.grid.rows, cfg.grid.cols, cfg.grid.positives)));
+        return Err(GsnError::Config(format!(
+            "positives must be in 1..{cells} for a {}x{} grid, got {}",
+            cfg.grid.rows, cfg.grid.cols, cfg.grid.positives
+        )));
     }
     let views = cfg.grid.positives + 1;
     let groups = cfg.batch_size / views;
     if groups < 2 {
-        return Err(GsnError::Config(format!("batch_size {} holds fewer than 2 ids of {views} views each", cfg.batch_size)));
+        return Err(GsnError::Config(format!(
+            "batch_size {} holds fewer than 2 ids of {views} views each",
+            cfg.batch_size
+        )));
     }
     if cfg.loss.is_grid() && model.spec.stitched != model.target.is_some() {
         return Err(GsnError::Config("model mode does not match".into()));
@@ -376,13 +460,27 @@ pub fn fit(
         members[k].push(i);
     }
     if members.len() < 2 {
-        return Err(GsnError::Config("training needs at least 2 distinct ids".into()));
+        return Err(GsnError::Config(
+            "training needs at least 2 distinct ids".into(),
+        ));
     }
-    let steps = cfg.steps_per_epoch.unwrap_or_else(|| n.div_ceil(cfg.batch_size)).max(1);
+    let steps = cfg
+        .steps_per_epoch
+        .unwrap_or_else(|| n.div_ceil(cfg.batch_size))
+        .max(1);
     let total_steps = steps * cfg.epochs;
     let mut opt = match cfg.optimizer {
-        Optim::Adam => nn::Adam { wd: cfg.weight_decay, ..Default::default() }.build(&model.vs, cfg.lr)?,
-        Optim::Sgd => nn::Sgd { momentum: 0.9, wd: cfg.weight_decay, ..Default::default() }.build(&model.vs, cfg.lr)?,
+        Optim::Adam => nn::Adam {
+            wd: cfg.weight_decay,
+            ..Default::default()
+        }
+        .build(&model.vs, cfg.lr)?,
+        Optim::Sgd => nn::Sgd {
+            momentum: 0.9,
+            wd: cfg.weight_decay,
+            ..Default::default()
+        }
+        .build(&model.vs, cfg.lr)?,
     };
     let mut rng = Rng::new(cfg.seed);
     let (mut order, mut cursor) = (Vec::new(), 0usize);
@@ -400,10 +498,20 @@ pub fn fit(
             }
             let lr = cfg.lr * cfg.schedule.factor(step_no, total_steps);
             opt.set_lr(lr);
-            let (idx, groups_of) = plan_batch(&mut rng, &members, &mut order, &mut cursor, groups, views);
+            let (idx, groups_of) =
+                plan_batch(&mut rng, &members, &mut order, &mut cursor, groups, views);
             let labels: Vec<i64> = groups_of.iter().map(|&k| id_of_group[k as usize]).collect();
-            let classes = data.classes.map(|c| idx.iter().map(|&i| c[i]).collect::<Vec<_>>());
-            let pixels = augment_batch(data.x, shape, &idx, cfg.augment, cfg.seed, step_no as u64 + 1);
+            let classes = data
+                .classes
+                .map(|c| idx.iter().map(|&i| c[i]).collect::<Vec<_>>());
+            let pixels = augment_batch(
+                data.x,
+                shape,
+                &idx,
+                cfg.augment,
+                cfg.seed,
+                step_no as u64 + 1,
+            );
             let b = idx.len() as i64;
             let x = Tensor::f_from_slice(&pixels)?
                 .f_view([b, dims[0], dims[1], dims[2]])?
@@ -419,7 +527,10 @@ pub fn fit(
         }
         let mut metrics = vec![
             ("loss".to_string(), loss_sum / loss_n.max(1) as f64),
-            ("lr".to_string(), cfg.lr * cfg.schedule.factor(step_no, total_steps)),
+            (
+                "lr".to_string(),
+                cfg.lr * cfg.schedule.factor(step_no, total_steps),
+            ),
         ];
         if let Some(v) = val {
             let e = model.embed(v.x, shape, 512, &Monitor::none())?;
@@ -431,7 +542,11 @@ pub fn fit(
         }
         let rec = EpochRecord { epoch, metrics };
         history.push(rec.clone());
-        let keep_going = monitor.report(&Progress { step: epoch, total: Some(cfg.epochs), metrics: rec.metrics });
+        let keep_going = monitor.report(&Progress {
+            step: epoch,
+            total: Some(cfg.epochs),
+            metrics: rec.metrics,
+        });
         if !keep_going || loss_n < steps {
             break;
         }
@@ -440,7 +555,12 @@ pub fn fit(
 }
 
 /// Loss of one step (with the autograd graph).
-fn step_loss(model: &Model, batch: &StepBatch, cfg: &TrainConfig, rng: &mut Rng) -> Result<Tensor, GsnError> {
+fn step_loss(
+    model: &Model,
+    batch: &StepBatch,
+    cfg: &TrainConfig,
+    rng: &mut Rng,
+) -> Result<Tensor, GsnError> {
     let b = batch.labels.len() as i64;
     let dev = model.device;
     if !cfg.loss.is_grid() {
@@ -449,15 +569,35 @@ fn step_loss(model: &Model, batch: &StepBatch, cfg: &TrainConfig, rng: &mut Rng)
         return Ok(cfg.loss.pairs(&e, &labels)?);
     }
     let cells = cfg.grid.cells() as i64;
-    let need_sim = cfg.negatives == Negatives::Mined || (cfg.negatives == Negatives::Hard && batch.classes.is_none());
+    let need_sim = cfg.negatives == Negatives::Mined
+        || (cfg.negatives == Negatives::Hard && batch.classes.is_none());
     match &model.target {
         None => {
             let e = model.query.embed(&batch.x, true)?;
             let full = e.f_matmul(&e.f_tr()?)?;
-            let sim_cpu = if need_sim { Some(Vec::<f32>::try_from(full.f_detach()?.f_to_device(Device::Cpu)?.f_flatten(0, -1)?)?) } else { None };
-            let (g, t) = build_grids(rng, &batch.labels, batch.classes.as_deref(), sim_cpu.as_deref(), cfg.grid, cfg.negatives);
-            let g = Tensor::f_from_slice(&g)?.f_view([b, cells])?.f_to_device(dev)?;
-            let t = Tensor::f_from_slice(&t)?.f_view([b, cells])?.f_to_device(dev)?;
+            let sim_cpu = if need_sim {
+                Some(Vec::<f32>::try_from(
+                    full.f_detach()?
+                        .f_to_device(Device::Cpu)?
+                        .f_flatten(0, -1)?,
+                )?)
+            } else {
+                None
+            };
+            let (g, t) = build_grids(
+                rng,
+                &batch.labels,
+                batch.classes.as_deref(),
+                sim_cpu.as_deref(),
+                cfg.grid,
+                cfg.negatives,
+            );
+            let g = Tensor::f_from_slice(&g)?
+                .f_view([b, cells])?
+                .f_to_device(dev)?;
+            let t = Tensor::f_from_slice(&t)?
+                .f_view([b, cells])?
+                .f_to_device(dev)?;
             let sim = full.f_gather(1, &g, false)?;
             Ok(cfg.loss.grid(&sim, &t)?)
         }
@@ -465,13 +605,26 @@ fn step_loss(model: &Model, batch: &StepBatch, cfg: &TrainConfig, rng: &mut Rng)
             let q = model.query.embed(&batch.x, true)?;
             let sim_cpu = if need_sim {
                 let qd = q.f_detach()?;
-                Some(Vec::<f32>::try_from(qd.f_matmul(&qd.f_tr()?)?.f_to_device(Device::Cpu)?.f_flatten(0, -1)?)?)
+                Some(Vec::<f32>::try_from(
+                    qd.f_matmul(&qd.f_tr()?)?
+                        .f_to_device(Device::Cpu)?
+                        .f_flatten(0, -1)?,
+                )?)
             } else {
                 None
             };
-            let (g, t) = build_grids(rng, &batch.labels, batch.classes.as_deref(), sim_cpu.as_deref(), cfg.grid, cfg.negatives);
+            let (g, t) = build_grids(
+                rng,
+                &batch.labels,
+                batch.classes.as_deref(),
+                sim_cpu.as_deref(),
+                cfg.grid,
+                cfg.negatives,
+            );
             let g = Tensor::f_from_slice(&g)?.f_to_device(dev)?;
-            let t = Tensor::f_from_slice(&t)?.f_view([b, cells])?.f_to_device(dev)?;
+            let t = Tensor::f_from_slice(&t)?
+                .f_view([b, cells])?
+                .f_to_device(dev)?;
             let stitched = stitch(&batch.x, &g, b, cfg.grid.rows as i64, cfg.grid.cols as i64)?;
             let vol = target.volume(&stitched, cfg.grid.rows as i64, cfg.grid.cols as i64, true)?; // (b, cells, d)
             let sim = vol.f_bmm(&q.f_unsqueeze(2)?)?.f_squeeze_dim(2)?;
@@ -482,7 +635,13 @@ fn step_loss(model: &Model, batch: &StepBatch, cfg: &TrainConfig, rng: &mut Rng)
 
 /// Stitch grids: images `x` `(b, c, h, w)`, cell indices `g` `(b·rows·cols,)` into the
 /// batch → `(b, c, rows·h, cols·w)` (cell `r·cols + k` at row `r`, column `k`).
-pub fn stitch(x: &Tensor, g: &Tensor, b: i64, rows: i64, cols: i64) -> Result<Tensor, tch::TchError> {
+pub fn stitch(
+    x: &Tensor,
+    g: &Tensor,
+    b: i64,
+    rows: i64,
+    cols: i64,
+) -> Result<Tensor, tch::TchError> {
     let s = x.size();
     let (c, h, w) = (s[1], s[2], s[3]);
     x.f_index_select(0, g)?
@@ -517,7 +676,11 @@ mod tests {
     fn cfg(loss: Loss, epochs: usize) -> TrainConfig {
         TrainConfig {
             loss,
-            grid: GridSpec { rows: 2, cols: 2, positives: 1 },
+            grid: GridSpec {
+                rows: 2,
+                cols: 2,
+                positives: 1,
+            },
             negatives: Negatives::Random,
             epochs,
             steps_per_epoch: Some(4),
@@ -536,8 +699,19 @@ mod tests {
     #[test]
     fn training_is_deterministic_and_runs_every_loss() {
         let (x, ids) = toy(8, 1);
-        let data = TrainData { x: &x, shape: ImageShape { c: 1, h: 28, w: 28 }, ids: &ids, classes: None };
-        let spec = ModelSpec { backbone: "convnet".into(), in_channels: 1, dim: 8, stitched: false, seed: 1 };
+        let data = TrainData {
+            x: &x,
+            shape: ImageShape { c: 1, h: 28, w: 28 },
+            ids: &ids,
+            classes: None,
+        };
+        let spec = ModelSpec {
+            backbone: "convnet".into(),
+            in_channels: 1,
+            dim: 8,
+            stitched: false,
+            seed: 1,
+        };
         let run = |loss| {
             let mut m = Model::new(spec.clone(), Device::Cpu).unwrap();
             let h = fit(&mut m, &data, None, &cfg(loss, 1), &Monitor::none()).unwrap();
@@ -545,7 +719,12 @@ mod tests {
         };
         let dm = Loss::DoubleMargin { hi: 0.9, lo: 0.0 };
         assert_eq!(run(dm), run(dm));
-        for loss in [Loss::GridSoftmax { temperature: 0.1 }, Loss::Triplet { margin: 0.2 }, Loss::Contrastive { margin: 1.0 }, Loss::NtXent { temperature: 0.1 }] {
+        for loss in [
+            Loss::GridSoftmax { temperature: 0.1 },
+            Loss::Triplet { margin: 0.2 },
+            Loss::Contrastive { margin: 1.0 },
+            Loss::NtXent { temperature: 0.1 },
+        ] {
             assert!(run(loss).is_finite());
         }
         let mut st = spec.clone();
@@ -557,7 +736,10 @@ mod tests {
 
     #[test]
     fn stitch_places_cells() {
-        let x = Tensor::arange(4, (Kind::Float, Device::Cpu)).view([4, 1, 1, 1]).expand([4, 1, 2, 2], false).contiguous();
+        let x = Tensor::arange(4, (Kind::Float, Device::Cpu))
+            .view([4, 1, 1, 1])
+            .expand([4, 1, 2, 2], false)
+            .contiguous();
         let g = Tensor::from_slice(&[3i64, 2, 1, 0, 0, 1]);
         let s = stitch(&x, &g, 1, 2, 3).unwrap();
         assert_eq!(s.size(), vec![1, 1, 4, 6]);
