@@ -6,6 +6,7 @@
 //! Areas:
 //! - [`data`]: dataset readers (IDX), augmentations, the GSN grid sampler.
 //! - [`losses`], [`nets`], [`train`]: the Grid Search Network.
+//! - [`retrieval`]: exact kNN (blocked GEMM + top-k) and retrieval metrics.
 //! - [`runtime`]: thread pools, cancellation and progress reporting shared by every
 //!   long-running computation.
 
@@ -14,6 +15,7 @@
 pub mod data;
 pub mod losses;
 pub mod nets;
+pub mod retrieval;
 pub mod runtime;
 pub mod train;
 

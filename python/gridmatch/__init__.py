@@ -16,7 +16,7 @@ from __future__ import annotations
 # libtorch must be loaded (through the torch package) before the extension module.
 import torch  # noqa: F401
 
-from . import _core, datasets, exceptions
+from . import _core, datasets, exceptions, retrieval
 from ._threads import get_num_threads, set_num_threads
 from .exceptions import (
     BackendError,
@@ -47,6 +47,7 @@ __all__ = [
     "__version__",
     "datasets",
     "exceptions",
+    "retrieval",
     "get_num_threads",
     "set_num_threads",
 ]

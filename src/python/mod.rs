@@ -7,6 +7,7 @@ mod convert;
 mod errors;
 mod gsn;
 mod heavy;
+mod retrieval;
 
 use crate::data::idx;
 use crate::runtime::{self, Cancelled, Progress};
@@ -142,5 +143,6 @@ fn core_module(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(_tensor_scale, m)?)?;
     m.add_function(wrap_pyfunction!(_raise, m)?)?;
     gsn::register(m)?;
+    retrieval::register(m)?;
     Ok(())
 }
