@@ -33,27 +33,12 @@ ROOT = Path(__file__).resolve().parent.parent
 KS = (1, 10, 20)
 
 
-# --- metrics (numpy; gm.retrieval is used when available) ---------------------------
-def metrics(Eq, iq, Eg, ig, exclude_self=False):
-    """recall@k (a relevant item in the top k) and MAP@R (Musgrave et al. 2020)."""
-    S = Eq @ Eg.T
-    if exclude_self:
-        np.fill_diagonal(S, -np.inf)
-    kmax = max(KS)
-    rel_count = (ig[None, :] == iq[:, None]).sum(1) - (1 if exclude_self else 0)
-    R = int(rel_count.max())
-    top = np.argsort(-S, axis=1)[:, : max(kmax, R)]
-    hits = ig[top] == iq[:, None]
-    out = {f"R@{k}": float(hits[:, :k].any(1).mean()) for k in KS}
-    ap = []
-    for i in range(len(iq)):
-        r = int(rel_count[i])
-        if r == 0:
-            continue
-        h = hits[i, :r]
-        prec = np.cumsum(h) / np.arange(1, r + 1)
-        ap.append(float((prec * h).sum() / r))
-    out["MAP@R"] = float(np.mean(ap))
+# --- metrics ----------------------------------------------------------------------------
+def metrics(Eq, iq, Eg, ig):
+    """recall@k and MAP@R (Musgrave et al. 2020) by gm.retrieval.evaluate (exact, cosine)."""
+    ev = gm.retrieval.evaluate(Eq, iq, Eg, ig, ks=KS)
+    out = {f"R@{k}": float(ev[f"recall@{k}"]) for k in KS}
+    out["MAP@R"] = float(ev["map@r"])
     return out
 
 
@@ -135,20 +120,23 @@ def quality(args):
 
 # --- speed ----------------------------------------------------------------------------
 class ConvNet(torch.nn.Module):
-    """The same network as gridmatch's "convnet" (3 convs, 2 pools, avg-pool, linear)."""
+    """The same network as gridmatch's "convnet" (3 conv+BN, 2 pools, avg-pool, linear)."""
 
     def __init__(self, dim):
         super().__init__()
-        self.c1 = torch.nn.Conv2d(1, 32, 3, padding=1)
-        self.c2 = torch.nn.Conv2d(32, 64, 3, padding=1)
-        self.c3 = torch.nn.Conv2d(64, 128, 3, padding=1)
+        self.c1 = torch.nn.Conv2d(1, 32, 3, padding=1, bias=False)
+        self.b1 = torch.nn.BatchNorm2d(32)
+        self.c2 = torch.nn.Conv2d(32, 64, 3, padding=1, bias=False)
+        self.b2 = torch.nn.BatchNorm2d(64)
+        self.c3 = torch.nn.Conv2d(64, 128, 3, padding=1, bias=False)
+        self.b3 = torch.nn.BatchNorm2d(128)
         self.head = torch.nn.Linear(128, dim)
 
     def forward(self, x):
         x = (x - 0.5) / 0.25
-        x = F.max_pool2d(F.relu(self.c1(x)), 2)
-        x = F.max_pool2d(F.relu(self.c2(x)), 2)
-        x = F.relu(self.c3(x))
+        x = F.max_pool2d(F.relu(self.b1(self.c1(x))), 2)
+        x = F.max_pool2d(F.relu(self.b2(self.c2(x))), 2)
+        x = F.relu(self.b3(self.c3(x)))
         x = F.adaptive_avg_pool2d(x, 1).flatten(1)
         return F.normalize(self.head(x), dim=1)
 

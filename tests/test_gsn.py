@@ -119,7 +119,7 @@ def test_checkpoints_every_epoch(tmp_path, fmnist):
     gsn = gm.GridSearchNetwork(checkpoint_dir=tmp_path / "ckpt", **params)
     gsn.fit(X[:100], y[:100], callback=cb)
     assert [s[:2] for s in seen] == [(1, 2), (2, 2)]
-    assert seen[0][2] == ["loss", "lr", "seconds"]
+    assert seen[0][2] == ["loss", "lr", "seconds"]  # no validation data given
     back = gm.GridSearchNetwork.load(tmp_path / "ckpt")
     np.testing.assert_array_equal(back.embed(X[:5]), gsn.embed(X[:5]))
 

@@ -10,7 +10,7 @@
 //! single pass, similarity map = correlation of the query vector with the target
 //! network's `rows×cols×dim` volume). Pair losses use the batch embeddings and ids.
 
-use crate::data::augment::{augment_batch, ImageShape};
+use crate::data::augment::{augment, ImageShape};
 use crate::data::grid::{build_grids, plan_batch, GridSpec, Negatives};
 use crate::data::rng::Rng;
 use crate::losses::Loss;
@@ -347,7 +347,8 @@ pub struct TrainData<'a> {
     pub classes: Option<&'a [i64]>,
 }
 
-/// Validation images with ids: leave-one-out recall@1 is reported per epoch.
+/// Validation images with ids: leave-one-out recall@1/@10 and MAP@R are reported per
+/// epoch.
 pub struct ValData<'a> {
     /// Planar images.
     pub x: &'a [f32],
@@ -364,36 +365,38 @@ pub struct EpochRecord {
     pub metrics: Vec<(String, f64)>,
 }
 
-/// Leave-one-out recall@1 of embeddings `e` (n, d) with ids: the share of images whose
-/// nearest other image (cosine) has the same id, among images whose id occurs twice.
-pub fn loo_recall_at_1(e: &Tensor, ids: &[i64]) -> Result<f64, GsnError> {
-    let n = ids.len() as i64;
-    if n < 2 {
-        return Ok(f64::NAN);
-    }
-    let sim = e.f_matmul(&e.f_tr()?)?;
-    let eye = Tensor::f_eye(n, (Kind::Bool, sim.device()))?;
-    let sim = sim.f_masked_fill(&eye, f64::NEG_INFINITY)?;
-    let nn_idx = Vec::<i64>::try_from(sim.f_argmax(1, false)?.f_to_device(Device::Cpu)?)?;
-    let mut counts: HashMap<i64, usize> = HashMap::new();
-    for &i in ids {
-        *counts.entry(i).or_default() += 1;
-    }
-    let (mut hit, mut total) = (0usize, 0usize);
-    for (q, &j) in nn_idx.iter().enumerate() {
-        if counts.get(&ids[q]).copied().unwrap_or(0) < 2 {
-            continue;
-        }
-        total += 1;
-        if ids.get(j as usize) == Some(&ids[q]) {
-            hit += 1;
-        }
-    }
-    Ok(if total == 0 {
-        f64::NAN
-    } else {
-        hit as f64 / total as f64
-    })
+/// Leave-one-out retrieval metrics of embeddings `e` `(n, d)` (CPU) with ids, by
+/// [`crate::retrieval::evaluate`] (cosine, each image a query against all the others):
+/// `val_recall@1`, `val_recall@10`, `val_map@r`. Queries whose id occurs once are
+/// left out of the averages.
+pub fn validation_metrics(e: &Tensor, ids: &[i64]) -> Result<Vec<(String, f64)>, GsnError> {
+    use crate::retrieval::{evaluate, EvalOptions, KnnOptions, Metric};
+    let n = ids.len();
+    let dim = e.size().get(1).copied().unwrap_or(0) as usize;
+    let values = Vec::<f32>::try_from(
+        e.f_to_device(Device::Cpu)?
+            .f_contiguous()?
+            .f_flatten(0, -1)?,
+    )?;
+    let view = ndarray::ArrayView2::from_shape((n, dim), &values)
+        .map_err(|err| GsnError::Config(format!("validation embeddings: {err}")))?;
+    let ks: Vec<usize> = [1usize, 10].into_iter().filter(|&k| k < n).collect();
+    let options = EvalOptions {
+        ks: if ks.is_empty() { vec![1] } else { ks },
+        knn: KnnOptions {
+            exclude_self: true,
+            ..KnnOptions::new(Metric::Cosine)
+        },
+    };
+    let ev = evaluate(view, ids, view, ids, &options, &Monitor::none())
+        .map_err(|err| GsnError::Config(format!("validation metrics: {err}")))?;
+    let mut out: Vec<(String, f64)> = ev
+        .recall
+        .iter()
+        .map(|&(k, r)| (format!("val_recall@{k}"), r))
+        .collect();
+    out.push(("val_map@r".to_string(), ev.map_at_r));
+    Ok(out)
 }
 
 /// One batch prepared for a step.
@@ -404,7 +407,7 @@ struct StepBatch {
 }
 
 /// Train `model` on `data`. Reports one [`Progress`] per epoch (metrics `loss`, `lr`,
-/// `seconds`, and `val_recall@1` when `val` is given); stops early, keeping the
+/// `seconds`, and `val_recall@1`, `val_recall@10`, `val_map@r` when `val` is given); stops early, keeping the
 /// weights, when the monitor is cancelled. Returns the epoch records.
 pub fn fit(
     model: &mut Model,
@@ -482,76 +485,146 @@ pub fn fit(
         }
         .build(&model.vs, cfg.lr)?,
     };
+    // Batches (ids, views, augmentations) are prepared one step ahead on a helper
+    // thread while libtorch computes the current step; grids (which may mine the
+    // current embeddings) are built on the training thread. Both streams are seeded, so
+    // results do not depend on timing.
     let mut rng = Rng::new(cfg.seed);
-    let (mut order, mut cursor) = (Vec::new(), 0usize);
     let shape = data.shape;
     let dims = [shape.c as i64, shape.h as i64, shape.w as i64];
     let mut history = Vec::new();
     let mut step_no = 0usize;
-    'epochs: for epoch in 1..=cfg.epochs {
-        let t0 = Instant::now();
-        let mut loss_sum = 0.0;
-        let mut loss_n = 0usize;
-        for _ in 0..steps {
-            if monitor.is_cancelled() {
-                break 'epochs;
-            }
-            let lr = cfg.lr * cfg.schedule.factor(step_no, total_steps);
-            opt.set_lr(lr);
+    let (tx, rx) = std::sync::mpsc::sync_channel::<Prepared>(2);
+    let members = &members;
+    let id_of_group = &id_of_group;
+    let producer = move || {
+        let mut rng = Rng::derive(cfg.seed, 0xBA7C, 0);
+        let (mut order, mut cursor) = (Vec::new(), 0usize);
+        for step in 0..total_steps {
             let (idx, groups_of) =
-                plan_batch(&mut rng, &members, &mut order, &mut cursor, groups, views);
+                plan_batch(&mut rng, members, &mut order, &mut cursor, groups, views);
             let labels: Vec<i64> = groups_of.iter().map(|&k| id_of_group[k as usize]).collect();
             let classes = data
                 .classes
                 .map(|c| idx.iter().map(|&i| c[i]).collect::<Vec<_>>());
-            let pixels = augment_batch(
-                data.x,
-                shape,
-                &idx,
-                cfg.augment,
-                cfg.seed,
-                step_no as u64 + 1,
-            );
-            let b = idx.len() as i64;
-            let x = Tensor::f_from_slice(&pixels)?
-                .f_view([b, dims[0], dims[1], dims[2]])?
-                .f_to_device(model.device)?;
-            let batch = StepBatch { x, labels, classes };
-            let loss = step_loss(model, &batch, cfg, &mut rng)?;
-            opt.zero_grad();
-            loss.f_backward()?;
-            opt.step();
-            loss_sum += loss.f_double_value(&[])?;
-            loss_n += 1;
-            step_no += 1;
+            let pixels = augment_seq(data.x, shape, &idx, cfg.augment, cfg.seed, step as u64 + 1);
+            if tx
+                .send(Prepared {
+                    pixels,
+                    labels,
+                    classes,
+                })
+                .is_err()
+            {
+                break;
+            }
         }
-        let mut metrics = vec![
-            ("loss".to_string(), loss_sum / loss_n.max(1) as f64),
-            (
-                "lr".to_string(),
-                cfg.lr * cfg.schedule.factor(step_no, total_steps),
-            ),
-        ];
-        if let Some(v) = val {
-            let e = model.embed(v.x, shape, 512, &Monitor::none())?;
-            metrics.push(("val_recall@1".to_string(), loo_recall_at_1(&e, v.ids)?));
+    };
+    std::thread::scope(|scope| -> Result<(), GsnError> {
+        scope.spawn(producer);
+        let rx = rx;
+        'epochs: for epoch in 1..=cfg.epochs {
+            let t0 = Instant::now();
+            let mut loss_acc: Option<Tensor> = None;
+            let mut loss_n = 0usize;
+            for _ in 0..steps {
+                if monitor.is_cancelled() {
+                    break 'epochs;
+                }
+                let lr = cfg.lr * cfg.schedule.factor(step_no, total_steps);
+                opt.set_lr(lr);
+                let Ok(prep) = rx.recv() else {
+                    return Err(GsnError::Config(
+                        "the batch preparation thread stopped".into(),
+                    ));
+                };
+                let b = prep.labels.len() as i64;
+                let x = Tensor::f_from_slice(&prep.pixels)?
+                    .f_view([b, dims[0], dims[1], dims[2]])?
+                    .f_to_device(model.device)?;
+                let batch = StepBatch {
+                    x,
+                    labels: prep.labels,
+                    classes: prep.classes,
+                };
+                let loss = step_loss(model, &batch, cfg, &mut rng)?;
+                opt.zero_grad();
+                loss.f_backward()?;
+                opt.step();
+                let l = loss.f_detach()?;
+                loss_acc = Some(match loss_acc {
+                    Some(acc) => acc.f_add(&l)?,
+                    None => l,
+                });
+                loss_n += 1;
+                step_no += 1;
+            }
+            let loss_sum = match &loss_acc {
+                Some(t) => t.f_double_value(&[])?,
+                None => f64::NAN,
+            };
+            let mut metrics = vec![
+                ("loss".to_string(), loss_sum / loss_n.max(1) as f64),
+                (
+                    "lr".to_string(),
+                    cfg.lr * cfg.schedule.factor(step_no, total_steps),
+                ),
+            ];
+            if let Some(v) = val {
+                let e = model.embed(v.x, shape, 512, &Monitor::none())?;
+                metrics.extend(validation_metrics(&e, v.ids)?);
+            }
+            metrics.push(("seconds".to_string(), t0.elapsed().as_secs_f64()));
+            if let Some(dir) = &cfg.checkpoint_dir {
+                model.save(dir, &cfg.checkpoint_config)?;
+            }
+            let rec = EpochRecord { epoch, metrics };
+            history.push(rec.clone());
+            let keep_going = monitor.report(&Progress {
+                step: epoch,
+                total: Some(cfg.epochs),
+                metrics: rec.metrics,
+            });
+            if !keep_going || loss_n < steps {
+                break;
+            }
         }
-        metrics.push(("seconds".to_string(), t0.elapsed().as_secs_f64()));
-        if let Some(dir) = &cfg.checkpoint_dir {
-            model.save(dir, &cfg.checkpoint_config)?;
-        }
-        let rec = EpochRecord { epoch, metrics };
-        history.push(rec.clone());
-        let keep_going = monitor.report(&Progress {
-            step: epoch,
-            total: Some(cfg.epochs),
-            metrics: rec.metrics,
-        });
-        if !keep_going || loss_n < steps {
-            break;
+        drop(rx);
+        Ok(())
+    })?;
+    Ok(history)
+}
+
+/// Distort images `index` of `src` sequentially (one generator per output slot, as in
+/// [`augment_batch`], so both give the same result).
+fn augment_seq(
+    src: &[f32],
+    shape: ImageShape,
+    index: &[usize],
+    strength: f64,
+    seed: u64,
+    stream: u64,
+) -> Vec<f32> {
+    let len = shape.len();
+    let mut out = vec![0.0f32; index.len() * len];
+    if len == 0 {
+        return out;
+    }
+    for (i, (dst, &j)) in out.chunks_mut(len).zip(index).enumerate() {
+        let mut rng = Rng::derive(seed, stream, i as u64);
+        match src.get(j * len..(j + 1) * len) {
+            Some(img) => augment(img, dst, shape, strength, &mut rng),
+            None => dst.fill(0.0),
         }
     }
-    Ok(history)
+    out
+}
+
+/// A batch prepared by the helper thread.
+struct Prepared {
+    pixels: Vec<f32>,
+    labels: Vec<i64>,
+    classes: Option<Vec<i64>>,
 }
 
 /// Loss of one step (with the autograd graph).
