@@ -188,6 +188,9 @@ def test_bad_input_raises_clear_errors(fmnist):
         dict(positives=0),
         dict(batch_size=3),
         dict(lr=-1.0),
+        dict(temperature=0.0),
+        dict(hi="high"),
+        dict(augment=float("nan")),
         dict(mode="stitched", loss="triplet"),
         dict(backbone="vgg"),
         dict(device="tpu"),
@@ -242,3 +245,21 @@ def test_cli_train(tmp_path, data_root, monkeypatch, capsys):
     assert "model saved" in out
     gsn = gm.GridSearchNetwork.load(tmp_path / "m")
     assert gsn.embed(np.zeros((1, 28, 28), np.uint8)).shape == (1, 8)
+
+
+def test_ctrl_c_stops_training_and_keeps_the_model(fmnist):
+    import os
+    import signal
+    import threading
+
+    X, y = fmnist
+    timer = threading.Timer(1.0, lambda: os.kill(os.getpid(), signal.SIGINT))
+    gsn = gm.GridSearchNetwork(**{**FAST, "epochs": 10_000, "steps_per_epoch": 2})
+    timer.start()
+    try:
+        with pytest.warns(gm.InterruptedWarning):
+            gsn.fit(X[:100], y[:100])
+    finally:
+        timer.cancel()
+    assert gsn.interrupted_ and 0 < len(gsn.history_) < 10_000
+    assert gsn.embed(X[:2]).shape == (2, 16)

@@ -245,13 +245,16 @@ class GridSearchNetwork(BaseEstimator):
                 raise ValueError(f"{name} must be >= {low}, got {value}")
             return value
 
-        def number(name: str, positive: bool = False) -> float:
+        def number(name: str, low: float | None = None, strict: bool = False) -> float:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, float, np.number)):
                 raise ValueError(f"{name} must be a number, got {value!r}")
-            if not np.isfinite(value) or (positive and value <= 0) or value < 0 and positive:
-                raise ValueError(f"{name} must be a {'positive ' if positive else ''}number")
-            return float(value)
+            value = float(value)
+            if not np.isfinite(value):
+                raise ValueError(f"{name} must be finite, got {value}")
+            if low is not None and (value < low or (strict and value == low)):
+                raise ValueError(f"{name} must be {'>' if strict else '>='} {low}, got {value}")
+            return value
 
         choice("backbone", BACKBONES)
         choice("negatives", NEGATIVES)
@@ -275,9 +278,10 @@ class GridSearchNetwork(BaseEstimator):
             raise ValueError(
                 f"batch_size={batch} must hold at least 2 ids of positives+1={positives + 1} views"
             )
-        margin = self.margin
-        if margin is None:
+        if self.margin is None:
             margin = _DEFAULT_MARGIN.get(self.loss, 0.2)
+        else:
+            margin = number("margin", 0.0)
         dev = self.device
         if not isinstance(dev, str) or not (
             dev in ("auto", "cpu", "cuda") or (dev.startswith("cuda:") and dev[5:].isdigit())
@@ -291,12 +295,12 @@ class GridSearchNetwork(BaseEstimator):
             "dim": integer("dim", 1),
             "epochs": integer("epochs", 0),
             "batch_size": batch,
-            "lr": number("lr", positive=True),
-            "weight_decay": number("weight_decay"),
-            "augment": number("augment"),
-            "hi": number("hi") if self.hi >= 0 else float(self.hi),
-            "lo": float(self.lo),
-            "temperature": number("temperature", positive=True),
+            "lr": number("lr", 0.0, strict=True),
+            "weight_decay": number("weight_decay", 0.0),
+            "augment": number("augment", 0.0),
+            "hi": number("hi"),
+            "lo": number("lo"),
+            "temperature": number("temperature", 0.0, strict=True),
             "margin": float(margin),
             "seed": integer("seed", 0),
             "steps_per_epoch": None if spe is None else integer("steps_per_epoch", 1),
