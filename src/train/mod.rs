@@ -808,6 +808,15 @@ mod tests {
     }
 
     #[test]
+    fn sequential_and_parallel_augmentation_agree() {
+        let (x, _) = toy(3, 1);
+        let shape = ImageShape { c: 1, h: 28, w: 28 };
+        let idx = [2usize, 0, 1, 2];
+        let par = crate::data::augment::augment_batch(&x, shape, &idx, 1.0, 7, 3);
+        assert_eq!(augment_seq(&x, shape, &idx, 1.0, 7, 3), par);
+    }
+
+    #[test]
     fn stitch_places_cells() {
         let x = Tensor::arange(4, (Kind::Float, Device::Cpu))
             .view([4, 1, 1, 1])
