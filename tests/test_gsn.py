@@ -263,3 +263,11 @@ def test_ctrl_c_stops_training_and_keeps_the_model(fmnist):
         timer.cancel()
     assert gsn.interrupted_ and 0 < len(gsn.history_) < 10_000
     assert gsn.embed(X[:2]).shape == (2, 16)
+
+
+def test_hard_negatives_without_classes_fall_back_to_mined(fmnist):
+    X, y = fmnist
+    kw = {**FAST, "negatives": "hard", "seed": 5}
+    hard = gm.GridSearchNetwork(**kw).fit(X[:100], y[:100]).embed(X[:10])
+    mined = gm.GridSearchNetwork(**{**kw, "negatives": "mined"}).fit(X[:100], y[:100])
+    np.testing.assert_array_equal(hard, mined.embed(X[:10]))
