@@ -4,7 +4,8 @@
 //! bindings that the `gridmatch` Python package loads as `gridmatch._core`.
 //!
 //! Areas:
-//! - [`data`]: dataset readers (IDX).
+//! - [`data`]: dataset readers (IDX), augmentations, the GSN grid sampler.
+//! - [`losses`], [`nets`], [`train`]: the Grid Search Network.
 //! - [`retrieval`]: exact kNN (blocked GEMM + top-k) and retrieval metrics.
 //! - [`runtime`]: thread pools, cancellation and progress reporting shared by every
 //!   long-running computation.
@@ -12,8 +13,11 @@
 #![deny(unsafe_op_in_unsafe_fn)]
 
 pub mod data;
+pub mod losses;
+pub mod nets;
 pub mod retrieval;
 pub mod runtime;
 pub mod svm;
+pub mod train;
 
 mod python;

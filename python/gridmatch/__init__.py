@@ -29,6 +29,7 @@ from .exceptions import (
     NotFittedError,
     ShapeError,
 )
+from .gsn import GridSearchNetwork
 
 __version__: str = _core.__version__
 
@@ -48,6 +49,7 @@ __all__ = [
     "DataError",
     "DeviceError",
     "ExpressionError",
+    "GridSearchNetwork",
     "GridmatchError",
     "InterruptedWarning",
     "NotFittedError",

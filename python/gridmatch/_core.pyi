@@ -22,6 +22,63 @@ def _busy(
 ) -> tuple[int, bool]: ...
 def _tensor_scale(obj: Any, factor: float = 1.0, as_numpy: bool = False) -> Any: ...
 def _raise(kind: str, message: str) -> None: ...
+def augment_images(
+    x: npt.NDArray[np.float32], strength: float, seed: int, stream: int = 0
+) -> npt.NDArray[np.float32]: ...
+def _loss_and_grad(
+    loss: str,
+    a: Any,
+    b: Any,
+    hi: float = 0.9,
+    lo: float = 0.0,
+    temperature: float = 0.1,
+    margin: float = 0.2,
+) -> tuple[float, Any]: ...
+
+class GsnModel:
+    def __init__(
+        self, backbone: str, in_channels: int, dim: int, stitched: bool, device: str, seed: int
+    ) -> None: ...
+    @property
+    def device(self) -> str: ...
+    @property
+    def parameter_count(self) -> int: ...
+    def fit(
+        self,
+        x: npt.NDArray[np.float32],
+        ids: npt.NDArray[np.int64],
+        classes: npt.NDArray[np.int64] | None,
+        loss: str,
+        hi: float,
+        lo: float,
+        temperature: float,
+        margin: float,
+        rows: int,
+        cols: int,
+        positives: int,
+        negatives: str,
+        epochs: int,
+        steps_per_epoch: int | None,
+        batch_size: int,
+        lr: float,
+        optimizer: str,
+        schedule: str,
+        weight_decay: float,
+        augment: float,
+        seed: int,
+        x_val: npt.NDArray[np.float32] | None = None,
+        ids_val: npt.NDArray[np.int64] | None = None,
+        checkpoint_dir: str | None = None,
+        checkpoint_config: str = "",
+        callback: Callable[[int, int | None, dict[str, float]], Any] | None = None,
+    ) -> tuple[list[list[tuple[str, float]]], bool]: ...
+    def embed(
+        self, x: npt.NDArray[np.float32], batch_size: int = 256
+    ) -> npt.NDArray[np.float32]: ...
+    def save(self, dir: str, config_json: str) -> None: ...
+    def load_weights(self, path: str) -> None: ...
+    def load_backbone(self, path: str) -> int: ...
+
 def knn(
     queries: Any,
     gallery: Any,

@@ -49,6 +49,59 @@ def _demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def _grid(text: str) -> tuple[int, int]:
+    try:
+        rows, cols = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"grid must look like 3x3, got {text!r}") from None
+    return rows, cols
+
+
+def _train(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from .gsn import GridSearchNetwork
+
+    n_val = max(2, args.val)
+    if args.dataset == "fashion-shop":
+        Xtr, ids, classes = datasets.fashion_shop("train", n_products=args.n, seed=args.seed)
+        bench = datasets.fashion_shop("test", views=2, n_products=n_val // 2, seed=args.seed)
+        Xv = np.concatenate([bench.query.X, bench.gallery.X])
+        iv = np.concatenate([bench.query.ids, bench.gallery.ids])
+    else:
+        X, y = datasets.load(args.dataset, "train")
+        Xt, yt = datasets.load(args.dataset, "test")
+        rng = np.random.default_rng(args.seed)
+        pick = np.sort(rng.choice(len(X), size=min(args.n, len(X)), replace=False))
+        Xtr, ids, classes = X[pick], y[pick], y[pick]
+        Xv, iv = Xt[:n_val], yt[:n_val]
+    gsn = GridSearchNetwork(
+        backbone="convnet",
+        dim=args.dim,
+        grid=args.grid,
+        positives=args.positives,
+        negatives=args.negatives,
+        loss=args.loss,
+        mode=args.mode,
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        lr=args.lr,
+        steps_per_epoch=args.steps_per_epoch,
+        device=args.device,
+        seed=args.seed,
+        checkpoint_dir=args.out,
+        verbose=not args.quiet,
+    )
+    gsn.fit(Xtr, ids, classes, X_val=Xv, ids_val=iv)
+    print(f"{'epoch':>5} {'loss':>9} {'val R@1':>8} {'seconds':>8}")
+    for h in gsn.history_:
+        r1 = h.get("val_recall@1", float("nan"))
+        print(f"{h['epoch']:>5} {h['loss']:>9.4f} {r1:>8.4f} {h['seconds']:>8.2f}")
+    path = gsn.save(args.out)
+    print(f"model saved to {path}")
+    return 0
+
+
 def _load_npy(path: str, what: str):
     import numpy as np
 
@@ -112,6 +165,27 @@ def main(argv: list[str] | None = None) -> int:
     p.set_defaults(func=_demo)
     p = sub.add_parser("info", help="version, threads and dataset locations")
     p.set_defaults(func=_info)
+    p = sub.add_parser("train", help="train a Grid Search Network and save it")
+    p.add_argument(
+        "--dataset", choices=("fashion-shop", "fashion-mnist", "mnist"), default="fashion-shop"
+    )
+    p.add_argument("--n", type=int, default=10_000, help="training images / products")
+    p.add_argument("--val", type=int, default=1000, help="validation images")
+    p.add_argument("--out", required=True, help="folder for the model (and checkpoints)")
+    p.add_argument("--loss", default="double-margin")
+    p.add_argument("--grid", type=_grid, default=(3, 3), help="rows x cols, e.g. 3x3")
+    p.add_argument("--positives", type=int, default=1)
+    p.add_argument("--negatives", default="random", choices=("random", "hard", "mined"))
+    p.add_argument("--mode", default="batch", choices=("batch", "stitched"))
+    p.add_argument("--dim", type=int, default=128)
+    p.add_argument("--epochs", type=int, default=5)
+    p.add_argument("--steps-per-epoch", type=int, default=None)
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--device", default="auto")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=_train)
     p = sub.add_parser(
         "evaluate",
         help="retrieval metrics of embeddings in .npy files",

@@ -5,6 +5,7 @@
 
 mod convert;
 mod errors;
+mod gsn;
 mod heavy;
 mod retrieval;
 mod svm;
@@ -142,6 +143,7 @@ fn core_module(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(_busy, m)?)?;
     m.add_function(wrap_pyfunction!(_tensor_scale, m)?)?;
     m.add_function(wrap_pyfunction!(_raise, m)?)?;
+    gsn::register(m)?;
     retrieval::register(m)?;
     svm::register(m)?;
     Ok(())

@@ -1,0 +1,563 @@
+"""Grid Search Network: learn image embeddings by finding a query's matches in a grid.
+
+The network is trained on grids of ``rows × cols`` images holding ``positives`` other
+views of the query's product and negatives of other products; the loss acts on the
+similarity map of the query against the grid. Training runs in Rust (libtorch through
+``tch``) with the GIL released; progress is reported once per epoch.
+"""
+
+from __future__ import annotations
+
+import json
+import operator
+import os
+import warnings
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from sklearn.base import BaseEstimator
+
+from . import _core
+from .exceptions import InterruptedWarning, NotFittedError, ShapeError
+
+__all__ = ["GridSearchNetwork", "as_images"]
+
+LOSSES = ("double-margin", "grid-softmax", "triplet", "contrastive", "ntxent")
+NEGATIVES = ("random", "hard", "mined")
+BACKBONES = ("convnet", "resnet18", "resnet50")
+_DEFAULT_MARGIN = {"triplet": 0.2, "contrastive": 1.0}
+_FORMAT = "gridmatch.GridSearchNetwork"
+
+
+def _is_torch(x: Any) -> bool:
+    return type(x).__module__.startswith("torch") and hasattr(x, "detach")
+
+
+def as_images(X: Any, name: str = "X") -> np.ndarray:
+    """Convert images to a C-contiguous float32 array ``(n, channels, height, width)``.
+
+    Parameters
+    ----------
+    X : array-like or torch.Tensor
+        ``(n, h, w)`` grayscale, ``(n, c, h, w)`` or ``(n, h, w, c)`` with ``c`` in
+        {1, 3}. ``uint8`` values are scaled to ``[0, 1]``; floating values are taken as
+        they are (expected in ``[0, 1]``).
+    name : str, default "X"
+        Name used in error messages.
+
+    Returns
+    -------
+    ndarray of float32, shape (n, c, h, w)
+
+    Raises
+    ------
+    ShapeError
+        Wrong number of dimensions, no images, an unsupported dtype, or NaN/inf values.
+    """
+    if _is_torch(X):
+        X = X.detach().cpu().numpy()
+    X = np.asarray(X)
+    if X.dtype == np.uint8:
+        X = X.astype(np.float32) / 255.0
+    elif np.issubdtype(X.dtype, np.floating) or np.issubdtype(X.dtype, np.integer):
+        X = X.astype(np.float32, copy=False)
+    else:
+        raise ShapeError(f"{name} must hold numbers, got dtype {X.dtype}")
+    if X.ndim == 3:
+        X = X[:, None]
+    elif X.ndim == 4:
+        if X.shape[1] not in (1, 3) and X.shape[-1] in (1, 3):
+            X = X.transpose(0, 3, 1, 2)
+        elif X.shape[1] not in (1, 3):
+            raise ShapeError(f"{name} must have 1 or 3 channels, got shape {X.shape}")
+    else:
+        raise ShapeError(
+            f"{name} must be (n, h, w), (n, c, h, w) or (n, h, w, c), got {X.ndim} dimensions"
+        )
+    if X.shape[0] == 0 or X.shape[2] < 4 or X.shape[3] < 4:
+        raise ShapeError(f"{name} must hold at least one image of at least 4x4, got {X.shape}")
+    if not np.isfinite(X).all():
+        raise ShapeError(f"{name} contains NaN or infinite values")
+    return np.ascontiguousarray(X)
+
+
+def _labels(y: Any, n: int, name: str) -> np.ndarray:
+    if _is_torch(y):
+        y = y.detach().cpu().numpy()
+    y = np.asarray(y)
+    if y.ndim != 1 or y.shape[0] != n:
+        raise ShapeError(f"{name} must be 1-D with one value per image ({n}), got {y.shape}")
+    if not (np.issubdtype(y.dtype, np.integer) or np.issubdtype(y.dtype, np.bool_)):
+        _, y = np.unique(y, return_inverse=True)
+    return np.ascontiguousarray(y, dtype=np.int64)
+
+
+class GridSearchNetwork(BaseEstimator):
+    """Grid Search Network (Chopra et al., CVPRW 2019): embeddings for robust retrieval.
+
+    Every image of a training step is a query; its grid holds ``positives`` other
+    (augmented) views of the same id and ``rows·cols − positives`` negatives. The loss
+    acts on the query's similarity map over the grid. Baseline metric-learning losses
+    (``"triplet"``, ``"contrastive"``, ``"ntxent"``) are trained by the same loop on the
+    same batches.
+
+    Parameters
+    ----------
+    backbone : {"convnet", "resnet18", "resnet50"}, default "convnet"
+        ``"convnet"`` for small grayscale images (28×28), the ResNets for RGB photos.
+    dim : int, default 128
+        Embedding size.
+    grid : tuple of int, default (3, 3)
+        ``(rows, cols)`` of the grid.
+    positives : int, default 1
+        Positive cells per grid (``1 <= positives < rows*cols``); a batch holds
+        ``positives + 1`` views of each id.
+    negatives : {"random", "hard", "mined"}, default "random"
+        Negatives drawn at random, from the query's class (``classes`` given to
+        :meth:`fit`; without it, mined), or the most similar under the current
+        embeddings.
+    loss : {"double-margin", "grid-softmax", "triplet", "contrastive", "ntxent"}
+        ``"double-margin"`` (the paper's, with ``hi``/``lo``) or ``"grid-softmax"``
+        (softmax over cells, temperature ``temperature``) or a baseline.
+    mode : {"batch", "stitched"}, default "batch"
+        ``"batch"``: each image embedded once per step, grids index into the batch.
+        ``"stitched"``: the paper's single pass — each grid stitched into one image for
+        a separate target network whose ``rows×cols×dim`` output volume is correlated
+        with the query network's vector (retrieval uses the query network).
+    epochs : int, default 5
+        Training epochs; ``0`` gives the initialised, untrained network.
+    batch_size : int, default 64
+        Images per step.
+    lr : float, default 1e-3
+        Learning rate.
+    optimizer : {"adam", "sgd"}, default "adam"
+    schedule : {"cosine", "constant", "step"}, default "cosine"
+        Learning-rate schedule over all steps.
+    weight_decay : float, default 0.0
+    augment : float, default 1.0
+        Strength of the seeded view augmentations (affine, crop, elastic, occlusion,
+        blur, noise, contrast); ``0`` disables them.
+    steps_per_epoch : int, optional
+        Steps per epoch (default: one pass, ``ceil(n / batch_size)``).
+    hi, lo : float, default 0.9, 0.0
+        Margins of the double-margin loss.
+    temperature : float, default 0.1
+        Temperature of ``"grid-softmax"`` and ``"ntxent"``.
+    margin : float, optional
+        Margin of ``"triplet"`` (default 0.2, squared distance) and ``"contrastive"``
+        (default 1.0, distance).
+    weights : path-like, optional
+        A safetensors file of backbone weights (torchvision names, e.g. ResNet weights).
+    device : {"auto", "cpu", "cuda"} or "cuda:N", default "auto"
+    seed : int, default 0
+        Seeds initialisation, sampling and augmentation (CPU training is deterministic).
+    checkpoint_dir : path-like, optional
+        Save the model there after every epoch (as :meth:`save` does).
+    verbose : bool, default True
+        Show a ``tqdm`` progress bar.
+
+    Attributes
+    ----------
+    model_ : gridmatch._core.GsnModel
+        The trained network.
+    history_ : list of dict
+        Per epoch: ``epoch``, ``loss``, ``lr``, ``seconds`` and validation metrics.
+    n_channels_ : int
+        Channels of the training images.
+    interrupted_ : bool
+        Whether training stopped early (Ctrl-C or callback).
+
+    Examples
+    --------
+    >>> gsn = gm.GridSearchNetwork(epochs=1).fit(X, ids)  # doctest: +SKIP
+    >>> E = gsn.embed(X_test)  # doctest: +SKIP
+    """
+
+    def __init__(
+        self,
+        backbone: str = "convnet",
+        dim: int = 128,
+        grid: tuple[int, int] = (3, 3),
+        positives: int = 1,
+        negatives: str = "random",
+        loss: str = "double-margin",
+        mode: str = "batch",
+        epochs: int = 5,
+        batch_size: int = 64,
+        lr: float = 1e-3,
+        optimizer: str = "adam",
+        schedule: str = "cosine",
+        weight_decay: float = 0.0,
+        augment: float = 1.0,
+        steps_per_epoch: int | None = None,
+        hi: float = 0.9,
+        lo: float = 0.0,
+        temperature: float = 0.1,
+        margin: float | None = None,
+        weights: str | os.PathLike | None = None,
+        device: str = "auto",
+        seed: int = 0,
+        checkpoint_dir: str | os.PathLike | None = None,
+        verbose: bool = True,
+    ):
+        self.backbone = backbone
+        self.dim = dim
+        self.grid = grid
+        self.positives = positives
+        self.negatives = negatives
+        self.loss = loss
+        self.mode = mode
+        self.epochs = epochs
+        self.batch_size = batch_size
+        self.lr = lr
+        self.optimizer = optimizer
+        self.schedule = schedule
+        self.weight_decay = weight_decay
+        self.augment = augment
+        self.steps_per_epoch = steps_per_epoch
+        self.hi = hi
+        self.lo = lo
+        self.temperature = temperature
+        self.margin = margin
+        self.weights = weights
+        self.device = device
+        self.seed = seed
+        self.checkpoint_dir = checkpoint_dir
+        self.verbose = verbose
+
+    # -- validation ---------------------------------------------------------------
+    def _check_params(self) -> dict[str, Any]:
+        def choice(name: str, options: tuple[str, ...]) -> str:
+            value = getattr(self, name)
+            if value not in options:
+                raise ValueError(f"{name} must be one of {options}, got {value!r}")
+            return value
+
+        def integer(name: str, low: int, value: Any = None) -> int:
+            value = getattr(self, name) if value is None else value
+            try:
+                value = operator.index(value)
+            except TypeError:
+                raise ValueError(f"{name} must be an integer, got {value!r}") from None
+            if value < low:
+                raise ValueError(f"{name} must be >= {low}, got {value}")
+            return value
+
+        def number(name: str, low: float | None = None, strict: bool = False) -> float:
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float, np.number)):
+                raise ValueError(f"{name} must be a number, got {value!r}")
+            value = float(value)
+            if not np.isfinite(value):
+                raise ValueError(f"{name} must be finite, got {value}")
+            if low is not None and (value < low or (strict and value == low)):
+                raise ValueError(f"{name} must be {'>' if strict else '>='} {low}, got {value}")
+            return value
+
+        choice("backbone", BACKBONES)
+        choice("negatives", NEGATIVES)
+        choice("loss", LOSSES)
+        choice("mode", ("batch", "stitched"))
+        choice("optimizer", ("adam", "sgd"))
+        choice("schedule", ("constant", "cosine", "step"))
+        try:
+            rows, cols = self.grid
+        except (TypeError, ValueError):
+            raise ValueError(f"grid must be (rows, cols), got {self.grid!r}") from None
+        rows, cols = integer("grid", 1, rows), integer("grid", 1, cols)
+        cells = rows * cols
+        positives = integer("positives", 1)
+        if not 1 <= positives < cells:
+            raise ValueError(f"positives must be in [1, {cells}) for a {rows}x{cols} grid")
+        if self.mode == "stitched" and self.loss not in ("double-margin", "grid-softmax"):
+            raise ValueError("mode='stitched' needs a grid loss ('double-margin', 'grid-softmax')")
+        batch = integer("batch_size", 2)
+        if batch // (positives + 1) < 2:
+            raise ValueError(
+                f"batch_size={batch} must hold at least 2 ids of positives+1={positives + 1} views"
+            )
+        if self.margin is None:
+            margin = _DEFAULT_MARGIN.get(self.loss, 0.2)
+        else:
+            margin = number("margin", 0.0)
+        dev = self.device
+        if not isinstance(dev, str) or not (
+            dev in ("auto", "cpu", "cuda") or (dev.startswith("cuda:") and dev[5:].isdigit())
+        ):
+            raise ValueError(f"device must be 'auto', 'cpu', 'cuda' or 'cuda:N', got {dev!r}")
+        spe = self.steps_per_epoch
+        return {
+            "rows": rows,
+            "cols": cols,
+            "positives": positives,
+            "dim": integer("dim", 1),
+            "epochs": integer("epochs", 0),
+            "batch_size": batch,
+            "lr": number("lr", 0.0, strict=True),
+            "weight_decay": number("weight_decay", 0.0),
+            "augment": number("augment", 0.0),
+            "hi": number("hi"),
+            "lo": number("lo"),
+            "temperature": number("temperature", 0.0, strict=True),
+            "margin": float(margin),
+            "seed": integer("seed", 0),
+            "steps_per_epoch": None if spe is None else integer("steps_per_epoch", 1),
+        }
+
+    def _config_json(self, n_channels: int) -> str:
+        params = self.get_params()
+        for k in ("weights", "checkpoint_dir"):
+            if params[k] is not None:
+                params[k] = str(params[k])
+        params["grid"] = list(params["grid"])
+        return json.dumps(
+            {
+                "format": _FORMAT,
+                "version": 1,
+                "params": params,
+                "n_channels": n_channels,
+                "history": getattr(self, "history_", []),
+            },
+            indent=2,
+        )
+
+    def _new_model(self, p: dict[str, Any], n_channels: int) -> Any:
+        model = _core.GsnModel(
+            self.backbone, n_channels, p["dim"], self.mode == "stitched", self.device, p["seed"]
+        )
+        if self.weights is not None:
+            model.load_backbone(str(self.weights))
+        return model
+
+    # -- training -----------------------------------------------------------------
+    def fit(
+        self,
+        X: Any,
+        ids: Any,
+        classes: Any = None,
+        *,
+        X_val: Any = None,
+        ids_val: Any = None,
+        callback: Callable[[int, int, dict[str, float]], Any] | None = None,
+    ) -> GridSearchNetwork:
+        """Train the network.
+
+        Parameters
+        ----------
+        X : array-like or torch.Tensor
+            Training images (see :func:`as_images`).
+        ids : array-like of shape (n,)
+            Product / instance id of each image (images of one id are positives).
+            With one image per id, the positives are augmented views of it.
+        classes : array-like of shape (n,), optional
+            Class of each image, used by ``negatives="hard"``.
+        X_val, ids_val : optional
+            Validation images and ids: leave-one-out recall@1 is reported per epoch.
+        callback : callable, optional
+            ``callback(epoch, epochs, metrics)`` after every epoch; returning ``False``
+            stops training (the model trained so far is kept).
+
+        Returns
+        -------
+        self : GridSearchNetwork
+
+        Warns
+        -----
+        InterruptedWarning
+            When Ctrl-C or the callback stopped training early.
+        """
+        p = self._check_params()
+        X = as_images(X)
+        ids = _labels(ids, X.shape[0], "ids")
+        cls = None if classes is None else _labels(classes, X.shape[0], "classes")
+        if len(np.unique(ids)) < 2:
+            raise ShapeError("ids must hold at least 2 distinct values")
+        xv = iv = None
+        if X_val is not None or ids_val is not None:
+            if X_val is None or ids_val is None:
+                raise ValueError("give both X_val and ids_val, or neither")
+            xv = as_images(X_val, "X_val")
+            iv = _labels(ids_val, xv.shape[0], "ids_val")
+            if xv.shape[1:] != X.shape[1:]:
+                raise ShapeError(f"X_val images {xv.shape[1:]} differ from X's {X.shape[1:]}")
+        self.n_channels_ = int(X.shape[1])
+        self.image_shape_ = tuple(int(s) for s in X.shape[1:])
+        model = self._new_model(p, self.n_channels_)
+        self.history_ = []
+        self.interrupted_ = False
+        if p["epochs"] == 0:
+            self.model_ = model
+            return self
+        bar = None
+        if self.verbose:
+            from tqdm.auto import tqdm
+
+            bar = tqdm(total=p["epochs"], desc=f"GSN {self.loss}", unit="epoch", leave=False)
+
+        def on_epoch(step: int, total: int | None, metrics: dict[str, float]) -> bool:
+            if bar is not None:
+                bar.update(1)
+                bar.set_postfix({k: round(v, 4) for k, v in metrics.items() if k != "lr"})
+            if callback is not None:
+                return callback(step, total, dict(metrics)) is not False
+            return True
+
+        try:
+            history, interrupted = model.fit(
+                X,
+                ids,
+                cls,
+                self.loss,
+                p["hi"],
+                p["lo"],
+                p["temperature"],
+                p["margin"],
+                p["rows"],
+                p["cols"],
+                p["positives"],
+                self.negatives,
+                p["epochs"],
+                p["steps_per_epoch"],
+                p["batch_size"],
+                p["lr"],
+                self.optimizer,
+                self.schedule,
+                p["weight_decay"],
+                p["augment"],
+                p["seed"],
+                xv,
+                iv,
+                None if self.checkpoint_dir is None else str(self.checkpoint_dir),
+                self._config_json(self.n_channels_),
+                on_epoch,
+            )
+        finally:
+            if bar is not None:
+                bar.close()
+        self.model_ = model
+        self.history_ = [{"epoch": i + 1, **dict(h)} for i, h in enumerate(history)]
+        self.interrupted_ = bool(interrupted)
+        if interrupted:
+            warnings.warn(
+                f"training stopped after {len(self.history_)} of {p['epochs']} epochs; "
+                "the model trained so far is kept",
+                InterruptedWarning,
+                stacklevel=2,
+            )
+        return self
+
+    def _check_fitted(self) -> None:
+        if not hasattr(self, "model_"):
+            raise NotFittedError(
+                "this GridSearchNetwork is not fitted yet; call fit (epochs=0 for an "
+                "untrained network) or GridSearchNetwork.load"
+            )
+
+    def embed(self, X: Any, batch_size: int = 256) -> Any:
+        """Embed images with the query network.
+
+        Parameters
+        ----------
+        X : array-like or torch.Tensor
+            Images, in the layout accepted by :meth:`fit`.
+        batch_size : int, default 256
+            Images per forward pass.
+
+        Returns
+        -------
+        ndarray of float32, shape (n, dim), or torch.Tensor
+            L2-normalised embeddings; a torch tensor (on ``X``'s device) when ``X`` is one.
+        """
+        self._check_fitted()
+        as_torch = _is_torch(X)
+        imgs = as_images(X)
+        if imgs.shape[1] != self.n_channels_:
+            raise ShapeError(
+                f"X has {imgs.shape[1]} channels, the network was built for {self.n_channels_}"
+            )
+        E = self.model_.embed(imgs, operator.index(batch_size))
+        if as_torch:
+            import torch
+
+            return torch.from_numpy(E).to(X.device)
+        return E
+
+    def transform(self, X: Any) -> Any:
+        """Alias of :meth:`embed` (scikit-learn transformer convention).
+
+        Parameters
+        ----------
+        X : array-like or torch.Tensor
+            Images.
+
+        Returns
+        -------
+        ndarray of float32, shape (n, dim)
+            Embeddings.
+        """
+        return self.embed(X)
+
+    # -- persistence ----------------------------------------------------------------
+    def save(self, path: str | os.PathLike) -> Path:
+        """Save to a folder: ``weights.safetensors`` and ``config.json`` (atomic writes).
+
+        Parameters
+        ----------
+        path : path-like
+            Folder (created if needed).
+
+        Returns
+        -------
+        Path
+            The folder.
+        """
+        self._check_fitted()
+        path = Path(path)
+        self.model_.save(str(path), self._config_json(self.n_channels_))
+        return path
+
+    @classmethod
+    def load(cls, path: str | os.PathLike, device: str | None = None) -> GridSearchNetwork:
+        """Load a model written by :meth:`save` (or a training checkpoint).
+
+        Parameters
+        ----------
+        path : path-like
+            The folder.
+        device : str, optional
+            Override the saved ``device`` (e.g. ``"cpu"`` for a model trained on CUDA).
+
+        Returns
+        -------
+        GridSearchNetwork
+            A fitted estimator.
+
+        Raises
+        ------
+        DataError
+            Missing or malformed files.
+        """
+        from .exceptions import DataError
+
+        path = Path(path)
+        try:
+            config = json.loads((path / "config.json").read_text())
+        except (OSError, ValueError) as e:
+            raise DataError(f"cannot read {path / 'config.json'}: {e}") from None
+        if not isinstance(config, dict) or config.get("format") != _FORMAT:
+            raise DataError(f"{path / 'config.json'} is not a saved GridSearchNetwork")
+        params = dict(config["params"])
+        params["grid"] = tuple(params["grid"])
+        if device is not None:
+            params["device"] = device
+        params["weights"] = None
+        est = cls(**params)
+        p = est._check_params()
+        est.n_channels_ = int(config["n_channels"])
+        est.model_ = est._new_model(p, est.n_channels_)
+        est.model_.load_weights(str(path / "weights.safetensors"))
+        est.history_ = list(config.get("history", []))
+        est.interrupted_ = False
+        return est

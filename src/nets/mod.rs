@@ -1,0 +1,320 @@
+//! Networks of the Grid Search Network: backbones producing feature maps and an
+//! embedding head.
+//!
+//! - `"convnet"`: a small fully-convolutional CNN for 28×28 grayscale images
+//!   (3 conv + batch-norm layers, 32/64/128 channels, two 2×2 max-pools: a 7×7×128 map
+//!   per 28×28).
+//! - `"resnet18"`, `"resnet50"`: torchvision's ResNets without pooling and classifier
+//!   (variable names follow torchvision, so its weights exported to safetensors load
+//!   with [`Net::load_backbone`]).
+//!
+//! The head is a linear map of the pooled features to `dim`, then L2 normalisation.
+//! [`Net::embed`] pools the whole map (one vector per image); [`Net::volume`] pools it
+//! into `rows × cols` regions — the stitched-grid mode's `rows×cols×dim` volume.
+
+use std::collections::HashMap;
+use tch::nn::{self, ModuleT};
+use tch::{Kind, Tensor};
+
+/// An embedding network: backbone, head, input normalisation.
+pub struct Net {
+    features: nn::FuncT<'static>,
+    head: nn::Linear,
+    mean: f64,
+    std: f64,
+    prefix: String,
+}
+
+impl std::fmt::Debug for Net {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Net").field("prefix", &self.prefix).finish()
+    }
+}
+
+/// Names of the available backbones.
+pub const BACKBONES: [&str; 3] = ["convnet", "resnet18", "resnet50"];
+
+/// Expected input channels of a backbone.
+pub fn in_channels(backbone: &str) -> Option<i64> {
+    match backbone {
+        "convnet" => Some(1),
+        "resnet18" | "resnet50" => Some(3),
+        _ => None,
+    }
+}
+
+fn conv(p: nn::Path, cin: i64, cout: i64, k: i64, pad: i64, stride: i64, bias: bool) -> nn::Conv2D {
+    let cfg = nn::ConvConfig {
+        stride,
+        padding: pad,
+        bias,
+        ..Default::default()
+    };
+    nn::conv2d(p, cin, cout, k, cfg)
+}
+
+fn convnet(p: &nn::Path, cin: i64) -> (nn::FuncT<'static>, i64) {
+    let c1 = conv(p / "conv1", cin, 32, 3, 1, 1, false);
+    let b1 = nn::batch_norm2d(p / "bn1", 32, Default::default());
+    let c2 = conv(p / "conv2", 32, 64, 3, 1, 1, false);
+    let b2 = nn::batch_norm2d(p / "bn2", 64, Default::default());
+    let c3 = conv(p / "conv3", 64, 128, 3, 1, 1, false);
+    let b3 = nn::batch_norm2d(p / "bn3", 128, Default::default());
+    let f = nn::func_t(move |xs, t| {
+        xs.apply(&c1)
+            .apply_t(&b1, t)
+            .relu()
+            .max_pool2d_default(2)
+            .apply(&c2)
+            .apply_t(&b2, t)
+            .relu()
+            .max_pool2d_default(2)
+            .apply(&c3)
+            .apply_t(&b3, t)
+            .relu()
+    });
+    (f, 128)
+}
+
+fn downsample(p: nn::Path, cin: i64, cout: i64, stride: i64) -> nn::SequentialT {
+    if stride != 1 || cin != cout {
+        nn::seq_t()
+            .add(conv(&p / "0", cin, cout, 1, 0, stride, false))
+            .add(nn::batch_norm2d(&p / "1", cout, Default::default()))
+    } else {
+        nn::seq_t()
+    }
+}
+
+fn basic_block(p: nn::Path, cin: i64, cout: i64, stride: i64) -> nn::FuncT<'static> {
+    let conv1 = conv(&p / "conv1", cin, cout, 3, 1, stride, false);
+    let bn1 = nn::batch_norm2d(&p / "bn1", cout, Default::default());
+    let conv2 = conv(&p / "conv2", cout, cout, 3, 1, 1, false);
+    let bn2 = nn::batch_norm2d(&p / "bn2", cout, Default::default());
+    let ds = downsample(&p / "downsample", cin, cout, stride);
+    nn::func_t(move |xs, t| {
+        let ys = xs
+            .apply(&conv1)
+            .apply_t(&bn1, t)
+            .relu()
+            .apply(&conv2)
+            .apply_t(&bn2, t);
+        (xs.apply_t(&ds, t) + ys).relu()
+    })
+}
+
+fn bottleneck(p: nn::Path, cin: i64, cout: i64, stride: i64) -> nn::FuncT<'static> {
+    let e = 4 * cout;
+    let conv1 = conv(&p / "conv1", cin, cout, 1, 0, 1, false);
+    let bn1 = nn::batch_norm2d(&p / "bn1", cout, Default::default());
+    let conv2 = conv(&p / "conv2", cout, cout, 3, 1, stride, false);
+    let bn2 = nn::batch_norm2d(&p / "bn2", cout, Default::default());
+    let conv3 = conv(&p / "conv3", cout, e, 1, 0, 1, false);
+    let bn3 = nn::batch_norm2d(&p / "bn3", e, Default::default());
+    let ds = downsample(&p / "downsample", cin, e, stride);
+    nn::func_t(move |xs, t| {
+        let ys = xs
+            .apply(&conv1)
+            .apply_t(&bn1, t)
+            .relu()
+            .apply(&conv2)
+            .apply_t(&bn2, t)
+            .relu()
+            .apply(&conv3)
+            .apply_t(&bn3, t);
+        (xs.apply_t(&ds, t) + ys).relu()
+    })
+}
+
+fn resnet(p: &nn::Path, cin: i64, blocks: [i64; 4], deep: bool) -> (nn::FuncT<'static>, i64) {
+    let conv1 = conv(p / "conv1", cin, 64, 7, 3, 2, false);
+    let bn1 = nn::batch_norm2d(p / "bn1", 64, Default::default());
+    let exp = if deep { 4 } else { 1 };
+    let mut layers = Vec::new();
+    let mut c = 64;
+    for (i, (&n, width)) in blocks.iter().zip([64i64, 128, 256, 512]).enumerate() {
+        let lp = p / format!("layer{}", i + 1);
+        let stride = if i == 0 { 1 } else { 2 };
+        let mut seq = nn::seq_t();
+        for j in 0..n {
+            let s = if j == 0 { stride } else { 1 };
+            let bp = &lp / j.to_string();
+            seq = if deep {
+                seq.add(bottleneck(bp, c, width, s))
+            } else {
+                seq.add(basic_block(bp, c, width, s))
+            };
+            c = width * exp;
+        }
+        layers.push(seq);
+    }
+    let f = nn::func_t(move |xs, t| {
+        let mut ys = xs.apply(&conv1).apply_t(&bn1, t).relu().max_pool2d(
+            [3, 3],
+            [2, 2],
+            [1, 1],
+            [1, 1],
+            false,
+        );
+        for l in &layers {
+            ys = ys.apply_t(l, t);
+        }
+        ys
+    });
+    (f, c)
+}
+
+impl Net {
+    /// Build the network `backbone` with `cin` input channels and embedding size `dim`
+    /// under `p` (its variables are named `<prefix>.backbone.*` and `<prefix>.head.*`).
+    /// Returns `None` for an unknown backbone name.
+    pub fn new(p: &nn::Path, backbone: &str, cin: i64, dim: i64) -> Option<Net> {
+        let bp = p / "backbone";
+        let (features, c, mean, std) = match backbone {
+            "convnet" => {
+                let (f, c) = convnet(&bp, cin);
+                (f, c, 0.5, 0.25)
+            }
+            "resnet18" => {
+                let (f, c) = resnet(&bp, cin, [2, 2, 2, 2], false);
+                (f, c, 0.45, 0.225)
+            }
+            "resnet50" => {
+                let (f, c) = resnet(&bp, cin, [3, 4, 6, 3], true);
+                (f, c, 0.45, 0.225)
+            }
+            _ => return None,
+        };
+        let head = nn::linear(p / "head", c, dim, Default::default());
+        Some(Net {
+            features,
+            head,
+            mean,
+            std,
+            prefix: p.components().collect::<Vec<_>>().join("."),
+        })
+    }
+
+    fn feature_map(&self, xs: &Tensor, train: bool) -> Result<Tensor, tch::TchError> {
+        let xs = xs.f_sub_scalar(self.mean)?.f_div_scalar(self.std)?;
+        Ok(self.features.forward_t(&xs, train))
+    }
+
+    /// L2-normalised embeddings `(n, dim)` of images `(n, c, h, w)` in `[0, 1]`.
+    pub fn embed(&self, xs: &Tensor, train: bool) -> Result<Tensor, tch::TchError> {
+        let f = self.feature_map(xs, train)?;
+        let pooled = f
+            .f_adaptive_avg_pool2d([1i64, 1].as_slice())?
+            .f_flatten(1, -1)?;
+        normalize(&pooled.apply(&self.head))
+    }
+
+    /// The `(n, rows·cols, dim)` volume of normalised cell embeddings of stitched grid
+    /// images `(n, c, rows·h, cols·w)`: the feature map pooled into `rows × cols`
+    /// regions, then the head applied to each.
+    pub fn volume(
+        &self,
+        xs: &Tensor,
+        rows: i64,
+        cols: i64,
+        train: bool,
+    ) -> Result<Tensor, tch::TchError> {
+        let f = self.feature_map(xs, train)?;
+        let n = f.size()[0];
+        let pooled = f.f_adaptive_avg_pool2d([rows, cols].as_slice())?; // (n, c, r, c)
+        let cells = pooled.f_flatten(2, 3)?.f_transpose(1, 2)?; // (n, cells, c)
+        let e = cells.apply(&self.head);
+        normalize(&e.f_reshape([n, rows * cols, -1])?)
+    }
+
+    /// Load backbone weights from a safetensors file: a variable `<prefix>.backbone.X`
+    /// takes the file's `X` (torchvision naming), `backbone.X` or `query.backbone.X` (a
+    /// saved gridmatch model). Returns how many
+    /// variables were loaded.
+    pub fn load_backbone(
+        vs: &nn::VarStore,
+        prefix: &str,
+        path: &std::path::Path,
+    ) -> Result<usize, tch::TchError> {
+        let file: HashMap<String, Tensor> = Tensor::read_safetensors(path)?.into_iter().collect();
+        let mut loaded = 0;
+        let vars = vs.variables();
+        let head = format!("{prefix}.backbone.");
+        tch::no_grad(|| -> Result<(), tch::TchError> {
+            for (name, var) in vars.iter() {
+                let Some(rest) = name.strip_prefix(&head) else {
+                    continue;
+                };
+                let src = file
+                    .get(rest)
+                    .or_else(|| file.get(&format!("backbone.{rest}")))
+                    .or_else(|| file.get(&format!("query.backbone.{rest}")));
+                if let Some(src) = src {
+                    if src.size() != var.size() {
+                        return Err(tch::TchError::Shape(format!(
+                            "{rest}: file has shape {:?}, the network {:?}",
+                            src.size(),
+                            var.size()
+                        )));
+                    }
+                    let mut v = var.shallow_clone();
+                    v.f_copy_(&src.f_to_kind(var.kind())?)?;
+                    loaded += 1;
+                }
+            }
+            Ok(())
+        })?;
+        Ok(loaded)
+    }
+}
+
+/// Rows of `x` divided by their L2 norm (last dimension).
+pub fn normalize(x: &Tensor) -> Result<Tensor, tch::TchError> {
+    let n = x
+        .f_norm_scalaropt_dim(2, [-1i64].as_slice(), true)?
+        .f_clamp_min(1e-12)?;
+    x.f_div(&n)
+}
+
+/// Number of trainable values in `vs`.
+pub fn parameter_count(vs: &nn::VarStore) -> i64 {
+    vs.trainable_variables()
+        .iter()
+        .map(|t| t.numel() as i64)
+        .sum()
+}
+
+#[allow(dead_code)]
+fn _kind_check() -> Kind {
+    Kind::Float
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn convnet_shapes_and_norms() {
+        let vs = nn::VarStore::new(tch::Device::Cpu);
+        let net = Net::new(&(vs.root() / "query"), "convnet", 1, 16).unwrap();
+        let x = Tensor::rand([4, 1, 28, 28], (Kind::Float, tch::Device::Cpu));
+        let e = net.embed(&x, false).unwrap();
+        assert_eq!(e.size(), vec![4, 16]);
+        let norms = e.norm_scalaropt_dim(2, [1i64].as_slice(), false);
+        assert!((norms - 1.0).abs().max().double_value(&[]) < 1e-5);
+        let g = Tensor::rand([2, 1, 56, 84], (Kind::Float, tch::Device::Cpu));
+        let v = net.volume(&g, 2, 3, false).unwrap();
+        assert_eq!(v.size(), vec![2, 6, 16]);
+    }
+
+    #[test]
+    fn resnet18_runs() {
+        let vs = nn::VarStore::new(tch::Device::Cpu);
+        let net = Net::new(&(vs.root() / "query"), "resnet18", 3, 8).unwrap();
+        let x = Tensor::rand([2, 3, 64, 64], (Kind::Float, tch::Device::Cpu));
+        assert_eq!(net.embed(&x, true).unwrap().size(), vec![2, 8]);
+        assert!(vs
+            .variables()
+            .contains_key("query.backbone.layer4.1.bn2.running_mean"));
+    }
+}

@@ -1,0 +1,340 @@
+//! Bindings of the Grid Search Network: the `GsnModel` class (a model behind a mutex),
+//! image augmentation, and a loss/gradient test hook.
+
+use super::convert::{tensor_from_py, tensor_to_numpy, tensor_to_py};
+use super::errors::{error, torch_error, Kind};
+use super::heavy::run_heavy;
+use crate::data::augment::{augment_batch, ImageShape};
+use crate::data::grid::{GridSpec, Negatives};
+use crate::losses::Loss;
+use crate::runtime::Cancelled;
+use crate::train::{
+    self, GsnError, Model, ModelSpec, Optim, Schedule, TrainConfig, TrainData, ValData,
+};
+use numpy::{
+    IntoPyArray, PyArrayMethods, PyReadonlyArray1, PyReadonlyArray4, PyUntypedArrayMethods,
+};
+use pyo3::prelude::*;
+use std::path::PathBuf;
+use std::sync::{Mutex, MutexGuard};
+
+/// Per-epoch `(name, value)` metrics and whether training was interrupted.
+type FitResult = (Vec<Vec<(String, f64)>>, bool);
+
+impl From<GsnError> for PyErr {
+    fn from(e: GsnError) -> PyErr {
+        match e {
+            GsnError::Torch(t) => torch_error(t),
+            GsnError::Config(m) => error(Kind::Shape, m),
+            GsnError::Device(m) => error(Kind::Device, m),
+            GsnError::Interrupted => Cancelled.into(),
+            e @ GsnError::Io { .. } => error(Kind::Data, e.to_string()),
+        }
+    }
+}
+
+fn shape_of(x: &PyReadonlyArray4<'_, f32>) -> ImageShape {
+    let s = x.shape();
+    ImageShape {
+        c: s[1],
+        h: s[2],
+        w: s[3],
+    }
+}
+
+fn slice_of<'a>(x: &'a PyReadonlyArray4<'_, f32>) -> PyResult<&'a [f32]> {
+    x.as_slice()
+        .map_err(|_| error(Kind::Shape, "images must be a C-contiguous float32 array"))
+}
+
+/// A Grid Search Network model: query network (and target network in stitched mode).
+#[pyclass(module = "gridmatch._core")]
+pub(crate) struct GsnModel {
+    inner: Mutex<Model>,
+}
+
+impl GsnModel {
+    fn lock(&self) -> PyResult<MutexGuard<'_, Model>> {
+        self.inner.lock().map_err(|_| {
+            error(
+                Kind::Backend,
+                "the model was poisoned by an earlier failure",
+            )
+        })
+    }
+}
+
+#[pymethods]
+impl GsnModel {
+    /// Build an initialised model (weights seeded by `seed`) on `device`.
+    #[new]
+    #[pyo3(signature = (backbone, in_channels, dim, stitched, device, seed))]
+    fn new(
+        backbone: &str,
+        in_channels: i64,
+        dim: i64,
+        stitched: bool,
+        device: &str,
+        seed: u64,
+    ) -> PyResult<Self> {
+        let dev = train::resolve_device(device)?;
+        let spec = ModelSpec {
+            backbone: backbone.to_string(),
+            in_channels,
+            dim,
+            stitched,
+            seed,
+        };
+        Ok(GsnModel {
+            inner: Mutex::new(Model::new(spec, dev)?),
+        })
+    }
+
+    /// The device of the weights, as torch names it (`"cpu"`, `"cuda:0"`).
+    #[getter]
+    fn device(&self) -> PyResult<String> {
+        Ok(match self.lock()?.device {
+            tch::Device::Cuda(i) => format!("cuda:{i}"),
+            _ => "cpu".to_string(),
+        })
+    }
+
+    /// Number of trainable values.
+    #[getter]
+    fn parameter_count(&self) -> PyResult<i64> {
+        Ok(crate::nets::parameter_count(&self.lock()?.vs))
+    }
+
+    /// Train; returns `(history, interrupted)` with one list of `(name, value)` pairs
+    /// per epoch.
+    #[allow(clippy::too_many_arguments)]
+    #[pyo3(signature = (x, ids, classes, loss, hi, lo, temperature, margin, rows, cols, positives,
+        negatives, epochs, steps_per_epoch, batch_size, lr, optimizer, schedule, weight_decay,
+        augment, seed, x_val=None, ids_val=None, checkpoint_dir=None, checkpoint_config=String::new(),
+        callback=None))]
+    fn fit(
+        &self,
+        py: Python<'_>,
+        x: PyReadonlyArray4<'_, f32>,
+        ids: PyReadonlyArray1<'_, i64>,
+        classes: Option<PyReadonlyArray1<'_, i64>>,
+        loss: &str,
+        hi: f64,
+        lo: f64,
+        temperature: f64,
+        margin: f64,
+        rows: usize,
+        cols: usize,
+        positives: usize,
+        negatives: &str,
+        epochs: usize,
+        steps_per_epoch: Option<usize>,
+        batch_size: usize,
+        lr: f64,
+        optimizer: &str,
+        schedule: &str,
+        weight_decay: f64,
+        augment: f64,
+        seed: u64,
+        x_val: Option<PyReadonlyArray4<'_, f32>>,
+        ids_val: Option<PyReadonlyArray1<'_, i64>>,
+        checkpoint_dir: Option<PathBuf>,
+        checkpoint_config: String,
+        callback: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<FitResult> {
+        let loss = Loss::from_name(loss, hi, lo, temperature, margin)
+            .ok_or_else(|| error(Kind::Shape, format!("unknown loss {loss:?}")))?;
+        let negatives = Negatives::from_name(negatives)
+            .ok_or_else(|| error(Kind::Shape, format!("unknown negatives {negatives:?}")))?;
+        let optimizer = match optimizer {
+            "adam" => Optim::Adam,
+            "sgd" => Optim::Sgd,
+            o => return Err(error(Kind::Shape, format!("unknown optimizer {o:?}"))),
+        };
+        let schedule = match schedule {
+            "constant" => Schedule::Constant,
+            "cosine" => Schedule::Cosine,
+            "step" => Schedule::Step,
+            o => return Err(error(Kind::Shape, format!("unknown schedule {o:?}"))),
+        };
+        let cfg = TrainConfig {
+            loss,
+            grid: GridSpec {
+                rows,
+                cols,
+                positives,
+            },
+            negatives,
+            epochs,
+            steps_per_epoch,
+            batch_size,
+            lr,
+            optimizer,
+            schedule,
+            weight_decay,
+            augment,
+            seed,
+            checkpoint_dir,
+            checkpoint_config,
+        };
+        let shape = shape_of(&x);
+        let xs = slice_of(&x)?;
+        let ids = ids.as_slice()?;
+        let classes_arr = classes;
+        let classes = match &classes_arr {
+            Some(c) => Some(c.as_slice()?),
+            None => None,
+        };
+        let val = match (&x_val, &ids_val) {
+            (Some(xv), Some(iv)) => {
+                if shape_of(xv) != shape {
+                    return Err(error(
+                        Kind::Shape,
+                        "validation images differ in shape from the training images",
+                    ));
+                }
+                Some(ValData {
+                    x: slice_of(xv)?,
+                    ids: iv.as_slice()?,
+                })
+            }
+            _ => None,
+        };
+        let data = TrainData {
+            x: xs,
+            shape,
+            ids,
+            classes,
+        };
+        let mut model = self.lock()?;
+        let model = &mut *model;
+        let done = run_heavy(py, callback, |mon| {
+            train::fit(model, &data, val.as_ref(), &cfg, mon)
+        })?;
+        let hist = done.value.into_iter().map(|r| r.metrics).collect();
+        Ok((hist, done.interrupted))
+    }
+
+    /// Embeddings `(n, dim)` float32 (numpy) of images `(n, c, h, w)` in `[0, 1]`.
+    #[pyo3(signature = (x, batch_size=256))]
+    fn embed<'py>(
+        &self,
+        py: Python<'py>,
+        x: PyReadonlyArray4<'py, f32>,
+        batch_size: usize,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let shape = shape_of(&x);
+        let xs = slice_of(&x)?;
+        let mut model = self.lock()?;
+        let m = &mut *model;
+        if shape.c as i64 != m.spec.in_channels {
+            return Err(error(
+                Kind::Shape,
+                format!(
+                    "images have {} channels, the network expects {}",
+                    shape.c, m.spec.in_channels
+                ),
+            ));
+        }
+        let e = run_heavy(py, None, move |mon| m.embed(xs, shape, batch_size, mon))?.value;
+        tensor_to_numpy(py, &e)
+    }
+
+    /// Write `dir/weights.safetensors` and `dir/config.json` (atomically).
+    fn save(&self, py: Python<'_>, dir: PathBuf, config_json: String) -> PyResult<()> {
+        let mut model = self.lock()?;
+        let m = &mut *model;
+        let (dir, config_json) = (&dir, &config_json);
+        run_heavy(py, None, move |_| m.save(dir, config_json))?;
+        Ok(())
+    }
+
+    /// Load all weights from a safetensors file written by `save`.
+    fn load_weights(&self, py: Python<'_>, path: PathBuf) -> PyResult<()> {
+        let mut model = self.lock()?;
+        let m = &mut *model;
+        let path = &path;
+        run_heavy(py, None, move |_| m.load_weights(path))?;
+        Ok(())
+    }
+
+    /// Load backbone weights (torchvision names) from a safetensors file; returns how
+    /// many tensors were loaded.
+    fn load_backbone(&self, py: Python<'_>, path: PathBuf) -> PyResult<usize> {
+        let mut model = self.lock()?;
+        let m = &mut *model;
+        let path = &path;
+        Ok(run_heavy(py, None, move |_| m.load_backbone(path))?.value)
+    }
+}
+
+/// Distort images `(n, c, h, w)` float32 in `[0, 1]`: output `i` is image `i` distorted
+/// with the generator of `(seed, stream, i)` at `strength`.
+#[pyfunction]
+#[pyo3(signature = (x, strength, seed, stream=0))]
+fn augment_images<'py>(
+    py: Python<'py>,
+    x: PyReadonlyArray4<'py, f32>,
+    strength: f64,
+    seed: u64,
+    stream: u64,
+) -> PyResult<Bound<'py, PyAny>> {
+    let shape = shape_of(&x);
+    let n = x.shape()[0];
+    let xs = slice_of(&x)?;
+    let index: Vec<usize> = (0..n).collect();
+    let out = run_heavy(py, None, |_| {
+        Ok::<_, GsnError>(augment_batch(xs, shape, &index, strength, seed, stream))
+    })?
+    .value;
+    Ok(out
+        .into_pyarray(py)
+        .reshape([n, shape.c, shape.h, shape.w])?
+        .into_any())
+}
+
+/// Test hook: loss and its gradient with respect to `a` (the similarity map of a grid
+/// loss, or the embeddings of a pair loss); `b` is the grid target or the labels.
+#[pyfunction]
+#[pyo3(signature = (loss, a, b, hi=0.9, lo=0.0, temperature=0.1, margin=0.2))]
+#[allow(clippy::too_many_arguments)]
+fn _loss_and_grad<'py>(
+    py: Python<'py>,
+    loss: &str,
+    a: &Bound<'py, PyAny>,
+    b: &Bound<'py, PyAny>,
+    hi: f64,
+    lo: f64,
+    temperature: f64,
+    margin: f64,
+) -> PyResult<(f64, Bound<'py, PyAny>)> {
+    let kind = Loss::from_name(loss, hi, lo, temperature, margin)
+        .ok_or_else(|| error(Kind::Shape, format!("unknown loss {loss:?}")))?;
+    // own copies: the work runs on another thread without the GIL
+    let a = tensor_from_py(a)?
+        .f_detach()
+        .and_then(|t| t.f_contiguous())
+        .and_then(|t| t.f_mul_scalar(1.0))
+        .map_err(torch_error)?;
+    let b = tensor_from_py(b)?.f_contiguous().map_err(torch_error)?;
+    let (value, grad) = run_heavy(py, None, move |_| -> Result<(f64, tch::Tensor), GsnError> {
+        let a = a.set_requires_grad(true);
+        let l = if kind.is_grid() {
+            kind.grid(&a, &b)?
+        } else {
+            kind.pairs(&a, &b)?
+        };
+        l.f_backward()?;
+        Ok((l.f_double_value(&[])?, a.grad()))
+    })?
+    .value;
+    Ok((value, tensor_to_py(py, &grad)?))
+}
+
+/// Register the GSN classes and functions.
+pub(crate) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_class::<GsnModel>()?;
+    m.add_function(wrap_pyfunction!(augment_images, m)?)?;
+    m.add_function(wrap_pyfunction!(_loss_and_grad, m)?)?;
+    Ok(())
+}

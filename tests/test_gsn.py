@@ -1,0 +1,273 @@
+"""The GridSearchNetwork estimator: training, determinism, persistence, errors."""
+
+from __future__ import annotations
+
+import json
+import warnings
+
+import gridmatch as gm
+import numpy as np
+import pytest
+import torch
+
+FAST = dict(dim=16, batch_size=16, steps_per_epoch=3, epochs=1, verbose=False, grid=(2, 2))
+
+
+@pytest.fixture(scope="module")
+def fmnist(data_root):
+    X, y = gm.datasets.load("fashion-mnist", "test", root=data_root)
+    return X[:400], y[:400]
+
+
+def loo_recall1(E, ids):
+    """numpy reference: leave-one-out nearest neighbour has the same id."""
+    S = E @ E.T
+    np.fill_diagonal(S, -np.inf)
+    nn = S.argmax(1)
+    return float((ids[nn] == ids).mean())
+
+
+def test_untrained_network_embeds_normalised(fmnist):
+    X, y = fmnist
+    gsn = gm.GridSearchNetwork(epochs=0, dim=24, verbose=False).fit(X[:50], y[:50])
+    E = gsn.embed(X[:10])
+    assert E.dtype == np.float32 and E.shape == (10, 24)
+    np.testing.assert_allclose(np.linalg.norm(E, axis=1), 1.0, atol=1e-5)
+    assert gsn.history_ == []
+    Et = gsn.embed(torch.from_numpy(X[:10]))
+    assert isinstance(Et, torch.Tensor)
+    np.testing.assert_array_equal(Et.numpy(), E)
+    # layouts: (n, h, w) uint8 == (n, 1, h, w) float in [0, 1]
+    E2 = gsn.embed(X[:10, None].astype(np.float32) / 255)
+    np.testing.assert_allclose(E2, E, atol=1e-6)
+
+
+def test_training_reduces_loss_and_raises_recall(fmnist):
+    X, y = fmnist
+    ids = np.arange(200)  # every image a product: positives are augmented views
+    Xv = np.concatenate([X[200:300], gm.datasets.distort(X[200:300], seed=1)])
+    idv = np.concatenate([np.arange(100), np.arange(100)])
+    params = dict(
+        dim=32, batch_size=32, grid=(3, 3), verbose=False, lr=2e-3, seed=0, loss="grid-softmax"
+    )
+    untrained = gm.GridSearchNetwork(epochs=0, **params).fit(X[:200], ids)
+    r0 = loo_recall1(untrained.embed(Xv), idv)
+    gsn = gm.GridSearchNetwork(epochs=5, steps_per_epoch=24, **params)
+    gsn.fit(X[:200], ids, X_val=Xv, ids_val=idv)
+    losses = [h["loss"] for h in gsn.history_]
+    assert len(losses) == 5 and losses[-1] < losses[0]
+    r1 = loo_recall1(gsn.embed(Xv), idv)
+    assert r1 > r0 + 0.05, (r0, r1)
+    # the per-epoch validation metric is the same leave-one-out recall@1
+    assert gsn.history_[-1]["val_recall@1"] == pytest.approx(r1, abs=1e-6)
+    assert all(h["seconds"] > 0 for h in gsn.history_)
+
+
+def test_deterministic_for_a_seed(fmnist):
+    X, y = fmnist
+    a = gm.GridSearchNetwork(seed=3, **FAST).fit(X[:100], y[:100]).embed(X[:20])
+    b = gm.GridSearchNetwork(seed=3, **FAST).fit(X[:100], y[:100]).embed(X[:20])
+    c = gm.GridSearchNetwork(seed=4, **FAST).fit(X[:100], y[:100]).embed(X[:20])
+    np.testing.assert_array_equal(a, b)
+    assert not np.allclose(a, c)
+
+
+@pytest.mark.parametrize(
+    "loss,negatives,mode",
+    [
+        ("grid-softmax", "mined", "batch"),
+        ("double-margin", "hard", "batch"),
+        ("double-margin", "random", "stitched"),
+        ("grid-softmax", "mined", "stitched"),
+        ("triplet", "random", "batch"),
+        ("contrastive", "random", "batch"),
+        ("ntxent", "random", "batch"),
+    ],
+)
+def test_every_loss_and_mode_trains(fmnist, loss, negatives, mode):
+    X, y = fmnist
+    gsn = gm.GridSearchNetwork(loss=loss, negatives=negatives, mode=mode, **FAST)
+    gsn.fit(X[:100], np.arange(100), classes=y[:100])
+    assert np.isfinite(gsn.history_[0]["loss"])
+    E = gsn.embed(X[:5])
+    assert E.shape == (5, 16)
+
+
+def test_save_load_roundtrip(tmp_path, fmnist):
+    X, y = fmnist
+    gsn = gm.GridSearchNetwork(**FAST).fit(X[:100], y[:100])
+    out = gsn.save(tmp_path / "model")
+    assert (out / "weights.safetensors").is_file()
+    config = json.loads((out / "config.json").read_text())
+    assert config["params"]["dim"] == 16 and len(config["history"]) == 1
+    assert not [p for p in out.iterdir() if "partial" in p.name]
+    back = gm.GridSearchNetwork.load(out)
+    np.testing.assert_array_equal(back.embed(X[:10]), gsn.embed(X[:10]))
+    assert back.history_ == gsn.history_
+    assert back.get_params() == {**gsn.get_params(), "weights": None}
+
+
+def test_checkpoints_every_epoch(tmp_path, fmnist):
+    X, y = fmnist
+    seen = []
+
+    def cb(epoch, total, metrics):
+        seen.append((epoch, total, sorted(metrics)))
+        assert (tmp_path / "ckpt" / "weights.safetensors").is_file()
+
+    params = {**FAST, "epochs": 2}
+    gsn = gm.GridSearchNetwork(checkpoint_dir=tmp_path / "ckpt", **params)
+    gsn.fit(X[:100], y[:100], callback=cb)
+    assert [s[:2] for s in seen] == [(1, 2), (2, 2)]
+    assert seen[0][2] == ["loss", "lr", "seconds"]  # no validation data given
+    back = gm.GridSearchNetwork.load(tmp_path / "ckpt")
+    np.testing.assert_array_equal(back.embed(X[:5]), gsn.embed(X[:5]))
+
+
+def test_backbone_weights_load_from_safetensors(tmp_path, fmnist):
+    X, y = fmnist
+    src = gm.GridSearchNetwork(**FAST).fit(X[:100], y[:100])
+    src.save(tmp_path / "m")
+    # a new network whose backbone starts from the trained one: same features, new head
+    dst = gm.GridSearchNetwork(
+        epochs=0, dim=16, seed=9, verbose=False, weights=tmp_path / "m" / "weights.safetensors"
+    ).fit(X[:10], y[:10])
+    fresh = gm.GridSearchNetwork(epochs=0, dim=16, seed=9, verbose=False).fit(X[:10], y[:10])
+    assert not np.allclose(dst.embed(X[:5]), fresh.embed(X[:5]))
+    with pytest.raises(gm.GridmatchError):
+        gm.GridSearchNetwork(epochs=0, verbose=False, weights=tmp_path / "nope.safetensors").fit(
+            X[:10], y[:10]
+        )
+
+
+def test_resnet18_on_rgb():
+    rng = np.random.default_rng(0)
+    X = rng.integers(0, 255, size=(24, 32, 32, 3), dtype=np.uint8)
+    ids = np.repeat(np.arange(12), 2)
+    gsn = gm.GridSearchNetwork(
+        backbone="resnet18",
+        dim=8,
+        batch_size=8,
+        steps_per_epoch=1,
+        epochs=1,
+        verbose=False,
+        grid=(2, 2),
+    ).fit(X, ids)
+    assert gsn.embed(X[:3]).shape == (3, 8)
+    assert gsn.model_.parameter_count > 11_000_000
+
+
+def test_callback_stop_keeps_model_and_warns(fmnist):
+    X, y = fmnist
+    gsn = gm.GridSearchNetwork(**{**FAST, "epochs": 5})
+    with pytest.warns(gm.InterruptedWarning):
+        gsn.fit(X[:100], y[:100], callback=lambda e, t, m: e < 2)
+    assert len(gsn.history_) == 2 and gsn.interrupted_
+    assert gsn.embed(X[:3]).shape == (3, 16)
+
+
+def test_cuda_without_gpu_is_a_device_error(fmnist):
+    if torch.cuda.is_available():
+        pytest.skip("a GPU is present: the CUDA path is exercised by benches/gpu.sh")
+    X, y = fmnist
+    with pytest.raises(gm.DeviceError, match="CUDA"):
+        gm.GridSearchNetwork(device="cuda", **FAST).fit(X[:50], y[:50])
+    gsn = gm.GridSearchNetwork(device="auto", epochs=0, verbose=False).fit(X[:50], y[:50])
+    assert gsn.model_.device == "cpu"
+
+
+def test_bad_input_raises_clear_errors(fmnist):
+    X, y = fmnist
+    with pytest.raises(gm.NotFittedError):
+        gm.GridSearchNetwork().embed(X[:2])
+    bad = [
+        dict(loss="hinge"),
+        dict(negatives="easy"),
+        dict(grid=(3,)),
+        dict(positives=9),
+        dict(positives=0),
+        dict(batch_size=3),
+        dict(lr=-1.0),
+        dict(temperature=0.0),
+        dict(hi="high"),
+        dict(augment=float("nan")),
+        dict(mode="stitched", loss="triplet"),
+        dict(backbone="vgg"),
+        dict(device="tpu"),
+    ]
+    for kw in bad:
+        with pytest.raises(ValueError):
+            gm.GridSearchNetwork(**{**FAST, **kw}).fit(X[:50], y[:50])
+    with pytest.raises(gm.ShapeError, match="ids"):
+        gm.GridSearchNetwork(**FAST).fit(X[:50], y[:40])
+    with pytest.raises(gm.ShapeError, match="2 distinct"):
+        gm.GridSearchNetwork(**FAST).fit(X[:50], np.zeros(50))
+    with pytest.raises(gm.ShapeError, match="NaN"):
+        Xf = X[:50].astype(np.float32)
+        Xf[0, 0, 0] = np.nan
+        gm.GridSearchNetwork(**FAST).fit(Xf, y[:50])
+    gsn = gm.GridSearchNetwork(epochs=0, verbose=False).fit(X[:20], y[:20])
+    with pytest.raises(gm.ShapeError, match="channels"):
+        gsn.embed(np.zeros((2, 3, 28, 28), np.float32))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        gsn.embed(X[:2])
+
+
+def test_cli_train(tmp_path, data_root, monkeypatch, capsys):
+    from gridmatch import cli
+
+    monkeypatch.setenv("GRIDMATCH_DATA", str(data_root))
+    argv = [
+        "train",
+        "--dataset",
+        "fashion-shop",
+        "--n",
+        "100",
+        "--val",
+        "40",
+        "--dim",
+        "8",
+        "--epochs",
+        "1",
+        "--steps-per-epoch",
+        "2",
+        "--batch-size",
+        "16",
+        "--grid",
+        "2x2",
+        "--quiet",
+        "--out",
+        str(tmp_path / "m"),
+    ]
+    assert cli.main(argv) == 0
+    out = capsys.readouterr().out
+    assert "model saved" in out
+    gsn = gm.GridSearchNetwork.load(tmp_path / "m")
+    assert gsn.embed(np.zeros((1, 28, 28), np.uint8)).shape == (1, 8)
+
+
+def test_ctrl_c_stops_training_and_keeps_the_model(fmnist):
+    import os
+    import signal
+    import threading
+
+    X, y = fmnist
+    timer = threading.Timer(1.0, lambda: os.kill(os.getpid(), signal.SIGINT))
+    gsn = gm.GridSearchNetwork(**{**FAST, "epochs": 10_000, "steps_per_epoch": 2})
+    timer.start()
+    try:
+        with pytest.warns(gm.InterruptedWarning):
+            gsn.fit(X[:100], y[:100])
+    finally:
+        timer.cancel()
+    assert gsn.interrupted_ and 0 < len(gsn.history_) < 10_000
+    assert gsn.embed(X[:2]).shape == (2, 16)
+
+
+def test_hard_negatives_without_classes_fall_back_to_mined(fmnist):
+    X, y = fmnist
+    kw = {**FAST, "negatives": "hard", "seed": 5}
+    hard = gm.GridSearchNetwork(**kw).fit(X[:100], y[:100]).embed(X[:10])
+    mined = gm.GridSearchNetwork(**{**kw, "negatives": "mined"}).fit(X[:100], y[:100])
+    np.testing.assert_array_equal(hard, mined.embed(X[:10]))
