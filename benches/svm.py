@@ -33,9 +33,8 @@ def _rss_mb() -> float:
 
 def child(impl: str, n: int) -> dict:
     """One fit + predict in this process; prints a JSON line."""
-    import numpy as np
-
     import gridmatch as gm
+    import numpy as np
 
     Xtr, ytr = gm.datasets.load("fashion-mnist", split="train")
     Xte, yte = gm.datasets.load("fashion-mnist", split="test")
@@ -156,7 +155,8 @@ def main() -> None:
     ]
     for r in rows:
         lines.append(
-            f"| {r['n']} | {r['sk_fit']:.1f} | {r['gm_fit']:.2f} | {r['sk_fit'] / r['gm_fit']:.1f}x "
+            f"| {r['n']} | {r['sk_fit']:.1f} | {r['gm_fit']:.2f} "
+            f"| {r['sk_fit'] / r['gm_fit']:.1f}x "
             f"| {r['sk_pred']:.1f} | {r['gm_pred']:.2f} | {r['sk_pred'] / r['gm_pred']:.1f}x "
             f"| {100 * r['sk_acc']:.2f} | {100 * r['gm_acc']:.2f} | {100 * r['agree']:.2f}% "
             f"| {r['sk_sv']} / {r['gm_sv']} | {r['sk_mb']:.0f} / {r['gm_mb']:.0f} |"

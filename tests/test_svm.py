@@ -4,15 +4,14 @@ from __future__ import annotations
 
 import pickle
 
+import gridmatch as gm
 import numpy as np
 import pytest
+from gridmatch import _core
+from gridmatch.svm import SVC
 from sklearn import datasets as skdatasets
 from sklearn.exceptions import NotFittedError
 from sklearn.svm import SVC as SkSVC
-
-import gridmatch as gm
-from gridmatch import _core
-from gridmatch.svm import SVC
 
 # ----------------------------------------------------------------------------- data
 
@@ -296,6 +295,14 @@ def test_core_rejects_inconsistent_arrays():
     # A model whose arrays disagree is rejected, not read out of bounds.
     with pytest.raises(ValueError, match="inconsistent model"):
         _core.svm_decision(
-            X, X[:2], np.array([0, 1]), np.array([1, 5]), np.zeros((1, 2)), np.zeros(1),
-            "rbf", 1.0, 0.0, 3,
+            X,
+            X[:2],
+            np.array([0, 1]),
+            np.array([1, 5]),
+            np.zeros((1, 2)),
+            np.zeros(1),
+            "rbf",
+            1.0,
+            0.0,
+            3,
         )

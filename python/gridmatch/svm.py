@@ -232,7 +232,9 @@ class SVC(ClassifierMixin, BaseEstimator):
             raise ValueError(f"coef0 must be a float, got {self.coef0!r}")
         if isinstance(self.gamma, str):
             if self.gamma not in ("scale", "auto"):
-                raise ValueError(f"gamma must be 'scale', 'auto' or a float > 0, got {self.gamma!r}")
+                raise ValueError(
+                    f"gamma must be 'scale', 'auto' or a float > 0, got {self.gamma!r}"
+                )
         else:
             positive("gamma", self.gamma)
         if (
@@ -288,7 +290,7 @@ class SVC(ClassifierMixin, BaseEstimator):
         classes, y_enc = np.unique(y_, return_inverse=True)
         if len(classes) < 2:
             raise ValueError(
-                "The number of classes has to be greater than one; got %d class" % len(classes)
+                f"The number of classes has to be greater than one; got {len(classes)} class"
             )
         self.class_weight_ = compute_class_weight(self.class_weight, classes=classes, y=y_)
         n = X.shape[0]
@@ -418,8 +420,8 @@ class SVC(ClassifierMixin, BaseEstimator):
         elif self._kernel_name == "precomputed":
             if X.shape[1] != self.shape_fit_[0]:
                 raise ValueError(
-                    "X.shape[1] = %d should be equal to %d, the number of samples at "
-                    "training time" % (X.shape[1], self.shape_fit_[0])
+                    f"X.shape[1] = {X.shape[1]} should be equal to {self.shape_fit_[0]}, "
+                    "the number of samples at training time"
                 )
             data, sv, support, kname = X, None, self.support_, "precomputed"
         else:

@@ -23,13 +23,25 @@ pub trait Kernel: Send + Sync {
     ///
     /// `out.len() == cols.len()`; `i < a.nrows()` and every `cols[t] < b.nrows()`
     /// (callers guarantee both).
-    fn row(&self, a: ArrayView2<'_, f32>, i: usize, b: ArrayView2<'_, f32>, cols: &[usize], out: &mut [f32]);
+    fn row(
+        &self,
+        a: ArrayView2<'_, f32>,
+        i: usize,
+        b: ArrayView2<'_, f32>,
+        cols: &[usize],
+        out: &mut [f32],
+    );
 
     /// Fill `out` (`a.nrows() × b.nrows()`) with `k(a.row(p), b.row(q))`.
     ///
     /// The default computes rows in parallel through [`Kernel::row`]; kernels with a
     /// matrix-product form override it.
-    fn block(&self, a: ArrayView2<'_, f32>, b: ArrayView2<'_, f32>, mut out: ArrayViewMut2<'_, f32>) {
+    fn block(
+        &self,
+        a: ArrayView2<'_, f32>,
+        b: ArrayView2<'_, f32>,
+        mut out: ArrayViewMut2<'_, f32>,
+    ) {
         let cols: Vec<usize> = (0..b.nrows()).collect();
         out.axis_iter_mut(Axis(0))
             .collect::<Vec<_>>()
@@ -158,7 +170,11 @@ impl BuiltinKernel {
     fn finish(&self, v: f32) -> f32 {
         match *self {
             BuiltinKernel::Linear => v,
-            BuiltinKernel::Poly { gamma, coef0, degree } => (gamma * f64::from(v) + coef0).powi(degree) as f32,
+            BuiltinKernel::Poly {
+                gamma,
+                coef0,
+                degree,
+            } => (gamma * f64::from(v) + coef0).powi(degree) as f32,
             // exp in single precision: the value is stored as f32 anyway.
             BuiltinKernel::Rbf { gamma } => (-(gamma as f32) * v.max(0.0)).exp(),
             BuiltinKernel::Sigmoid { gamma, coef0 } => (gamma * f64::from(v) + coef0).tanh() as f32,
@@ -171,7 +187,14 @@ impl BuiltinKernel {
 }
 
 impl Kernel for BuiltinKernel {
-    fn row(&self, a: ArrayView2<'_, f32>, i: usize, b: ArrayView2<'_, f32>, cols: &[usize], out: &mut [f32]) {
+    fn row(
+        &self,
+        a: ArrayView2<'_, f32>,
+        i: usize,
+        b: ArrayView2<'_, f32>,
+        cols: &[usize],
+        out: &mut [f32],
+    ) {
         let xi = a.row(i);
         let xi_owned;
         let xi: &[f32] = match xi.as_slice() {
@@ -197,7 +220,12 @@ impl Kernel for BuiltinKernel {
         }
     }
 
-    fn block(&self, a: ArrayView2<'_, f32>, b: ArrayView2<'_, f32>, mut out: ArrayViewMut2<'_, f32>) {
+    fn block(
+        &self,
+        a: ArrayView2<'_, f32>,
+        b: ArrayView2<'_, f32>,
+        mut out: ArrayViewMut2<'_, f32>,
+    ) {
         // Row blocks of `a` in parallel, each a matrix product against `b`.
         const RB: usize = 256;
         let b_sq: Vec<f32> = if self.is_rbf() {
@@ -232,10 +260,19 @@ impl Kernel for BuiltinKernel {
 pub(crate) mod simd {
     /// For each `t`: `out[t] = <x, b_row(cols[t])>` (or `||x - b_row||^2` when `sqdist`),
     /// where `b` is a contiguous row-major matrix with `d` columns.
-    pub fn rows_reduce(x: &[f32], b: &[f32], d: usize, cols: &[usize], out: &mut [f32], sqdist: bool) {
+    pub fn rows_reduce(
+        x: &[f32],
+        b: &[f32],
+        d: usize,
+        cols: &[usize],
+        out: &mut [f32],
+        sqdist: bool,
+    ) {
         #[cfg(target_arch = "x86_64")]
         {
-            if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
+            if std::arch::is_x86_feature_detected!("avx2")
+                && std::arch::is_x86_feature_detected!("fma")
+            {
                 // SAFETY: the CPU supports avx2 and fma (checked just above).
                 unsafe { rows_reduce_avx2(x, b, d, cols, out, sqdist) };
                 return;
@@ -246,7 +283,14 @@ pub(crate) mod simd {
 
     #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "avx2,fma")]
-    unsafe fn rows_reduce_avx2(x: &[f32], b: &[f32], d: usize, cols: &[usize], out: &mut [f32], sqdist: bool) {
+    unsafe fn rows_reduce_avx2(
+        x: &[f32],
+        b: &[f32],
+        d: usize,
+        cols: &[usize],
+        out: &mut [f32],
+        sqdist: bool,
+    ) {
         rows_reduce_generic::<true>(x, b, d, cols, out, sqdist);
     }
 
@@ -322,7 +366,9 @@ mod tests {
     #[test]
     fn simd_reductions_match_naive_sums() {
         let d = 101; // exercises the 32-wide body and the tail
-        let b: Vec<f32> = (0..3 * d).map(|i| ((i * 37 % 23) as f32 - 11.0) / 7.0).collect();
+        let b: Vec<f32> = (0..3 * d)
+            .map(|i| ((i * 37 % 23) as f32 - 11.0) / 7.0)
+            .collect();
         let x: Vec<f32> = (0..d).map(|i| ((i * 13 % 17) as f32 - 8.0) / 5.0).collect();
         let mut out = [0f32; 3];
         for sq in [false, true] {
@@ -332,7 +378,13 @@ mod tests {
                 let want: f64 = x
                     .iter()
                     .zip(row)
-                    .map(|(&u, &v)| if sq { f64::from(u - v).powi(2) } else { f64::from(u) * f64::from(v) })
+                    .map(|(&u, &v)| {
+                        if sq {
+                            f64::from(u - v).powi(2)
+                        } else {
+                            f64::from(u) * f64::from(v)
+                        }
+                    })
                     .sum();
                 assert!((f64::from(out[t]) - want).abs() < 1e-3 * want.abs().max(1.0));
             }
