@@ -176,6 +176,17 @@ def test_non_psd_kernel_terminates():
     np.testing.assert_array_equal(ours.predict(K), ref.predict(K))
 
 
+def test_shared_blocks_and_on_demand_rows_give_the_same_model(iris):
+    # The default cache holds the kernel blocks shared between the one-vs-one problems;
+    # a tiny cache forces on-demand kernel rows with LRU eviction instead.
+    X, y = iris
+    big = SVC(C=5.0, tol=1e-6).fit(X, y)
+    tiny = SVC(C=5.0, tol=1e-6, cache_size=0.001).fit(X, y)
+    np.testing.assert_array_equal(tiny.support_, big.support_)
+    np.testing.assert_allclose(tiny.dual_coef_, big.dual_coef_, atol=1e-4)
+    np.testing.assert_allclose(tiny.intercept_, big.intercept_, atol=1e-4)
+
+
 def test_pickle_round_trip(iris):
     X, y = iris
     clf = SVC(C=2.0).fit(X, y)
