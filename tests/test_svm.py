@@ -28,7 +28,7 @@ def _subset(root, name, n_train, n_test, seed):
 
 @pytest.fixture(scope="module", params=["fashion-mnist", "mnist"])
 def image_subset(request, data_root):
-    return request.param, _subset(data_root, request.param, 1500, 1000, seed=0)
+    return request.param, _subset(data_root, request.param, 2500, 1000, seed=0)
 
 
 @pytest.fixture(scope="module")
@@ -40,14 +40,14 @@ def iris():
 # ------------------------------------------------------------------ parity (images)
 
 
-@pytest.mark.parametrize("kernel", ["rbf", "linear", "poly", "sigmoid"])
+@pytest.mark.parametrize("kernel", ["rbf", "linear", "poly", "sigmoid", "sigmoid-small-gamma"])
 def test_parity_with_sklearn_on_images(image_subset, kernel):
     name, (Xtr, ytr, Xte, yte) = image_subset
-    # sigmoid with gamma="scale" saturates on raw pixels; scikit-learn users pick a
-    # smaller gamma there. Both sides get the same parameters.
     params = dict(C=10.0, kernel=kernel, gamma="scale")
-    if kernel == "sigmoid":
-        params.update(gamma=1e-3, coef0=0.0)
+    if kernel == "sigmoid-small-gamma":
+        # gamma="scale" saturates tanh on raw pixels (accuracy ~40-60%, identical on
+        # both sides); a small gamma is the regime where sigmoid is a useful kernel.
+        params.update(kernel="sigmoid", gamma=1e-3, coef0=0.0)
     ref = SkSVC(**params).fit(Xtr, ytr)
     ours = SVC(**params).fit(Xtr, ytr)
     p_ref, p_ours = ref.predict(Xte), ours.predict(Xte)

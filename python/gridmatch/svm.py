@@ -140,7 +140,10 @@ class SVC(ClassifierMixin, BaseEstimator):
     tol : float, default=1e-3
         Stopping tolerance (maximal KKT violation).
     cache_size : float, default=200
-        Kernel-row cache in MB, shared by the binary problems solved at once.
+        Kernel cache in MB, for all binary problems together (libsvm: per problem).
+        When the within-class kernel blocks fit, they are computed once (a matrix
+        product) and shared by the one-vs-one problems; otherwise kernel rows are
+        computed on demand into an LRU cache of this size.
     class_weight : dict or "balanced", default=None
         Multiply ``C`` of class ``k`` by ``class_weight[k]``; ``"balanced"`` uses
         ``n_samples / (n_classes * count_k)``.
