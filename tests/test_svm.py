@@ -275,6 +275,10 @@ def test_bad_inputs_raise_value_error(iris):
         SVC().fit(X, y, sample_weight=np.ones(3))
     with pytest.raises(ValueError, match="zero or negative"):
         SVC().fit(X, y, sample_weight=np.zeros(len(y)))
+    with pytest.raises(ValueError, match="too large for single precision"):
+        SVC(kernel="linear").fit(X * 1e200, y)
+    with pytest.raises(ValueError, match="not finite"):
+        SVC(kernel="linear").fit(X * 1e25, y)  # finite in float32, the kernel overflows
     clf = SVC().fit(X, y)
     with pytest.raises(ValueError, match="features"):
         clf.predict(X[:, :3])

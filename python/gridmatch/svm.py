@@ -343,12 +343,18 @@ class SVC(ClassifierMixin, BaseEstimator):
         else:
             if isinstance(self.gamma, str):
                 if self.gamma == "scale":
-                    var = X.var()
+                    with np.errstate(over="ignore"):
+                        var = X.var()
                     gamma = 1.0 / (X.shape[1] * var) if var != 0 else 1.0
                 else:
                     gamma = 1.0 / X.shape[1]
             else:
                 gamma = float(self.gamma)
+            if X.size and np.abs(X).max() > np.finfo(np.float32).max:
+                raise ValueError(
+                    "X has values too large for single precision (kernels are computed in "
+                    "float32); scale the data first"
+                )
             data, kname = np.ascontiguousarray(X, dtype=np.float32), kernel
         self._gamma = gamma
         self._kernel_name = kname
@@ -367,6 +373,11 @@ class SVC(ClassifierMixin, BaseEstimator):
             int(self.max_iter),
             _n_jobs(self.n_jobs),
         )
+        if not (np.isfinite(out["dual_coef"]).all() and np.isfinite(out["rho"]).all()):
+            raise ValueError(
+                "The dual coefficients or intercepts are not finite. The input data may "
+                "contain large values and need to be preprocessed."
+            )
         if out["interrupted"]:  # pragma: no cover - only on a stopping callback
             warnings.warn("SVC fit was interrupted", InterruptedWarning, stacklevel=2)
         self.classes_ = classes
