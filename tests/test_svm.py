@@ -156,6 +156,19 @@ def test_precomputed_and_callable_kernels_match_sklearn(iris):
     np.testing.assert_array_equal(lin.predict(X), ref.predict(K))
 
 
+def test_objects_with_a_gram_method_are_kernels(iris):
+    # The route expression kernels (gridmatch.expr) take: any object with .gram(X, Y).
+    class Poly2:
+        def gram(self, A, B):
+            return (A @ B.T + 1.0) ** 2
+
+    X, y = iris
+    ours = SVC(kernel=Poly2(), C=0.5).fit(X, y)
+    ref = SkSVC(kernel="poly", degree=2, gamma=1.0, coef0=1.0, C=0.5).fit(X, y)
+    np.testing.assert_array_equal(ours.support_, ref.support_)
+    np.testing.assert_allclose(ours.decision_function(X), ref.decision_function(X), atol=5e-3)
+
+
 def test_gamma_scale_and_auto_are_sklearns(iris):
     X, y = iris
     for gamma in ("scale", "auto", 0.3):
