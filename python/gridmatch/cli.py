@@ -33,19 +33,9 @@ def _info(_args: argparse.Namespace) -> int:
 
 
 def _demo(args: argparse.Namespace) -> int:
-    rows = []
-    for name in datasets.NAMES:
-        for split in ("train", "test"):
-            t0 = time.perf_counter()
-            X, y = datasets.load(name, split)
-            dt = time.perf_counter() - t0
-            rows.append(
-                (name, split, X.shape, int(y.min()), int(y.max()), len(set(y.tolist())), dt)
-            )
-    print("Datasets")
-    print(f"{'dataset':<14} {'split':<6} {'images':<16} {'labels':<8} {'classes':>7} {'load s':>7}")
-    for name, split, shape, lo, hi, ncls, dt in rows:
-        print(f"{name:<14} {split:<6} {str(shape):<16} {f'{lo}..{hi}':<8} {ncls:>7} {dt:>7.2f}")
+    from .demo import run_demo
+
+    run_demo(args.out, quick=args.quick, device=args.device, seed=args.seed)
     return 0
 
 
@@ -161,7 +151,14 @@ def main(argv: list[str] | None = None) -> int:
         "--threads", type=int, default=None, help="threads for Rust and libtorch (default: all)"
     )
     sub = parser.add_subparsers(dest="command", required=True)
-    p = sub.add_parser("demo", help="run every part on the bundled datasets")
+    p = sub.add_parser(
+        "demo",
+        help="run every part on the bundled datasets, print a table, write a report folder",
+    )
+    p.add_argument("--out", default="gridmatch-report", help="report folder (PNG plots, JSON)")
+    p.add_argument("--quick", action="store_true", help="small sizes: about a minute")
+    p.add_argument("--device", default="auto", help="auto, cpu or cuda (default: auto)")
+    p.add_argument("--seed", type=int, default=0, help="seed of data, training and searches")
     p.set_defaults(func=_demo)
     p = sub.add_parser("info", help="version, threads and dataset locations")
     p.set_defaults(func=_info)
