@@ -332,7 +332,8 @@ def report(info: dict, knn_rows: list, evs: list, mem: list, gemms: list) -> str
         "Differing indices are exact score ties or float32 rounding between two GEMMs "
         f"(largest score difference {max(r['max_score_diff'] for r in knn_rows):.1e}, on "
         "inner products of magnitude ~10-100). 'GFLOP per CPU s' counts the GEMM's "
-        "2 n m d flops: a Zen 4 core peaks near 100 (AVX-512 as 2 x 256-bit FMA; the best single-thread GEMM below reaches about 104).",
+        "2 n m d flops: a Zen 4 core peaks near 100 (AVX-512 as 2 x 256-bit FMA; "
+        "the best single-thread GEMM below reaches about 104).",
         "",
         f"### Metrics: `gm.retrieval.evaluate` vs `AccuracyCalculator`, {ev['d']}-d",
         "",
@@ -443,7 +444,8 @@ def goals(knn_rows: list, evs: list, mem: list) -> list[str]:
     if evs and evs[0]["pml_wall"] / evs[0]["gm_wall"] < 5:
         out.append(
             '  Against `k="max_bin_count"` the ratio is bounded by the GEMM: '
-            "AccuracyCalculator's own faiss search costs roughly 60 % of its time (estimated from faiss's GFLOP rate in the kNN table), and "
+            "AccuracyCalculator's own faiss search costs roughly 60 % of its time "
+            "(estimated from faiss's GFLOP rate in the kNN table), and "
             "gridmatch's whole evaluation already runs at about two thirds of the CPU's f32 "
             "FMA peak (2 n m d flops per CPU second), so 5x would need a search faster than "
             "the hardware's exact float32 peak; only a lower-precision first pass with exact "
