@@ -40,8 +40,9 @@ BEGIN, END = "<!-- BEGIN retrieval -->", "<!-- END retrieval -->"
 
 def set_threads(n: int) -> None:
     import faiss
-    import gridmatch as gm
     import torch
+
+    import gridmatch as gm
 
     gm.set_num_threads(n)
     faiss.omp_set_num_threads(n)
@@ -92,6 +93,7 @@ def inshop_like(n: int, d: int, per_id: float, seed: int):
 
 def bench_knn(n_q: int, n_g: int, d: int, k: int, repeats: int) -> dict:
     import faiss
+
     import gridmatch as gm
 
     rng = np.random.default_rng(d)
@@ -139,8 +141,9 @@ def pml_calculator(k="max_bin_count"):
 def bench_evaluate(n: int, d: int, repeats: int, k="max_bin_count") -> dict:
     import logging
 
-    import gridmatch as gm
     import torch
+
+    import gridmatch as gm
 
     logging.getLogger("PML").setLevel(logging.ERROR)
     E, ids = inshop_like(2 * n, d, per_id=5, seed=1)
@@ -186,8 +189,9 @@ def child(which: str, n: int, d: int) -> None:
     import logging
 
     import faiss  # noqa: F401 - loaded before the measurement, like the other libraries
-    import gridmatch  # noqa: F401
     import torch  # noqa: F401
+
+    import gridmatch  # noqa: F401
 
     set_threads(THREADS)
     logging.getLogger("PML").setLevel(logging.ERROR)
@@ -214,8 +218,9 @@ def run_job(which, Eq, iq, Eg, ig, d):
     import warnings
 
     import faiss
-    import gridmatch as gm
     import torch
+
+    import gridmatch as gm
 
     if which == "gm_evaluate":
         with warnings.catch_warnings():

@@ -35,8 +35,9 @@ def _rss_mb() -> float:
 
 def child(impl: str, n: int, cache: float = CACHE) -> dict:
     """One fit + predict in this process; prints a JSON line."""
-    import gridmatch as gm
     import numpy as np
+
+    import gridmatch as gm
 
     Xtr, ytr = gm.datasets.load("fashion-mnist", split="train")
     Xte, yte = gm.datasets.load("fashion-mnist", split="test")

@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import pickle
 
-import gridmatch as gm
 import numpy as np
 import pytest
-from gridmatch import _core
-from gridmatch.svm import SVC
 from sklearn import datasets as skdatasets
 from sklearn.exceptions import NotFittedError
 from sklearn.svm import SVC as SkSVC
+
+import gridmatch as gm
+from gridmatch import _core
+from gridmatch.svm import SVC
 
 # ----------------------------------------------------------------------------- data
 
