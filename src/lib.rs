@@ -5,12 +5,16 @@
 //!
 //! Areas:
 //! - [`data`]: dataset readers (IDX).
+//! - [`expr`]: the expression language of kernel / transform search.
+//! - [`rl`]: the RL controller and the kernel / transform search loop.
 //! - [`runtime`]: thread pools, cancellation and progress reporting shared by every
 //!   long-running computation.
 
 #![deny(unsafe_op_in_unsafe_fn)]
 
 pub mod data;
+pub mod expr;
+pub mod rl;
 pub mod runtime;
 
 mod python;

@@ -16,7 +16,7 @@ from __future__ import annotations
 # libtorch must be loaded (through the torch package) before the extension module.
 import torch  # noqa: F401
 
-from . import _core, datasets, exceptions
+from . import _core, datasets, exceptions, expr, search
 from ._threads import get_num_threads, set_num_threads
 from .exceptions import (
     BackendError,
@@ -45,6 +45,8 @@ __all__ = [
     "__version__",
     "datasets",
     "exceptions",
+    "expr",
     "get_num_threads",
+    "search",
     "set_num_threads",
 ]

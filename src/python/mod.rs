@@ -5,7 +5,9 @@
 
 mod convert;
 mod errors;
+mod expr;
 mod heavy;
+mod search;
 
 use crate::data::idx;
 use crate::runtime::{self, Cancelled, Progress};
@@ -140,5 +142,7 @@ fn core_module(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(_busy, m)?)?;
     m.add_function(wrap_pyfunction!(_tensor_scale, m)?)?;
     m.add_function(wrap_pyfunction!(_raise, m)?)?;
+    expr::register(m)?;
+    search::register(m)?;
     Ok(())
 }
