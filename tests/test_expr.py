@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import pickle
 
 import numpy as np
@@ -54,13 +55,27 @@ def reference_namespace(d: int, shape: tuple[int, ...]) -> dict:
     return ns
 
 
+class _NumpyConstants(ast.NodeTransformer):
+    """Make every literal a numpy float64 (IEEE semantics for 1 / 0)."""
+
+    def visit_Constant(self, node: ast.Constant) -> ast.AST:
+        call = ast.Call(func=ast.Name("F", ast.Load()), args=[node], keywords=[])
+        return ast.copy_location(call, node)
+
+
+def _compile(text: str):
+    tree = _NumpyConstants().visit(ast.parse(text, mode="eval"))
+    return compile(ast.fix_missing_locations(tree), "<expr>", "eval")
+
+
 def reference_gram(text: str, X: np.ndarray, Y: np.ndarray) -> np.ndarray:
     """Evaluate the canonical form (valid Python syntax) with numpy broadcasting."""
     x = X[:, None, :]
     y = Y[None, :, :]
     ns = reference_namespace(X.shape[1], (len(X), len(Y), X.shape[1]))
     with np.errstate(all="ignore"):
-        out = eval(text, {"__builtins__": {}}, {**ns, "x": x, "y": y})  # noqa: S307
+        code = _compile(text)
+        out = eval(code, {"__builtins__": {}}, {**ns, "F": np.float64, "x": x, "y": y})  # noqa: S307
         out = np.broadcast_to(np.asarray(out, dtype=np.float64), (len(X), len(Y), 1))
     return out[..., 0]
 
@@ -68,7 +83,8 @@ def reference_gram(text: str, X: np.ndarray, Y: np.ndarray) -> np.ndarray:
 def reference_apply(text: str, X: np.ndarray) -> np.ndarray:
     ns = reference_namespace(X.shape[1], X.shape)
     with np.errstate(all="ignore"):
-        out = eval(text, {"__builtins__": {}}, {**ns, "x": X})  # noqa: S307
+        code = _compile(text)
+        out = eval(code, {"__builtins__": {}}, {**ns, "F": np.float64, "x": X})  # noqa: S307
     return np.broadcast_to(np.asarray(out, dtype=np.float64), X.shape)
 
 
@@ -211,8 +227,8 @@ def test_equality_hash_pickle_and_repr():
     [
         ("", "empty expression", 0),
         ("sin(x", "expected ')'", 5),
-        ("foo(x)", "unknown function 'foo'", 0),
-        ("x + z", "unknown name 'z'", 4),
+        ('foo(x)', 'unknown function "foo"', 0),
+        ('x + z', 'unknown name "z"', 4),
         ("max(x)", "max takes 2 arguments, got 1", 0),
         ("norm1(x, y)", "norm1 takes 1 argument, got 2", 0),
         ("x + * y", "unexpected '*'", 4),

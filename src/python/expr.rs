@@ -72,7 +72,7 @@ impl PyExpr {
     }
 
     fn __repr__(&self) -> String {
-        format!("Expr({:?})", self.text)
+        format!("Expr('{}')", self.text)
     }
 
     fn __richcmp__(&self, other: &Bound<'_, PyAny>, op: CompareOp) -> PyResult<Py<PyAny>> {
