@@ -353,10 +353,7 @@ impl Expr {
     /// Replace variable `i` by `args[i]` (variables beyond `args` stay).
     pub fn substitute(&self, args: &[Expr]) -> Expr {
         match self {
-            Expr::Var(v) => args
-                .get(usize::from(*v))
-                .cloned()
-                .unwrap_or(Expr::Var(*v)),
+            Expr::Var(v) => args.get(usize::from(*v)).cloned().unwrap_or(Expr::Var(*v)),
             Expr::Const(c) => Expr::Const(*c),
             Expr::Neg(a) => Expr::neg(a.substitute(args)),
             Expr::Bin(o, a, b) => Expr::bin(*o, a.substitute(args), b.substitute(args)),

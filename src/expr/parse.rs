@@ -218,10 +218,7 @@ impl Parser<'_> {
                 if args.len() != want {
                     let s = if want == 1 { "" } else { "s" };
                     return Err(self.err(
-                        format!(
-                            "{name} takes {want} argument{s}, got {}",
-                            args.len()
-                        ),
+                        format!("{name} takes {want} argument{s}, got {}", args.len()),
                         start,
                     ));
                 }
@@ -258,7 +255,10 @@ pub fn parse_with_vars(text: &str, vars: &[&str]) -> Result<Expr, ExprError> {
     let e = p.expr()?;
     if *p.peek() != Tok::End {
         return Err(p.err(
-            format!("unexpected {} after the expression", Parser::describe(p.peek())),
+            format!(
+                "unexpected {} after the expression",
+                Parser::describe(p.peek())
+            ),
             p.at(),
         ));
     }
@@ -329,8 +329,14 @@ mod tests {
     fn types() {
         use super::super::ValueType;
         assert_eq!(parse("dot(x, y)").unwrap().value_type(), ValueType::Scalar);
-        assert_eq!(parse("x + dot(x, y)").unwrap().value_type(), ValueType::Vector);
-        assert_eq!(parse("norm1(x) * 2").unwrap().value_type(), ValueType::Scalar);
+        assert_eq!(
+            parse("x + dot(x, y)").unwrap().value_type(),
+            ValueType::Vector
+        );
+        assert_eq!(
+            parse("norm1(x) * 2").unwrap().value_type(),
+            ValueType::Scalar
+        );
         assert_eq!(parse("sin(2)").unwrap().value_type(), ValueType::Scalar);
     }
 }

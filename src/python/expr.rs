@@ -137,9 +137,7 @@ impl PyExpr {
         let xv = x.as_array();
         let yv = y.as_ref().map(|y| y.as_array()).unwrap_or(xv);
         let prog = &self.program;
-        let out = run_heavy(py, None, |mon| {
-            prog.gram(xv, yv, mon.token(), check_finite)
-        })?;
+        let out = run_heavy(py, None, |mon| prog.gram(xv, yv, mon.token(), check_finite))?;
         Ok(out.value.into_pyarray(py))
     }
 
@@ -170,7 +168,10 @@ pub(crate) fn parse_expr(text: &str) -> PyResult<PyExpr> {
 /// Names of the language's functions and their arities.
 #[pyfunction]
 pub(crate) fn expr_functions() -> Vec<(&'static str, usize)> {
-    expr::ALL_FUNCS.iter().map(|f| (f.name(), f.arity())).collect()
+    expr::ALL_FUNCS
+        .iter()
+        .map(|f| (f.name(), f.arity()))
+        .collect()
 }
 
 pub(crate) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {

@@ -117,22 +117,34 @@ fn config(
     let controller = match controller {
         "rl" => ControllerKind::Rl,
         "random" => ControllerKind::Random,
-        other => return Err(bad(format!("controller must be 'rl' or 'random', got {other:?}"))),
+        other => {
+            return Err(bad(format!(
+                "controller must be 'rl' or 'random', got {other:?}"
+            )))
+        }
     };
     if budget <= 0 {
-        return Err(bad(format!("budget must be a positive number of candidates, got {budget}")));
+        return Err(bad(format!(
+            "budget must be a positive number of candidates, got {budget}"
+        )));
     }
     if batch_size <= 0 {
-        return Err(bad(format!("batch_size must be positive, got {batch_size}")));
+        return Err(bad(format!(
+            "batch_size must be positive, got {batch_size}"
+        )));
     }
     if !(lr > 0.0 && lr.is_finite()) {
         return Err(bad(format!("lr must be positive, got {lr}")));
     }
     if !(entropy_weight >= 0.0 && entropy_weight.is_finite()) {
-        return Err(bad(format!("entropy_weight must be >= 0, got {entropy_weight}")));
+        return Err(bad(format!(
+            "entropy_weight must be >= 0, got {entropy_weight}"
+        )));
     }
     if !(0.0..1.0).contains(&baseline_decay) {
-        return Err(bad(format!("baseline_decay must be in [0, 1), got {baseline_decay}")));
+        return Err(bad(format!(
+            "baseline_decay must be in [0, 1), got {baseline_decay}"
+        )));
     }
     let timeout = match timeout {
         None => None,

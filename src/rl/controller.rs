@@ -142,13 +142,24 @@ impl Policy {
         rng: &mut Rng,
     ) -> Result<(Vec<Vec<usize>>, Tensor, Tensor), RlError> {
         let bi = b as i64;
-        let mut h = Tensor::f_zeros([bi, self.cfg.hidden as i64], (Kind::Float, tch::Device::Cpu))?;
-        let mut input = self.start.f_expand([bi, self.cfg.embedding as i64], false)?;
+        let mut h = Tensor::f_zeros(
+            [bi, self.cfg.hidden as i64],
+            (Kind::Float, tch::Device::Cpu),
+        )?;
+        let mut input = self
+            .start
+            .f_expand([bi, self.cfg.embedding as i64], false)?;
         let mut actions = vec![Vec::with_capacity(self.heads.len()); b];
         let mut logp_sum: Option<Tensor> = None;
         let mut ent_sum: Option<Tensor> = None;
         for (t, (w, bias)) in self.heads.iter().enumerate() {
-            h = input.f_gru_cell(&h, &self.w_ih, &self.w_hh, Some(&self.b_ih), Some(&self.b_hh))?;
+            h = input.f_gru_cell(
+                &h,
+                &self.w_ih,
+                &self.w_hh,
+                Some(&self.b_ih),
+                Some(&self.b_hh),
+            )?;
             let logits = h.f_matmul(&w.f_tr()?)?.f_add(bias)?;
             let logp = logits.f_log_softmax(-1, Kind::Float)?;
             let p = logp.f_exp()?;
@@ -157,15 +168,22 @@ impl Policy {
                 None => {
                     let flat: Vec<f32> = Vec::<f32>::try_from(p.f_detach()?.f_reshape([-1])?)?;
                     let n = w.size()[0] as usize;
-                    flat.chunks(n).map(|row| rng.categorical(row) as i64).collect()
+                    flat.chunks(n)
+                        .map(|row| rng.categorical(row) as i64)
+                        .collect()
                 }
             };
             for (seq, &c) in actions.iter_mut().zip(&chosen) {
                 seq.push(c as usize);
             }
             let idx = Tensor::from_slice(&chosen);
-            let lp = logp.f_gather(1, &idx.f_unsqueeze(1)?, false)?.f_squeeze_dim(1)?;
-            let ent = p.f_mul(&logp)?.f_sum_dim_intlist(-1, false, Kind::Float)?.f_neg()?;
+            let lp = logp
+                .f_gather(1, &idx.f_unsqueeze(1)?, false)?
+                .f_squeeze_dim(1)?;
+            let ent = p
+                .f_mul(&logp)?
+                .f_sum_dim_intlist(-1, false, Kind::Float)?
+                .f_neg()?;
             logp_sum = Some(match logp_sum {
                 None => lp,
                 Some(s) => s.f_add(&lp)?,
@@ -205,7 +223,9 @@ impl Policy {
         let adv: Vec<f32> = rewards.iter().map(|r| (r - baseline) as f32).collect();
         let adv = Tensor::from_slice(&adv);
         let pg = adv.f_mul(&logp)?.f_mean(Kind::Float)?.f_neg()?;
-        let bonus = ent.f_mean(Kind::Float)?.f_mul_scalar(self.cfg.entropy_weight)?;
+        let bonus = ent
+            .f_mean(Kind::Float)?
+            .f_mul_scalar(self.cfg.entropy_weight)?;
         let loss = pg.f_sub(&bonus)?;
         self.opt.zero_grad();
         loss.f_backward()?;

@@ -87,7 +87,10 @@ mod tests {
     fn recall_by_hand() {
         let q = array![[1.0, 0.0], [0.0, 1.0], [1.0, 1.0]];
         let g = array![[2.0, 0.1], [0.1, 3.0], [-1.0, -1.0]];
-        assert_eq!(recall_at_1(q.view(), &[0, 1, 2], g.view(), &[0, 1, 2]), 2.0 / 3.0);
+        assert_eq!(
+            recall_at_1(q.view(), &[0, 1, 2], g.view(), &[0, 1, 2]),
+            2.0 / 3.0
+        );
         assert_eq!(recall_at_1(q.view(), &[0, 1, 0], g.view(), &[0, 1, 2]), 1.0);
     }
 }

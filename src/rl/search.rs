@@ -143,11 +143,7 @@ where
     R: Fn(&Expr, &EvalContext<'_>) -> Result<f64, String> + Sync,
 {
     let mut policy = match cfg.controller {
-        ControllerKind::Rl => Some(Policy::new(
-            decisions,
-            cfg.controller_config.clone(),
-            rng,
-        )?),
+        ControllerKind::Rl => Some(Policy::new(decisions, cfg.controller_config.clone(), rng)?),
         ControllerKind::Random => None,
     };
     let start = Instant::now();

@@ -108,7 +108,10 @@ fn lookup(
         )));
     }
     let e = parse_with_vars(item, vars).map_err(|e| {
-        RlError::Config(format!("{what} template {item:?} (variables {}): {e}", vars.join(", ")))
+        RlError::Config(format!(
+            "{what} template {item:?} (variables {}): {e}",
+            vars.join(", ")
+        ))
     })?;
     Ok((item.to_string(), e))
 }
@@ -133,7 +136,9 @@ impl Space {
             }
         }
         if units == 0 {
-            return Err(RlError::Config("the search space needs at least 1 unit".into()));
+            return Err(RlError::Config(
+                "the search space needs at least 1 unit".into(),
+            ));
         }
         let var_names: &[&str] = match kind {
             SpaceKind::Kernel => &["x", "y"],
@@ -232,8 +237,15 @@ impl Space {
             "a / (abs(b) + 0.001)",
             "expdiff",
         ];
-        Self::new(SpaceKind::Transform, &["x", "1"], &unary, &binary, 2, "identity")
-            .unwrap_or_else(|e| unreachable!("built-in space: {e}"))
+        Self::new(
+            SpaceKind::Transform,
+            &["x", "1"],
+            &unary,
+            &binary,
+            2,
+            "identity",
+        )
+        .unwrap_or_else(|e| unreachable!("built-in space: {e}"))
     }
 
     /// Number of choices of every decision, in order.
