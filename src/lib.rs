@@ -16,5 +16,6 @@ pub mod data;
 pub mod expr;
 pub mod rl;
 pub mod runtime;
+pub mod svm;
 
 mod python;

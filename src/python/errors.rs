@@ -6,6 +6,7 @@
 
 use crate::data::DataError;
 use crate::runtime::Cancelled;
+use crate::svm::SvmError;
 use pyo3::exceptions::{PyKeyboardInterrupt, PyRuntimeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
@@ -79,6 +80,16 @@ pub(crate) fn error(kind: Kind, message: impl Into<String>) -> PyErr {
 impl From<DataError> for PyErr {
     fn from(e: DataError) -> PyErr {
         error(Kind::Data, e.to_string())
+    }
+}
+
+impl From<SvmError> for PyErr {
+    fn from(e: SvmError) -> PyErr {
+        match e {
+            SvmError::Shape(m) => error(Kind::Shape, m),
+            SvmError::Value(m) => PyValueError::new_err(m),
+            SvmError::Cancelled(c) => c.into(),
+        }
     }
 }
 

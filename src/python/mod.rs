@@ -8,6 +8,7 @@ mod errors;
 mod expr;
 mod heavy;
 mod search;
+mod svm;
 
 use crate::data::idx;
 use crate::runtime::{self, Cancelled, Progress};
@@ -144,5 +145,6 @@ fn core_module(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(_raise, m)?)?;
     expr::register(m)?;
     search::register(m)?;
+    svm::register(m)?;
     Ok(())
 }

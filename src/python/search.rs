@@ -295,11 +295,113 @@ pub(crate) fn transform_search<'py>(
     outcome_to_py(py, &done.value, done.interrupted)
 }
 
+/// Kernel search: reward = validation accuracy of gridmatch's SVM (C) with the
+/// candidate kernel. `y_train` are class indices `0..k`; `y_val` class indices or -1 for
+/// classes absent from training. Returns a dict like `transform_search`.
+#[pyfunction]
+#[pyo3(signature = (space, X_train, y_train, X_val, y_val, C=1.0, controller="rl", budget=500, batch_size=10, seed=0, timeout=None, lr=2e-4, entropy_weight=0.0025, baseline_decay=0.95, callback=None))]
+#[allow(non_snake_case, clippy::too_many_arguments)]
+pub(crate) fn kernel_search<'py>(
+    py: Python<'py>,
+    space: SpaceSpec,
+    X_train: &Bound<'py, PyAny>,
+    y_train: &Bound<'py, PyAny>,
+    X_val: &Bound<'py, PyAny>,
+    y_val: &Bound<'py, PyAny>,
+    C: f64,
+    controller: &str,
+    budget: i64,
+    batch_size: i64,
+    seed: u64,
+    timeout: Option<f64>,
+    lr: f64,
+    entropy_weight: f64,
+    baseline_decay: f64,
+    callback: Option<&Bound<'py, PyAny>>,
+) -> PyResult<Bound<'py, PyDict>> {
+    let space = space_from_spec(&space)?;
+    if space.kind != SpaceKind::Kernel {
+        return Err(errors::error(
+            Kind::Expression,
+            "kernel search needs a kernel space (kind='kernel')",
+        ));
+    }
+    if !(C > 0.0 && C.is_finite()) {
+        return Err(pyo3::exceptions::PyValueError::new_err(format!(
+            "C must be a positive number, got {C}"
+        )));
+    }
+    let cfg = config(
+        controller,
+        budget,
+        batch_size,
+        seed,
+        timeout,
+        lr,
+        entropy_weight,
+        baseline_decay,
+    )?;
+    let xt = as_f64_2d(py, X_train, "X_train")?;
+    let xv = as_f64_2d(py, X_val, "X_val")?;
+    let yt = ids_vec(y_train, "y_train")?;
+    let yv = ids_vec(y_val, "y_val")?;
+    let (xtv, xvv) = (xt.as_array(), xv.as_array());
+    if xtv.nrows() != yt.len() || xvv.nrows() != yv.len() || xtv.ncols() != xvv.ncols() {
+        return Err(errors::error(
+            Kind::Shape,
+            format!(
+                "X_train {:?} / y_train {} and X_val {:?} / y_val {} do not match",
+                xtv.dim(),
+                yt.len(),
+                xvv.dim(),
+                yv.len()
+            ),
+        ));
+    }
+    if xtv.nrows() == 0 || xvv.nrows() == 0 || xtv.ncols() == 0 {
+        return Err(errors::error(
+            Kind::Shape,
+            "empty training or validation set",
+        ));
+    }
+    let n_classes = yt.iter().copied().max().unwrap_or(0) + 1;
+    if yt.iter().any(|&c| c < 0) || n_classes < 2 {
+        return Err(errors::error(
+            Kind::Shape,
+            "y_train must hold class indices 0..k with at least 2 classes",
+        ));
+    }
+    let y_train: Vec<usize> = yt.iter().map(|&c| c as usize).collect();
+    let y_val: Vec<Option<usize>> = yv
+        .iter()
+        .map(|&c| usize::try_from(c).ok().filter(|&c| (c as i64) < n_classes))
+        .collect();
+    let task = reward::KernelTask {
+        x_train: xtv,
+        y_train: &y_train,
+        x_val: xvv,
+        y_val: &y_val,
+        n_classes: n_classes as usize,
+        c: C,
+        params: crate::svm::SolverParams {
+            cache_bytes: 16 << 20,
+            ..crate::svm::SolverParams::default()
+        },
+    };
+    let done = run_heavy(py, callback, |mon| {
+        let rew =
+            |e: &crate::expr::Expr, ctx: &EvalContext<'_>| reward::kernel_reward(e, &task, ctx);
+        search(&space, &cfg, rew, mon)
+    })?;
+    outcome_to_py(py, &done.value, done.interrupted)
+}
+
 pub(crate) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(builtin_space, m)?)?;
     m.add_function(wrap_pyfunction!(space_decisions, m)?)?;
     m.add_function(wrap_pyfunction!(space_build, m)?)?;
     m.add_function(wrap_pyfunction!(space_sample, m)?)?;
     m.add_function(wrap_pyfunction!(transform_search, m)?)?;
+    m.add_function(wrap_pyfunction!(kernel_search, m)?)?;
     Ok(())
 }

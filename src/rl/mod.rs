@@ -10,7 +10,7 @@ pub mod search;
 pub mod space;
 
 pub use controller::{ControllerConfig, ControllerKind};
-pub use search::{search, Candidate, SearchConfig, SearchOutcome, StepRecord};
+pub use search::{search, Candidate, EvalContext, SearchConfig, SearchOutcome, StepRecord};
 pub use space::{Space, SpaceKind};
 
 /// Errors of the search area.

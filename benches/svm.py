@@ -1,0 +1,183 @@
+"""Benchmark: gridmatch.svm.SVC against scikit-learn's SVC (libsvm) on Fashion-MNIST.
+
+Same data (pixels / 255), same C=10, gamma="scale", RBF, cache_size=200 MB; train on
+the first n images of the training set (n = 5k, 10k, 20k), predict the 10k test set.
+Each measurement runs in a fresh subprocess (so peak memory is per run); gridmatch
+uses 2 threads, libsvm is single-threaded. Writes the ``svm`` section of BENCHMARKS.md.
+
+Usage: python benches/svm.py [--sizes 5000 10000 20000] [--repeats 3] [--full]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import re
+import resource
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+THREADS = 2
+C, CACHE = 10.0, 200
+
+
+def _rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+def child(impl: str, n: int) -> dict:
+    """One fit + predict in this process; prints a JSON line."""
+    import numpy as np
+
+    import gridmatch as gm
+
+    Xtr, ytr = gm.datasets.load("fashion-mnist", split="train")
+    Xte, yte = gm.datasets.load("fashion-mnist", split="test")
+    Xtr = Xtr[:n].reshape(n, -1).astype(np.float64) / 255.0
+    ytr = ytr[:n]
+    Xte = Xte.reshape(len(Xte), -1).astype(np.float64) / 255.0
+    if impl == "gridmatch":
+        gm.set_num_threads(THREADS)
+        clf = gm.svm.SVC(C=C, gamma="scale", kernel="rbf", cache_size=CACHE)
+    else:
+        from sklearn.svm import SVC
+
+        clf = SVC(C=C, gamma="scale", kernel="rbf", cache_size=CACHE)
+    base = _rss_mb()
+    t0 = time.perf_counter()
+    clf.fit(Xtr, ytr)
+    t1 = time.perf_counter()
+    pred = clf.predict(Xte)
+    t2 = time.perf_counter()
+    return {
+        "impl": impl,
+        "n": n,
+        "fit_s": t1 - t0,
+        "predict_s": t2 - t1,
+        "accuracy": float(np.mean(pred == yte)),
+        "n_sv": int(len(clf.support_)),
+        "peak_mb": _rss_mb() - base,
+        "pred": pred.tolist(),
+    }
+
+
+def run(impl: str, n: int) -> dict:
+    env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
+    out = subprocess.run(
+        [sys.executable, __file__, "--child", impl, str(n)],
+        capture_output=True,
+        text=True,
+        env=env,
+        check=True,
+    )
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def load_avg() -> str:
+    try:
+        return " / ".join(f"{v:.1f}" for v in os.getloadavg())
+    except OSError:
+        return "n/a"
+
+
+def write_section(lines: list[str]) -> None:
+    path = ROOT / "BENCHMARKS.md"
+    text = path.read_text() if path.exists() else "# Benchmarks\n"
+    block = "<!-- BEGIN svm -->\n" + "\n".join(lines) + "\n<!-- END svm -->"
+    pat = re.compile(r"<!-- BEGIN svm -->.*?<!-- END svm -->", re.S)
+    text = pat.sub(block, text) if pat.search(text) else text.rstrip() + "\n\n" + block + "\n"
+    path.write_text(text)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--child", nargs=2)
+    ap.add_argument("--sizes", nargs="+", type=int, default=[5000, 10000, 20000])
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--sk-repeats", type=int, default=1)
+    ap.add_argument("--full", action="store_true", help="also fit all 60k (gridmatch)")
+    args = ap.parse_args()
+    if args.child:
+        print(json.dumps(child(args.child[0], int(args.child[1]))))
+        return
+
+    rows = []
+    load_before = load_avg()
+    for n in args.sizes:
+        ours = [run("gridmatch", n) for _ in range(args.repeats)]
+        ref = [run("sklearn", n) for _ in range(args.sk_repeats)]
+        med = lambda rs, k: statistics.median(r[k] for r in rs)  # noqa: E731
+        agree = sum(a == b for a, b in zip(ours[0]["pred"], ref[0]["pred"])) / len(ref[0]["pred"])
+        row = dict(
+            n=n,
+            sk_fit=med(ref, "fit_s"),
+            gm_fit=med(ours, "fit_s"),
+            sk_pred=med(ref, "predict_s"),
+            gm_pred=med(ours, "predict_s"),
+            sk_acc=ref[0]["accuracy"],
+            gm_acc=ours[0]["accuracy"],
+            sk_sv=ref[0]["n_sv"],
+            gm_sv=ours[0]["n_sv"],
+            sk_mb=max(r["peak_mb"] for r in ref),
+            gm_mb=max(r["peak_mb"] for r in ours),
+            agree=agree,
+        )
+        rows.append(row)
+        print(json.dumps(row), flush=True)
+    full = None
+    if args.full:
+        full = run("gridmatch", 60000)
+        print(json.dumps({k: v for k, v in full.items() if k != "pred"}), flush=True)
+
+    lines = [
+        "## SVM: `gridmatch.svm.SVC` vs scikit-learn `SVC` (libsvm)",
+        "",
+        f"Fashion-MNIST, pixels/255, RBF, C={C:g}, gamma='scale', cache_size={CACHE} MB; "
+        "train = first n training images, predict = the 10k test set. "
+        f"gridmatch: {THREADS} threads; libsvm is single-threaded. "
+        f"Times are medians of {args.repeats} (gridmatch) / {args.sk_repeats} (sklearn) "
+        "runs, each in a fresh process; peak memory is the growth of the process's max "
+        "RSS during fit + predict.",
+        "",
+        f"Machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, "
+        f"shared with other jobs (load average {load_before} at start, {load_avg()} at end). "
+        f"`python benches/svm.py` ({time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}).",
+        "",
+        "| n train | fit sklearn (s) | fit gridmatch (s) | fit ratio | predict sklearn (s) "
+        "| predict gridmatch (s) | predict ratio | acc sklearn | acc gridmatch "
+        "| same predictions | n SV sklearn / gridmatch | peak MB sklearn / gridmatch |",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for r in rows:
+        lines.append(
+            f"| {r['n']} | {r['sk_fit']:.1f} | {r['gm_fit']:.2f} | {r['sk_fit'] / r['gm_fit']:.1f}x "
+            f"| {r['sk_pred']:.1f} | {r['gm_pred']:.2f} | {r['sk_pred'] / r['gm_pred']:.1f}x "
+            f"| {100 * r['sk_acc']:.2f} | {100 * r['gm_acc']:.2f} | {100 * r['agree']:.2f}% "
+            f"| {r['sk_sv']} / {r['gm_sv']} | {r['sk_mb']:.0f} / {r['gm_mb']:.0f} |"
+        )
+    if full is not None:
+        last = rows[-1] if rows else None
+        est = ""
+        if last:
+            est_min = last["sk_fit"] * (60000 / last["n"]) ** 2 / 60
+            est = (
+                f" scikit-learn not run: extrapolating its {last['n']} fit quadratically "
+                f"gives about {est_min:.0f} min."
+            )
+        lines += [
+            "",
+            f"Full 60k training set (gridmatch only): fit {full['fit_s']:.1f} s, predict 10k "
+            f"{full['predict_s']:.1f} s, accuracy {100 * full['accuracy']:.2f}%, "
+            f"{full['n_sv']} SV, peak +{full['peak_mb']:.0f} MB.{est}",
+        ]
+    write_section(lines)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,405 @@
+//! Kernels: the [`Kernel`] trait (a function of two sets of feature vectors), the
+//! built-in kernels with scikit-learn's semantics, and the [`Gram`] trait through which
+//! the solver reads kernel values of the training set by index.
+//!
+//! Two ways to give the solver a kernel:
+//!
+//! - a [`Kernel`] over feature rows, bound to the training matrix with [`FeatureGram`]
+//!   (rows of the Gram matrix are computed on demand and cached by the solver);
+//! - a full Gram matrix with [`PrecomputedGram`] (a borrowed `n × n` view, no copy).
+//!
+//! External kernels (for example expression kernels) implement [`Kernel`]; only
+//! [`Kernel::row`] is required, [`Kernel::block`] has a parallel default.
+
+use ndarray::{ArrayView2, ArrayViewMut2, Axis};
+use rayon::prelude::*;
+
+/// A kernel function `k(a, b)` over feature vectors (rows of `f32` matrices).
+///
+/// Implementations must be pure functions of their inputs (the solver calls them from
+/// several threads at once and may call them again for the same entries).
+pub trait Kernel: Send + Sync {
+    /// Fill `out[t] = k(a.row(i), b.row(cols[t]))` for every `t`.
+    ///
+    /// `out.len() == cols.len()`; `i < a.nrows()` and every `cols[t] < b.nrows()`
+    /// (callers guarantee both).
+    fn row(
+        &self,
+        a: ArrayView2<'_, f32>,
+        i: usize,
+        b: ArrayView2<'_, f32>,
+        cols: &[usize],
+        out: &mut [f32],
+    );
+
+    /// Fill `out` (`a.nrows() × b.nrows()`) with `k(a.row(p), b.row(q))`.
+    ///
+    /// The default computes rows in parallel through [`Kernel::row`]; kernels with a
+    /// matrix-product form override it.
+    fn block(
+        &self,
+        a: ArrayView2<'_, f32>,
+        b: ArrayView2<'_, f32>,
+        mut out: ArrayViewMut2<'_, f32>,
+    ) {
+        let cols: Vec<usize> = (0..b.nrows()).collect();
+        out.axis_iter_mut(Axis(0))
+            .collect::<Vec<_>>()
+            .into_par_iter()
+            .enumerate()
+            .for_each(|(p, mut row)| match row.as_slice_mut() {
+                Some(s) => self.row(a, p, b, &cols, s),
+                None => {
+                    let mut tmp = vec![0f32; cols.len()];
+                    self.row(a, p, b, &cols, &mut tmp);
+                    row.iter_mut().zip(&tmp).for_each(|(o, v)| *o = *v);
+                }
+            });
+    }
+
+    /// `k(a.row(i), a.row(i))`.
+    fn diag(&self, a: ArrayView2<'_, f32>, i: usize) -> f64 {
+        let mut out = [0f32];
+        self.row(a, i, a, &[i], &mut out);
+        f64::from(out[0])
+    }
+}
+
+/// The solver's view of a kernel on the training set: kernel values by sample index.
+pub trait Gram: Sync {
+    /// Number of training samples.
+    fn n(&self) -> usize;
+    /// `K[i, i]`.
+    fn diag(&self, i: usize) -> f64;
+    /// Fill `out[t] = K[i, cols[t]]`.
+    fn row(&self, i: usize, cols: &[usize], out: &mut [f32]);
+}
+
+/// A [`Kernel`] bound to the training matrix `x` (borrowed).
+pub struct FeatureGram<'a, K: Kernel + ?Sized> {
+    kernel: &'a K,
+    x: ArrayView2<'a, f32>,
+}
+
+impl<'a, K: Kernel + ?Sized> FeatureGram<'a, K> {
+    /// Bind `kernel` to the training samples `x` (rows are samples).
+    pub fn new(kernel: &'a K, x: ArrayView2<'a, f32>) -> Self {
+        Self { kernel, x }
+    }
+}
+
+impl<K: Kernel + ?Sized> Gram for FeatureGram<'_, K> {
+    fn n(&self) -> usize {
+        self.x.nrows()
+    }
+    fn diag(&self, i: usize) -> f64 {
+        self.kernel.diag(self.x, i)
+    }
+    fn row(&self, i: usize, cols: &[usize], out: &mut [f32]) {
+        // Long rows are split across the pool (the binary problems of a multiclass fit
+        // already run in parallel; rayon balances both levels).
+        const CHUNK: usize = 1024;
+        if cols.len() <= CHUNK {
+            self.kernel.row(self.x, i, self.x, cols, out);
+        } else {
+            out.par_chunks_mut(CHUNK)
+                .zip(cols.par_chunks(CHUNK))
+                .for_each(|(o, c)| self.kernel.row(self.x, i, self.x, c, o));
+        }
+    }
+}
+
+/// A user-supplied Gram matrix (`n × n`, borrowed, any strides).
+pub struct PrecomputedGram<'a> {
+    k: ArrayView2<'a, f64>,
+}
+
+impl<'a> PrecomputedGram<'a> {
+    /// Wrap a square Gram matrix. Returns `None` when it is not square.
+    pub fn new(k: ArrayView2<'a, f64>) -> Option<Self> {
+        (k.nrows() == k.ncols()).then_some(Self { k })
+    }
+}
+
+impl Gram for PrecomputedGram<'_> {
+    fn n(&self) -> usize {
+        self.k.nrows()
+    }
+    fn diag(&self, i: usize) -> f64 {
+        self.k[[i, i]]
+    }
+    fn row(&self, i: usize, cols: &[usize], out: &mut [f32]) {
+        let r = self.k.row(i);
+        for (o, &c) in out.iter_mut().zip(cols) {
+            *o = r[c] as f32;
+        }
+    }
+}
+
+/// The built-in kernels, with scikit-learn's definitions.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum BuiltinKernel {
+    /// `<x, y>`
+    Linear,
+    /// `(gamma <x, y> + coef0)^degree`
+    Poly {
+        /// Scale of the dot product.
+        gamma: f64,
+        /// Additive constant.
+        coef0: f64,
+        /// Integer degree.
+        degree: i32,
+    },
+    /// `exp(-gamma ||x - y||^2)`
+    Rbf {
+        /// Inverse width.
+        gamma: f64,
+    },
+    /// `tanh(gamma <x, y> + coef0)`
+    Sigmoid {
+        /// Scale of the dot product.
+        gamma: f64,
+        /// Additive constant.
+        coef0: f64,
+    },
+}
+
+impl BuiltinKernel {
+    /// Map a dot product (or a squared distance for RBF) to the kernel value.
+    #[inline(always)]
+    fn finish(&self, v: f32) -> f32 {
+        match *self {
+            BuiltinKernel::Linear => v,
+            BuiltinKernel::Poly {
+                gamma,
+                coef0,
+                degree,
+            } => (gamma * f64::from(v) + coef0).powi(degree) as f32,
+            // exp in single precision: the value is stored as f32 anyway.
+            BuiltinKernel::Rbf { gamma } => (-(gamma as f32) * v.max(0.0)).exp(),
+            BuiltinKernel::Sigmoid { gamma, coef0 } => (gamma * f64::from(v) + coef0).tanh() as f32,
+        }
+    }
+
+    fn is_rbf(&self) -> bool {
+        matches!(self, BuiltinKernel::Rbf { .. })
+    }
+}
+
+impl Kernel for BuiltinKernel {
+    fn row(
+        &self,
+        a: ArrayView2<'_, f32>,
+        i: usize,
+        b: ArrayView2<'_, f32>,
+        cols: &[usize],
+        out: &mut [f32],
+    ) {
+        let xi = a.row(i);
+        let xi_owned;
+        let xi: &[f32] = match xi.as_slice() {
+            Some(s) => s,
+            None => {
+                xi_owned = xi.to_vec();
+                &xi_owned
+            }
+        };
+        let rbf = self.is_rbf();
+        let contiguous = b.as_slice().is_some();
+        let d = b.ncols();
+        if let (true, Some(bs)) = (contiguous, b.as_slice()) {
+            simd::rows_reduce(xi, bs, d, cols, out, rbf);
+        } else {
+            for (o, &c) in out.iter_mut().zip(cols) {
+                let r = b.row(c).to_vec();
+                simd::rows_reduce(xi, &r, d, &[0], std::slice::from_mut(o), rbf);
+            }
+        }
+        for o in out.iter_mut() {
+            *o = self.finish(*o);
+        }
+    }
+
+    fn block(
+        &self,
+        a: ArrayView2<'_, f32>,
+        b: ArrayView2<'_, f32>,
+        mut out: ArrayViewMut2<'_, f32>,
+    ) {
+        // Row blocks of `a` in parallel, each a matrix product against `b`.
+        const RB: usize = 256;
+        let b_sq: Vec<f32> = if self.is_rbf() {
+            b.axis_iter(Axis(0)).map(|r| r.dot(&r)).collect()
+        } else {
+            Vec::new()
+        };
+        out.axis_chunks_iter_mut(Axis(0), RB)
+            .collect::<Vec<_>>()
+            .into_par_iter()
+            .enumerate()
+            .for_each(|(blk, mut o)| {
+                let start = blk * RB;
+                let ab = a.slice(ndarray::s![start..start + o.nrows(), ..]);
+                ndarray::linalg::general_mat_mul(1.0, &ab, &b.t(), 0.0, &mut o);
+                if self.is_rbf() {
+                    for (p, mut row) in o.axis_iter_mut(Axis(0)).enumerate() {
+                        let ar = ab.row(p);
+                        let a_sq = ar.dot(&ar);
+                        for (v, &bq) in row.iter_mut().zip(&b_sq) {
+                            *v = self.finish(a_sq + bq - 2.0 * *v);
+                        }
+                    }
+                } else {
+                    o.mapv_inplace(|v| self.finish(v));
+                }
+            });
+    }
+}
+
+/// Dot products and squared distances with runtime SIMD dispatch.
+pub(crate) mod simd {
+    /// For each `t`: `out[t] = <x, b_row(cols[t])>` (or `||x - b_row||^2` when `sqdist`),
+    /// where `b` is a contiguous row-major matrix with `d` columns.
+    pub fn rows_reduce(
+        x: &[f32],
+        b: &[f32],
+        d: usize,
+        cols: &[usize],
+        out: &mut [f32],
+        sqdist: bool,
+    ) {
+        #[cfg(target_arch = "x86_64")]
+        {
+            if std::arch::is_x86_feature_detected!("avx2")
+                && std::arch::is_x86_feature_detected!("fma")
+            {
+                // SAFETY: the CPU supports avx2 and fma (checked just above).
+                unsafe { rows_reduce_avx2(x, b, d, cols, out, sqdist) };
+                return;
+            }
+        }
+        rows_reduce_generic::<false>(x, b, d, cols, out, sqdist);
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx2,fma")]
+    unsafe fn rows_reduce_avx2(
+        x: &[f32],
+        b: &[f32],
+        d: usize,
+        cols: &[usize],
+        out: &mut [f32],
+        sqdist: bool,
+    ) {
+        rows_reduce_generic::<true>(x, b, d, cols, out, sqdist);
+    }
+
+    #[inline(always)]
+    fn rows_reduce_generic<const FMA: bool>(
+        x: &[f32],
+        b: &[f32],
+        d: usize,
+        cols: &[usize],
+        out: &mut [f32],
+        sqdist: bool,
+    ) {
+        let x = &x[..d.min(x.len())];
+        for (o, &c) in out.iter_mut().zip(cols) {
+            let start = c * d;
+            let row = &b[start..start + x.len()];
+            *o = if sqdist {
+                reduce::<FMA, true>(x, row)
+            } else {
+                reduce::<FMA, false>(x, row)
+            };
+        }
+    }
+
+    #[inline(always)]
+    fn fmadd<const FMA: bool>(a: f32, b: f32, c: f32) -> f32 {
+        if FMA {
+            a.mul_add(b, c)
+        } else {
+            a * b + c
+        }
+    }
+
+    /// `<x, y>` or `||x - y||^2` with 32 independent accumulators (vectorised).
+    #[inline(always)]
+    fn reduce<const FMA: bool, const SQ: bool>(x: &[f32], y: &[f32]) -> f32 {
+        const W: usize = 32;
+        let mut acc = [0f32; W];
+        let cx = x.chunks_exact(W);
+        let cy = y.chunks_exact(W);
+        let (rx, ry) = (cx.remainder(), cy.remainder());
+        for (a, b) in cx.zip(cy) {
+            for k in 0..W {
+                if SQ {
+                    let t = a[k] - b[k];
+                    acc[k] = fmadd::<FMA>(t, t, acc[k]);
+                } else {
+                    acc[k] = fmadd::<FMA>(a[k], b[k], acc[k]);
+                }
+            }
+        }
+        let mut tail = 0f32;
+        for (a, b) in rx.iter().zip(ry) {
+            if SQ {
+                let t = a - b;
+                tail += t * t;
+            } else {
+                tail += a * b;
+            }
+        }
+        let mut s = [0f32; 8];
+        for k in 0..W {
+            s[k % 8] += acc[k];
+        }
+        (s[0] + s[4]) + (s[1] + s[5]) + (s[2] + s[6]) + (s[3] + s[7]) + tail
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn simd_reductions_match_naive_sums() {
+        let d = 101; // exercises the 32-wide body and the tail
+        let b: Vec<f32> = (0..3 * d)
+            .map(|i| ((i * 37 % 23) as f32 - 11.0) / 7.0)
+            .collect();
+        let x: Vec<f32> = (0..d).map(|i| ((i * 13 % 17) as f32 - 8.0) / 5.0).collect();
+        let mut out = [0f32; 3];
+        for sq in [false, true] {
+            simd::rows_reduce(&x, &b, d, &[2, 0, 1], &mut out, sq);
+            for (t, &c) in [2usize, 0, 1].iter().enumerate() {
+                let row = &b[c * d..(c + 1) * d];
+                let want: f64 = x
+                    .iter()
+                    .zip(row)
+                    .map(|(&u, &v)| {
+                        if sq {
+                            f64::from(u - v).powi(2)
+                        } else {
+                            f64::from(u) * f64::from(v)
+                        }
+                    })
+                    .sum();
+                assert!((f64::from(out[t]) - want).abs() < 1e-3 * want.abs().max(1.0));
+            }
+        }
+    }
+
+    #[test]
+    fn precomputed_gram_requires_square_and_reads_rows() {
+        let k = ndarray::array![[1.0, 2.0], [2.0, 5.0]];
+        let g = PrecomputedGram::new(k.view()).unwrap();
+        let mut out = [0f32; 2];
+        g.row(1, &[1, 0], &mut out);
+        assert_eq!(out, [5.0, 2.0]);
+        assert_eq!(g.diag(0), 1.0);
+        let r = ndarray::Array2::<f64>::zeros((2, 3));
+        assert!(PrecomputedGram::new(r.view()).is_none());
+    }
+}

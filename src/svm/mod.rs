@@ -1,0 +1,47 @@
+//! Kernel support vector classification (C-SVC), libsvm's algorithm in pure Rust.
+//!
+//! - [`kernel`]: the [`Kernel`] trait, built-in kernels, and the [`Gram`] view the
+//!   solver reads (on-demand rows of a [`Kernel`] over a training matrix, or a
+//!   precomputed Gram matrix).
+//! - [`solver`]: SMO with WSS3 working-set selection, shrinking and a row cache.
+//! - [`multiclass`]: one-vs-one training (binary problems in parallel) with libsvm's /
+//!   scikit-learn's model layout, decision values and voting.
+//!
+//! Fitting a multiclass model on a precomputed Gram matrix and scoring it:
+//!
+//! ```
+//! use gridmatch::runtime::Monitor;
+//! use gridmatch::svm::{fit_ovo, PrecomputedGram, SolverParams};
+//! use ndarray::array;
+//! let k = array![[1.0, 0.9, 0.1, 0.0], [0.9, 1.0, 0.0, 0.1], [0.1, 0.0, 1.0, 0.9], [0.0, 0.1, 0.9, 1.0]];
+//! let gram = PrecomputedGram::new(k.view()).unwrap();
+//! let y = [0, 0, 1, 1];
+//! let model = fit_ovo(&gram, &y, 2, &[1.0; 4], &SolverParams::default(), &Monitor::none()).unwrap();
+//! let pred = model.predict_precomputed(k.view()).unwrap();
+//! assert_eq!(pred, vec![0, 0, 1, 1]);
+//! ```
+
+pub(crate) mod cache;
+pub mod kernel;
+pub mod multiclass;
+pub mod solver;
+
+pub use kernel::{BuiltinKernel, FeatureGram, Gram, Kernel, PrecomputedGram};
+pub use multiclass::{fit_ovo, fit_ovo_features, predict_from_decision, OvoModel};
+pub use solver::{solve_binary, BinarySolution, SolverParams};
+
+use crate::runtime::Cancelled;
+
+/// Errors of the SVM area.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum SvmError {
+    /// Inputs of inconsistent or wrong shape.
+    #[error("{0}")]
+    Shape(String),
+    /// Invalid values (labels, weights, parameters).
+    #[error("{0}")]
+    Value(String),
+    /// The fit was cancelled (Ctrl-C or a progress callback).
+    #[error("interrupted")]
+    Cancelled(#[from] Cancelled),
+}

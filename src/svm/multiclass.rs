@@ -1,0 +1,673 @@
+//! One-vs-one multiclass C-SVC with libsvm's (and scikit-learn's) model layout.
+//!
+//! Classes are `0..n_classes`. For every pair `a < b` (in the order `(0,1), (0,2), …,
+//! (1,2), …`) a binary problem is solved with class `a` as `+1` and `b` as `-1`; the
+//! problems run in parallel in the rayon pool. The model keeps:
+//!
+//! - `support`: training indices of the support vectors, grouped by class (ascending),
+//!   in training order within a class (scikit-learn's `support_`);
+//! - `dual_coef`: `(n_classes - 1) × n_sv`; for pair `(a, b)` the coefficients of the
+//!   support vectors of class `a` are in row `b - 1`, those of class `b` in row `a`
+//!   (scikit-learn's `dual_coef_` before its binary sign flip);
+//! - `rho`: one bias per pair; the pair's decision value is `sum coef K - rho`
+//!   (scikit-learn's `intercept_ = -rho`, before its binary sign flip).
+
+use super::kernel::{Gram, Kernel};
+use super::solver::{solve_binary, BinarySolution, SolverParams};
+use super::SvmError;
+use crate::runtime::{Monitor, Progress};
+use ndarray::{s, Array2, ArrayView2, Axis};
+use rayon::prelude::*;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+/// A fitted one-vs-one model (see the module docs for the layout).
+#[derive(Debug, Clone, PartialEq)]
+pub struct OvoModel {
+    /// Number of classes (at least 2).
+    pub n_classes: usize,
+    /// Training indices of the support vectors.
+    pub support: Vec<usize>,
+    /// Number of support vectors of each class.
+    pub n_support: Vec<usize>,
+    /// `(n_classes - 1) × n_sv` dual coefficients `y_i alpha_i`.
+    pub dual_coef: Array2<f64>,
+    /// Bias of each pair.
+    pub rho: Vec<f64>,
+    /// SMO iterations of each pair.
+    pub iterations: Vec<usize>,
+    /// `false` when some pair stopped at the iteration limit.
+    pub converged: bool,
+}
+
+/// The pairs `(a, b)`, `a < b`, in libsvm's order.
+pub fn pairs(n_classes: usize) -> Vec<(usize, usize)> {
+    let mut v = Vec::with_capacity(n_classes * n_classes.saturating_sub(1) / 2);
+    for a in 0..n_classes {
+        for b in a + 1..n_classes {
+            v.push((a, b));
+        }
+    }
+    v
+}
+
+/// Fit a one-vs-one C-SVC.
+///
+/// `y[i] < n_classes` is the class of training sample `i` of `gram`; `sample_c[i]` its
+/// box bound (`C` times class and sample weights). Samples with a bound `<= 0` are left
+/// out (as scikit-learn does for non-positive sample weights). The kernel-row cache
+/// budget `params.cache_bytes` is shared by the binary problems running at once.
+pub fn fit_ovo(
+    gram: &dyn Gram,
+    y: &[usize],
+    n_classes: usize,
+    sample_c: &[f64],
+    params: &SolverParams,
+    monitor: &Monitor<'_>,
+) -> Result<OvoModel, SvmError> {
+    let n = gram.n();
+    let members = group(n, y, n_classes, sample_c)?;
+    let pairs = pairs(n_classes);
+    let concurrent = rayon::current_num_threads().clamp(1, pairs.len());
+    let sub = SolverParams {
+        cache_bytes: params.cache_bytes / concurrent,
+        ..*params
+    };
+    let order = largest_first(&pairs, &members);
+    let done = AtomicUsize::new(0);
+    let sols = order
+        .par_iter()
+        .map(|&p| {
+            let (a, b) = pairs[p];
+            let index: Vec<usize> = members[a].iter().chain(&members[b]).copied().collect();
+            let sol = solve_pair(gram, &index, members[a].len(), sample_c, &sub, monitor)?;
+            report(monitor, &done, pairs.len(), &sol)?;
+            Ok((p, sol))
+        })
+        .collect::<Result<Vec<_>, SvmError>>()?;
+    Ok(assemble(n, n_classes, &members, &pairs, sols))
+}
+
+/// Fit a one-vs-one C-SVC on feature rows `x` with `kernel`, sharing kernel work
+/// between the binary problems.
+///
+/// When the within-class kernel blocks plus the cross-class blocks of the problems
+/// running at once fit in `params.cache_bytes`, every within-class block
+/// `K(class a, class a)` is computed once (by [`Kernel::block`], a matrix product for
+/// the built-in kernels) and shared by the `n_classes - 1` problems that need it; each
+/// problem computes its cross block `K(a, b)` the same way; the solver's row cache
+/// gets the rest of the budget. Otherwise it falls back to [`fit_ovo`] with kernel rows
+/// computed on demand. Same results either way (up to float rounding).
+pub fn fit_ovo_features(
+    kernel: &dyn Kernel,
+    x: ArrayView2<'_, f32>,
+    y: &[usize],
+    n_classes: usize,
+    sample_c: &[f64],
+    params: &SolverParams,
+    monitor: &Monitor<'_>,
+) -> Result<OvoModel, SvmError> {
+    let n = x.nrows();
+    let members = group(n, y, n_classes, sample_c)?;
+    let pairs = pairs(n_classes);
+    let f = std::mem::size_of::<f32>();
+    let diag_bytes: usize = members.iter().map(|m| m.len() * m.len() * f).sum();
+    let cross_bytes = pairs
+        .iter()
+        .map(|&(a, b)| 2 * members[a].len() * members[b].len() * f)
+        .max()
+        .unwrap_or(0);
+    let threads = rayon::current_num_threads().clamp(1, pairs.len());
+    let room = params.cache_bytes.saturating_sub(diag_bytes);
+    let concurrent = if cross_bytes == 0 {
+        threads
+    } else {
+        (room / cross_bytes).min(threads)
+    };
+    if concurrent == 0 {
+        let g = super::kernel::FeatureGram::new(kernel, x);
+        return fit_ovo(&g, y, n_classes, sample_c, params, monitor);
+    }
+    let sub = SolverParams {
+        cache_bytes: (room - concurrent * cross_bytes) / concurrent,
+        ..*params
+    };
+    let xs: Vec<Array2<f32>> = members.iter().map(|m| x.select(Axis(0), m)).collect();
+    let mut diag = Vec::with_capacity(n_classes);
+    for xk in &xs {
+        monitor.check()?;
+        let mut k = Array2::<f32>::zeros((xk.nrows(), xk.nrows()));
+        kernel.block(xk.view(), xk.view(), k.view_mut());
+        diag.push(k);
+    }
+    let order = largest_first(&pairs, &members);
+    let done = AtomicUsize::new(0);
+    let mut sols = Vec::with_capacity(pairs.len());
+    for batch in order.chunks(concurrent) {
+        let part = batch
+            .par_iter()
+            .map(|&p| {
+                monitor.check()?;
+                let (a, b) = pairs[p];
+                let mut ab = Array2::<f32>::zeros((xs[a].nrows(), xs[b].nrows()));
+                kernel.block(xs[a].view(), xs[b].view(), ab.view_mut());
+                let ba = ab.t().as_standard_layout().into_owned();
+                let g = PairGram {
+                    aa: &diag[a],
+                    bb: &diag[b],
+                    ab: &ab,
+                    ba: &ba,
+                };
+                let index: Vec<usize> = (0..g.n()).collect();
+                let c: Vec<f64> = members[a]
+                    .iter()
+                    .chain(&members[b])
+                    .map(|&i| sample_c[i])
+                    .collect();
+                let sol = solve_pair_with_c(&g, &index, members[a].len(), &c, &sub, monitor)?;
+                report(monitor, &done, pairs.len(), &sol)?;
+                Ok((p, sol))
+            })
+            .collect::<Result<Vec<_>, SvmError>>()?;
+        sols.extend(part);
+    }
+    Ok(assemble(n, n_classes, &members, &pairs, sols))
+}
+
+/// The kernel of one pair problem from shared blocks: samples `0..na` are class `a`,
+/// the rest class `b`.
+struct PairGram<'a> {
+    aa: &'a Array2<f32>,
+    bb: &'a Array2<f32>,
+    ab: &'a Array2<f32>,
+    ba: &'a Array2<f32>,
+}
+
+impl Gram for PairGram<'_> {
+    fn n(&self) -> usize {
+        self.aa.nrows() + self.bb.nrows()
+    }
+    fn diag(&self, i: usize) -> f64 {
+        let na = self.aa.nrows();
+        f64::from(if i < na {
+            self.aa[[i, i]]
+        } else {
+            self.bb[[i - na, i - na]]
+        })
+    }
+    fn row(&self, i: usize, cols: &[usize], out: &mut [f32]) {
+        let na = self.aa.nrows();
+        let (left, right) = if i < na {
+            (self.aa.row(i), self.ab.row(i))
+        } else {
+            (self.ba.row(i - na), self.bb.row(i - na))
+        };
+        for (o, &c) in out.iter_mut().zip(cols) {
+            *o = if c < na { left[c] } else { right[c - na] };
+        }
+    }
+}
+
+/// Samples of each class with a positive bound, after validating the inputs.
+fn group(
+    n: usize,
+    y: &[usize],
+    n_classes: usize,
+    sample_c: &[f64],
+) -> Result<Vec<Vec<usize>>, SvmError> {
+    if y.len() != n || sample_c.len() != n {
+        return Err(SvmError::Shape(format!(
+            "{} samples in the kernel but {} labels and {} weights",
+            n,
+            y.len(),
+            sample_c.len()
+        )));
+    }
+    if n_classes < 2 {
+        return Err(SvmError::Value(format!(
+            "need at least 2 classes, got {n_classes}"
+        )));
+    }
+    let mut members: Vec<Vec<usize>> = vec![Vec::new(); n_classes];
+    for (i, (&c, &w)) in y.iter().zip(sample_c).enumerate() {
+        if c >= n_classes {
+            return Err(SvmError::Value(format!(
+                "label {c} of sample {i} is not below n_classes = {n_classes}"
+            )));
+        }
+        if !w.is_finite() {
+            return Err(SvmError::Value(format!(
+                "weight of sample {i} is not finite"
+            )));
+        }
+        if w > 0.0 {
+            members[c].push(i);
+        }
+    }
+    if let Some(k) = members.iter().position(Vec::is_empty) {
+        return Err(SvmError::Value(format!(
+            "class {k} has no sample with a positive weight"
+        )));
+    }
+    Ok(members)
+}
+
+/// Pair indices, larger problems first (better load balance).
+fn largest_first(pairs: &[(usize, usize)], members: &[Vec<usize>]) -> Vec<usize> {
+    let mut order: Vec<usize> = (0..pairs.len()).collect();
+    order.sort_by_key(|&p| {
+        let (a, b) = pairs[p];
+        std::cmp::Reverse(members[a].len() + members[b].len())
+    });
+    order
+}
+
+fn report(
+    monitor: &Monitor<'_>,
+    done: &AtomicUsize,
+    total: usize,
+    sol: &BinarySolution,
+) -> Result<(), SvmError> {
+    let step = done.fetch_add(1, Ordering::SeqCst) + 1;
+    let keep = monitor.report(&Progress {
+        step,
+        total: Some(total),
+        metrics: vec![("iterations".to_string(), sol.iterations as f64)],
+    });
+    if keep {
+        Ok(())
+    } else {
+        Err(SvmError::Cancelled(crate::runtime::Cancelled))
+    }
+}
+
+/// Solve the pair problem over gram indices `index` (first `na` are the `+1` class).
+fn solve_pair(
+    gram: &dyn Gram,
+    index: &[usize],
+    na: usize,
+    sample_c: &[f64],
+    params: &SolverParams,
+    monitor: &Monitor<'_>,
+) -> Result<BinarySolution, SvmError> {
+    let c: Vec<f64> = index.iter().map(|&i| sample_c[i]).collect();
+    solve_pair_with_c(gram, index, na, &c, params, monitor)
+}
+
+fn solve_pair_with_c(
+    gram: &dyn Gram,
+    index: &[usize],
+    na: usize,
+    c: &[f64],
+    params: &SolverParams,
+    monitor: &Monitor<'_>,
+) -> Result<BinarySolution, SvmError> {
+    let y: Vec<i8> = (0..index.len())
+        .map(|t| if t < na { 1 } else { -1 })
+        .collect();
+    solve_binary(gram, index, &y, c, params, monitor)
+}
+
+/// Build the model from the pair solutions (libsvm's `svm_train` bookkeeping).
+fn assemble(
+    n: usize,
+    n_classes: usize,
+    members: &[Vec<usize>],
+    pairs: &[(usize, usize)],
+    mut sols: Vec<(usize, BinarySolution)>,
+) -> OvoModel {
+    sols.sort_by_key(|(p, _)| *p);
+    let total = pairs.len();
+    let mut nonzero = vec![false; n];
+    for (p, sol) in &sols {
+        let (a, b) = pairs[*p];
+        for (&i, &c) in members[a].iter().chain(&members[b]).zip(&sol.coef) {
+            if c != 0.0 {
+                nonzero[i] = true;
+            }
+        }
+    }
+    let mut support = Vec::new();
+    let mut n_support = vec![0usize; n_classes];
+    let mut pos = vec![usize::MAX; n];
+    for (k, m) in members.iter().enumerate() {
+        for &i in m {
+            if nonzero[i] {
+                pos[i] = support.len();
+                support.push(i);
+                n_support[k] += 1;
+            }
+        }
+    }
+    let mut dual_coef = Array2::<f64>::zeros((n_classes - 1, support.len()));
+    let mut rho = vec![0.0; total];
+    let mut iterations = vec![0; total];
+    let mut converged = true;
+    for (p, sol) in &sols {
+        let (a, b) = pairs[*p];
+        let (ma, mb) = (&members[a], &members[b]);
+        for (t, &i) in ma.iter().enumerate() {
+            if nonzero[i] {
+                dual_coef[[b - 1, pos[i]]] = sol.coef[t];
+            }
+        }
+        for (t, &i) in mb.iter().enumerate() {
+            if nonzero[i] {
+                dual_coef[[a, pos[i]]] = sol.coef[ma.len() + t];
+            }
+        }
+        rho[*p] = sol.rho;
+        iterations[*p] = sol.iterations;
+        converged &= sol.converged;
+    }
+    OvoModel {
+        n_classes,
+        support,
+        n_support,
+        dual_coef,
+        rho,
+        iterations,
+        converged,
+    }
+}
+
+impl OvoModel {
+    /// Check the model's arrays agree with each other.
+    pub fn validate(&self) -> Result<(), SvmError> {
+        let n_sv: usize = self.n_support.iter().sum();
+        let n_pairs = self.n_classes * self.n_classes.saturating_sub(1) / 2;
+        if self.n_classes < 2
+            || self.n_support.len() != self.n_classes
+            || self.support.len() != n_sv
+            || self.dual_coef.dim() != (self.n_classes - 1, n_sv)
+            || self.rho.len() != n_pairs
+        {
+            return Err(SvmError::Shape(format!(
+                "inconsistent model: {} classes, n_support {:?}, {} support indices, dual_coef {:?}, {} biases",
+                self.n_classes,
+                self.n_support,
+                self.support.len(),
+                self.dual_coef.dim(),
+                self.rho.len()
+            )));
+        }
+        Ok(())
+    }
+
+    /// The `n_sv × n_pairs` weight matrix: decision values are `K_sv · W - rho`.
+    fn pair_weights(&self) -> Array2<f32> {
+        let pairs = pairs(self.n_classes);
+        let mut start = vec![0usize; self.n_classes + 1];
+        for k in 0..self.n_classes {
+            start[k + 1] = start[k] + self.n_support[k];
+        }
+        let mut w = Array2::<f32>::zeros((self.support.len(), pairs.len()));
+        for (p, &(a, b)) in pairs.iter().enumerate() {
+            for sv in start[a]..start[a + 1] {
+                w[[sv, p]] = self.dual_coef[[b - 1, sv]] as f32;
+            }
+            for sv in start[b]..start[b + 1] {
+                w[[sv, p]] = self.dual_coef[[a, sv]] as f32;
+            }
+        }
+        w
+    }
+
+    /// Decision values (`n × n_pairs`, libsvm's sign: positive favours the first class
+    /// of the pair) from kernel values against the support vectors, produced block by
+    /// block by `fill(rows, out)` for test rows `rows` into `out` (`rows.len() × n_sv`).
+    fn decision_blocks(
+        &self,
+        n: usize,
+        fill: &(dyn Fn(std::ops::Range<usize>, ndarray::ArrayViewMut2<'_, f32>) + Sync),
+    ) -> Result<Array2<f64>, SvmError> {
+        self.validate()?;
+        const RB: usize = 256;
+        let w = self.pair_weights();
+        let n_sv = self.support.len();
+        let n_pairs = self.rho.len();
+        let mut out = Array2::<f64>::zeros((n, n_pairs));
+        out.axis_chunks_iter_mut(Axis(0), RB)
+            .collect::<Vec<_>>()
+            .into_par_iter()
+            .enumerate()
+            .for_each(|(blk, mut o)| {
+                let start = blk * RB;
+                let rows = o.nrows();
+                let mut k = Array2::<f32>::zeros((rows, n_sv));
+                fill(start..start + rows, k.view_mut());
+                let mut d = Array2::<f32>::zeros((rows, n_pairs));
+                ndarray::linalg::general_mat_mul(1.0, &k, &w, 0.0, &mut d);
+                for ((dst, &src), p) in o.iter_mut().zip(d.iter()).zip((0..n_pairs).cycle()) {
+                    *dst = f64::from(src) - self.rho[p];
+                }
+            });
+        Ok(out)
+    }
+
+    /// Decision values for feature rows `x` given the model's support vectors `sv`
+    /// (`n_sv × d`, rows in `support` order) and the kernel used to fit.
+    pub fn decision_function(
+        &self,
+        kernel: &dyn Kernel,
+        sv: ArrayView2<'_, f32>,
+        x: ArrayView2<'_, f32>,
+    ) -> Result<Array2<f64>, SvmError> {
+        if sv.nrows() != self.support.len() {
+            return Err(SvmError::Shape(format!(
+                "{} support vectors given, the model has {}",
+                sv.nrows(),
+                self.support.len()
+            )));
+        }
+        if sv.ncols() != x.ncols() {
+            return Err(SvmError::Shape(format!(
+                "X has {} features, the support vectors have {}",
+                x.ncols(),
+                sv.ncols()
+            )));
+        }
+        self.decision_blocks(x.nrows(), &|rows, out| {
+            kernel.block(x.slice(s![rows, ..]), sv, out);
+        })
+    }
+
+    /// Decision values from a precomputed kernel `k` (`n × n_train`) between test
+    /// samples and all training samples (only the support columns are read).
+    pub fn decision_precomputed(&self, k: ArrayView2<'_, f64>) -> Result<Array2<f64>, SvmError> {
+        if let Some(&m) = self.support.iter().max() {
+            if m >= k.ncols() {
+                return Err(SvmError::Shape(format!(
+                    "the kernel matrix has {} columns but support vector index {m} was used in training",
+                    k.ncols()
+                )));
+            }
+        }
+        self.decision_blocks(k.nrows(), &|rows, mut out| {
+            for (r, mut o) in rows.zip(out.axis_iter_mut(Axis(0))) {
+                let kr = k.row(r);
+                for (v, &c) in o.iter_mut().zip(&self.support) {
+                    *v = kr[c] as f32;
+                }
+            }
+        })
+    }
+
+    /// Predicted classes (votes of the pairs) for feature rows `x`.
+    pub fn predict(
+        &self,
+        kernel: &dyn Kernel,
+        sv: ArrayView2<'_, f32>,
+        x: ArrayView2<'_, f32>,
+    ) -> Result<Vec<usize>, SvmError> {
+        let dec = self.decision_function(kernel, sv, x)?;
+        Ok(predict_from_decision(dec.view(), self.n_classes))
+    }
+
+    /// Predicted classes from a precomputed test-versus-train kernel.
+    pub fn predict_precomputed(&self, k: ArrayView2<'_, f64>) -> Result<Vec<usize>, SvmError> {
+        let dec = self.decision_precomputed(k)?;
+        Ok(predict_from_decision(dec.view(), self.n_classes))
+    }
+}
+
+/// libsvm's one-vs-one vote: pair `(a, b)` votes `a` when its decision value is
+/// positive, else `b`; ties go to the lowest class.
+pub fn predict_from_decision(dec: ArrayView2<'_, f64>, n_classes: usize) -> Vec<usize> {
+    let pairs = pairs(n_classes);
+    dec.axis_iter(Axis(0))
+        .map(|row| {
+            let mut votes = vec![0usize; n_classes];
+            for (&(a, b), &d) in pairs.iter().zip(row.iter()) {
+                if d > 0.0 {
+                    votes[a] += 1;
+                } else {
+                    votes[b] += 1;
+                }
+            }
+            let mut best = 0;
+            for k in 1..n_classes {
+                if votes[k] > votes[best] {
+                    best = k;
+                }
+            }
+            best
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::svm::kernel::{BuiltinKernel, FeatureGram, PrecomputedGram};
+    use ndarray::array;
+
+    #[test]
+    fn three_classes_on_a_line_layout_and_votes() {
+        // Classes at x = 0, 5, 10 (two points each), linear-separable pairwise.
+        let x = array![[0.0f32], [10.0], [5.0], [0.5], [10.5], [5.5]];
+        let y = [0, 2, 1, 0, 2, 1];
+        let k = BuiltinKernel::Rbf { gamma: 0.1 };
+        let g = FeatureGram::new(&k, x.view());
+        let m = fit_ovo(
+            &g,
+            &y,
+            3,
+            &[10.0; 6],
+            &SolverParams::default(),
+            &Monitor::none(),
+        )
+        .unwrap();
+        m.validate().unwrap();
+        // Support vectors grouped by class, training order within a class.
+        let classes: Vec<usize> = m.support.iter().map(|&i| y[i]).collect();
+        let mut sorted = classes.clone();
+        sorted.sort();
+        assert_eq!(classes, sorted);
+        assert_eq!(m.n_support.iter().sum::<usize>(), m.support.len());
+        let sv = x.select(Axis(0), &m.support);
+        let pred = m.predict(&k, sv.view(), x.view()).unwrap();
+        assert_eq!(pred, y.to_vec());
+        // Pair (0, 1) coefficients: class 0 SVs in row 0 (b - 1), class 1 SVs in row 0 (a).
+        let col_sum: f64 = m
+            .dual_coef
+            .row(0)
+            .iter()
+            .take(m.n_support[0] + m.n_support[1])
+            .sum();
+        assert!(
+            col_sum.abs() < 1e-9,
+            "pair (0,1) coefficients sum to {col_sum}"
+        );
+    }
+
+    #[test]
+    fn zero_weight_samples_are_left_out_and_errors_are_reported() {
+        let k = array![[1.0, 0.0, 0.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]];
+        let g = PrecomputedGram::new(k.view()).unwrap();
+        let m = fit_ovo(
+            &g,
+            &[0, 1, 1],
+            2,
+            &[1.0, 1.0, 0.0],
+            &SolverParams::default(),
+            &Monitor::none(),
+        )
+        .unwrap();
+        assert_eq!(m.support, vec![0, 1]);
+        let e = fit_ovo(
+            &g,
+            &[0, 1, 1],
+            2,
+            &[0.0, 1.0, 1.0],
+            &SolverParams::default(),
+            &Monitor::none(),
+        );
+        assert!(matches!(e, Err(SvmError::Value(_))));
+        let e = fit_ovo(
+            &g,
+            &[0, 1],
+            2,
+            &[1.0; 2],
+            &SolverParams::default(),
+            &Monitor::none(),
+        );
+        assert!(matches!(e, Err(SvmError::Shape(_))));
+        let e = fit_ovo(
+            &g,
+            &[0, 1, 3],
+            2,
+            &[1.0; 3],
+            &SolverParams::default(),
+            &Monitor::none(),
+        );
+        assert!(matches!(e, Err(SvmError::Value(_))));
+    }
+
+    #[test]
+    fn builtin_kernel_row_and_block_agree_with_formulas() {
+        let a = array![[0.1f32, 0.2, 0.3], [1.0, -1.0, 0.5]];
+        let b = array![[0.3f32, 0.1, -0.2], [0.0, 0.0, 1.0], [2.0, 1.0, 0.0]];
+        let kernels = [
+            BuiltinKernel::Linear,
+            BuiltinKernel::Rbf { gamma: 0.7 },
+            BuiltinKernel::Poly {
+                gamma: 0.5,
+                coef0: 1.0,
+                degree: 3,
+            },
+            BuiltinKernel::Sigmoid {
+                gamma: 0.3,
+                coef0: -0.2,
+            },
+        ];
+        for k in kernels {
+            let mut blk = Array2::<f32>::zeros((2, 3));
+            k.block(a.view(), b.view(), blk.view_mut());
+            for p in 0..2 {
+                let mut row = [0f32; 3];
+                k.row(a.view(), p, b.view(), &[0, 1, 2], &mut row);
+                for q in 0..3 {
+                    let (u, v) = (a.row(p), b.row(q));
+                    let dot = f64::from(u.dot(&v));
+                    let d2: f64 = u
+                        .iter()
+                        .zip(v.iter())
+                        .map(|(x, y)| f64::from(x - y).powi(2))
+                        .sum();
+                    let want = match k {
+                        BuiltinKernel::Linear => dot,
+                        BuiltinKernel::Rbf { gamma } => (-gamma * d2).exp(),
+                        BuiltinKernel::Poly {
+                            gamma,
+                            coef0,
+                            degree,
+                        } => (gamma * dot + coef0).powi(degree),
+                        BuiltinKernel::Sigmoid { gamma, coef0 } => (gamma * dot + coef0).tanh(),
+                    };
+                    assert!((f64::from(row[q]) - want).abs() < 1e-5, "{k:?} row");
+                    assert!((f64::from(blk[[p, q]]) - want).abs() < 1e-5, "{k:?} block");
+                }
+            }
+        }
+    }
+}
