@@ -7,6 +7,7 @@
 //! - [`data`]: dataset readers (IDX).
 //! - [`expr`]: the expression language of kernel / transform search.
 //! - [`rl`]: the RL controller and the kernel / transform search loop.
+//! - [`retrieval`]: exact kNN (blocked GEMM + top-k) and retrieval metrics.
 //! - [`runtime`]: thread pools, cancellation and progress reporting shared by every
 //!   long-running computation.
 
@@ -14,6 +15,7 @@
 
 pub mod data;
 pub mod expr;
+pub mod retrieval;
 pub mod rl;
 pub mod runtime;
 pub mod svm;

@@ -2,7 +2,8 @@
 
 ``gridmatch demo`` is the main job: it runs every part of the package on the bundled
 datasets and prints one results table. ``gridmatch info`` shows the version, thread
-settings and where the datasets were found.
+settings and where the datasets were found. ``gridmatch evaluate`` computes retrieval
+metrics (recall@k, precision@1, MAP@R, R-precision) of embeddings stored as ``.npy``.
 """
 
 from __future__ import annotations
@@ -107,6 +108,46 @@ def _search_transform(args: argparse.Namespace) -> int:
     return 0
 
 
+def _load_npy(path: str, what: str):
+    import numpy as np
+
+    try:
+        return np.load(path, allow_pickle=False)
+    except (OSError, ValueError) as e:
+        raise ValueError(f"cannot read {what} from {path}: {e}") from None
+
+
+def _evaluate(args: argparse.Namespace) -> int:
+    import json
+
+    from . import retrieval
+
+    E_q = _load_npy(args.queries, "query embeddings")
+    ids_q = _load_npy(args.query_ids, "query ids")
+    if (args.gallery is None) != (args.gallery_ids is None):
+        raise ValueError("give both GALLERY and GALLERY_IDS, or neither (leave-one-out)")
+    if args.gallery is None:
+        E_g, ids_g, exclude_self = E_q, ids_q, True
+    else:
+        E_g = _load_npy(args.gallery, "gallery embeddings")
+        ids_g = _load_npy(args.gallery_ids, "gallery ids")
+        exclude_self = args.exclude_self
+    t0 = time.perf_counter()
+    res = retrieval.evaluate(
+        E_q, ids_q, E_g, ids_g, ks=args.ks, metric=args.metric, exclude_self=exclude_self
+    )
+    dt = time.perf_counter() - t0
+    if args.json:
+        print(json.dumps(res))
+        return 0
+    mode = "leave-one-out" if exclude_self else "query vs gallery"
+    print(f"{len(E_q)} queries, {len(E_g)} gallery items, {args.metric}, {mode} ({dt:.2f} s)")
+    for name, value in res.items():
+        shown = f"{value:d}" if isinstance(value, int) else f"{value:.4f}"
+        print(f"{name:>24}  {shown}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the ``gridmatch`` command line.
 
@@ -143,6 +184,27 @@ def main(argv: list[str] | None = None) -> int:
     )
     _search_common(p, budget=300)
     p.set_defaults(func=_search_transform)
+    p = sub.add_parser(
+        "evaluate",
+        help="retrieval metrics of embeddings in .npy files",
+        description="Recall@k, precision@1, MAP@R and R-precision of query embeddings "
+        "against gallery embeddings (.npy files: float (n, dim) embeddings, integer (n,) "
+        "ids). Without a gallery, the queries are evaluated leave-one-out against "
+        "themselves.",
+    )
+    p.add_argument("queries", help="query embeddings, (n, dim) .npy")
+    p.add_argument("query_ids", help="query ids, (n,) .npy")
+    p.add_argument("gallery", nargs="?", help="gallery embeddings, (m, dim) .npy")
+    p.add_argument("gallery_ids", nargs="?", help="gallery ids, (m,) .npy")
+    p.add_argument("--ks", type=int, nargs="+", default=[1, 5, 10, 20, 50], help="k of recall@k")
+    p.add_argument("--metric", choices=["cosine", "ip", "l2"], default="cosine")
+    p.add_argument(
+        "--exclude-self",
+        action="store_true",
+        help="leave-one-out: query i never retrieves gallery item i (same set)",
+    )
+    p.add_argument("--json", action="store_true", help="print the metrics as JSON")
+    p.set_defaults(func=_evaluate)
     args = parser.parse_args(argv)
     if args.threads is not None:
         set_num_threads(args.threads)

@@ -7,6 +7,7 @@ mod convert;
 mod errors;
 mod expr;
 mod heavy;
+mod retrieval;
 mod search;
 mod svm;
 
@@ -146,5 +147,6 @@ fn core_module(m: &Bound<'_, PyModule>) -> PyResult<()> {
     expr::register(m)?;
     search::register(m)?;
     svm::register(m)?;
+    retrieval::register(m)?;
     Ok(())
 }

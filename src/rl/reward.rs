@@ -4,54 +4,51 @@
 
 use super::search::EvalContext;
 use crate::expr::{Expr, ExprError, Program};
+use crate::retrieval::{recall_at_k, Metric};
 use crate::runtime::{CancelToken, Monitor};
 use crate::svm::{fit_ovo, PrecomputedGram, SolverParams};
 use ndarray::{Array2, ArrayView2, Axis};
-use rayon::prelude::*;
 
 fn expr_msg(e: ExprError) -> String {
     e.to_string()
 }
 
-/// Recall@1 of `query` against `gallery` by cosine similarity: the fraction of queries
-/// whose most similar gallery item has the query's id (ties: the lower index).
+/// Rows scaled to unit L2 norm (zero rows stay zero), as `f32` for the retrieval engine.
+fn unit_rows_f32(m: ArrayView2<'_, f64>) -> Array2<f32> {
+    let mut out = Array2::<f32>::zeros(m.dim());
+    for (src, mut dst) in m.axis_iter(Axis(0)).zip(out.axis_iter_mut(Axis(0))) {
+        let n = src.iter().map(|v| v * v).sum::<f64>().sqrt();
+        let s = if n > 0.0 && n.is_finite() {
+            1.0 / n
+        } else {
+            0.0
+        };
+        dst.iter_mut()
+            .zip(src)
+            .for_each(|(d, v)| *d = (v * s) as f32);
+    }
+    out
+}
+
+/// Recall@1 by cosine similarity (gridmatch's retrieval engine; ties: the lower gallery
+/// index).
 pub fn recall_at_1(
     query: ArrayView2<'_, f64>,
     ids_query: &[i64],
     gallery: ArrayView2<'_, f64>,
     ids_gallery: &[i64],
-) -> f64 {
-    let normalise = |m: ArrayView2<'_, f64>| -> Vec<Vec<f64>> {
-        m.axis_iter(Axis(0))
-            .map(|r| {
-                let n = r.iter().map(|v| v * v).sum::<f64>().sqrt();
-                let s = if n > 0.0 { 1.0 / n } else { 0.0 };
-                r.iter().map(|v| v * s).collect()
-            })
-            .collect()
-    };
-    let q = normalise(query);
-    let g = normalise(gallery);
-    if q.is_empty() {
-        return 0.0;
-    }
-    let hits: usize = q
-        .par_iter()
-        .zip(ids_query.par_iter())
-        .map(|(qv, qid)| {
-            let mut best = f64::NEG_INFINITY;
-            let mut arg = usize::MAX;
-            for (j, gv) in g.iter().enumerate() {
-                let s: f64 = qv.iter().zip(gv).map(|(a, b)| a * b).sum();
-                if s > best {
-                    best = s;
-                    arg = j;
-                }
-            }
-            usize::from(arg != usize::MAX && ids_gallery[arg] == *qid)
-        })
-        .sum();
-    hits as f64 / q.len() as f64
+) -> Result<f64, String> {
+    let q = unit_rows_f32(query);
+    let g = unit_rows_f32(gallery);
+    recall_at_k(
+        q.view(),
+        ids_query,
+        g.view(),
+        ids_gallery,
+        1,
+        Metric::Cosine,
+    )
+    .map_err(|e| e.to_string())
 }
 
 /// Transform-search reward: recall@1 after applying `e` to both sets. Non-finite
@@ -71,7 +68,7 @@ pub fn transform_reward(
     if ctx.expired() {
         return Err("timed out".into());
     }
-    Ok(recall_at_1(q.view(), ids_query, g.view(), ids_gallery))
+    recall_at_1(q.view(), ids_query, g.view(), ids_gallery)
 }
 
 /// The data of a kernel search: training and validation sets (rows are samples) with

@@ -1,0 +1,520 @@
+//! The CPU search engine: tiles of `queries x gallery` scores computed by the `gemm`
+//! crate (single-threaded per tile, AVX-512/AVX2/NEON kernels chosen at run time), each
+//! tile scanned right away into per-query streaming top-k selectors.
+//!
+//! Parallelism: one rayon task per chunk of query rows, each walking the whole gallery
+//! (no synchronisation, no merging). When there are too few query chunks to keep the
+//! threads busy, the gallery is also split into shards whose partial lists are merged.
+
+use super::topk::{merge, Neighbor, TopK};
+use super::{standard, validate, validate_k, Blocks, KnnOptions, Metric, RetrievalError};
+use crate::runtime::Monitor;
+use ndarray::{Array2, ArrayView2};
+use rayon::prelude::*;
+
+/// The result of a k-nearest-neighbour search: `n_queries x k` scores and gallery
+/// indices, best first (ties broken by the lower gallery index).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Neighbors {
+    /// Cosine similarities / inner products (descending) or squared L2 distances
+    /// (ascending).
+    pub scores: Array2<f32>,
+    /// Gallery row of each neighbour.
+    pub indices: Array2<i64>,
+}
+
+/// Exact k nearest gallery rows of every query row, with default options (see
+/// [`knn_with`]).
+pub fn knn(
+    queries: ArrayView2<'_, f32>,
+    gallery: ArrayView2<'_, f32>,
+    k: usize,
+    metric: Metric,
+) -> Result<Neighbors, RetrievalError> {
+    knn_with(
+        queries,
+        gallery,
+        k,
+        &KnnOptions::new(metric),
+        &Monitor::none(),
+    )
+}
+
+/// Exact k nearest gallery rows of every query row.
+///
+/// Errors: empty inputs, dimension mismatch, NaN/inf values, `k` outside
+/// `1..=gallery rows` (minus one with `exclude_self`), cancellation through `monitor`.
+pub fn knn_with(
+    queries: ArrayView2<'_, f32>,
+    gallery: ArrayView2<'_, f32>,
+    k: usize,
+    options: &KnnOptions,
+    monitor: &Monitor<'_>,
+) -> Result<Neighbors, RetrievalError> {
+    let available = validate(&queries, &gallery, options.exclude_self)?;
+    validate_k(k, available, options.exclude_self)?;
+    let lists = search(queries, gallery, k, options, monitor, |_, list| {
+        list.to_vec()
+    })?;
+    let n = lists.len();
+    let mut scores = Array2::<f32>::zeros((n, k));
+    let mut indices = Array2::<i64>::zeros((n, k));
+    for (i, list) in lists.iter().enumerate() {
+        for (j, nb) in list.iter().enumerate() {
+            scores[[i, j]] = nb.score;
+            indices[[i, j]] = i64::from(nb.index);
+        }
+    }
+    Ok(Neighbors { scores, indices })
+}
+
+/// Per-metric data: per-gallery-column transform applied to each tile row, and the
+/// per-query conversion of internal scores (larger is better) to reported scores.
+struct Prepared {
+    metric: Metric,
+    /// Cosine: 1/|g_j|; L2: |g_j|^2 / 2; inner product: empty.
+    column: Vec<f32>,
+    /// Cosine: 1/|q_i|; L2: |q_i|^2; inner product: empty.
+    row: Vec<f32>,
+}
+
+/// Squared row norms, accumulated in f64.
+fn squared_norms(a: &ArrayView2<'_, f32>) -> Vec<f64> {
+    (0..a.nrows())
+        .into_par_iter()
+        .map(|i| {
+            a.row(i)
+                .iter()
+                .map(|&v| f64::from(v) * f64::from(v))
+                .sum::<f64>()
+        })
+        .collect()
+}
+
+fn inverse_norms(a: &ArrayView2<'_, f32>) -> Vec<f32> {
+    squared_norms(a)
+        .into_iter()
+        .map(|s| {
+            if s > 0.0 {
+                (1.0 / s.sqrt()) as f32
+            } else {
+                0.0
+            }
+        })
+        .collect()
+}
+
+impl Prepared {
+    fn new(metric: Metric, q: &ArrayView2<'_, f32>, g: &ArrayView2<'_, f32>) -> Self {
+        let (column, row) = match metric {
+            Metric::InnerProduct => (vec![], vec![]),
+            Metric::Cosine => (inverse_norms(g), inverse_norms(q)),
+            Metric::L2 => (
+                squared_norms(g)
+                    .into_iter()
+                    .map(|s| (0.5 * s) as f32)
+                    .collect(),
+                squared_norms(q).into_iter().map(|s| s as f32).collect(),
+            ),
+        };
+        Prepared {
+            metric,
+            column,
+            row,
+        }
+    }
+
+    /// Turn the raw inner products of one tile row (gallery columns `first..`) into
+    /// internal scores.
+    #[inline]
+    fn transform(&self, row: &mut [f32], first: usize) {
+        match self.metric {
+            Metric::InnerProduct => {}
+            Metric::Cosine => {
+                let c = &self.column[first..first + row.len()];
+                row.iter_mut().zip(c).for_each(|(x, s)| *x *= s);
+            }
+            Metric::L2 => {
+                let c = &self.column[first..first + row.len()];
+                row.iter_mut().zip(c).for_each(|(x, h)| *x -= h);
+            }
+        }
+    }
+
+    /// The reported score of query `i` from an internal score.
+    #[inline]
+    fn report(&self, i: usize, v: f32) -> f32 {
+        match self.metric {
+            Metric::InnerProduct => v,
+            Metric::Cosine => v * self.row[i],
+            Metric::L2 => (self.row[i] - 2.0 * v).max(0.0),
+        }
+    }
+}
+
+/// `dst (m x n, row-major) = a (m x d, row-major) * b (n x d, row-major)^T`.
+fn gemm_nt(dst: &mut [f32], a: &[f32], b: &[f32], m: usize, n: usize, d: usize) {
+    assert!(dst.len() >= m * n && a.len() >= m * d && b.len() >= n * d);
+    if m == 0 || n == 0 {
+        return;
+    }
+    // SAFETY: the slices hold at least the m*n, m*d and n*d elements addressed through
+    // the strides below (checked above); dst does not alias a or b.
+    unsafe {
+        gemm::gemm(
+            m,
+            n,
+            d,
+            dst.as_mut_ptr(),
+            1,
+            n as isize,
+            false,
+            a.as_ptr(),
+            1,
+            d as isize,
+            b.as_ptr(),
+            d as isize,
+            1,
+            0.0f32,
+            1.0f32,
+            false,
+            false,
+            false,
+            gemm::Parallelism::None,
+        );
+    }
+}
+
+/// Upper bound on the memory of the top-k selectors of one task.
+const SELECTOR_BYTES: usize = 64 << 20;
+
+/// Run the search and call `f(query, neighbours)` for every query with its final,
+/// ranked list (reported scores). Returns the values of `f` in query order. Inputs must
+/// already be validated.
+pub(crate) fn search<T, F>(
+    queries: ArrayView2<'_, f32>,
+    gallery: ArrayView2<'_, f32>,
+    k: usize,
+    options: &KnnOptions,
+    monitor: &Monitor<'_>,
+    f: F,
+) -> Result<Vec<T>, RetrievalError>
+where
+    T: Send,
+    F: Fn(usize, &[Neighbor]) -> T + Sync,
+{
+    let q = standard(queries);
+    let g = standard(gallery);
+    let (n, d) = q.dim();
+    let m = g.nrows();
+    let (Some(qs), Some(gs)) = (q.as_slice(), g.as_slice()) else {
+        return Err(RetrievalError::InvalidParameter(
+            "internal: inputs are not contiguous".to_string(),
+        ));
+    };
+    let prepared = Prepared::new(options.metric, &q.view(), &g.view());
+    let Blocks {
+        queries: qb,
+        gallery: gb,
+    } = options.blocks;
+    if qb == 0 || gb == 0 {
+        return Err(RetrievalError::InvalidParameter(format!(
+            "block sizes must be positive, got {qb}x{gb}"
+        )));
+    }
+    // Keep the selectors of one task within SELECTOR_BYTES.
+    let per_query = (2 * k).max(k + 64) * std::mem::size_of::<Neighbor>();
+    let qb = qb.min((SELECTOR_BYTES / per_query).max(8)).min(n);
+    let gb = gb.min(m);
+
+    let n_chunks = n.div_ceil(qb);
+    let n_blocks = m.div_ceil(gb);
+    let threads = rayon::current_num_threads().max(1);
+    let shards = if n_chunks >= 2 * threads {
+        1
+    } else {
+        (4 * threads).div_ceil(n_chunks).min(n_blocks).max(1)
+    };
+    let ctx = Ctx {
+        q: qs,
+        g: gs,
+        d,
+        gb,
+        k,
+        exclude_self: options.exclude_self,
+        prepared: &prepared,
+        monitor,
+    };
+    let chunk_range = |c: usize| c * qb..((c + 1) * qb).min(n);
+    let shard_range = |s: usize| {
+        let b0 = s * n_blocks / shards;
+        let b1 = (s + 1) * n_blocks / shards;
+        (b0 * gb).min(m)..(b1 * gb).min(m)
+    };
+    let finish = |q0: usize, lists: Vec<Vec<Neighbor>>| -> Vec<T> {
+        lists
+            .into_iter()
+            .enumerate()
+            .map(|(r, mut list)| {
+                let i = q0 + r;
+                for nb in &mut list {
+                    nb.score = prepared.report(i, nb.score);
+                }
+                f(i, &list)
+            })
+            .collect()
+    };
+
+    let per_chunk: Vec<Vec<T>> = if shards == 1 {
+        (0..n_chunks)
+            .into_par_iter()
+            .map(|c| {
+                let rows = chunk_range(c);
+                let lists = ctx.run(rows.clone(), 0..m)?;
+                Ok(finish(rows.start, lists))
+            })
+            .collect::<Result<_, RetrievalError>>()?
+    } else {
+        let parts: Vec<Vec<Vec<Neighbor>>> = (0..n_chunks * shards)
+            .into_par_iter()
+            .map(|t| ctx.run(chunk_range(t / shards), shard_range(t % shards)))
+            .collect::<Result<_, RetrievalError>>()?;
+        parts
+            .chunks(shards)
+            .enumerate()
+            .map(|(c, shard_lists)| {
+                let rows = chunk_range(c);
+                let lists = (0..rows.len())
+                    .map(|r| {
+                        let mine: Vec<Vec<Neighbor>> =
+                            shard_lists.iter().map(|s| s[r].clone()).collect();
+                        merge(&mine, k)
+                    })
+                    .collect();
+                finish(rows.start, lists)
+            })
+            .collect()
+    };
+    Ok(per_chunk.into_iter().flatten().collect())
+}
+
+/// What every task needs.
+struct Ctx<'a, 'm> {
+    q: &'a [f32],
+    g: &'a [f32],
+    d: usize,
+    gb: usize,
+    k: usize,
+    exclude_self: bool,
+    prepared: &'a Prepared,
+    monitor: &'a Monitor<'m>,
+}
+
+impl Ctx<'_, '_> {
+    /// Top-k lists (internal scores) of query rows `rows` over gallery rows `cols`.
+    fn run(
+        &self,
+        rows: std::ops::Range<usize>,
+        cols: std::ops::Range<usize>,
+    ) -> Result<Vec<Vec<Neighbor>>, RetrievalError> {
+        let d = self.d;
+        let qlen = rows.len();
+        let a = &self.q[rows.start * d..rows.end * d];
+        let mut tile = vec![0f32; qlen * self.gb.min(cols.len())];
+        let mut tops: Vec<TopK> = (0..qlen).map(|_| TopK::new(self.k)).collect();
+        let mut g0 = cols.start;
+        while g0 < cols.end {
+            self.monitor.check()?;
+            let g1 = (g0 + self.gb).min(cols.end);
+            let glen = g1 - g0;
+            let b = &self.g[g0 * d..g1 * d];
+            let tile = &mut tile[..qlen * glen];
+            gemm_nt(tile, a, b, qlen, glen, d);
+            for (r, (row, top)) in tile.chunks_exact_mut(glen).zip(&mut tops).enumerate() {
+                self.prepared.transform(row, g0);
+                let i = rows.start + r;
+                if self.exclude_self && (g0..g1).contains(&i) {
+                    row[i - g0] = f32::NEG_INFINITY;
+                }
+                // The gallery has at most u32::MAX rows (validated).
+                top.scan(row, g0 as u32);
+            }
+            g0 = g1;
+        }
+        Ok(tops.iter_mut().map(TopK::finish).collect())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ndarray::Array2;
+
+    /// Small deterministic pseudo-random integers in -3..=3 (exact arithmetic in f32).
+    fn ints(rows: usize, cols: usize, seed: u64) -> Array2<f32> {
+        let mut s = seed.wrapping_mul(6364136223846793005).wrapping_add(1);
+        Array2::from_shape_fn((rows, cols), |_| {
+            s = s
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            ((s >> 33) % 7) as f32 - 3.0
+        })
+    }
+
+    fn brute(
+        q: &Array2<f32>,
+        g: &Array2<f32>,
+        k: usize,
+        metric: Metric,
+        excl: bool,
+    ) -> Vec<Vec<(f64, i64)>> {
+        q.outer_iter()
+            .enumerate()
+            .map(|(i, qi)| {
+                let mut v: Vec<(f64, i64)> = g
+                    .outer_iter()
+                    .enumerate()
+                    .filter(|(j, _)| !(excl && *j == i))
+                    .map(|(j, gj)| {
+                        let dot: f64 = qi
+                            .iter()
+                            .zip(gj)
+                            .map(|(a, b)| f64::from(*a) * f64::from(*b))
+                            .sum();
+                        let qq: f64 = qi.iter().map(|a| f64::from(*a).powi(2)).sum();
+                        let gg: f64 = gj.iter().map(|a| f64::from(*a).powi(2)).sum();
+                        let key = match metric {
+                            Metric::InnerProduct => dot,
+                            Metric::L2 => -(qq + gg - 2.0 * dot),
+                            Metric::Cosine => unreachable!(),
+                        };
+                        (key, j as i64)
+                    })
+                    .collect();
+                v.sort_by(|a, b| b.0.partial_cmp(&a.0).unwrap().then(a.1.cmp(&b.1)));
+                v.truncate(k);
+                v
+            })
+            .collect()
+    }
+
+    #[test]
+    fn exact_with_ties_all_tilings() {
+        let q = ints(37, 5, 1);
+        let mut g = ints(301, 5, 2);
+        // Duplicate rows create exact ties.
+        for j in (0..100).step_by(3) {
+            let r = g.row(j).to_owned();
+            g.row_mut(j + 150).assign(&r);
+        }
+        for metric in [Metric::InnerProduct, Metric::L2] {
+            for k in [1, 7, 64, 301] {
+                let want = brute(&q, &g, k, metric, false);
+                for blocks in [
+                    Blocks::default(),
+                    Blocks {
+                        queries: 4,
+                        gallery: 9,
+                    },
+                    Blocks {
+                        queries: 37,
+                        gallery: 1,
+                    },
+                ] {
+                    let opts = KnnOptions {
+                        metric,
+                        exclude_self: false,
+                        blocks,
+                    };
+                    let got = knn_with(q.view(), g.view(), k, &opts, &Monitor::none()).unwrap();
+                    for (i, w) in want.iter().enumerate() {
+                        let idx: Vec<i64> = w.iter().map(|x| x.1).collect();
+                        assert_eq!(
+                            got.indices.row(i).to_vec(),
+                            idx,
+                            "{metric:?} k={k} {blocks:?} q={i}"
+                        );
+                        for (j, x) in w.iter().enumerate() {
+                            let s = if metric == Metric::L2 { -x.0 } else { x.0 };
+                            assert_eq!(f64::from(got.scores[[i, j]]), s);
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn exclude_self_and_sharding() {
+        let g = ints(120, 4, 3);
+        let want = brute(&g, &g, 5, Metric::L2, true);
+        crate::runtime::install(|| {
+            let opts = KnnOptions {
+                metric: Metric::L2,
+                exclude_self: true,
+                blocks: Blocks {
+                    queries: 64,
+                    gallery: 16,
+                },
+            };
+            let got = knn_with(g.view(), g.view(), 5, &opts, &Monitor::none()).unwrap();
+            for (i, w) in want.iter().enumerate() {
+                let idx: Vec<i64> = w.iter().map(|x| x.1).collect();
+                assert_eq!(got.indices.row(i).to_vec(), idx);
+            }
+        });
+    }
+
+    #[test]
+    fn cosine_is_scale_invariant() {
+        let q = ints(10, 6, 5);
+        let g = ints(50, 6, 6);
+        let a = knn(q.view(), g.view(), 5, Metric::Cosine).unwrap();
+        let b = knn((&q * 3.0).view(), (&g * 0.5).view(), 5, Metric::Cosine).unwrap();
+        for (x, y) in a.scores.iter().zip(b.scores.iter()) {
+            assert!((x - y).abs() < 1e-5 && x.abs() <= 1.0 + 1e-6);
+        }
+    }
+
+    #[test]
+    fn errors() {
+        let q = ints(3, 4, 1);
+        let g = ints(5, 4, 2);
+        let g3 = ints(5, 3, 2);
+        let m = Metric::Cosine;
+        assert!(matches!(
+            knn(q.view(), g3.view(), 1, m),
+            Err(RetrievalError::DimensionMismatch { .. })
+        ));
+        assert!(matches!(
+            knn(q.view(), g.view(), 6, m),
+            Err(RetrievalError::BadK { .. })
+        ));
+        assert!(matches!(
+            knn(q.view(), g.view(), 0, m),
+            Err(RetrievalError::BadK { .. })
+        ));
+        let e = Array2::<f32>::zeros((0, 4));
+        assert!(matches!(
+            knn(e.view(), g.view(), 1, m),
+            Err(RetrievalError::Empty { .. })
+        ));
+        let mut bad = g.clone();
+        bad[[2, 1]] = f32::NAN;
+        assert_eq!(
+            knn(q.view(), bad.view(), 1, m),
+            Err(RetrievalError::NonFinite {
+                what: "gallery",
+                row: 2,
+                col: 1
+            })
+        );
+        let token = crate::runtime::CancelToken::new();
+        token.cancel();
+        let mon = Monitor::new(token, None);
+        assert_eq!(
+            knn_with(q.view(), g.view(), 1, &KnnOptions::default(), &mon),
+            Err(RetrievalError::Cancelled)
+        );
+    }
+}
