@@ -219,7 +219,7 @@ def test_equality_hash_pickle_and_repr():
     assert parse("dot(x, y)").value_type == "scalar"
     assert parse("x * dot(x, y)").value_type == "vector"
     assert parse("x * 2").uses_y is False
-    assert parse(PAPER_KERNEL).size == 9
+    assert parse(PAPER_KERNEL).size == 10
 
 
 @pytest.mark.parametrize(

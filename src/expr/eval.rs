@@ -239,6 +239,11 @@ macro_rules! unary_dispatch {
             Some(Func::Sin) => fastmath::sin_inplace($o),
             Some(Func::Cos) => fastmath::cos_inplace($o),
             Some(Func::Exp) => fastmath::exp_inplace($o),
+            Some(Func::Sinh) => $o.iter_mut().for_each(|v| *v = fastmath::sinh(*v)),
+            Some(Func::Cosh) => $o.iter_mut().for_each(|v| *v = fastmath::cosh(*v)),
+            Some(Func::Tanh) => $o.iter_mut().for_each(|v| *v = fastmath::tanh(*v)),
+            Some(Func::Sigmoid) => $o.iter_mut().for_each(|v| *v = fastmath::sigmoid(*v)),
+            Some(Func::Softplus) => $o.iter_mut().for_each(|v| *v = fastmath::softplus(*v)),
             $(Some(Func::$name) => $o.iter_mut().for_each(|v| *v = Func::$name.apply1(*v)),)*
             Some(_) => $o.iter_mut().for_each(|v| *v = f64::NAN),
         }
@@ -247,11 +252,7 @@ macro_rules! unary_dispatch {
 
 #[inline(always)]
 fn unary_inplace(f: Option<Func>, o: &mut [f64]) {
-    unary_dispatch!(
-        f,
-        o,
-        [Abs, Square, Cube, SqrtAbs, Sinh, Cosh, Tanh, Relu, Min0, Sigmoid, Softplus, Sign]
-    );
+    unary_dispatch!(f, o, [Abs, Square, Cube, SqrtAbs, Relu, Min0, Sign]);
 }
 
 fn unary_scalar(f: Option<Func>, a: f64) -> f64 {
@@ -260,6 +261,11 @@ fn unary_scalar(f: Option<Func>, a: f64) -> f64 {
         Some(Func::Sin) => fastmath::sin(a),
         Some(Func::Cos) => fastmath::cos(a),
         Some(Func::Exp) => fastmath::exp(a),
+        Some(Func::Sinh) => fastmath::sinh(a),
+        Some(Func::Cosh) => fastmath::cosh(a),
+        Some(Func::Tanh) => fastmath::tanh(a),
+        Some(Func::Sigmoid) => fastmath::sigmoid(a),
+        Some(Func::Softplus) => fastmath::softplus(a),
         Some(f) => f.apply1(a),
     }
 }

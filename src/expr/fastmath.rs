@@ -150,6 +150,86 @@ pub fn exp_inplace(v: &mut [f64]) {
     }
 }
 
+/// `ln(1 + u)` for `u` in `[0, 1]`, branch-free and accurate for tiny `u`:
+/// `1 + u = 2^m w` with `w` in `[1/√2, √2]`, `ln w = 2 atanh(s)` by its series with
+/// `s = (w - 1) / (w + 1)` computed from `u` without cancellation.
+#[inline(always)]
+fn log1p_unit(u: f64) -> f64 {
+    let big = u > std::f64::consts::SQRT_2 - 1.0;
+    let s = if big {
+        (u - 1.0) / (u + 3.0)
+    } else {
+        u / (2.0 + u)
+    };
+    let m = if big { std::f64::consts::LN_2 } else { 0.0 };
+    let z = s * s;
+    // 2 (s + s^3/3 + ... + s^23/23); z <= 0.0295, so z^12/25 < 1e-19.
+    let mut p = 1.0 / 23.0;
+    for k in (1..=10).rev() {
+        p = p * z + 1.0 / (2 * k + 1) as f64;
+    }
+    p = p * z + 1.0;
+    m + 2.0 * s * p
+}
+
+/// `ln(1 + e^a)` without overflow.
+#[inline(always)]
+pub fn softplus(a: f64) -> f64 {
+    let r = a.max(0.0) + log1p_unit(exp(-a.abs()));
+    if a.is_nan() {
+        a
+    } else {
+        r
+    }
+}
+
+/// `1 / (1 + e^-a)`.
+#[inline(always)]
+pub fn sigmoid(a: f64) -> f64 {
+    1.0 / (1.0 + exp(-a))
+}
+
+/// `tanh(a)`; for |a| < 0.01 a series (relative error < 1e-15 either way).
+#[inline(always)]
+pub fn tanh(a: f64) -> f64 {
+    let x = a.abs().min(40.0);
+    let e = exp(2.0 * x);
+    let t = 1.0 - 2.0 / (e + 1.0);
+    let z = a * a;
+    let small = a * (1.0 - z * (1.0 / 3.0 - z * (2.0 / 15.0 - z * (17.0 / 315.0))));
+    let r = if a < 0.0 { -t } else { t };
+    let r = if a.abs() < 0.01 { small } else { r };
+    if a.is_nan() {
+        a
+    } else {
+        r
+    }
+}
+
+/// `sinh(a)`; for |a| < 0.01 a series.
+#[inline(always)]
+pub fn sinh(a: f64) -> f64 {
+    let e = exp(a.abs() - std::f64::consts::LN_2);
+    // (e^|a| - e^-|a|) / 2 = e^|a|/2 - 1/(4 e^|a|/2)
+    let big = e - 0.25 / e;
+    let z = a * a;
+    let small = a * (1.0 + z * (1.0 / 6.0 + z * (1.0 / 120.0 + z * (1.0 / 5040.0))));
+    let r = if a < 0.0 { -big } else { big };
+    let r = if a.abs() < 0.01 { small } else { r };
+    if a.is_nan() {
+        a
+    } else {
+        r
+    }
+}
+
+/// `cosh(a)`.
+#[inline(always)]
+pub fn cosh(a: f64) -> f64 {
+    let e = exp(a.abs() - std::f64::consts::LN_2);
+    e + 0.25 / e
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -188,6 +268,38 @@ mod tests {
         assert_eq!(exp(1000.0), f64::INFINITY);
         assert_eq!(exp(-1000.0), 0.0);
         assert!(exp(f64::NAN).is_nan());
+        for &x in &xs {
+            let x = x * 0.3;
+            for (name, a, b) in [
+                (
+                    "softplus",
+                    softplus(x),
+                    x.max(0.0) + (-x.abs()).exp().ln_1p(),
+                ),
+                ("sigmoid", sigmoid(x), 1.0 / (1.0 + (-x).exp())),
+                ("tanh", tanh(x), x.tanh()),
+                ("sinh", sinh(x), x.sinh()),
+                ("cosh", cosh(x), x.cosh()),
+            ] {
+                let ok = a == b || (a - b).abs() <= 2e-14 * b.abs().max(1e-300);
+                assert!(ok, "{name} {x}: {a} {b}");
+            }
+        }
+        for x in [
+            1e-9, -1e-9, 0.0, 1e-3, 0.009, 0.011, -700.0, 700.0, 1e5, -1e5,
+        ] {
+            for (a, b) in [
+                (softplus(x), x.max(0.0) + (-x.abs()).exp().ln_1p()),
+                (tanh(x), x.tanh()),
+                (sinh(x), x.sinh()),
+                (cosh(x), x.cosh()),
+                (sigmoid(x), 1.0 / (1.0 + (-x).exp())),
+            ] {
+                // Large |x|: exp(|x| - ln 2) adds the rounding of |x| - ln 2 (~1e-13).
+                assert!(a == b || (a - b).abs() <= 2e-13 * b.abs(), "{x}: {a} {b}");
+            }
+        }
+        assert!(softplus(f64::NAN).is_nan() && tanh(f64::NAN).is_nan());
         let mut v = vec![1e6, 0.5];
         sin_inplace(&mut v);
         assert_eq!(v, vec![1e6f64.sin(), 0.5f64.sin()]);
