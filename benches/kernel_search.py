@@ -24,9 +24,8 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
-
 import gridmatch as gm
+import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
 BEGIN, END = "<!-- BEGIN kernel_search -->", "<!-- END kernel_search -->"
@@ -170,9 +169,10 @@ def speed(args) -> list[str]:
         np_reps = reps if n <= 1000 else 1
         t_np = median_time(lambda X=X, Y=Y: numpy_paper_gram(X, Y), np_reps)
         sub = slice(0, 50)
-        diff = np.abs(k.gram(X[sub], Y) - numpy_paper_gram(X[sub], Y)).max() / np.abs(
-            numpy_paper_gram(X[sub], Y)
-        ).max()
+        diff = (
+            np.abs(k.gram(X[sub], Y) - numpy_paper_gram(X[sub], Y)).max()
+            / np.abs(numpy_paper_gram(X[sub], Y)).max()
+        )
         lines.append(f"| {n}×{m} | {t_gm:.3f} | {t_np:.3f} | {t_np / t_gm:.1f}× | {diff:.1e} |")
         print(lines[-1], flush=True)
     return lines
@@ -184,7 +184,10 @@ def throughput(args) -> list[str]:
     for controller in ("random", "rl"):
         t0 = time.perf_counter()
         s = gm.search.KernelSearch(
-            controller=controller, budget=args.throughput_budget, batch_size=10, seed=0,
+            controller=controller,
+            budget=args.throughput_budget,
+            batch_size=10,
+            seed=0,
             progress=False,
         ).fit(*tr, *va)
         dt = time.perf_counter() - t0

@@ -5,10 +5,9 @@ from __future__ import annotations
 import ast
 import pickle
 
+import gridmatch as gm
 import numpy as np
 import pytest
-
-import gridmatch as gm
 from gridmatch.expr import FUNCTIONS, PAPER_KERNEL, Expr, parse
 
 UNARY = {
@@ -227,8 +226,8 @@ def test_equality_hash_pickle_and_repr():
     [
         ("", "empty expression", 0),
         ("sin(x", "expected ')'", 5),
-        ('foo(x)', 'unknown function "foo"', 0),
-        ('x + z', 'unknown name "z"', 4),
+        ("foo(x)", 'unknown function "foo"', 0),
+        ("x + z", 'unknown name "z"', 4),
         ("max(x)", "max takes 2 arguments, got 1", 0),
         ("norm1(x, y)", "norm1 takes 1 argument, got 2", 0),
         ("x + * y", "unexpected '*'", 4),

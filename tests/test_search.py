@@ -5,10 +5,9 @@ from __future__ import annotations
 
 import math
 
+import gridmatch as gm
 import numpy as np
 import pytest
-
-import gridmatch as gm
 from gridmatch.search import KernelSearch, SearchResult, Space, TransformSearch
 
 
@@ -46,8 +45,14 @@ def test_activation_space_and_custom_space():
     assert a.kind == "transform"
     for e in a.sample(300, seed=1):
         assert not e.uses_y
-    s = Space(["x"], ["identity", "2 * u", "sigmoid"], ["mul", "a - b"], units=1, kind="transform",
-              final="identity")
+    s = Space(
+        ["x"],
+        ["identity", "2 * u", "sigmoid"],
+        ["mul", "a - b"],
+        units=1,
+        kind="transform",
+        final="identity",
+    )
     assert s.decisions == [1, 1, 3, 3, 2]
     assert str(s.build([0, 0, 0, 2, 0])) == "x * sigmoid(x)"
     assert str(s.build([0, 0, 1, 0, 1])) == "2 * x - x"
@@ -68,8 +73,10 @@ def test_activation_space_and_custom_space():
         ({"operands": ["x"], "unary": ["sin"], "binary": ["add"], "units": 0}, "units"),
         ({"operands": ["x"], "unary": ["sin"], "binary": ["add"], "final": "identity"}, "scalar"),
         ({"operands": "x", "unary": ["sin"], "binary": ["add"]}, "list of strings"),
-        ({"operands": ["x", "y"], "unary": ["sin"], "binary": ["add"], "kind": "transform"},
-         "operand"),
+        (
+            {"operands": ["x", "y"], "unary": ["sin"], "binary": ["add"], "kind": "transform"},
+            "operand",
+        ),
     ],
 )
 def test_bad_spaces_raise_value_errors(kwargs, match):
@@ -111,8 +118,9 @@ def test_transform_search_reproducible_and_consistent(controller):
     try:
         for threads in (1, 2):
             gm.set_num_threads(threads)
-            s = TransformSearch(controller=controller, budget=60, batch_size=8, seed=3,
-                                progress=False).fit(*data)
+            s = TransformSearch(
+                controller=controller, budget=60, batch_size=8, seed=3, progress=False
+            ).fit(*data)
             runs.append(s)
     finally:
         gm.set_num_threads(before["rayon"])
@@ -138,24 +146,28 @@ def test_transform_search_reproducible_and_consistent(controller):
             assert c["reward"] == pytest.approx(recall_at_1(e.apply(Eq), iq, e.apply(Eg), ig))
     assert a.best_score == max(c["reward"] for c in a.result_.candidates)
     top = a.top(3)
-    assert [r for _, r in top] == sorted((c["reward"] for c in a.result_.candidates),
-                                         reverse=True)[:3]
+    assert [r for _, r in top] == sorted((c["reward"] for c in a.result_.candidates), reverse=True)[
+        :3
+    ]
     assert top[0][0] == a.best_expr
     if controller == "random":
         assert all(h["entropy"] == pytest.approx(a.history[0]["entropy"]) for h in a.history)
     # A different seed gives a different search.
-    other = TransformSearch(controller=controller, budget=60, batch_size=8, seed=4,
-                            progress=False).fit(*data)
+    other = TransformSearch(
+        controller=controller, budget=60, batch_size=8, seed=4, progress=False
+    ).fit(*data)
     assert [c["expr"] for c in other.result_.candidates] != [
         c["expr"] for c in a.result_.candidates
     ]
 
 
 def test_invalid_candidates_get_zero_reward():
-    space = Space(["x"], ["identity", "u / (u - u)"], ["first"], units=1, kind="transform",
-                  final="identity")
-    s = TransformSearch(space=space, controller="random", budget=20, batch_size=5,
-                        progress=False).fit(*embeddings())
+    space = Space(
+        ["x"], ["identity", "u / (u - u)"], ["first"], units=1, kind="transform", final="identity"
+    )
+    s = TransformSearch(
+        space=space, controller="random", budget=20, batch_size=5, progress=False
+    ).fit(*embeddings())
     by_expr = {c["expr"]: c for c in s.result_.candidates}
     assert set(by_expr) == {"x", "x / (x - x)"}
     bad = by_expr["x / (x - x)"]
@@ -194,8 +206,9 @@ def test_torch_inputs_and_any_ids():
 
     Eq, iq, Eg, ig = embeddings()
     names = np.array([f"item{i}" for i in iq])
-    a = TransformSearch(budget=10, progress=False).fit(torch.from_numpy(Eq), names,
-                                                       torch.from_numpy(Eg), names)
+    a = TransformSearch(budget=10, progress=False).fit(
+        torch.from_numpy(Eq), names, torch.from_numpy(Eg), names
+    )
     b = TransformSearch(budget=10, progress=False).fit(Eq, iq, Eg, ig)
     assert a.best_score == b.best_score
     with pytest.raises(gm.ShapeError):

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
+import gridmatch as gm
 import numpy as np
 import pytest
-from sklearn.svm import SVC
-
-import gridmatch as gm
 from gridmatch.search import KernelSearch, Space
+from sklearn.svm import SVC
 
 
 @pytest.fixture(scope="module")
@@ -46,8 +45,7 @@ def test_kernel_search_rewards_are_svm_validation_accuracy(mnist_small):
 
 def test_kernel_search_reproducible_rl(mnist_small):
     tr, va = mnist_small
-    space = Space(["prod", "dot", "abs_diff"], ["identity", "sin", "tanh"], ["add", "min"],
-                  units=1)
+    space = Space(["prod", "dot", "abs_diff"], ["identity", "sin", "tanh"], ["add", "min"], units=1)
     runs = [
         KernelSearch(space=space, budget=10, batch_size=5, seed=5, progress=False).fit(*tr, *va)
         for _ in range(2)

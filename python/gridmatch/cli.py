@@ -179,9 +179,7 @@ def main(argv: list[str] | None = None) -> int:
     _search_common(p, budget=100)
     p.set_defaults(func=_search_kernel)
     p = sub.add_parser("search-transform", help="RL / random search of an embedding transform")
-    p.add_argument(
-        "embeddings", help=".npz with E_query, ids_query, E_gallery, ids_gallery arrays"
-    )
+    p.add_argument("embeddings", help=".npz with E_query, ids_query, E_gallery, ids_gallery arrays")
     _search_common(p, budget=300)
     p.set_defaults(func=_search_transform)
     p = sub.add_parser(

@@ -537,9 +537,7 @@ class KernelSearch(_BaseSearch):
         Xtr = _float_matrix(np.asarray(X_train).reshape(len(X_train), -1), "X_train")
         Xva = _float_matrix(np.asarray(X_val).reshape(len(X_val), -1), "X_val")
         if Xtr.shape[1] != Xva.shape[1]:
-            raise ShapeError(
-                f"X_train has {Xtr.shape[1]} features but X_val has {Xva.shape[1]}"
-            )
+            raise ShapeError(f"X_train has {Xtr.shape[1]} features but X_val has {Xva.shape[1]}")
         ytr = _labels(y_train, Xtr.shape[0], "y_train")
         yva = _labels(y_val, Xva.shape[0], "y_val")
         classes, ytr_idx = np.unique(ytr, return_inverse=True)

@@ -242,7 +242,9 @@ class SVC(ClassifierMixin, BaseEstimator):
             raise ValueError(f"coef0 must be a float, got {self.coef0!r}")
         if isinstance(self.gamma, str):
             if self.gamma not in ("scale", "auto"):
-                raise ValueError(f"gamma must be 'scale', 'auto' or a float > 0, got {self.gamma!r}")
+                raise ValueError(
+                    f"gamma must be 'scale', 'auto' or a float > 0, got {self.gamma!r}"
+                )
         else:
             positive("gamma", self.gamma)
         if (
