@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from sklearn.utils.estimator_checks import parametrize_with_checks
-
 from gridmatch.svm import SVC
+from sklearn.utils.estimator_checks import parametrize_with_checks
 
 # The one exclusion is the one scikit-learn itself makes for its own SVC (see
 # PER_ESTIMATOR_XFAIL_CHECKS in sklearn/utils/_test_common/instance_generator.py):

@@ -150,7 +150,10 @@ class SVC(ClassifierMixin, BaseEstimator):
     tol : float, default=1e-3
         Stopping tolerance (maximal KKT violation).
     cache_size : float, default=200
-        Kernel-row cache in MB, shared by the binary problems solved at once.
+        Kernel cache in MB, for all binary problems together (libsvm: per problem).
+        When the within-class kernel blocks fit, they are computed once (a matrix
+        product) and shared by the one-vs-one problems; otherwise kernel rows are
+        computed on demand into an LRU cache of this size.
     class_weight : dict or "balanced", default=None
         Multiply ``C`` of class ``k`` by ``class_weight[k]``; ``"balanced"`` uses
         ``n_samples / (n_classes * count_k)``.
@@ -300,7 +303,7 @@ class SVC(ClassifierMixin, BaseEstimator):
         classes, y_enc = np.unique(y_, return_inverse=True)
         if len(classes) < 2:
             raise ValueError(
-                "The number of classes has to be greater than one; got %d class" % len(classes)
+                f"The number of classes has to be greater than one; got {len(classes)} class"
             )
         self.class_weight_ = compute_class_weight(self.class_weight, classes=classes, y=y_)
         n = X.shape[0]
@@ -350,12 +353,18 @@ class SVC(ClassifierMixin, BaseEstimator):
         else:
             if isinstance(self.gamma, str):
                 if self.gamma == "scale":
-                    var = X.var()
+                    with np.errstate(over="ignore"):
+                        var = X.var()
                     gamma = 1.0 / (X.shape[1] * var) if var != 0 else 1.0
                 else:
                     gamma = 1.0 / X.shape[1]
             else:
                 gamma = float(self.gamma)
+            if X.size and np.abs(X).max() > np.finfo(np.float32).max:
+                raise ValueError(
+                    "X has values too large for single precision (kernels are computed in "
+                    "float32); scale the data first"
+                )
             data, kname = np.ascontiguousarray(X, dtype=np.float32), kernel
         self._gamma = gamma
         self._kernel_name = kname
@@ -374,6 +383,11 @@ class SVC(ClassifierMixin, BaseEstimator):
             int(self.max_iter),
             _n_jobs(self.n_jobs),
         )
+        if not (np.isfinite(out["dual_coef"]).all() and np.isfinite(out["rho"]).all()):
+            raise ValueError(
+                "The dual coefficients or intercepts are not finite. The input data may "
+                "contain large values and need to be preprocessed."
+            )
         if out["interrupted"]:  # pragma: no cover - only on a stopping callback
             warnings.warn("SVC fit was interrupted", InterruptedWarning, stacklevel=2)
         self.classes_ = classes
@@ -430,8 +444,8 @@ class SVC(ClassifierMixin, BaseEstimator):
         elif self._kernel_name == "precomputed":
             if X.shape[1] != self.shape_fit_[0]:
                 raise ValueError(
-                    "X.shape[1] = %d should be equal to %d, the number of samples at "
-                    "training time" % (X.shape[1], self.shape_fit_[0])
+                    f"X.shape[1] = {X.shape[1]} should be equal to {self.shape_fit_[0]}, "
+                    "the number of samples at training time"
                 )
             data, sv, support, kname = X, None, self.support_, "precomputed"
         else:

@@ -54,7 +54,7 @@ pub(crate) fn svm_fit<'py>(
         .map(|&v| usize::try_from(v).map_err(|_| SvmError::Value(format!("negative label {v}"))))
         .collect::<Result<_, _>>()?;
     let c = sample_c.as_array().to_vec();
-    if !(tol > 0.0) {
+    if tol.is_nan() || tol <= 0.0 {
         return Err(SvmError::Value(format!("tol must be > 0, got {tol}")).into());
     }
     let params = SolverParams {

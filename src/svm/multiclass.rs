@@ -113,16 +113,14 @@ pub fn fit_ovo_features(
     let diag_bytes: usize = members.iter().map(|m| m.len() * m.len() * f).sum();
     let cross_bytes = pairs
         .iter()
-        .map(|&(a, b)| 2 * members[a].len() * members[b].len() * f)
+        .map(|&(a, b)| members[a].len() * members[b].len() * f)
         .max()
         .unwrap_or(0);
     let threads = rayon::current_num_threads().clamp(1, pairs.len());
     let room = params.cache_bytes.saturating_sub(diag_bytes);
-    let concurrent = if cross_bytes == 0 {
-        threads
-    } else {
-        (room / cross_bytes).min(threads)
-    };
+    let concurrent = room
+        .checked_div(cross_bytes)
+        .map_or(threads, |v| v.min(threads));
     if concurrent == 0 {
         let g = super::kernel::FeatureGram::new(kernel, x);
         return fit_ovo(&g, y, n_classes, sample_c, params, monitor);
@@ -150,12 +148,10 @@ pub fn fit_ovo_features(
                 let (a, b) = pairs[p];
                 let mut ab = Array2::<f32>::zeros((xs[a].nrows(), xs[b].nrows()));
                 kernel.block(xs[a].view(), xs[b].view(), ab.view_mut());
-                let ba = ab.t().as_standard_layout().into_owned();
                 let g = PairGram {
                     aa: &diag[a],
                     bb: &diag[b],
                     ab: &ab,
-                    ba: &ba,
                 };
                 let index: Vec<usize> = (0..g.n()).collect();
                 let c: Vec<f64> = members[a]
@@ -178,8 +174,8 @@ pub fn fit_ovo_features(
 struct PairGram<'a> {
     aa: &'a Array2<f32>,
     bb: &'a Array2<f32>,
+    /// `K(a, b)`; rows of class-`b` samples read its columns (the solver caches rows).
     ab: &'a Array2<f32>,
-    ba: &'a Array2<f32>,
 }
 
 impl Gram for PairGram<'_> {
@@ -199,7 +195,7 @@ impl Gram for PairGram<'_> {
         let (left, right) = if i < na {
             (self.aa.row(i), self.ab.row(i))
         } else {
-            (self.ba.row(i - na), self.bb.row(i - na))
+            (self.ab.column(i - na), self.bb.row(i - na))
         };
         for (o, &c) in out.iter_mut().zip(cols) {
             *o = if c < na { left[c] } else { right[c - na] };
@@ -578,6 +574,35 @@ mod tests {
             col_sum.abs() < 1e-9,
             "pair (0,1) coefficients sum to {col_sum}"
         );
+    }
+
+    #[test]
+    fn shared_blocks_match_on_demand_rows() {
+        // 3 classes of 2-d points on a grid; tiny cache forces the on-demand fallback.
+        let n = 60;
+        let x = Array2::from_shape_fn((n, 2), |(i, k)| {
+            ((i * (3 + k) * 7) % 13) as f32 / 4.0 + (i % 3) as f32 * (k as f32)
+        });
+        let y: Vec<usize> = (0..n).map(|i| i % 3).collect();
+        let k = BuiltinKernel::Rbf { gamma: 0.5 };
+        let c = vec![1.0; n];
+        let p = SolverParams {
+            tol: 1e-6,
+            ..SolverParams::default()
+        };
+        let shared = fit_ovo_features(&k, x.view(), &y, 3, &c, &p, &Monitor::none()).unwrap();
+        let tiny = SolverParams {
+            cache_bytes: 16,
+            ..p
+        };
+        let rows = fit_ovo_features(&k, x.view(), &y, 3, &c, &tiny, &Monitor::none()).unwrap();
+        assert_eq!(shared.support, rows.support);
+        for (a, b) in shared.dual_coef.iter().zip(rows.dual_coef.iter()) {
+            assert!((a - b).abs() < 1e-4);
+        }
+        for (a, b) in shared.rho.iter().zip(&rows.rho) {
+            assert!((a - b).abs() < 1e-4);
+        }
     }
 
     #[test]

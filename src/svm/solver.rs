@@ -199,6 +199,7 @@ impl<'a> Solver<'a> {
         self.active_set.swap(i, j);
     }
 
+    #[allow(clippy::needless_range_loop)] // libsvm's index loops, kept for fidelity
     fn reconstruct_gradient(&mut self) {
         if self.active_size == self.l {
             return;
@@ -385,6 +386,7 @@ impl<'a> Solver<'a> {
     }
 
     /// WSS3: `i` maximises the violation, `j` the second-order objective decrease.
+    #[allow(clippy::needless_range_loop)]
     fn select_working_set(&mut self) -> Option<(usize, usize)> {
         let act = self.active_size;
         let mut gmax = f64::NEG_INFINITY;
@@ -403,18 +405,11 @@ impl<'a> Solver<'a> {
                 gmax_idx = Some(t);
             }
         }
-        let i = gmax_idx;
-        if let Some(i) = i {
-            self.fill_q(i, act);
-        }
-        let qi: &[f32] = match i {
-            Some(i) => self.cache.row(i),
-            None => &[],
-        };
-        let (yi, qdi) = match i {
-            Some(i) => (f64::from(self.y[i]), self.qd[i]),
-            None => (1.0, 0.0),
-        };
+        // No candidate for i: nothing violates the optimality conditions.
+        let i = gmax_idx?;
+        self.fill_q(i, act);
+        let qi: &[f32] = self.cache.row(i);
+        let (yi, qdi) = (f64::from(self.y[i]), self.qd[i]);
         for j in 0..act {
             if self.y[j] == 1 {
                 if self.alpha_status[j] != LOWER {
@@ -457,10 +452,7 @@ impl<'a> Solver<'a> {
         if gmax + gmax2 < self.eps {
             return None;
         }
-        match (i, gmin_idx) {
-            (Some(i), Some(j)) => Some((i, j)),
-            _ => None,
-        }
+        gmin_idx.map(|j| (i, j))
     }
 
     fn be_shrunk(&self, i: usize, gmax1: f64, gmax2: f64) -> bool {
