@@ -211,6 +211,9 @@ mod tests {
             recall_at_1(q.view(), &[0, 1, 2], g.view(), &[0, 1, 2]),
             Ok(2.0 / 3.0)
         );
-        assert_eq!(recall_at_1(q.view(), &[0, 1, 0], g.view(), &[0, 1, 2]), Ok(1.0));
+        assert_eq!(
+            recall_at_1(q.view(), &[0, 1, 0], g.view(), &[0, 1, 2]),
+            Ok(1.0)
+        );
     }
 }
