@@ -6,6 +6,8 @@
 //! standard library otherwise; `exp` is exact to the same accuracy on [-708, 709.78],
 //! returns +inf above and 0 below that range (the true values are below 1e-307).
 
+#![allow(clippy::excessive_precision)] // published fdlibm constants, kept verbatim
+
 const MAGIC: f64 = 6_755_399_441_055_744.0; // 1.5 · 2^52: adding it rounds to an integer.
 const FRAC_2_PI: f64 = std::f64::consts::FRAC_2_PI;
 const PIO2_1: f64 = 1.570_796_326_734_125_614_17e+00;
@@ -42,6 +44,7 @@ fn sin_cos_reduced(x: f64, shift: u64) -> f64 {
 
 /// Whether every entry is below the fast-path limit (NaN counts as not).
 #[inline(always)]
+#[allow(clippy::neg_cmp_op_on_partial_ord)] // NaN must count as not small
 fn all_small(v: &[f64]) -> bool {
     v.iter()
         .fold(0u8, |acc, a| acc | u8::from(!(a.abs() < FAST_TRIG_LIMIT)))

@@ -56,7 +56,7 @@ pub(crate) fn as_f64_2d<'py>(
             format!("{what} must be 2-D (samples × features), got {ndim}-D"),
         ));
     }
-    Ok(arr.extract()?)
+    arr.extract()
 }
 
 #[pymethods]

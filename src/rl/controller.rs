@@ -91,7 +91,7 @@ fn uniform_tensor(rng: &mut Rng, dims: &[i64], bound: f64) -> Result<Tensor, RlE
 impl Policy {
     /// A policy over decisions with the given numbers of choices.
     pub fn new(decisions: &[usize], cfg: ControllerConfig, rng: &mut Rng) -> Result<Self, RlError> {
-        if cfg.hidden == 0 || cfg.embedding == 0 || decisions.iter().any(|&n| n == 0) {
+        if cfg.hidden == 0 || cfg.embedding == 0 || decisions.contains(&0) {
             return Err(RlError::Config("controller sizes must be positive".into()));
         }
         let vs = nn::VarStore::new(tch::Device::Cpu);
@@ -257,7 +257,7 @@ mod tests {
 
     #[test]
     fn reinforce_learns_a_preferred_action() {
-        let _ = tch::set_num_threads(1);
+        tch::set_num_threads(1);
         let dec = [3usize, 4];
         let cfg = ControllerConfig {
             lr: 0.05,

@@ -31,6 +31,7 @@ impl Rng {
     }
 
     /// Index drawn from the (unnormalised, non-negative) weights.
+    #[allow(clippy::neg_cmp_op_on_partial_ord)] // NaN totals take the uniform path
     pub fn categorical(&mut self, weights: &[f32]) -> usize {
         let total: f64 = weights.iter().map(|&w| f64::from(w.max(0.0))).sum();
         if !(total > 0.0) || !total.is_finite() {
