@@ -49,10 +49,9 @@ BUILTIN_KERNELS = ("linear", "poly", "rbf", "sigmoid", "precomputed")
 def _resolve_kernel(kernel: Any) -> str | Callable[[np.ndarray, np.ndarray], Any]:
     """Map the ``kernel`` parameter to a built-in kernel name or a Gram callable.
 
-    HOOK for expression kernels (``gridmatch.expr``): an ``Expr`` object or an
-    expression string must be turned into a callable ``k(X, Y) -> (len(X), len(Y))``
-    Gram matrix here. Until ``gridmatch.expr`` provides it, such kernels raise a clear
-    error.
+    Expression kernels (``gridmatch.expr``): an ``Expr`` object or an expression string
+    (``"norm1(min(sin(x * y), sin(dot(x, y))))"``) becomes its ``gram`` method, evaluated
+    in Rust.
 
     Parameters
     ----------
@@ -74,14 +73,25 @@ def _resolve_kernel(kernel: Any) -> str | Callable[[np.ndarray, np.ndarray], Any
         return kernel
     if callable(kernel):
         return kernel
+    from .exceptions import ExpressionError
+    from .expr import Expr, parse
+
+    if isinstance(kernel, str):
+        try:
+            kernel = parse(kernel)
+        except ExpressionError as e:
+            raise ExpressionError(
+                f"kernel={kernel!r} is neither one of {BUILTIN_KERNELS} nor a valid kernel "
+                f"expression: {e}"
+            ) from None
+    if isinstance(kernel, Expr) and kernel.value_type != "scalar":
+        raise ExpressionError(
+            f"kernel expression {str(kernel)!r} is vector-valued; a kernel must reduce to a "
+            "scalar, e.g. norm1(...)"
+        )
     gram = getattr(kernel, "gram", None)
     if callable(gram):  # an object computing Gram matrices (e.g. a parsed expression)
         return gram
-    if isinstance(kernel, str):
-        raise ValueError(
-            f"kernel={kernel!r} is not one of {BUILTIN_KERNELS}; expression kernels "
-            "(gridmatch.expr) are not available in this build"
-        )
     raise ValueError(
         f"kernel must be one of {BUILTIN_KERNELS}, a callable or an expression, "
         f"got {type(kernel).__name__}"
