@@ -189,25 +189,3 @@ def kernel_search(
     baseline_decay: float = 0.95,
     callback: Callable[[int, int | None, dict[str, float]], Any] | None = None,
 ) -> dict[str, Any]: ...
-def knn(
-    queries: Any,
-    gallery: Any,
-    k: int,
-    metric: str = "cosine",
-    device: str = "cpu",
-    block_size: tuple[int, int] | None = None,
-    exclude_self: bool = False,
-    backend: str = "auto",
-) -> tuple[Any, Any]: ...
-def evaluate(
-    queries: Any,
-    ids_q: npt.NDArray[np.int64],
-    gallery: Any,
-    ids_g: npt.NDArray[np.int64],
-    ks: list[int],
-    metric: str = "cosine",
-    exclude_self: bool = False,
-    device: str = "cpu",
-    block_size: tuple[int, int] | None = None,
-    backend: str = "auto",
-) -> list[tuple[str, float]]: ...
