@@ -94,7 +94,7 @@ for name, loss in [("GSN double-margin", "double-margin"), ("GSN grid-softmax", 
                    ("triplet", "triplet")]:
     nets[name] = gm.GridSearchNetwork(loss=loss, **budget).fit(
         Xtr[train_ids], train_ids, ytr[train_ids], X_val=Xg[:200], ids_val=ids_g[:200])
-gm.plot.training_curves({n: m.history_ for n, m in nets.items()}, metrics=("loss",))""",
+gm.plot.training_curves({n: m.history_ for n, m in nets.items()}, metrics=("loss", "val_recall@1"))""",
     "md:## Retrieval: recall@k and MAP@R",
     """\
 def flat(X):
@@ -157,7 +157,7 @@ for controller in ("rl", "random"):
     s = gm.search.TransformSearch(controller=controller, budget=budget, seed=0)
     searches[controller] = s.fit(*E["val"])
     print(f"{controller:>6}: best {s.best_score_:.4f}  f(x) = {s.best_expr_}")
-gm.plot.search_curves({k: s.history_ for k, s in searches.items()}, best_key="best_so_far")""",
+gm.plot.search_curves({k: s.history_ for k, s in searches.items()})""",
     "md:## Does it transfer to held-out products?",
     """\
 Eq, iq, Eg, ig = E["test"]
@@ -216,7 +216,7 @@ def table(name):
 
 found_mnist, preds_mnist, yte_mnist = table("mnist")""",
     """\
-gm.plot.search_curves({k: s.history_ for k, s in found_mnist.items()}, best_key="best_so_far")""",
+gm.plot.search_curves({k: s.history_ for k, s in found_mnist.items()})""",
     """\
 gm.plot.confusion_matrix(yte_mnist, preds_mnist["RL-searched"])""",
     "md:## Fashion-MNIST",

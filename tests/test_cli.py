@@ -51,6 +51,7 @@ def test_demo_quick_offline_uses_the_shipped_sample(tmp_path, monkeypatch, capsy
         "training_curves.png",
         "embeddings_2d.png",
         "search_curves.png",
+        "transform_search.png",
         "confusion_matrix.png",
     ):
         img = mpimg.imread(out / png)

@@ -55,7 +55,7 @@ def test_training_and_search_curves(tmp_path):
     assert len(fig.axes) == 2 and len(fig.axes[0].lines) == 2 and len(fig.axes[1].lines) == 1
     render(fig, tmp_path / "t.png")
     rl = [{"step": s, "reward": 0.8 + 0.01 * s} for s in range(1, 11)]
-    rnd = [{"step": s, "reward": 0.8, "best": 0.85} for s in range(1, 11)]
+    rnd = [{"step": s, "reward": 0.8, "best_so_far": 0.85} for s in range(1, 11)]
     fig = plot.search_curves({"rl": rl, "random": rnd})
     best_rl = fig.axes[1].lines[0].get_ydata()
     np.testing.assert_allclose(best_rl, np.maximum.accumulate([r["reward"] for r in rl]))

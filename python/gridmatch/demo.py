@@ -234,7 +234,7 @@ def run_demo(
     )
     plot.save(
         plot.training_curves(
-            {n: net.history_ for n, net in nets.items()}, metrics=("loss", "recall@1")
+            {n: net.history_ for n, net in nets.items()}, metrics=("loss", "val_recall@1")
         ),
         out / "training_curves.png",
     )
@@ -251,7 +251,10 @@ def run_demo(
     Evq, Evg = gsn.embed(vq), gsn.embed(vg)
     ts = TransformSearch(budget=cfg.transform_budget, seed=seed, progress=progress)
     ts.fit(Evq, vqid, Evg, vgid)
-    searches["transform (RL)"] = ts.history_
+    plot.save(
+        plot.search_curves({"transform (RL)": ts.history_}, title="transform search"),
+        out / "transform_search.png",
+    )
     best_t = ts.best_expr_
     before = metrics["GSN double-margin"]["recall@1"]
     after = retrieval.evaluate(best_t.apply(Eq), qid, best_t.apply(Eg), gid, ks=(1,))["recall@1"]
@@ -307,7 +310,10 @@ def run_demo(
         if acc > best_acc:
             best_acc, best_pred = acc, pred
     results["kernel_search"] = svm_results
-    plot.save(plot.search_curves(searches, best_key="best_so_far"), out / "search_curves.png")
+    plot.save(
+        plot.search_curves(searches, title="kernel search on MNIST (validation accuracy)"),
+        out / "search_curves.png",
+    )
     plot.save(
         plot.confusion_matrix(ys_te, best_pred, title=f"best SVM, test accuracy {best_acc:.4f}"),
         out / "confusion_matrix.png",

@@ -129,11 +129,14 @@ def retrieval_panel(
     return fig
 
 
-def _series(history: Sequence[Mapping[str, Any]], key: str) -> tuple[np.ndarray, np.ndarray]:
+def _series(
+    history: Sequence[Mapping[str, Any]], key: str, x_keys: Sequence[str] = ("epoch", "step")
+) -> tuple[np.ndarray, np.ndarray]:
     xs, ys = [], []
     for i, row in enumerate(history):
         if key in row and row[key] is not None:
-            xs.append(row.get("epoch", row.get("step", i + 1)))
+            x = next((row[k] for k in x_keys if k in row), i + 1)
+            xs.append(x)
             ys.append(float(row[key]))
     return np.asarray(xs), np.asarray(ys)
 
@@ -185,7 +188,8 @@ def search_curves(
     histories: Mapping[str, Sequence[Mapping[str, Any]]],
     *,
     reward_key: str = "reward",
-    best_key: str = "best",
+    best_key: str = "best_so_far",
+    x_key: str = "sampled",
     title: str | None = None,
 ):
     """Reward per search step and best-so-far, for several searches (RL vs random).
@@ -194,9 +198,13 @@ def search_curves(
     ----------
     histories : mapping of str to list of dict
         Search name -> per-step records with ``reward_key`` (mean reward of the step)
-        and optionally ``best_key`` (best reward so far; computed when absent).
+        and optionally ``best_key`` (best reward so far; computed when absent), as in
+        ``KernelSearch.history_``.
     reward_key, best_key : str
         Record keys.
+    x_key : str, default "sampled"
+        Record key of the x axis (candidates sampled so far); the step number when
+        absent.
     title : str, optional
         Figure title.
 
@@ -209,18 +217,19 @@ def search_curves(
     fig = _figure((9, 3.4))
     ax_r, ax_b = fig.subplots(1, 2)
     for name, hist in histories.items():
-        x, r = _series(hist, reward_key)
+        x, r = _series(hist, reward_key, (x_key, "step"))
         if not len(x):
             continue
         (line,) = ax_r.plot(x, r, alpha=0.8, label=name)
-        xb, b = _series(hist, best_key)
+        xb, b = _series(hist, best_key, (x_key, "step"))
         if not len(xb):
             xb, b = x, np.maximum.accumulate(r)
         ax_b.plot(xb, b, color=line.get_color(), label=name)
-    ax_r.set_title("reward per step")
+    ax_r.set_title("mean reward of each batch")
     ax_b.set_title("best so far")
+    has_x = any(x_key in row for hist in histories.values() for row in hist)
     for ax in (ax_r, ax_b):
-        ax.set_xlabel("step")
+        ax.set_xlabel("candidates sampled" if has_x else "step")
         ax.grid(alpha=0.3)
         if ax.lines:
             ax.legend(fontsize=8)
