@@ -158,7 +158,8 @@ class GridSearchNetwork(BaseEstimator):
         cells' hinges. The default is ``True`` on validation evidence (``benches/
         gsn_tune.py``, Fashion-MNIST train-file split, 300 steps × 64 images): R@1
         0.153 vs 0.143 with random negatives, 0.206 vs 0.162 with mined negatives, and
-        the mean positive cosine rose from 0.39 to 0.67.
+        the mean query–positive cosine was 0.39 with the sum form (mined) and 0.67–0.74
+        in the balanced runs measured.
     temperature : float, default 0.1
         Temperature of ``"grid-softmax"`` and ``"ntxent"``.
     margin : float, optional
