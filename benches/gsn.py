@@ -24,10 +24,11 @@ import statistics
 import time
 from pathlib import Path
 
-import gridmatch as gm
 import numpy as np
 import torch
 import torch.nn.functional as F
+
+import gridmatch as gm
 
 ROOT = Path(__file__).resolve().parent.parent
 KS = (1, 10, 20)

@@ -39,6 +39,8 @@ def nb(cells):
     out.cells = [
         new_markdown_cell(c[3:]) if c.startswith("md:") else new_code_cell(c) for c in cells
     ]
+    for i, cell in enumerate(out.cells):
+        cell.id = f"cell-{i:02d}"  # stable ids: regenerating gives identical files
     return out
 
 

@@ -6,6 +6,8 @@
 //! Areas:
 //! - [`data`]: dataset readers (IDX), augmentations, the GSN grid sampler.
 //! - [`losses`], [`nets`], [`train`]: the Grid Search Network.
+//! - [`expr`]: the expression language of kernel / transform search.
+//! - [`rl`]: the RL controller and the kernel / transform search loop.
 //! - [`retrieval`]: exact kNN (blocked GEMM + top-k) and retrieval metrics.
 //! - [`runtime`]: thread pools, cancellation and progress reporting shared by every
 //!   long-running computation.
@@ -13,9 +15,11 @@
 #![deny(unsafe_op_in_unsafe_fn)]
 
 pub mod data;
+pub mod expr;
 pub mod losses;
 pub mod nets;
 pub mod retrieval;
+pub mod rl;
 pub mod runtime;
 pub mod svm;
 pub mod train;

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
+
+import matplotlib.image as mpimg
 
 import gridmatch as gm
 from gridmatch import cli
@@ -23,10 +26,32 @@ def test_console_script_runs(data_root):
     assert out.strip() == f"gridmatch {gm.__version__}"
 
 
-def test_missing_data_is_one_clear_line(tmp_path, monkeypatch, capsys):
-    monkeypatch.setenv("GRIDMATCH_DATA", str(tmp_path))
-    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
-    monkeypatch.setattr(gm.datasets, "_SYSTEM_DIR", tmp_path)
-    assert cli.main(["demo"]) == 2
-    err = capsys.readouterr().err
-    assert err.startswith("gridmatch: error:") and "Put the IDX files" in err
+def test_demo_quick_offline_uses_the_shipped_sample(tmp_path, monkeypatch, capsys):
+    # No dataset anywhere and no network: the demo says so and runs on the sample.
+    monkeypatch.setenv("GRIDMATCH_DATA", str(tmp_path / "none"))
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    monkeypatch.setattr(gm.datasets, "_SYSTEM_DIR", tmp_path / "system")
+    out = tmp_path / "report"
+    assert cli.main(["demo", "--quick", "--out", str(out)]) == 0
+    text = capsys.readouterr().out
+    assert "sample shipped with gridmatch" in text
+    assert "gridmatch demo results (sample data" in text
+    for name in ("retrieval (Fashion-MNIST instances)", "transform search", "SVM on MNIST"):
+        assert name in text
+    results = json.loads((out / "results.json").read_text())
+    assert results["data"] == "sample"
+    r = results["retrieval"]
+    assert set(r) == {"raw pixels", "GSN double-margin", "triplet"}
+    for m in r.values():
+        assert 0.0 <= m["recall@1"] <= m["recall@10"] <= m["recall@20"] <= 1.0
+    accs = {k: v["test_accuracy"] for k, v in results["kernel_search"].items()}
+    assert accs["rbf (gamma=scale)"] > 0.7  # a real SVM on 500 MNIST digits, not a stub
+    for png in (
+        "retrieval_panel.png",
+        "training_curves.png",
+        "embeddings_2d.png",
+        "search_curves.png",
+        "confusion_matrix.png",
+    ):
+        img = mpimg.imread(out / png)
+        assert img.shape[0] > 200 and img.shape[1] > 200 and img[..., :3].std() > 0.05, png

@@ -5,10 +5,11 @@ from __future__ import annotations
 import json
 import warnings
 
-import gridmatch as gm
 import numpy as np
 import pytest
 import torch
+
+import gridmatch as gm
 
 FAST = dict(dim=16, batch_size=16, steps_per_epoch=3, epochs=1, verbose=False, grid=(2, 2))
 

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-import gridmatch as gm
 import numpy as np
 import pytest
 from PIL import Image
+
+import gridmatch as gm
 
 
 def test_distort_is_seeded_and_moderate(data_root):

@@ -128,8 +128,12 @@ def test_ctrl_c_stops_heavy_work_promptly(strict):
     time.sleep(0.5)
     sent = time.perf_counter()
     proc.send_signal(signal.SIGINT)
-    out, err = proc.communicate(timeout=10)
+    # Control is back in Python when the script prints its result line (interpreter
+    # shutdown afterwards is not part of the latency).
+    first = proc.stdout.readline()
     elapsed = time.perf_counter() - sent
+    rest, err = proc.communicate(timeout=30)
+    out = first + rest
     assert proc.returncode == 0, err
     assert elapsed < 2.0, elapsed
     if strict:

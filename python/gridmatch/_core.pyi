@@ -103,6 +103,49 @@ def evaluate(
     block_size: tuple[int, int] | None = None,
     backend: str = "auto",
 ) -> list[tuple[str, float]]: ...
+
+# --- expression language (src/python/expr.rs) ---
+class Expr:
+    def __init__(self, text: str) -> None: ...
+    def __eq__(self, other: object) -> bool: ...
+    def __hash__(self) -> int: ...
+    @property
+    def value_type(self) -> str: ...
+    @property
+    def uses_y(self) -> bool: ...
+    @property
+    def size(self) -> int: ...
+    def gram(
+        self, X: Any, Y: Any | None = None, check_finite: bool = True
+    ) -> npt.NDArray[np.float64]: ...
+    def apply(self, X: Any, check_finite: bool = True) -> npt.NDArray[np.float64]: ...
+
+def parse_expr(text: str) -> Expr: ...
+def expr_functions() -> list[tuple[str, int]]: ...
+
+# --- search (src/python/search.rs) ---
+SpaceSpec = tuple[str, list[str], list[str], list[str], int, str]
+
+def builtin_space(name: str) -> SpaceSpec: ...
+def space_decisions(space: SpaceSpec) -> list[int]: ...
+def space_build(space: SpaceSpec, actions: list[int]) -> Expr: ...
+def space_sample(space: SpaceSpec, n: int, seed: int) -> list[Expr]: ...
+def transform_search(
+    space: SpaceSpec,
+    E_query: Any,
+    ids_query: Any,
+    E_gallery: Any,
+    ids_gallery: Any,
+    controller: str = "rl",
+    budget: int = 300,
+    batch_size: int = 10,
+    seed: int = 0,
+    timeout: float | None = None,
+    lr: float = 2e-4,
+    entropy_weight: float = 0.0025,
+    baseline_decay: float = 0.95,
+    callback: Callable[[int, int | None, dict[str, float]], Any] | None = None,
+) -> dict[str, Any]: ...
 def svm_fit(
     x: npt.NDArray[Any],
     y: npt.NDArray[np.int64],
@@ -131,3 +174,20 @@ def svm_decision(
     degree: int,
     n_jobs: int = 0,
 ) -> npt.NDArray[np.float64]: ...
+def kernel_search(
+    space: SpaceSpec,
+    X_train: Any,
+    y_train: Any,
+    X_val: Any,
+    y_val: Any,
+    C: float = 1.0,
+    controller: str = "rl",
+    budget: int = 500,
+    batch_size: int = 10,
+    seed: int = 0,
+    timeout: float | None = None,
+    lr: float = 2e-4,
+    entropy_weight: float = 0.0025,
+    baseline_decay: float = 0.95,
+    callback: Callable[[int, int | None, dict[str, float]], Any] | None = None,
+) -> dict[str, Any]: ...

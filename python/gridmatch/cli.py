@@ -33,19 +33,9 @@ def _info(_args: argparse.Namespace) -> int:
 
 
 def _demo(args: argparse.Namespace) -> int:
-    rows = []
-    for name in datasets.NAMES:
-        for split in ("train", "test"):
-            t0 = time.perf_counter()
-            X, y = datasets.load(name, split)
-            dt = time.perf_counter() - t0
-            rows.append(
-                (name, split, X.shape, int(y.min()), int(y.max()), len(set(y.tolist())), dt)
-            )
-    print("Datasets")
-    print(f"{'dataset':<14} {'split':<6} {'images':<16} {'labels':<8} {'classes':>7} {'load s':>7}")
-    for name, split, shape, lo, hi, ncls, dt in rows:
-        print(f"{name:<14} {split:<6} {str(shape):<16} {f'{lo}..{hi}':<8} {ncls:>7} {dt:>7.2f}")
+    from .demo import run_demo
+
+    run_demo(args.out, quick=args.quick, device=args.device, seed=args.seed)
     return 0
 
 
@@ -99,6 +89,65 @@ def _train(args: argparse.Namespace) -> int:
         print(f"{h['epoch']:>5} {h['loss']:>9.4f} {r1:>8.4f} {h['seconds']:>8.2f}")
     path = gsn.save(args.out)
     print(f"model saved to {path}")
+    return 0
+
+
+def _search_common(p: argparse.ArgumentParser, budget: int) -> None:
+    p.add_argument("--controller", choices=("rl", "random"), default="rl")
+    p.add_argument("--budget", type=int, default=budget, help="candidates to sample")
+    p.add_argument("--batch-size", type=int, default=10)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--top", type=int, default=5, help="how many of the best to print")
+    p.add_argument("--no-progress", action="store_true")
+
+
+def _print_search(res) -> None:
+    print(f"best: {res.best_expr}  (reward {res.best_score:.4f})")
+    print(f"distinct candidates: {res.n_unique}, invalid: {res.n_invalid}")
+    for e, r in res.top(res._top_k):
+        print(f"  {r:.4f}  {e}")
+
+
+def _search_kernel(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from .search import KernelSearch
+
+    X, y = datasets.load(args.dataset, "train")
+    X = X.reshape(len(X), -1).astype(np.float64) / 255.0
+    n, v = args.train, args.val
+    s = KernelSearch(
+        controller=args.controller,
+        budget=args.budget,
+        batch_size=args.batch_size,
+        C=args.C,
+        seed=args.seed,
+        progress=not args.no_progress,
+    ).fit(X[:n], y[:n], X[n : n + v], y[n : n + v])
+    s.result_._top_k = args.top
+    _print_search(s.result_)
+    return 0
+
+
+def _search_transform(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from .search import TransformSearch
+
+    with np.load(args.embeddings) as f:
+        missing = {"E_query", "ids_query", "E_gallery", "ids_gallery"} - set(f.files)
+        if missing:
+            raise ValueError(f"{args.embeddings} lacks arrays {sorted(missing)}")
+        arrays = [f[k] for k in ("E_query", "ids_query", "E_gallery", "ids_gallery")]
+    s = TransformSearch(
+        controller=args.controller,
+        budget=args.budget,
+        batch_size=args.batch_size,
+        seed=args.seed,
+        progress=not args.no_progress,
+    ).fit(*arrays)
+    s.result_._top_k = args.top
+    _print_search(s.result_)
     return 0
 
 
@@ -161,7 +210,14 @@ def main(argv: list[str] | None = None) -> int:
         "--threads", type=int, default=None, help="threads for Rust and libtorch (default: all)"
     )
     sub = parser.add_subparsers(dest="command", required=True)
-    p = sub.add_parser("demo", help="run every part on the bundled datasets")
+    p = sub.add_parser(
+        "demo",
+        help="run every part on the bundled datasets, print a table, write a report folder",
+    )
+    p.add_argument("--out", default="gridmatch-report", help="report folder (PNG plots, JSON)")
+    p.add_argument("--quick", action="store_true", help="small sizes: about a minute")
+    p.add_argument("--device", default="auto", help="auto, cpu or cuda (default: auto)")
+    p.add_argument("--seed", type=int, default=0, help="seed of data, training and searches")
     p.set_defaults(func=_demo)
     p = sub.add_parser("info", help="version, threads and dataset locations")
     p.set_defaults(func=_info)
@@ -186,6 +242,17 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_train)
+    p = sub.add_parser("search-kernel", help="RL / random search of an SVM kernel")
+    p.add_argument("--dataset", choices=datasets.NAMES, default="mnist")
+    p.add_argument("--train", type=int, default=1000, help="first N training images")
+    p.add_argument("--val", type=int, default=500, help="the next N images validate")
+    p.add_argument("--C", type=float, default=1.0)
+    _search_common(p, budget=100)
+    p.set_defaults(func=_search_kernel)
+    p = sub.add_parser("search-transform", help="RL / random search of an embedding transform")
+    p.add_argument("embeddings", help=".npz with E_query, ids_query, E_gallery, ids_gallery arrays")
+    _search_common(p, budget=300)
+    p.set_defaults(func=_search_transform)
     p = sub.add_parser(
         "evaluate",
         help="retrieval metrics of embeddings in .npy files",

@@ -334,6 +334,7 @@ def load_sample(name: str, split: str = "train") -> tuple[np.ndarray, np.ndarray
         with np.load(f) as z:
             return z[f"{key}_images"].copy(), z[f"{key}_labels"].astype(np.int64)
 
+
 from ._shop import InShop, ShopBenchmark, ShopSplit, distort, fashion_shop  # noqa: E402
 
 __all__ += ["InShop", "ShopBenchmark", "ShopSplit", "distort", "fashion_shop"]

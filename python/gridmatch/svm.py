@@ -49,10 +49,9 @@ BUILTIN_KERNELS = ("linear", "poly", "rbf", "sigmoid", "precomputed")
 def _resolve_kernel(kernel: Any) -> str | Callable[[np.ndarray, np.ndarray], Any]:
     """Map the ``kernel`` parameter to a built-in kernel name or a Gram callable.
 
-    HOOK for expression kernels (``gridmatch.expr``): an ``Expr`` object or an
-    expression string must be turned into a callable ``k(X, Y) -> (len(X), len(Y))``
-    Gram matrix here. Until ``gridmatch.expr`` provides it, such kernels raise a clear
-    error.
+    Expression kernels (``gridmatch.expr``): an ``Expr`` object or an expression string
+    (``"norm1(min(sin(x * y), sin(dot(x, y))))"``) becomes its ``gram`` method, evaluated
+    in Rust.
 
     Parameters
     ----------
@@ -74,14 +73,25 @@ def _resolve_kernel(kernel: Any) -> str | Callable[[np.ndarray, np.ndarray], Any
         return kernel
     if callable(kernel):
         return kernel
+    from .exceptions import ExpressionError
+    from .expr import Expr, parse
+
+    if isinstance(kernel, str):
+        try:
+            kernel = parse(kernel)
+        except ExpressionError as e:
+            raise ExpressionError(
+                f"kernel={kernel!r} is neither one of {BUILTIN_KERNELS} nor a valid kernel "
+                f"expression: {e}"
+            ) from None
+    if isinstance(kernel, Expr) and kernel.value_type != "scalar":
+        raise ExpressionError(
+            f"kernel expression {str(kernel)!r} is vector-valued; a kernel must reduce to a "
+            "scalar, e.g. norm1(...)"
+        )
     gram = getattr(kernel, "gram", None)
     if callable(gram):  # an object computing Gram matrices (e.g. a parsed expression)
         return gram
-    if isinstance(kernel, str):
-        raise ValueError(
-            f"kernel={kernel!r} is not one of {BUILTIN_KERNELS}; expression kernels "
-            "(gridmatch.expr) are not available in this build"
-        )
     raise ValueError(
         f"kernel must be one of {BUILTIN_KERNELS}, a callable or an expression, "
         f"got {type(kernel).__name__}"
@@ -140,7 +150,10 @@ class SVC(ClassifierMixin, BaseEstimator):
     tol : float, default=1e-3
         Stopping tolerance (maximal KKT violation).
     cache_size : float, default=200
-        Kernel-row cache in MB, shared by the binary problems solved at once.
+        Kernel cache in MB, for all binary problems together (libsvm: per problem).
+        When the within-class kernel blocks fit, they are computed once (a matrix
+        product) and shared by the one-vs-one problems; otherwise kernel rows are
+        computed on demand into an LRU cache of this size.
     class_weight : dict or "balanced", default=None
         Multiply ``C`` of class ``k`` by ``class_weight[k]``; ``"balanced"`` uses
         ``n_samples / (n_classes * count_k)``.
@@ -232,7 +245,9 @@ class SVC(ClassifierMixin, BaseEstimator):
             raise ValueError(f"coef0 must be a float, got {self.coef0!r}")
         if isinstance(self.gamma, str):
             if self.gamma not in ("scale", "auto"):
-                raise ValueError(f"gamma must be 'scale', 'auto' or a float > 0, got {self.gamma!r}")
+                raise ValueError(
+                    f"gamma must be 'scale', 'auto' or a float > 0, got {self.gamma!r}"
+                )
         else:
             positive("gamma", self.gamma)
         if (
@@ -288,7 +303,7 @@ class SVC(ClassifierMixin, BaseEstimator):
         classes, y_enc = np.unique(y_, return_inverse=True)
         if len(classes) < 2:
             raise ValueError(
-                "The number of classes has to be greater than one; got %d class" % len(classes)
+                f"The number of classes has to be greater than one; got {len(classes)} class"
             )
         self.class_weight_ = compute_class_weight(self.class_weight, classes=classes, y=y_)
         n = X.shape[0]
@@ -338,12 +353,18 @@ class SVC(ClassifierMixin, BaseEstimator):
         else:
             if isinstance(self.gamma, str):
                 if self.gamma == "scale":
-                    var = X.var()
+                    with np.errstate(over="ignore"):
+                        var = X.var()
                     gamma = 1.0 / (X.shape[1] * var) if var != 0 else 1.0
                 else:
                     gamma = 1.0 / X.shape[1]
             else:
                 gamma = float(self.gamma)
+            if X.size and np.abs(X).max() > np.finfo(np.float32).max:
+                raise ValueError(
+                    "X has values too large for single precision (kernels are computed in "
+                    "float32); scale the data first"
+                )
             data, kname = np.ascontiguousarray(X, dtype=np.float32), kernel
         self._gamma = gamma
         self._kernel_name = kname
@@ -362,6 +383,11 @@ class SVC(ClassifierMixin, BaseEstimator):
             int(self.max_iter),
             _n_jobs(self.n_jobs),
         )
+        if not (np.isfinite(out["dual_coef"]).all() and np.isfinite(out["rho"]).all()):
+            raise ValueError(
+                "The dual coefficients or intercepts are not finite. The input data may "
+                "contain large values and need to be preprocessed."
+            )
         if out["interrupted"]:  # pragma: no cover - only on a stopping callback
             warnings.warn("SVC fit was interrupted", InterruptedWarning, stacklevel=2)
         self.classes_ = classes
@@ -418,8 +444,8 @@ class SVC(ClassifierMixin, BaseEstimator):
         elif self._kernel_name == "precomputed":
             if X.shape[1] != self.shape_fit_[0]:
                 raise ValueError(
-                    "X.shape[1] = %d should be equal to %d, the number of samples at "
-                    "training time" % (X.shape[1], self.shape_fit_[0])
+                    f"X.shape[1] = {X.shape[1]} should be equal to {self.shape_fit_[0]}, "
+                    "the number of samples at training time"
                 )
             data, sv, support, kname = X, None, self.support_, "precomputed"
         else:

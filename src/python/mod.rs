@@ -5,9 +5,11 @@
 
 mod convert;
 mod errors;
+mod expr;
 mod gsn;
 mod heavy;
 mod retrieval;
+mod search;
 mod svm;
 
 use crate::data::idx;
@@ -143,8 +145,10 @@ fn core_module(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(_busy, m)?)?;
     m.add_function(wrap_pyfunction!(_tensor_scale, m)?)?;
     m.add_function(wrap_pyfunction!(_raise, m)?)?;
+    expr::register(m)?;
     gsn::register(m)?;
     retrieval::register(m)?;
+    search::register(m)?;
     svm::register(m)?;
     Ok(())
 }

@@ -1,7 +1,10 @@
 //! Bindings of the SVM area: `svm_fit` and `svm_decision` (numpy in, numpy out).
 
 use super::heavy::run_heavy;
-use crate::svm::{fit_ovo, fit_ovo_features, BuiltinKernel, Gram, OvoModel, PrecomputedGram, SolverParams, SvmError};
+use crate::svm::{
+    fit_ovo, fit_ovo_features, BuiltinKernel, Gram, OvoModel, PrecomputedGram, SolverParams,
+    SvmError,
+};
 use numpy::{IntoPyArray, PyArray2, PyReadonlyArray1, PyReadonlyArray2, ToPyArray};
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
@@ -51,7 +54,7 @@ pub(crate) fn svm_fit<'py>(
         .map(|&v| usize::try_from(v).map_err(|_| SvmError::Value(format!("negative label {v}"))))
         .collect::<Result<_, _>>()?;
     let c = sample_c.as_array().to_vec();
-    if !(tol > 0.0) {
+    if tol.is_nan() || tol <= 0.0 {
         return Err(SvmError::Value(format!("tol must be > 0, got {tol}")).into());
     }
     let params = SolverParams {
@@ -65,7 +68,9 @@ pub(crate) fn svm_fit<'py>(
             let xa: PyReadonlyArray2<'py, f32> = x.extract()?;
             let xv = xa.as_array();
             run_heavy(py, callback, |mon| {
-                with_threads(n_jobs, || fit_ovo_features(&k, xv, &y, n_classes, &c, &params, mon))
+                with_threads(n_jobs, || {
+                    fit_ovo_features(&k, xv, &y, n_classes, &c, &params, mon)
+                })
             })?
         }
         None => {
@@ -99,7 +104,10 @@ pub(crate) fn svm_fit<'py>(
 }
 
 /// Run `f` in a pool of `n` threads (`0`: gridmatch's pool, which runs the caller).
-fn with_threads<T: Send>(n: usize, f: impl FnOnce() -> Result<T, SvmError> + Send) -> Result<T, SvmError> {
+fn with_threads<T: Send>(
+    n: usize,
+    f: impl FnOnce() -> Result<T, SvmError> + Send,
+) -> Result<T, SvmError> {
     if n == 0 {
         return f();
     }
@@ -141,11 +149,20 @@ pub(crate) fn svm_decision<'py>(
     n_jobs: usize,
 ) -> PyResult<Bound<'py, PyArray2<f64>>> {
     let kern = builtin(kernel, gamma, coef0, degree)?;
-    let to_usize = |v: &i64| usize::try_from(*v).map_err(|_| SvmError::Value(format!("negative index {v}")));
-    let n_support: Vec<usize> = n_support.as_array().iter().map(to_usize).collect::<Result<_, _>>()?;
+    let to_usize =
+        |v: &i64| usize::try_from(*v).map_err(|_| SvmError::Value(format!("negative index {v}")));
+    let n_support: Vec<usize> = n_support
+        .as_array()
+        .iter()
+        .map(to_usize)
+        .collect::<Result<_, _>>()?;
     let model = OvoModel {
         n_classes: n_support.len(),
-        support: support.as_array().iter().map(to_usize).collect::<Result<_, _>>()?,
+        support: support
+            .as_array()
+            .iter()
+            .map(to_usize)
+            .collect::<Result<_, _>>()?,
         n_support,
         dual_coef: dual_coef.as_array().to_owned(),
         rho: rho.as_array().to_vec(),
@@ -158,12 +175,18 @@ pub(crate) fn svm_decision<'py>(
             let svv = sv.as_array();
             let xa: PyReadonlyArray2<'py, f32> = x.extract()?;
             let xv = xa.as_array();
-            run_heavy(py, None, |_| with_threads(n_jobs, || model.decision_function(&k, svv, xv)))?.value
+            run_heavy(py, None, |_| {
+                with_threads(n_jobs, || model.decision_function(&k, svv, xv))
+            })?
+            .value
         }
         None => {
             let ka: PyReadonlyArray2<'py, f64> = x.extract()?;
             let kv = ka.as_array();
-            run_heavy(py, None, |_| with_threads(n_jobs, || model.decision_precomputed(kv)))?.value
+            run_heavy(py, None, |_| {
+                with_threads(n_jobs, || model.decision_precomputed(kv))
+            })?
+            .value
         }
     };
     Ok(dec.into_pyarray(py))

@@ -79,12 +79,17 @@ impl TopK {
         let mut base = first;
         for chunk in &mut chunks {
             let t = self.threshold;
-            // Branch-free test of the whole chunk (vectorises); most chunks are skipped.
-            let hit = chunk.iter().fold(0u32, |acc, &v| acc | u32::from(v > t));
-            if hit != 0 {
-                for (i, &v) in chunk.iter().enumerate() {
-                    self.push(v, base + i as u32);
-                }
+            // Branch-free bit mask of the candidates of the whole chunk (vectorises); most
+            // chunks have none. Only the set bits are visited.
+            let mut mask = chunk
+                .iter()
+                .enumerate()
+                .fold(0u32, |acc, (i, &v)| acc | (u32::from(v > t) << i));
+            while mask != 0 {
+                let i = mask.trailing_zeros() as usize;
+                mask &= mask - 1;
+                // The threshold may have risen since the mask was computed: push re-checks.
+                self.push(chunk[i], base + i as u32);
             }
             base += L as u32;
         }

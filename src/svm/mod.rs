@@ -5,7 +5,9 @@
 //!   precomputed Gram matrix).
 //! - [`solver`]: SMO with WSS3 working-set selection, shrinking and a row cache.
 //! - [`multiclass`]: one-vs-one training (binary problems in parallel) with libsvm's /
-//!   scikit-learn's model layout, decision values and voting.
+//!   scikit-learn's model layout, decision values and voting. [`fit_ovo`] takes any
+//!   [`Gram`]; [`fit_ovo_features`] takes a [`Kernel`] and feature rows and shares the
+//!   within-class kernel blocks between the problems when they fit the cache budget.
 //!
 //! Fitting a multiclass model on a precomputed Gram matrix and scoring it:
 //!

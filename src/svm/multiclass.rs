@@ -113,12 +113,14 @@ pub fn fit_ovo_features(
     let diag_bytes: usize = members.iter().map(|m| m.len() * m.len() * f).sum();
     let cross_bytes = pairs
         .iter()
-        .map(|&(a, b)| 2 * members[a].len() * members[b].len() * f)
+        .map(|&(a, b)| members[a].len() * members[b].len() * f)
         .max()
         .unwrap_or(0);
     let threads = rayon::current_num_threads().clamp(1, pairs.len());
     let room = params.cache_bytes.saturating_sub(diag_bytes);
-    let concurrent = if cross_bytes == 0 { threads } else { (room / cross_bytes).min(threads) };
+    let concurrent = room
+        .checked_div(cross_bytes)
+        .map_or(threads, |v| v.min(threads));
     if concurrent == 0 {
         let g = super::kernel::FeatureGram::new(kernel, x);
         return fit_ovo(&g, y, n_classes, sample_c, params, monitor);
@@ -146,15 +148,17 @@ pub fn fit_ovo_features(
                 let (a, b) = pairs[p];
                 let mut ab = Array2::<f32>::zeros((xs[a].nrows(), xs[b].nrows()));
                 kernel.block(xs[a].view(), xs[b].view(), ab.view_mut());
-                let ba = ab.t().as_standard_layout().into_owned();
                 let g = PairGram {
                     aa: &diag[a],
                     bb: &diag[b],
                     ab: &ab,
-                    ba: &ba,
                 };
                 let index: Vec<usize> = (0..g.n()).collect();
-                let c: Vec<f64> = members[a].iter().chain(&members[b]).map(|&i| sample_c[i]).collect();
+                let c: Vec<f64> = members[a]
+                    .iter()
+                    .chain(&members[b])
+                    .map(|&i| sample_c[i])
+                    .collect();
                 let sol = solve_pair_with_c(&g, &index, members[a].len(), &c, &sub, monitor)?;
                 report(monitor, &done, pairs.len(), &sol)?;
                 Ok((p, sol))
@@ -170,8 +174,8 @@ pub fn fit_ovo_features(
 struct PairGram<'a> {
     aa: &'a Array2<f32>,
     bb: &'a Array2<f32>,
+    /// `K(a, b)`; rows of class-`b` samples read its columns (the solver caches rows).
     ab: &'a Array2<f32>,
-    ba: &'a Array2<f32>,
 }
 
 impl Gram for PairGram<'_> {
@@ -180,14 +184,18 @@ impl Gram for PairGram<'_> {
     }
     fn diag(&self, i: usize) -> f64 {
         let na = self.aa.nrows();
-        f64::from(if i < na { self.aa[[i, i]] } else { self.bb[[i - na, i - na]] })
+        f64::from(if i < na {
+            self.aa[[i, i]]
+        } else {
+            self.bb[[i - na, i - na]]
+        })
     }
     fn row(&self, i: usize, cols: &[usize], out: &mut [f32]) {
         let na = self.aa.nrows();
         let (left, right) = if i < na {
             (self.aa.row(i), self.ab.row(i))
         } else {
-            (self.ba.row(i - na), self.bb.row(i - na))
+            (self.ab.column(i - na), self.bb.row(i - na))
         };
         for (o, &c) in out.iter_mut().zip(cols) {
             *o = if c < na { left[c] } else { right[c - na] };
@@ -196,7 +204,12 @@ impl Gram for PairGram<'_> {
 }
 
 /// Samples of each class with a positive bound, after validating the inputs.
-fn group(n: usize, y: &[usize], n_classes: usize, sample_c: &[f64]) -> Result<Vec<Vec<usize>>, SvmError> {
+fn group(
+    n: usize,
+    y: &[usize],
+    n_classes: usize,
+    sample_c: &[f64],
+) -> Result<Vec<Vec<usize>>, SvmError> {
     if y.len() != n || sample_c.len() != n {
         return Err(SvmError::Shape(format!(
             "{} samples in the kernel but {} labels and {} weights",
@@ -218,7 +231,9 @@ fn group(n: usize, y: &[usize], n_classes: usize, sample_c: &[f64]) -> Result<Ve
             )));
         }
         if !w.is_finite() {
-            return Err(SvmError::Value(format!("weight of sample {i} is not finite")));
+            return Err(SvmError::Value(format!(
+                "weight of sample {i} is not finite"
+            )));
         }
         if w > 0.0 {
             members[c].push(i);
@@ -242,7 +257,12 @@ fn largest_first(pairs: &[(usize, usize)], members: &[Vec<usize>]) -> Vec<usize>
     order
 }
 
-fn report(monitor: &Monitor<'_>, done: &AtomicUsize, total: usize, sol: &BinarySolution) -> Result<(), SvmError> {
+fn report(
+    monitor: &Monitor<'_>,
+    done: &AtomicUsize,
+    total: usize,
+    sol: &BinarySolution,
+) -> Result<(), SvmError> {
     let step = done.fetch_add(1, Ordering::SeqCst) + 1;
     let keep = monitor.report(&Progress {
         step,
@@ -277,7 +297,9 @@ fn solve_pair_with_c(
     params: &SolverParams,
     monitor: &Monitor<'_>,
 ) -> Result<BinarySolution, SvmError> {
-    let y: Vec<i8> = (0..index.len()).map(|t| if t < na { 1 } else { -1 }).collect();
+    let y: Vec<i8> = (0..index.len())
+        .map(|t| if t < na { 1 } else { -1 })
+        .collect();
     solve_binary(gram, index, &y, c, params, monitor)
 }
 
@@ -522,7 +544,15 @@ mod tests {
         let y = [0, 2, 1, 0, 2, 1];
         let k = BuiltinKernel::Rbf { gamma: 0.1 };
         let g = FeatureGram::new(&k, x.view());
-        let m = fit_ovo(&g, &y, 3, &[10.0; 6], &SolverParams::default(), &Monitor::none()).unwrap();
+        let m = fit_ovo(
+            &g,
+            &y,
+            3,
+            &[10.0; 6],
+            &SolverParams::default(),
+            &Monitor::none(),
+        )
+        .unwrap();
         m.validate().unwrap();
         // Support vectors grouped by class, training order within a class.
         let classes: Vec<usize> = m.support.iter().map(|&i| y[i]).collect();
@@ -534,21 +564,87 @@ mod tests {
         let pred = m.predict(&k, sv.view(), x.view()).unwrap();
         assert_eq!(pred, y.to_vec());
         // Pair (0, 1) coefficients: class 0 SVs in row 0 (b - 1), class 1 SVs in row 0 (a).
-        let col_sum: f64 = m.dual_coef.row(0).iter().take(m.n_support[0] + m.n_support[1]).sum();
-        assert!(col_sum.abs() < 1e-9, "pair (0,1) coefficients sum to {col_sum}");
+        let col_sum: f64 = m
+            .dual_coef
+            .row(0)
+            .iter()
+            .take(m.n_support[0] + m.n_support[1])
+            .sum();
+        assert!(
+            col_sum.abs() < 1e-9,
+            "pair (0,1) coefficients sum to {col_sum}"
+        );
+    }
+
+    #[test]
+    fn shared_blocks_match_on_demand_rows() {
+        // 3 classes of 2-d points on a grid; tiny cache forces the on-demand fallback.
+        let n = 60;
+        let x = Array2::from_shape_fn((n, 2), |(i, k)| {
+            ((i * (3 + k) * 7) % 13) as f32 / 4.0 + (i % 3) as f32 * (k as f32)
+        });
+        let y: Vec<usize> = (0..n).map(|i| i % 3).collect();
+        let k = BuiltinKernel::Rbf { gamma: 0.5 };
+        let c = vec![1.0; n];
+        let p = SolverParams {
+            tol: 1e-6,
+            ..SolverParams::default()
+        };
+        let shared = fit_ovo_features(&k, x.view(), &y, 3, &c, &p, &Monitor::none()).unwrap();
+        let tiny = SolverParams {
+            cache_bytes: 16,
+            ..p
+        };
+        let rows = fit_ovo_features(&k, x.view(), &y, 3, &c, &tiny, &Monitor::none()).unwrap();
+        assert_eq!(shared.support, rows.support);
+        for (a, b) in shared.dual_coef.iter().zip(rows.dual_coef.iter()) {
+            assert!((a - b).abs() < 1e-4);
+        }
+        for (a, b) in shared.rho.iter().zip(&rows.rho) {
+            assert!((a - b).abs() < 1e-4);
+        }
     }
 
     #[test]
     fn zero_weight_samples_are_left_out_and_errors_are_reported() {
         let k = array![[1.0, 0.0, 0.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]];
         let g = PrecomputedGram::new(k.view()).unwrap();
-        let m = fit_ovo(&g, &[0, 1, 1], 2, &[1.0, 1.0, 0.0], &SolverParams::default(), &Monitor::none()).unwrap();
+        let m = fit_ovo(
+            &g,
+            &[0, 1, 1],
+            2,
+            &[1.0, 1.0, 0.0],
+            &SolverParams::default(),
+            &Monitor::none(),
+        )
+        .unwrap();
         assert_eq!(m.support, vec![0, 1]);
-        let e = fit_ovo(&g, &[0, 1, 1], 2, &[0.0, 1.0, 1.0], &SolverParams::default(), &Monitor::none());
+        let e = fit_ovo(
+            &g,
+            &[0, 1, 1],
+            2,
+            &[0.0, 1.0, 1.0],
+            &SolverParams::default(),
+            &Monitor::none(),
+        );
         assert!(matches!(e, Err(SvmError::Value(_))));
-        let e = fit_ovo(&g, &[0, 1], 2, &[1.0; 2], &SolverParams::default(), &Monitor::none());
+        let e = fit_ovo(
+            &g,
+            &[0, 1],
+            2,
+            &[1.0; 2],
+            &SolverParams::default(),
+            &Monitor::none(),
+        );
         assert!(matches!(e, Err(SvmError::Shape(_))));
-        let e = fit_ovo(&g, &[0, 1, 3], 2, &[1.0; 3], &SolverParams::default(), &Monitor::none());
+        let e = fit_ovo(
+            &g,
+            &[0, 1, 3],
+            2,
+            &[1.0; 3],
+            &SolverParams::default(),
+            &Monitor::none(),
+        );
         assert!(matches!(e, Err(SvmError::Value(_))));
     }
 
@@ -559,8 +655,15 @@ mod tests {
         let kernels = [
             BuiltinKernel::Linear,
             BuiltinKernel::Rbf { gamma: 0.7 },
-            BuiltinKernel::Poly { gamma: 0.5, coef0: 1.0, degree: 3 },
-            BuiltinKernel::Sigmoid { gamma: 0.3, coef0: -0.2 },
+            BuiltinKernel::Poly {
+                gamma: 0.5,
+                coef0: 1.0,
+                degree: 3,
+            },
+            BuiltinKernel::Sigmoid {
+                gamma: 0.3,
+                coef0: -0.2,
+            },
         ];
         for k in kernels {
             let mut blk = Array2::<f32>::zeros((2, 3));
@@ -571,11 +674,19 @@ mod tests {
                 for q in 0..3 {
                     let (u, v) = (a.row(p), b.row(q));
                     let dot = f64::from(u.dot(&v));
-                    let d2: f64 = u.iter().zip(v.iter()).map(|(x, y)| f64::from(x - y).powi(2)).sum();
+                    let d2: f64 = u
+                        .iter()
+                        .zip(v.iter())
+                        .map(|(x, y)| f64::from(x - y).powi(2))
+                        .sum();
                     let want = match k {
                         BuiltinKernel::Linear => dot,
                         BuiltinKernel::Rbf { gamma } => (-gamma * d2).exp(),
-                        BuiltinKernel::Poly { gamma, coef0, degree } => (gamma * dot + coef0).powi(degree),
+                        BuiltinKernel::Poly {
+                            gamma,
+                            coef0,
+                            degree,
+                        } => (gamma * dot + coef0).powi(degree),
                         BuiltinKernel::Sigmoid { gamma, coef0 } => (gamma * dot + coef0).tanh(),
                     };
                     assert!((f64::from(row[q]) - want).abs() < 1e-5, "{k:?} row");

@@ -199,6 +199,7 @@ impl<'a> Solver<'a> {
         self.active_set.swap(i, j);
     }
 
+    #[allow(clippy::needless_range_loop)] // libsvm's index loops, kept for fidelity
     fn reconstruct_gradient(&mut self) {
         if self.active_size == self.l {
             return;
@@ -385,6 +386,7 @@ impl<'a> Solver<'a> {
     }
 
     /// WSS3: `i` maximises the violation, `j` the second-order objective decrease.
+    #[allow(clippy::needless_range_loop)]
     fn select_working_set(&mut self) -> Option<(usize, usize)> {
         let act = self.active_size;
         let mut gmax = f64::NEG_INFINITY;
@@ -403,18 +405,11 @@ impl<'a> Solver<'a> {
                 gmax_idx = Some(t);
             }
         }
-        let i = gmax_idx;
-        if let Some(i) = i {
-            self.fill_q(i, act);
-        }
-        let qi: &[f32] = match i {
-            Some(i) => self.cache.row(i),
-            None => &[],
-        };
-        let (yi, qdi) = match i {
-            Some(i) => (f64::from(self.y[i]), self.qd[i]),
-            None => (1.0, 0.0),
-        };
+        // No candidate for i: nothing violates the optimality conditions.
+        let i = gmax_idx?;
+        self.fill_q(i, act);
+        let qi: &[f32] = self.cache.row(i);
+        let (yi, qdi) = (f64::from(self.y[i]), self.qd[i]);
         for j in 0..act {
             if self.y[j] == 1 {
                 if self.alpha_status[j] != LOWER {
@@ -457,10 +452,7 @@ impl<'a> Solver<'a> {
         if gmax + gmax2 < self.eps {
             return None;
         }
-        match (i, gmin_idx) {
-            (Some(i), Some(j)) => Some((i, j)),
-            _ => None,
-        }
+        gmin_idx.map(|j| (i, j))
     }
 
     fn be_shrunk(&self, i: usize, gmax1: f64, gmax2: f64) -> bool {
@@ -566,7 +558,9 @@ mod tests {
         // Two noisy, overlapping blobs (deterministic LCG).
         let mut s = seed;
         let mut rnd = || {
-            s = s.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            s = s
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
             ((s >> 33) as f64 / (1u64 << 31) as f64) as f32
         };
         let mut x = Array2::<f32>::zeros((n, 3));
@@ -592,7 +586,15 @@ mod tests {
     fn two_points_hard_margin() {
         let x = ndarray::array![[0.0f32], [2.0]];
         let g = FeatureGram::new(&BuiltinKernel::Linear, x.view());
-        let sol = solve_binary(&g, &[0, 1], &[1, -1], &[10.0, 10.0], &params(1e-9), &Monitor::none()).unwrap();
+        let sol = solve_binary(
+            &g,
+            &[0, 1],
+            &[1, -1],
+            &[10.0, 10.0],
+            &params(1e-9),
+            &Monitor::none(),
+        )
+        .unwrap();
         assert!((sol.coef[0] - 0.5).abs() < 1e-6 && (sol.coef[1] + 0.5).abs() < 1e-6);
         assert!((sol.rho + 1.0).abs() < 1e-6);
         assert!(sol.converged);
@@ -605,7 +607,12 @@ mod tests {
         let mut worst: f64 = 0.0;
         for i in 0..n {
             g.row(i, &cols, &mut row);
-            let f: f64 = row.iter().zip(&sol.coef).map(|(&k, &a)| f64::from(k) * a).sum::<f64>() - sol.rho;
+            let f: f64 = row
+                .iter()
+                .zip(&sol.coef)
+                .map(|(&k, &a)| f64::from(k) * a)
+                .sum::<f64>()
+                - sol.rho;
             let yf = f64::from(y[i]) * f;
             let a = sol.coef[i] * f64::from(y[i]);
             let v = if a <= 0.0 {
@@ -674,7 +681,8 @@ mod tests {
         let g = PrecomputedGram::new(k.view()).unwrap();
         let y: Vec<i8> = (0..n).map(|i| if i % 2 == 0 { 1 } else { -1 }).collect();
         let idx: Vec<usize> = (0..n).collect();
-        let sol = solve_binary(&g, &idx, &y, &vec![1.0; n], &params(1e-3), &Monitor::none()).unwrap();
+        let sol =
+            solve_binary(&g, &idx, &y, &vec![1.0; n], &params(1e-3), &Monitor::none()).unwrap();
         assert!(sol.converged);
         assert!(sol.coef.iter().all(|a| a.is_finite()) && sol.rho.is_finite());
     }

@@ -1,0 +1,67 @@
+//! The expression language of kernel and transform search.
+//!
+//! Expressions are over vectors: the variables `x` and `y` (kernels; transforms use `x`
+//! only), numeric constants, infix `+ - * /`, unary minus, elementwise functions
+//! (`abs, square, cube, sqrt_abs, exp, sin, cos, sinh, cosh, tanh, relu, min0, sigmoid,
+//! softplus, sign`), elementwise binary functions (`max, min, expdiff`), the γ-scaled
+//! reductions (`dot, l1dist, l2dist, l1, l2`, γ = 1/n_features) and the kernel's final
+//! reduction `norm1`.
+//!
+//! Values are typed: a reduction produces a *scalar*, everything else over a vector is
+//! a *vector*. A scalar used where a vector is expected broadcasts, i.e. it stands for
+//! the vector with every entry equal to it (so `l1(s) = |s|` and `norm1(s) = d·|s|`).
+//!
+//! [`parse`] turns text into an [`Expr`]; `Display` prints the canonical form, which
+//! parses back to an equal [`Expr`]. [`Program`] compiles an expression to a flat list of
+//! instructions and evaluates kernel matrices ([`Program::gram`]) and transforms
+//! ([`Program::apply`]) without any `n×m×d` intermediate.
+
+mod ast;
+mod eval;
+mod fastmath;
+mod parse;
+
+pub use ast::{BinOp, Expr, Func, ValueType, ALL_FUNCS, VAR_NAMES};
+pub use eval::{PairEvaluator, Program};
+pub use parse::{parse, parse_with_vars};
+
+/// Errors of the expression language.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum ExprError {
+    /// The text does not parse; `position` is the 0-based character offset.
+    #[error("{message} at position {position} in {text:?}")]
+    Syntax {
+        /// What is wrong.
+        message: String,
+        /// 0-based character offset of the problem.
+        position: usize,
+        /// The whole expression text.
+        text: String,
+    },
+    /// An expression is not usable for the requested evaluation (a kernel that is not
+    /// scalar-valued, a transform that uses `y`, a placeholder left in a template, ...).
+    #[error("{0}")]
+    Invalid(String),
+    /// Input arrays have incompatible shapes.
+    #[error("{0}")]
+    Shape(String),
+    /// The evaluation produced NaN or infinite values.
+    #[error("expression produced {count} non-finite value(s) (first at row {row}, column {col})")]
+    NonFinite {
+        /// Number of non-finite entries.
+        count: usize,
+        /// Row of the first one.
+        row: usize,
+        /// Column of the first one.
+        col: usize,
+    },
+    /// The evaluation was cancelled.
+    #[error("interrupted")]
+    Cancelled,
+}
+
+impl From<crate::runtime::Cancelled> for ExprError {
+    fn from(_: crate::runtime::Cancelled) -> Self {
+        ExprError::Cancelled
+    }
+}

@@ -1,0 +1,182 @@
+//! Bindings of the expression language: the `Expr` class.
+
+use super::errors::{self, Kind};
+use super::heavy::run_heavy;
+use crate::expr::{self, Expr, ExprError, Program, ValueType};
+use numpy::{IntoPyArray, PyArray2, PyReadonlyArray2};
+use pyo3::basic::CompareOp;
+use pyo3::prelude::*;
+use std::collections::hash_map::DefaultHasher;
+use std::hash::{Hash, Hasher};
+
+impl From<ExprError> for PyErr {
+    fn from(e: ExprError) -> PyErr {
+        match e {
+            ExprError::Shape(m) => errors::error(Kind::Shape, m),
+            ExprError::Cancelled => crate::runtime::Cancelled.into(),
+            other => errors::error(Kind::Expression, other.to_string()),
+        }
+    }
+}
+
+/// A parsed, compiled expression (kernel or transform).
+#[pyclass(name = "Expr", module = "gridmatch._core", frozen)]
+pub(crate) struct PyExpr {
+    pub(crate) expr: Expr,
+    pub(crate) program: Program,
+    pub(crate) text: String,
+}
+
+impl PyExpr {
+    pub(crate) fn from_expr(expr: Expr) -> Result<Self, ExprError> {
+        let program = Program::compile(&expr)?;
+        let text = expr.to_string();
+        Ok(Self {
+            expr,
+            program,
+            text,
+        })
+    }
+}
+
+/// `numpy.ascontiguousarray(obj, dtype=float64)` as a 2-D array.
+pub(crate) fn as_f64_2d<'py>(
+    py: Python<'py>,
+    obj: &Bound<'py, PyAny>,
+    what: &str,
+) -> PyResult<PyReadonlyArray2<'py, f64>> {
+    let np = py.import("numpy")?;
+    let arr = np
+        .call_method1("ascontiguousarray", (obj, "float64"))
+        .map_err(|e| errors::error(Kind::Shape, format!("{what} is not a float array: {e}")))?;
+    let ndim: usize = arr.getattr("ndim")?.extract()?;
+    if ndim != 2 {
+        return Err(errors::error(
+            Kind::Shape,
+            format!("{what} must be 2-D (samples × features), got {ndim}-D"),
+        ));
+    }
+    arr.extract()
+}
+
+#[pymethods]
+impl PyExpr {
+    /// Parse `text`; raises `gridmatch.ExpressionError` naming the position of a problem.
+    #[new]
+    fn new(text: &str) -> PyResult<Self> {
+        Ok(Self::from_expr(expr::parse(text)?)?)
+    }
+
+    fn __str__(&self) -> String {
+        self.text.clone()
+    }
+
+    fn __repr__(&self) -> String {
+        format!("Expr('{}')", self.text)
+    }
+
+    fn __richcmp__(&self, other: &Bound<'_, PyAny>, op: CompareOp) -> PyResult<Py<PyAny>> {
+        let py = other.py();
+        let Ok(other) = other.cast::<PyExpr>() else {
+            return Ok(py.NotImplemented());
+        };
+        let eq = self.expr == other.get().expr;
+        match op {
+            CompareOp::Eq => Ok(eq.into_pyobject(py)?.to_owned().into_any().unbind()),
+            CompareOp::Ne => Ok((!eq).into_pyobject(py)?.to_owned().into_any().unbind()),
+            _ => Ok(py.NotImplemented()),
+        }
+    }
+
+    fn __hash__(&self) -> u64 {
+        let mut h = DefaultHasher::new();
+        self.expr.hash(&mut h);
+        h.finish()
+    }
+
+    fn __reduce__<'py>(slf: &Bound<'py, Self>) -> PyResult<(Bound<'py, PyAny>, (String,))> {
+        Ok((slf.get_type().into_any(), (slf.get().text.clone(),)))
+    }
+
+    /// `"scalar"` (a kernel) or `"vector"`.
+    #[getter]
+    fn value_type(&self) -> &'static str {
+        match self.expr.value_type() {
+            ValueType::Scalar => "scalar",
+            ValueType::Vector => "vector",
+        }
+    }
+
+    /// Whether the expression uses the variable `y`.
+    #[getter]
+    fn uses_y(&self) -> bool {
+        self.expr.uses_var(1)
+    }
+
+    /// Number of nodes of the tree.
+    #[getter]
+    fn size(&self) -> usize {
+        self.expr.size()
+    }
+
+    /// Kernel matrix `K[i, j] = k(X[i], Y[j])` (float64, `Y` defaults to `X`).
+    #[pyo3(signature = (X, Y=None, check_finite=true))]
+    #[allow(non_snake_case)]
+    fn gram<'py>(
+        &self,
+        py: Python<'py>,
+        X: &Bound<'py, PyAny>,
+        Y: Option<&Bound<'py, PyAny>>,
+        check_finite: bool,
+    ) -> PyResult<Bound<'py, PyArray2<f64>>> {
+        let x = as_f64_2d(py, X, "X")?;
+        let y = match Y {
+            Some(y) if !y.is_none() => Some(as_f64_2d(py, y, "Y")?),
+            _ => None,
+        };
+        let xv = x.as_array();
+        let yv = y.as_ref().map(|y| y.as_array()).unwrap_or(xv);
+        let prog = &self.program;
+        let out = run_heavy(py, None, |mon| prog.gram(xv, yv, mon.token(), check_finite))?;
+        Ok(out.value.into_pyarray(py))
+    }
+
+    /// Apply a transform (an expression in `x`) to every row of `X` (float64, same
+    /// shape).
+    #[pyo3(signature = (X, check_finite=true))]
+    #[allow(non_snake_case)]
+    fn apply<'py>(
+        &self,
+        py: Python<'py>,
+        X: &Bound<'py, PyAny>,
+        check_finite: bool,
+    ) -> PyResult<Bound<'py, PyArray2<f64>>> {
+        let x = as_f64_2d(py, X, "X")?;
+        let xv = x.as_array();
+        let prog = &self.program;
+        let out = run_heavy(py, None, |mon| prog.apply(xv, mon.token(), check_finite))?;
+        Ok(out.value.into_pyarray(py))
+    }
+}
+
+/// Parse an expression (same as `Expr(text)`).
+#[pyfunction]
+pub(crate) fn parse_expr(text: &str) -> PyResult<PyExpr> {
+    PyExpr::new(text)
+}
+
+/// Names of the language's functions and their arities.
+#[pyfunction]
+pub(crate) fn expr_functions() -> Vec<(&'static str, usize)> {
+    expr::ALL_FUNCS
+        .iter()
+        .map(|f| (f.name(), f.arity()))
+        .collect()
+}
+
+pub(crate) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_class::<PyExpr>()?;
+    m.add_function(wrap_pyfunction!(parse_expr, m)?)?;
+    m.add_function(wrap_pyfunction!(expr_functions, m)?)?;
+    Ok(())
+}

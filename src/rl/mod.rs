@@ -1,0 +1,37 @@
+//! Reinforcement-learning search over expressions (the paper's kernel and transform
+//! search): search spaces as data ([`space`]), the GRU controller trained with
+//! REINFORCE ([`controller`]), and the search loop with caching, invalid-candidate
+//! accounting and progress reporting ([`search`]).
+
+pub mod controller;
+pub mod reward;
+pub mod rng;
+pub mod search;
+pub mod space;
+
+pub use controller::{ControllerConfig, ControllerKind};
+pub use search::{search, Candidate, EvalContext, SearchConfig, SearchOutcome, StepRecord};
+pub use space::{Space, SpaceKind};
+
+/// Errors of the search area.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum RlError {
+    /// A search space or search setting is invalid.
+    #[error("{0}")]
+    Config(String),
+    /// An expression template of a space does not parse.
+    #[error("{0}")]
+    Expr(#[from] crate::expr::ExprError),
+    /// libtorch failed in the controller.
+    #[error("libtorch: {0}")]
+    Torch(String),
+    /// The search was cancelled before any step finished.
+    #[error("interrupted")]
+    Cancelled,
+}
+
+impl From<tch::TchError> for RlError {
+    fn from(e: tch::TchError) -> Self {
+        RlError::Torch(e.to_string())
+    }
+}

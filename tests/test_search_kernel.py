@@ -1,0 +1,88 @@
+"""Kernel search end to end (small MNIST subsets) and expression kernels in gm.svm.SVC."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from sklearn.svm import SVC
+
+import gridmatch as gm
+from gridmatch.search import KernelSearch, Space
+
+
+@pytest.fixture(scope="module")
+def mnist_small(data_root):
+    X, y = gm.datasets.load("mnist", "train", root=data_root / "mnist")
+    X = X[:260].reshape(260, -1)[:, ::4].astype(np.float64) / 255.0  # 196 features
+    y = y[:260]
+    return (X[:160], y[:160]), (X[160:], y[160:])
+
+
+def sklearn_val_accuracy(expr, tr, va):
+    K = expr.gram(tr[0])
+    clf = SVC(kernel="precomputed", C=1.0).fit(K, tr[1])
+    return float((clf.predict(expr.gram(va[0], tr[0])) == va[1]).mean())
+
+
+def test_kernel_search_rewards_are_svm_validation_accuracy(mnist_small):
+    tr, va = mnist_small
+    s = KernelSearch(controller="random", budget=12, batch_size=6, seed=1, progress=False)
+    s.fit(*tr, *va)
+    assert len(s.history) == 2 and s.history[-1]["sampled"] == 12
+    checked = 0
+    for c in s.result_.candidates:
+        if not c["valid"]:
+            continue
+        e = gm.expr.parse(c["expr"])
+        K = e.gram(tr[0])
+        if np.abs(K).max() > 1e6:  # badly scaled kernels: solvers may legitimately differ
+            continue
+        assert c["reward"] == pytest.approx(sklearn_val_accuracy(e, tr, va), abs=0.0126), c
+        checked += 1
+    assert checked >= 3
+    assert s.best_score == max(c["reward"] for c in s.result_.candidates)
+    assert s.best_expr_ == s.best_expr and s.best_expr.value_type == "scalar"
+
+
+def test_kernel_search_reproducible_rl(mnist_small):
+    tr, va = mnist_small
+    space = Space(["prod", "dot", "abs_diff"], ["identity", "sin", "tanh"], ["add", "min"], units=1)
+    runs = [
+        KernelSearch(space=space, budget=10, batch_size=5, seed=5, progress=False).fit(*tr, *va)
+        for _ in range(2)
+    ]
+    a, b = (r.result_ for r in runs)
+    assert [(c["expr"], c["reward"]) for c in a.candidates] == [
+        (c["expr"], c["reward"]) for c in b.candidates
+    ]
+    assert [h["entropy"] for h in a.history] == [h["entropy"] for h in b.history]
+
+
+def test_kernel_search_bad_inputs(mnist_small):
+    tr, va = mnist_small
+    with pytest.raises(ValueError, match="budget"):
+        KernelSearch(budget=0, progress=False).fit(*tr, *va)
+    with pytest.raises(ValueError, match="kernel space"):
+        KernelSearch(space="activation", budget=2, progress=False).fit(*tr, *va)
+    with pytest.raises(ValueError, match="C must be"):
+        KernelSearch(C=0, budget=2, progress=False).fit(*tr, *va)
+    with pytest.raises(gm.ShapeError):
+        KernelSearch(budget=2, progress=False).fit(tr[0], tr[1][:-1], *va)
+    with pytest.raises(gm.ShapeError):
+        KernelSearch(budget=2, progress=False).fit(tr[0], tr[1], va[0][:, :5], va[1])
+    with pytest.raises(ValueError, match="2 classes"):
+        KernelSearch(budget=2, progress=False).fit(tr[0], np.zeros(len(tr[0])), *va)
+
+
+def test_svc_accepts_expressions(mnist_small):
+    tr, va = mnist_small
+    paper = gm.expr.parse(gm.expr.PAPER_KERNEL)
+    a = gm.svm.SVC(kernel=paper).fit(*tr)
+    b = gm.svm.SVC(kernel=gm.expr.PAPER_KERNEL).fit(*tr)
+    np.testing.assert_array_equal(a.predict(va[0]), b.predict(va[0]))
+    acc = float((a.predict(va[0]) == va[1]).mean())
+    assert acc == pytest.approx(sklearn_val_accuracy(paper, tr, va), abs=0.0126)
+    with pytest.raises(gm.ExpressionError, match="expression"):
+        gm.svm.SVC(kernel="sin(x * ").fit(*tr)
+    with pytest.raises(gm.ExpressionError, match="vector-valued"):
+        gm.svm.SVC(kernel="sin(x * y)").fit(*tr)
