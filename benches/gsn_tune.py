@@ -16,8 +16,9 @@ import re
 import sys
 import time
 
-import gridmatch as gm
 import numpy as np
+
+import gridmatch as gm
 from gridmatch._shop import distort
 
 sys.path.insert(0, __file__.rsplit("/", 1)[0])
