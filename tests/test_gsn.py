@@ -73,6 +73,21 @@ def test_deterministic_for_a_seed(fmnist):
     assert not np.allclose(a, c)
 
 
+def test_balance_switches_the_double_margin_form(fmnist):
+    """balance=False (the paper's sum) and True (mean per side) train differently; the
+    loss values reported per epoch follow each formula on the first step's scale."""
+    X, y = fmnist
+    kw = dict(FAST, loss="double-margin", seed=1)
+    a = gm.GridSearchNetwork(balance=False, **kw).fit(X[:100], y[:100])
+    b = gm.GridSearchNetwork(balance=True, **kw).fit(X[:100], y[:100])
+    assert gm.GridSearchNetwork().balance is True
+    assert a.get_params()["balance"] is False
+    assert not np.allclose(a.embed(X[:20]), b.embed(X[:20]))
+    # with 1 positive and 3 negatives per 2x2 grid the sum form weighs negatives 3:1,
+    # so its loss is larger than the balanced form's at the same (untrained) start
+    assert a.history_[0]["loss"] > b.history_[0]["loss"]
+
+
 @pytest.mark.parametrize(
     "loss,negatives,mode",
     [
@@ -191,6 +206,8 @@ def test_bad_input_raises_clear_errors(fmnist):
         dict(lr=-1.0),
         dict(temperature=0.0),
         dict(hi="high"),
+        dict(balance="yes"),
+        dict(balance=1),
         dict(augment=float("nan")),
         dict(mode="stitched", loss="triplet"),
         dict(backbone="vgg"),

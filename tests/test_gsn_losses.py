@@ -60,6 +60,29 @@ def test_double_margin_matches_torch(seed, hi, lo):
     torch.testing.assert_close(g, rg, rtol=1e-9, atol=1e-12)
 
 
+@pytest.mark.parametrize("seed", [0, 1, 2])
+@pytest.mark.parametrize("positives", [1, 3])
+@pytest.mark.parametrize("hi,lo", [(0.9, 0.0), (0.6, 0.3)])
+def test_balanced_double_margin_matches_torch(seed, positives, hi, lo):
+    sim, y = grid_case(seed, positives=positives)
+
+    def ref(s):
+        total = 0.0
+        for i in range(s.shape[0]):
+            pos = [torch.clamp(hi - s[i, c], min=0) ** 2 for c in range(9) if y[i, c] == 1]
+            neg = [torch.clamp(s[i, c] - lo, min=0) ** 2 for c in range(9) if y[i, c] == 0]
+            total = total + sum(pos) / len(pos) + sum(neg) / len(neg)
+        return total / s.shape[0]
+
+    v, g = rust("double-margin", sim, y, hi=hi, lo=lo, balance=True)
+    rv, rg = torch_grad(ref, sim)
+    assert v == pytest.approx(rv, rel=1e-10)
+    torch.testing.assert_close(g, rg, rtol=1e-9, atol=1e-12)
+    # the paper's sum form differs whenever there is more than one negative cell
+    v_sum, _ = rust("double-margin", sim, y, hi=hi, lo=lo, balance=False)
+    assert v_sum != pytest.approx(v)
+
+
 @pytest.mark.parametrize("seed", [0, 1])
 @pytest.mark.parametrize("temperature", [0.1, 0.5])
 def test_grid_softmax_matches_torch(seed, temperature):

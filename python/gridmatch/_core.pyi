@@ -33,6 +33,7 @@ def _loss_and_grad(
     lo: float = 0.0,
     temperature: float = 0.1,
     margin: float = 0.2,
+    balance: bool = False,
 ) -> tuple[float, Any]: ...
 
 class GsnModel:
@@ -71,6 +72,7 @@ class GsnModel:
         checkpoint_dir: str | None = None,
         checkpoint_config: str = "",
         callback: Callable[[int, int | None, dict[str, float]], Any] | None = None,
+        balance: bool = False,
     ) -> tuple[list[list[tuple[str, float]]], bool]: ...
     def embed(
         self, x: npt.NDArray[np.float32], batch_size: int = 256

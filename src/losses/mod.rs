@@ -5,7 +5,8 @@
 //! same shape (1 for positive cells, 0 for negatives):
 //!
 //! - [`double_margin`]: the paper's loss,
-//!   `Σ_cells y·max(hi − s, 0)² + (1 − y)·max(s − lo, 0)²`, averaged over queries.
+//!   `Σ_cells y·max(hi − s, 0)² + (1 − y)·max(s − lo, 0)²`, averaged over queries; or,
+//!   balanced, the mean of the positive hinges plus the mean of the negative hinges.
 //! - [`grid_softmax`]: softmax over the cells with a temperature, cross-entropy towards
 //!   the positive cells (uniform over them): multi-positive InfoNCE.
 //!
@@ -26,6 +27,9 @@ pub enum Loss {
         hi: f64,
         /// Negatives are pushed below this similarity.
         lo: f64,
+        /// `false`: the paper's sum over cells; `true`: mean over the positive cells
+        /// plus mean over the negative cells (each side weighs the same).
+        balance: bool,
     },
     /// Softmax over grid cells; all positive cells are targets.
     GridSoftmax {
@@ -53,10 +57,17 @@ impl Loss {
     /// The loss called `name` with its default parameters (`None` when unknown).
     ///
     /// `margin` and `temperature`, when given, override the defaults (`hi`/`lo` of the
-    /// double-margin loss are given separately).
-    pub fn from_name(name: &str, hi: f64, lo: f64, temperature: f64, margin: f64) -> Option<Self> {
+    /// double-margin loss are given separately, as is its `balance`).
+    pub fn from_name(
+        name: &str,
+        hi: f64,
+        lo: f64,
+        balance: bool,
+        temperature: f64,
+        margin: f64,
+    ) -> Option<Self> {
         Some(match name {
-            "double-margin" => Loss::DoubleMargin { hi, lo },
+            "double-margin" => Loss::DoubleMargin { hi, lo, balance },
             "grid-softmax" => Loss::GridSoftmax { temperature },
             "triplet" => Loss::Triplet { margin },
             "contrastive" => Loss::Contrastive { margin },
@@ -73,7 +84,13 @@ impl Loss {
     /// Grid loss of `sim` against `target` (both `(queries, cells)`).
     pub fn grid(&self, sim: &Tensor, target: &Tensor) -> Result<Tensor, tch::TchError> {
         match *self {
-            Loss::DoubleMargin { hi, lo } => double_margin(sim, target, hi, lo),
+            Loss::DoubleMargin { hi, lo, balance } => {
+                if balance {
+                    double_margin_balanced(sim, target, hi, lo)
+                } else {
+                    double_margin(sim, target, hi, lo)
+                }
+            }
             Loss::GridSoftmax { temperature } => grid_softmax(sim, target, temperature),
             _ => Err(tch::TchError::Kind(format!("{self:?} is not a grid loss"))),
         }
@@ -106,6 +123,33 @@ pub fn double_margin(
         .f_add(&y.f_neg()?.f_add_scalar(1.0)?.f_mul(&neg)?)?;
     per_cell
         .f_sum_dim_intlist([1i64].as_slice(), false, None::<Kind>)?
+        .f_mean(None::<Kind>)
+}
+
+/// Balanced double-margin loss: mean over queries of
+/// `Σ_c y·max(hi − s, 0)² / Σ_c y + Σ_c (1 − y)·max(s − lo, 0)² / Σ_c (1 − y)`
+/// (each sum divided by its cell count, clamped to at least 1), so the positive and the
+/// negative side weigh the same whatever the number of cells.
+pub fn double_margin_balanced(
+    sim: &Tensor,
+    target: &Tensor,
+    hi: f64,
+    lo: f64,
+) -> Result<Tensor, tch::TchError> {
+    let y = target.f_to_kind(sim.kind())?;
+    let not_y = y.f_neg()?.f_add_scalar(1.0)?;
+    let pos = sim.f_neg()?.f_add_scalar(hi)?.f_relu()?.f_square()?;
+    let neg = sim.f_sub_scalar(lo)?.f_relu()?.f_square()?;
+    let side = |w: &Tensor, h: &Tensor| -> Result<Tensor, tch::TchError> {
+        let n = w
+            .f_sum_dim_intlist([1i64].as_slice(), false, None::<Kind>)?
+            .f_clamp_min(1.0)?;
+        w.f_mul(h)?
+            .f_sum_dim_intlist([1i64].as_slice(), false, None::<Kind>)?
+            .f_div(&n)
+    };
+    side(&y, &pos)?
+        .f_add(&side(&not_y, &neg)?)?
         .f_mean(None::<Kind>)
 }
 
@@ -235,6 +279,23 @@ mod tests {
         let y = Tensor::from_slice(&[1.0f32, 1.0, 0.0, 0.0]).reshape([1, 4]);
         let l = double_margin(&sim, &y, 0.9, 0.0).unwrap().double_value(&[]);
         let want = (0.9f64 - 0.5).powi(2) + 0.2f64.powi(2);
+        assert!((l - want).abs() < 1e-6, "{l} vs {want}");
+    }
+
+    #[test]
+    fn balanced_double_margin_by_hand() {
+        let sim = Tensor::from_slice(&[0.5f32, 0.7, 0.2, -0.1, 0.4]).reshape([1, 5]);
+        let y = Tensor::from_slice(&[1.0f32, 1.0, 0.0, 0.0, 0.0]).reshape([1, 5]);
+        let l = Loss::DoubleMargin {
+            hi: 0.9,
+            lo: 0.0,
+            balance: true,
+        }
+        .grid(&sim, &y)
+        .unwrap()
+        .double_value(&[]);
+        let want =
+            (0.4f64.powi(2) + 0.2f64.powi(2)) / 2.0 + (0.2f64.powi(2) + 0.4f64.powi(2)) / 3.0;
         assert!((l - want).abs() < 1e-6, "{l} vs {want}");
     }
 

@@ -111,7 +111,7 @@ impl GsnModel {
     #[pyo3(signature = (x, ids, classes, loss, hi, lo, temperature, margin, rows, cols, positives,
         negatives, epochs, steps_per_epoch, batch_size, lr, optimizer, schedule, weight_decay,
         augment, seed, x_val=None, ids_val=None, checkpoint_dir=None, checkpoint_config=String::new(),
-        callback=None))]
+        callback=None, balance=false))]
     fn fit(
         &self,
         py: Python<'_>,
@@ -141,8 +141,9 @@ impl GsnModel {
         checkpoint_dir: Option<PathBuf>,
         checkpoint_config: String,
         callback: Option<&Bound<'_, PyAny>>,
+        balance: bool,
     ) -> PyResult<FitResult> {
-        let loss = Loss::from_name(loss, hi, lo, temperature, margin)
+        let loss = Loss::from_name(loss, hi, lo, balance, temperature, margin)
             .ok_or_else(|| error(Kind::Shape, format!("unknown loss {loss:?}")))?;
         let negatives = Negatives::from_name(negatives)
             .ok_or_else(|| error(Kind::Shape, format!("unknown negatives {negatives:?}")))?;
@@ -296,7 +297,7 @@ fn augment_images<'py>(
 /// Test hook: loss and its gradient with respect to `a` (the similarity map of a grid
 /// loss, or the embeddings of a pair loss); `b` is the grid target or the labels.
 #[pyfunction]
-#[pyo3(signature = (loss, a, b, hi=0.9, lo=0.0, temperature=0.1, margin=0.2))]
+#[pyo3(signature = (loss, a, b, hi=0.9, lo=0.0, temperature=0.1, margin=0.2, balance=false))]
 #[allow(clippy::too_many_arguments)]
 fn _loss_and_grad<'py>(
     py: Python<'py>,
@@ -307,8 +308,9 @@ fn _loss_and_grad<'py>(
     lo: f64,
     temperature: f64,
     margin: f64,
+    balance: bool,
 ) -> PyResult<(f64, Bound<'py, PyAny>)> {
-    let kind = Loss::from_name(loss, hi, lo, temperature, margin)
+    let kind = Loss::from_name(loss, hi, lo, balance, temperature, margin)
         .ok_or_else(|| error(Kind::Shape, format!("unknown loss {loss:?}")))?;
     // own copies: the work runs on another thread without the GIL
     let a = tensor_from_py(a)?

@@ -790,7 +790,11 @@ mod tests {
             let h = fit(&mut m, &data, None, &cfg(loss, 1), &Monitor::none()).unwrap();
             h[0].metrics[0].1
         };
-        let dm = Loss::DoubleMargin { hi: 0.9, lo: 0.0 };
+        let dm = Loss::DoubleMargin {
+            hi: 0.9,
+            lo: 0.0,
+            balance: false,
+        };
         assert_eq!(run(dm), run(dm));
         for loss in [
             Loss::GridSoftmax { temperature: 0.1 },
