@@ -41,7 +41,7 @@ def test_demo_quick_offline_uses_the_shipped_sample(tmp_path, monkeypatch, capsy
     results = json.loads((out / "results.json").read_text())
     assert results["data"] == "sample"
     r = results["retrieval"]
-    assert set(r) == {"raw pixels", "GSN double-margin", "triplet"}
+    assert set(r) == {"raw pixels", "GSN grid-softmax", "GSN double-margin", "triplet"}
     for m in r.values():
         assert 0.0 <= m["recall@1"] <= m["recall@10"] <= m["recall@20"] <= 1.0
     accs = {k: v["test_accuracy"] for k, v in results["kernel_search"].items()}
