@@ -158,10 +158,19 @@ pub fn num_threads() -> usize {
     pool().current_num_threads()
 }
 
+/// Most threads [`set_num_threads`] starts: far above any useful count, and low enough
+/// that a mistaken huge value cannot exhaust the process's thread limit.
+pub const MAX_THREADS: usize = 1024;
+
 /// Set the number of threads used by gridmatch: the rayon pool for pure-Rust work and
-/// libtorch's intra-op pool. `n == 0` means one thread per available CPU.
+/// libtorch's intra-op pool. `n == 0` means one thread per available CPU; values above
+/// [`MAX_THREADS`] are clamped to it.
 pub fn set_num_threads(n: usize) {
-    let n = if n == 0 { available_cpus() } else { n };
+    let n = if n == 0 {
+        available_cpus()
+    } else {
+        n.min(MAX_THREADS)
+    };
     let mut guard = match pool_slot().write() {
         Ok(g) => g,
         Err(poisoned) => poisoned.into_inner(),

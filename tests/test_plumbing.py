@@ -193,6 +193,8 @@ def test_set_num_threads_covers_rayon_and_torch():
         gm.set_num_threads(-1)
     with pytest.raises(ValueError, match="integer"):
         gm.set_num_threads(1.5)
+    with pytest.raises(ValueError, match="at most 1024"):
+        gm.set_num_threads(10**9)
 
 
 def test_version_matches_cargo_toml():

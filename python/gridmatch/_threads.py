@@ -8,6 +8,9 @@ from . import _core
 
 __all__ = ["get_num_threads", "set_num_threads"]
 
+# Same bound as the Rust core's runtime::MAX_THREADS.
+_MAX_THREADS = 1024
+
 
 def set_num_threads(n: int) -> None:
     """Set the number of threads gridmatch uses.
@@ -18,12 +21,12 @@ def set_num_threads(n: int) -> None:
     Parameters
     ----------
     n : int
-        Number of threads, at least 1; ``0`` means one per available CPU.
+        Number of threads, from 1 to 1024; ``0`` means one per available CPU.
 
     Raises
     ------
     ValueError
-        If ``n`` is negative or not an integer.
+        If ``n`` is negative, above 1024 or not an integer.
     """
     try:
         n = operator.index(n)
@@ -31,6 +34,8 @@ def set_num_threads(n: int) -> None:
         raise ValueError(f"n must be an integer, got {type(n).__name__}") from None
     if n < 0:
         raise ValueError(f"n must be >= 0 (0 = all CPUs), got {n}")
+    if n > _MAX_THREADS:
+        raise ValueError(f"n must be at most {_MAX_THREADS}, got {n}")
     _core.set_num_threads(n)
 
 
