@@ -284,8 +284,22 @@ def write_section(text):
     path.write_text(new)
 
 
+def old_subsection(title: str, until: str) -> str | None:
+    """The previous run's `### {title}` subsection of the gsn section (up to `### {until}`)."""
+    path = ROOT / "BENCHMARKS.md"
+    old = path.read_text() if path.exists() else ""
+    stop = rf"(?=\n### {re.escape(until)}|<!-- END gsn -->)"
+    m = re.search(rf"<!-- BEGIN gsn -->.*?(### {re.escape(title)}.*?){stop}", old, flags=re.S)
+    return m.group(1).strip() if m else None
+
+
 def report(args, mach, rows, q_seconds, speed_rows):
     lines = ["## Grid Search Network", "", f"Machine: {mach}.", ""]
+    findings = old_subsection("Findings", "GPU")  # written by hand: always kept
+    if not rows:  # --skip-quality: keep the previous run's quality tables
+        kept = old_subsection("Retrieval quality", "Training speed")
+        if kept:
+            lines += [kept, "", "(Quality tables kept from the previous run.)", ""]
     if rows:
         lines += [
             f"### Retrieval quality ({args.seeds} seed{'s' if args.seeds > 1 else ''}, "
@@ -369,6 +383,8 @@ def report(args, mach, rows, q_seconds, speed_rows):
         m = re.search(r"(### Training speed.*?)(?=\n### )", old, flags=re.S)
         if m:
             lines += [m.group(1).strip(), "", "(Speed table kept from the previous run.)", ""]
+    if findings:
+        lines += [findings, ""]
     lines += [
         "### GPU",
         "",
