@@ -20,7 +20,8 @@ import numpy as np
 from sklearn.base import BaseEstimator
 
 from . import _core
-from .exceptions import InterruptedWarning, NotFittedError, ShapeError
+from ._validate import host_array, positive_int
+from .exceptions import DataError, InterruptedWarning, NotFittedError, ShapeError
 
 __all__ = ["GridSearchNetwork", "as_images"]
 
@@ -56,9 +57,7 @@ def as_images(X: Any, name: str = "X") -> np.ndarray:
     ShapeError
         Wrong number of dimensions, no images, an unsupported dtype, or NaN/inf values.
     """
-    if _is_torch(X):
-        X = X.detach().cpu().numpy()
-    X = np.asarray(X)
+    X = np.asarray(host_array(X, name))
     if X.dtype == np.uint8:
         X = X.astype(np.float32) / 255.0
     elif np.issubdtype(X.dtype, np.floating) or np.issubdtype(X.dtype, np.integer):
@@ -84,9 +83,7 @@ def as_images(X: Any, name: str = "X") -> np.ndarray:
 
 
 def _labels(y: Any, n: int, name: str) -> np.ndarray:
-    if _is_torch(y):
-        y = y.detach().cpu().numpy()
-    y = np.asarray(y)
+    y = np.asarray(host_array(y, name))
     if y.ndim != 1 or y.shape[0] != n:
         raise ShapeError(f"{name} must be 1-D with one value per image ({n}), got {y.shape}")
     if not (np.issubdtype(y.dtype, np.integer) or np.issubdtype(y.dtype, np.bool_)):
@@ -307,6 +304,11 @@ class GridSearchNetwork(BaseEstimator):
         ):
             raise ValueError(f"device must be 'auto', 'cpu', 'cuda' or 'cuda:N', got {dev!r}")
         spe = self.steps_per_epoch
+        hi, lo = number("hi"), number("lo")
+        if self.loss == "double-margin" and not hi > lo:
+            raise ValueError(
+                f"hi must be greater than lo for the double-margin loss, got {hi} <= {lo}"
+            )
         return {
             "rows": rows,
             "cols": cols,
@@ -317,8 +319,8 @@ class GridSearchNetwork(BaseEstimator):
             "lr": number("lr", 0.0, strict=True),
             "weight_decay": number("weight_decay", 0.0),
             "augment": number("augment", 0.0),
-            "hi": number("hi"),
-            "lo": number("lo"),
+            "hi": hi,
+            "lo": lo,
             "temperature": number("temperature", 0.0, strict=True),
             "balance": _flag("balance", self.balance),
             "margin": float(margin),
@@ -348,6 +350,8 @@ class GridSearchNetwork(BaseEstimator):
             self.backbone, n_channels, p["dim"], self.mode == "stitched", self.device, p["seed"]
         )
         if self.weights is not None:
+            if not Path(self.weights).is_file():
+                raise DataError(f"weights file {str(self.weights)!r} does not exist")
             model.load_backbone(str(self.weights))
         return model
 
@@ -387,6 +391,16 @@ class GridSearchNetwork(BaseEstimator):
         -----
         InterruptedWarning
             When Ctrl-C or the callback stopped training early.
+
+        Raises
+        ------
+        ValueError
+            Invalid parameters (``ShapeError`` for badly shaped or non-finite images and
+            ids, fewer than 2 distinct ids, or fewer images than grid cells).
+        BackendError
+            If training diverged (the loss became NaN or infinite).
+        DataError
+            If ``weights`` names a missing file.
         """
         p = self._check_params()
         X = as_images(X)
@@ -394,6 +408,12 @@ class GridSearchNetwork(BaseEstimator):
         cls = None if classes is None else _labels(classes, X.shape[0], "classes")
         if len(np.unique(ids)) < 2:
             raise ShapeError("ids must hold at least 2 distinct values")
+        cells = p["rows"] * p["cols"]
+        if X.shape[0] < cells:
+            raise ValueError(
+                f"grid={tuple(self.grid)} has {cells} cells but X holds only {X.shape[0]} "
+                "images; use a smaller grid or more images"
+            )
         xv = iv = None
         if X_val is not None or ids_val is not None:
             if X_val is None or ids_val is None:
@@ -457,8 +477,16 @@ class GridSearchNetwork(BaseEstimator):
         finally:
             if bar is not None:
                 bar.close()
-        self.model_ = model
         self.history_ = [{"epoch": i + 1, **dict(h)} for i, h in enumerate(history)]
+        bad = [h["epoch"] for h in self.history_ if not np.isfinite(h.get("loss", 0.0))]
+        if bad:
+            from .exceptions import BackendError
+
+            raise BackendError(
+                f"training diverged: the loss is NaN or infinite from epoch {bad[0]} on "
+                f"(lr={self.lr!r}); lower lr or check the input scale"
+            )
+        self.model_ = model
         self.interrupted_ = bool(interrupted)
         if interrupted:
             warnings.warn(
@@ -498,7 +526,7 @@ class GridSearchNetwork(BaseEstimator):
             raise ShapeError(
                 f"X has {imgs.shape[1]} channels, the network was built for {self.n_channels_}"
             )
-        E = self.model_.embed(imgs, operator.index(batch_size))
+        E = self.model_.embed(imgs, positive_int(batch_size, "batch_size"))
         if as_torch:
             import torch
 

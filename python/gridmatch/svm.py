@@ -26,12 +26,14 @@ from typing import Any, Callable
 
 import numpy as np
 from sklearn.base import BaseEstimator, ClassifierMixin
+from sklearn.exceptions import NotFittedError as _SkNotFittedError
 from sklearn.utils.class_weight import compute_class_weight
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, column_or_1d
 
 from . import _core
-from .exceptions import ConvergenceWarning, InterruptedWarning
+from ._validate import host_array
+from .exceptions import ConvergenceWarning, InterruptedWarning, NotFittedError
 
 try:  # scikit-learn >= 1.6
     from sklearn.utils.validation import validate_data as _validate_data
@@ -116,6 +118,16 @@ def _ovr_decision_function(predictions, confidences, n_classes):
             votes[predictions[:, k] == 1, j] += 1
             k += 1
     return votes + conf / (3 * (np.abs(conf) + 1))
+
+
+def _check_fitted(estimator) -> None:
+    """scikit-learn's check, raising :class:`gridmatch.NotFittedError` (a subclass)."""
+    try:
+        check_is_fitted(estimator)
+    except NotFittedError:
+        raise
+    except _SkNotFittedError as e:
+        raise NotFittedError(str(e)) from None
 
 
 def _n_jobs(n_jobs: int | None) -> int:
@@ -233,6 +245,8 @@ class SVC(ClassifierMixin, BaseEstimator):
         def positive(name, v):
             if isinstance(v, bool) or not isinstance(v, numbers.Real) or not v > 0:
                 raise ValueError(f"{name} must be a float > 0, got {v!r}")
+            if not np.isfinite(v):
+                raise ValueError(f"{name} must be finite, got {v!r}")
 
         positive("C", self.C)
         positive("tol", self.tol)
@@ -241,8 +255,12 @@ class SVC(ClassifierMixin, BaseEstimator):
             raise ValueError(f"degree must be an integer >= 0, got {self.degree!r}")
         if self.degree < 0:
             raise ValueError(f"degree must be an integer >= 0, got {self.degree!r}")
-        if isinstance(self.coef0, bool) or not isinstance(self.coef0, numbers.Real):
-            raise ValueError(f"coef0 must be a float, got {self.coef0!r}")
+        if (
+            isinstance(self.coef0, bool)
+            or not isinstance(self.coef0, numbers.Real)
+            or not np.isfinite(self.coef0)
+        ):
+            raise ValueError(f"coef0 must be a finite float, got {self.coef0!r}")
         if isinstance(self.gamma, str):
             if self.gamma not in ("scale", "auto"):
                 raise ValueError(
@@ -297,6 +315,7 @@ class SVC(ClassifierMixin, BaseEstimator):
         """
         self._check_params()
         kernel = _resolve_kernel(self.kernel)
+        X, y = host_array(X, "X"), host_array(y, "y")
         X, y = _validate_data(self, X, y, dtype=np.float64, order="C", accept_sparse=False)
         y_ = column_or_1d(y, warn=True)
         check_classification_targets(y_)
@@ -310,7 +329,7 @@ class SVC(ClassifierMixin, BaseEstimator):
         if sample_weight is None:
             sw = np.ones(n)
         else:
-            sw = np.asarray(sample_weight, dtype=np.float64)
+            sw = np.asarray(host_array(sample_weight, "sample_weight"), dtype=np.float64)
             if sw.ndim == 0:
                 sw = np.full(n, float(sw))
             if sw.shape != (n,):
@@ -418,15 +437,17 @@ class SVC(ClassifierMixin, BaseEstimator):
     @property
     def n_support_(self):
         """Number of support vectors of each class, ndarray of shape (n_classes,)."""
-        check_is_fitted(self)
+        _check_fitted(self)
         return self._n_support
 
     # ----------------------------------------------------------------- predict
     def _ovo_decision(self, X) -> np.ndarray:
         """Pairwise decision values in libsvm's convention (positive: first class)."""
-        check_is_fitted(self)
+        _check_fitted(self)
         kernel = _resolve_kernel(self.kernel)
-        X = _validate_data(self, X, dtype=np.float64, order="C", accept_sparse=False, reset=False)
+        X = _validate_data(
+            self, host_array(X, "X"), dtype=np.float64, order="C", accept_sparse=False, reset=False
+        )
         binary = len(self.classes_) == 2
         dual = -self.dual_coef_ if binary else self.dual_coef_
         rho = self.intercept_ if binary else -self.intercept_
