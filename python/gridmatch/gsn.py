@@ -8,6 +8,7 @@ similarity map of the query against the grid. Training runs in Rust (libtorch th
 
 from __future__ import annotations
 
+import hashlib
 import json
 import operator
 import os
@@ -30,6 +31,7 @@ NEGATIVES = ("random", "hard", "mined")
 BACKBONES = ("convnet", "resnet18", "resnet50")
 _DEFAULT_MARGIN = {"triplet": 0.2, "contrastive": 1.0}
 _FORMAT = "gridmatch.GridSearchNetwork"
+_VERSION = 1
 
 
 def _is_torch(x: Any) -> bool:
@@ -337,7 +339,7 @@ class GridSearchNetwork(BaseEstimator):
         return json.dumps(
             {
                 "format": _FORMAT,
-                "version": 1,
+                "version": _VERSION,
                 "params": params,
                 "n_channels": n_channels,
                 "history": getattr(self, "history_", []),
@@ -586,27 +588,50 @@ class GridSearchNetwork(BaseEstimator):
         Raises
         ------
         DataError
-            Missing or malformed files.
+            Missing, truncated or modified files (``config.json`` records the SHA-256 of
+            ``weights.safetensors``), another format version, or an invalid config or
+            weights that do not fit the configured network.
         """
-        from .exceptions import DataError
-
         path = Path(path)
+        cfg_path, weights = path / "config.json", path / "weights.safetensors"
         try:
-            config = json.loads((path / "config.json").read_text())
+            config = json.loads(cfg_path.read_text())
         except (OSError, ValueError) as e:
-            raise DataError(f"cannot read {path / 'config.json'}: {e}") from None
+            raise DataError(f"cannot read {cfg_path}: {e}") from None
         if not isinstance(config, dict) or config.get("format") != _FORMAT:
-            raise DataError(f"{path / 'config.json'} is not a saved GridSearchNetwork")
-        params = dict(config["params"])
-        params["grid"] = tuple(params["grid"])
-        if device is not None:
-            params["device"] = device
-        params["weights"] = None
-        est = cls(**params)
-        p = est._check_params()
-        est.n_channels_ = int(config["n_channels"])
+            raise DataError(f"{cfg_path} is not a saved GridSearchNetwork")
+        if config.get("version") != _VERSION:
+            raise DataError(
+                f"{cfg_path}: format version {config.get('version')!r} is not supported "
+                f"(this gridmatch reads version {_VERSION})"
+            )
+        expected = config.get("weights_sha256")
+        if not isinstance(expected, str):
+            raise DataError(f"{cfg_path} has no weights_sha256 checksum")
+        try:
+            digest = hashlib.sha256(weights.read_bytes()).hexdigest()
+        except OSError as e:
+            raise DataError(f"cannot read {weights}: {e}") from None
+        if digest != expected:
+            raise DataError(
+                f"{weights} does not match the checksum in config.json: the file was "
+                "modified, is corrupt or belongs to another save"
+            )
+        try:
+            params = dict(config["params"])
+            params["grid"] = tuple(params["grid"])
+            if device is not None:
+                params["device"] = device
+            params["weights"] = None
+            est = cls(**params)
+            p = est._check_params()
+            est.n_channels_ = int(config["n_channels"])
+        except (KeyError, TypeError, ValueError) as e:
+            raise DataError(f"{cfg_path}: invalid model config ({type(e).__name__}: {e})") from None
+        if est.n_channels_ not in (1, 3):
+            raise DataError(f"{cfg_path}: n_channels must be 1 or 3, got {est.n_channels_}")
         est.model_ = est._new_model(p, est.n_channels_)
-        est.model_.load_weights(str(path / "weights.safetensors"))
+        est.model_.load_weights(str(weights))
         est.history_ = list(config.get("history", []))
         est.interrupted_ = False
         return est
