@@ -18,7 +18,9 @@ Examples
 
 from __future__ import annotations
 
+import json
 import math
+import os
 import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -28,10 +30,13 @@ import numpy as np
 
 from . import _core
 from ._validate import host_array, positive_int
-from .exceptions import ExpressionError, InterruptedWarning, NotFittedError, ShapeError
+from .exceptions import DataError, ExpressionError, InterruptedWarning, NotFittedError, ShapeError
 from .expr import Expr
 
 __all__ = ["KernelSearch", "SearchResult", "Space", "TransformSearch"]
+
+_RESULT_FORMAT = "gridmatch.search.SearchResult"
+_RESULT_VERSION = 1
 
 #: Largest number of units of a :class:`Space`.
 MAX_UNITS = 8
@@ -224,6 +229,7 @@ class SearchResult:
         self.interrupted: bool = raw["interrupted"]
         self.controller = controller
         best = raw["best"]
+        self._best: int | None = best
         if best is None:
             self.best_expr: Expr | None = None
             self.best_score = float("nan")
@@ -232,6 +238,93 @@ class SearchResult:
             self.best_score = float(self.candidates[best]["reward"])
         self.n_unique = len(self.candidates)
         self.n_invalid = sum(1 for c in self.candidates if not c["valid"])
+
+    def save(self, path: str | os.PathLike) -> str:
+        """Save the result (candidates, history) to a file, atomically.
+
+        The file is a safetensors file without arrays whose metadata holds the result as
+        JSON (format ``"gridmatch.search.SearchResult"``, version 1) and a SHA-256
+        checksum; it is written to a temporary file and renamed.
+
+        Parameters
+        ----------
+        path : path-like
+            Destination file.
+
+        Returns
+        -------
+        str
+            The path written.
+
+        Raises
+        ------
+        DataError
+            If the file cannot be written.
+        """
+        doc = {
+            "format": _RESULT_FORMAT,
+            "version": _RESULT_VERSION,
+            "controller": self.controller,
+            "interrupted": bool(self.interrupted),
+            "best": self._best,
+            "candidates": self.candidates,
+            "history": self.history,
+        }
+        path = os.fspath(path)
+        _core.store_save(path, [], {"gridmatch": json.dumps(doc)})
+        return path
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> SearchResult:
+        """Load a result written by :meth:`save`.
+
+        Parameters
+        ----------
+        path : path-like
+            The file.
+
+        Returns
+        -------
+        SearchResult
+            The result; candidates are re-parsed from their canonical text.
+
+        Raises
+        ------
+        DataError
+            If the file is missing, truncated, modified, of another format or version,
+            or holds invalid candidates.
+        """
+        path = os.fspath(path)
+        arrays, meta = _core.store_load(path)
+        try:
+            doc = json.loads(meta["gridmatch"])
+        except (KeyError, ValueError) as e:
+            raise DataError(f"{path}: not a saved SearchResult ({e})") from None
+        if not isinstance(doc, dict) or doc.get("format") != _RESULT_FORMAT or arrays:
+            raise DataError(f"{path}: not a saved SearchResult")
+        if doc.get("version") != _RESULT_VERSION:
+            raise DataError(
+                f"{path}: format version {doc.get('version')!r} is not supported (this "
+                f"gridmatch reads version {_RESULT_VERSION})"
+            )
+        try:
+            candidates = list(doc["candidates"])
+            for c in candidates:
+                Expr(str(c["expr"]))
+                float(c["reward"])
+            best = doc["best"]
+            if best is not None and not (isinstance(best, int) and 0 <= best < len(candidates)):
+                raise ValueError(f"best={best!r} is not a candidate index")
+            raw = {
+                "candidates": candidates,
+                "history": list(doc["history"]),
+                "interrupted": bool(doc["interrupted"]),
+                "best": best,
+            }
+            controller = str(doc["controller"])
+        except (KeyError, TypeError, ValueError) as e:  # ExpressionError is a ValueError
+            raise DataError(f"{path}: invalid SearchResult ({type(e).__name__}: {e})") from None
+        return cls(raw, controller)
 
     def top(self, k: int = 10) -> list[tuple[Expr, float]]:
         """The ``k`` best distinct candidates.
