@@ -15,6 +15,7 @@ see ``conftest.py``).
 
 from __future__ import annotations
 
+import tempfile
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -37,6 +38,8 @@ from gridmatch.search import KernelSearch, Space, TransformSearch
 from gridmatch.svm import SVC
 
 # ----------------------------------------------------------------------------- data
+#: Files the cases write (removed when the interpreter exits).
+TMP = tempfile.TemporaryDirectory(prefix="gm-bad-input-")
 RNG = np.random.default_rng(0)
 X = RNG.normal(size=(12, 4))  # SVM / kernel data, float64
 Y = np.arange(12) % 2
@@ -94,24 +97,51 @@ def transform_search(Eq=E, iq=IDS, Eg=E, ig=IDS, **kw):
 
 def inshop(tmp_text: str | None):
     """An In-shop folder whose list_eval_partition.txt holds ``tmp_text``."""
-    import tempfile
     from pathlib import Path
 
-    root = Path(tempfile.mkdtemp(prefix="inshop"))
+    root = Path(tempfile.mkdtemp(prefix="inshop", dir=TMP.name))
     if tmp_text is not None:
         (root / "list_eval_partition.txt").write_text(tmp_text)
     return gm.datasets.InShop(root)
 
 
+class CliError(Exception):
+    """``gridmatch ...`` exited with an error; the message is what it printed."""
+
+
+def cli(*argv: str):
+    """Run the command line in-process; raise CliError(stderr) on a non-zero exit."""
+    import contextlib
+    import io
+
+    from gridmatch.cli import main
+
+    err = io.StringIO()
+    with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
+        try:
+            rc = main(list(argv))
+        except SystemExit as e:  # argparse
+            rc = e.code
+    if rc:
+        raise CliError(f"exit {rc}: {err.getvalue()}")
+    return rc
+
+
+def npy_file(a) -> str:
+    fd, path = tempfile.mkstemp(suffix=".npy", dir=TMP.name)
+    with open(fd, "wb") as f:
+        np.save(f, a)
+    return path
+
+
 def load_nowhere():
     """``datasets.load`` with no local copy anywhere and downloads off."""
     import os
-    import tempfile
     from unittest import mock
 
-    with mock.patch.dict(os.environ, {"XDG_CACHE_HOME": tempfile.mkdtemp()}):
+    with mock.patch.dict(os.environ, {"XDG_CACHE_HOME": tempfile.mkdtemp(dir=TMP.name)}):
         os.environ.pop("GRIDMATCH_DATA", None)
-        return gm.datasets.load("mnist", root=tempfile.mkdtemp(), download=False)
+        return gm.datasets.load("mnist", root=tempfile.mkdtemp(dir=TMP.name), download=False)
 
 
 # ---------------------------------------------------------------------------- cases
@@ -1250,6 +1280,46 @@ CASES: list[Case] = [
         lambda: gmplot.confusion_matrix([], []),
         ValueError,
         r"y_true is empty",
+    ),
+    # --- the command line (exit status 2 and one "gridmatch: error:" line) --------------
+    Case(
+        "cli/unknown command", lambda: cli("fly"), CliError, r"(?s)exit 2: .*invalid choice: 'fly'"
+    ),
+    Case(
+        "cli/search-transform missing file",
+        lambda: cli("search-transform", "/nonexistent/e.npz"),
+        CliError,
+        r"exit 2: gridmatch: error: cannot read /nonexistent/e.npz",
+    ),
+    Case(
+        "cli/search-transform not npz",
+        lambda: cli("search-transform", npy_file(E)),
+        CliError,
+        r"exit 2: gridmatch: error: .* is not an .npz archive",
+    ),
+    Case(
+        "cli/evaluate missing file",
+        lambda: cli("evaluate", "/nonexistent/q.npy", npy_file(IDS)),
+        CliError,
+        r"exit 2: gridmatch: error: cannot read query embeddings",
+    ),
+    Case(
+        "cli/evaluate nan",
+        lambda: cli("evaluate", npy_file(with_value(E, NAN)), npy_file(IDS)),
+        CliError,
+        r"exit 2: gridmatch: error: .*non-finite",
+    ),
+    Case(
+        "cli/evaluate ids length",
+        lambda: cli("evaluate", npy_file(E), npy_file(IDS[:3])),
+        CliError,
+        r"exit 2: gridmatch: error: .*3 ids but its embeddings have 10 rows",
+    ),
+    Case(
+        "cli/search-kernel budget",
+        lambda: cli("search-kernel", "--budget", "-1", "--train", "50", "--val", "20"),
+        CliError,
+        r"exit 2: gridmatch: error: budget must be a positive integer",
     ),
     Case(
         "plot/save not a figure",
