@@ -515,3 +515,20 @@ def test_search_result_changed_bytes(tmp_path, search_result):
             gm.search.SearchResult.load(tmp_path / "b.safetensors")
     with pytest.raises(DataError, match="not a saved SearchResult"):
         gm.search.SearchResult.load(fit("rbf").save(tmp_path / "svc.safetensors"))
+
+
+def test_gsn_pickle_and_deepcopy_carry_the_saved_files(gsn_dir):
+    import copy
+
+    gsn = gm.GridSearchNetwork.load(gsn_dir[0])
+    state = gsn.__getstate__()
+    assert "model_" not in state
+    assert set(state["_gridmatch_gsn"]) == {"config.json", "weights.safetensors"}
+    for back in (pickle.loads(pickle.dumps(gsn)), copy.deepcopy(gsn)):
+        np.testing.assert_array_equal(back.embed(IMG[:4]), gsn_dir[1])
+        assert back.get_params() == gsn.get_params() and back.history_ == gsn.history_
+    assert pickle.loads(pickle.dumps(gm.GridSearchNetwork(dim=7))).dim == 7
+    bad = dict(state)
+    bad["_gridmatch_gsn"] = {**state["_gridmatch_gsn"], "weights.safetensors": b"\0" * 64}
+    with pytest.raises(DataError, match="checksum"):
+        gm.GridSearchNetwork().__setstate__(bad)

@@ -132,9 +132,8 @@ def _search_kernel(args: argparse.Namespace) -> int:
 def _search_transform(args: argparse.Namespace) -> int:
     import numpy as np
 
-    from .search import TransformSearch
-
     from .exceptions import DataError
+    from .search import TransformSearch
 
     try:
         f = np.load(args.embeddings, allow_pickle=False)

@@ -12,6 +12,7 @@ import hashlib
 import json
 import operator
 import os
+import tempfile
 import warnings
 from collections.abc import Callable
 from pathlib import Path
@@ -568,6 +569,32 @@ class GridSearchNetwork(BaseEstimator):
         path = Path(path)
         self.model_.save(str(path), self._config_json(self.n_channels_))
         return path
+
+    def __getstate__(self) -> dict[str, Any]:
+        # Pickling (copy.deepcopy, joblib, multiprocessing) carries the two files that
+        # save() writes, not the libtorch model; unpickling goes through load()'s checks.
+        state = super().__getstate__()
+        if "model_" not in state:
+            return state
+        state = dict(state)
+        del state["model_"]
+        with tempfile.TemporaryDirectory(prefix="gridmatch-gsn-") as d:
+            self.save(d)
+            state["_gridmatch_gsn"] = {
+                name: (Path(d) / name).read_bytes()
+                for name in ("config.json", "weights.safetensors")
+            }
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        state = dict(state)
+        files = state.pop("_gridmatch_gsn", None)
+        super().__setstate__(state)
+        if files is not None:
+            with tempfile.TemporaryDirectory(prefix="gridmatch-gsn-") as d:
+                for name in ("config.json", "weights.safetensors"):
+                    (Path(d) / name).write_bytes(files[name])
+                self.model_ = type(self).load(d).model_
 
     @classmethod
     def load(cls, path: str | os.PathLike, device: str | None = None) -> GridSearchNetwork:
