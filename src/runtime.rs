@@ -9,6 +9,7 @@
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock, RwLock};
+use std::time::Instant;
 
 /// Error returned by work that stopped because it was cancelled.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -16,9 +17,15 @@ use std::sync::{Arc, OnceLock, RwLock};
 pub struct Cancelled;
 
 /// A cancellation flag shared between the thread that runs the work and the thread
-/// that may stop it (for example on Ctrl-C). Cloning shares the flag.
+/// that may stop it (for example on Ctrl-C). Cloning shares the flag. A token made by
+/// [`CancelToken::with_deadline`] also counts as cancelled once its parent is, or once
+/// its deadline has passed.
 #[derive(Debug, Clone, Default)]
-pub struct CancelToken(Arc<AtomicBool>);
+pub struct CancelToken {
+    flag: Arc<AtomicBool>,
+    parent: Option<Arc<CancelToken>>,
+    deadline: Option<Instant>,
+}
 
 impl CancelToken {
     /// A new, not yet cancelled, token.
@@ -26,14 +33,27 @@ impl CancelToken {
         Self::default()
     }
 
-    /// Ask the work to stop at its next check point.
-    pub fn cancel(&self) {
-        self.0.store(true, Ordering::SeqCst);
+    /// A child token: cancelled when this one is, when its own [`CancelToken::cancel`]
+    /// is called (which does not cancel the parent), or at `deadline`.
+    pub fn with_deadline(&self, deadline: Instant) -> Self {
+        Self {
+            flag: Arc::default(),
+            parent: Some(Arc::new(self.clone())),
+            deadline: Some(deadline),
+        }
     }
 
-    /// Whether [`CancelToken::cancel`] was called.
+    /// Ask the work to stop at its next check point.
+    pub fn cancel(&self) {
+        self.flag.store(true, Ordering::SeqCst);
+    }
+
+    /// Whether [`CancelToken::cancel`] was called (on this token or a parent) or the
+    /// deadline has passed.
     pub fn is_cancelled(&self) -> bool {
-        self.0.load(Ordering::Relaxed)
+        self.flag.load(Ordering::Relaxed)
+            || self.parent.as_ref().is_some_and(|p| p.is_cancelled())
+            || self.deadline.is_some_and(|d| Instant::now() >= d)
     }
 }
 

@@ -285,6 +285,22 @@ def test_gram_defaults_and_dtypes():
 
 @pytest.mark.parametrize(
     "text",
+    [PAPER_KERNEL, "norm1(expdiff(x, y)) + l1dist(x, y)", "norm1(x - 2 * y)", "dot(x, x)"],
+)
+def test_gram_of_one_set_uses_symmetry_and_matches_two_sets(text):
+    # gram(X) and gram(X, X) evaluate only the upper triangle of a kernel symmetric by
+    # commutativity; the result equals the full evaluation against a copy of X exactly,
+    # and numpy's reference to rounding (non-symmetric kernels are evaluated in full).
+    X = np.random.default_rng(5).normal(size=(23, 7))
+    k = parse(text)
+    full = k.gram(X, X.copy())
+    np.testing.assert_array_equal(k.gram(X), full)
+    np.testing.assert_array_equal(k.gram(X, X), full)
+    assert_close(full, reference_gram(text, X, X), rtol=1e-9)
+
+
+@pytest.mark.parametrize(
+    "text",
     [
         "x / l2(x) + sigmoid(x) * 0.5",
         "relu(x) - min0(x) * 2",

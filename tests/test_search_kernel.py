@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import numpy as np
 import pytest
 from sklearn.svm import SVC
@@ -86,3 +88,26 @@ def test_svc_accepts_expressions(mnist_small):
         gm.svm.SVC(kernel="sin(x * ").fit(*tr)
     with pytest.raises(gm.ExpressionError, match="vector-valued"):
         gm.svm.SVC(kernel="sin(x * y)").fit(*tr)
+
+
+def test_timeout_stops_a_candidate_mid_gram():
+    # Data large enough that one training Gram of the paper kernel takes far longer than
+    # the timeout: the candidate must stop inside the Gram loop (the deadline is checked
+    # per row), not after it, and count as invalid with a "timed out" reason.
+    rng = np.random.default_rng(0)
+    X = rng.random((1500, 784))
+    y = np.arange(1500) % 3
+    t0 = time.perf_counter()
+    gm.expr.parse(gm.expr.PAPER_KERNEL).gram(X[:300])
+    one_fifth_gram = time.perf_counter() - t0  # 300² of 1500² pairs: 1/25 of the work
+    space = Space(units=1, operands=["prod"], unary=["sin"], binary=["first"])
+    s = KernelSearch(
+        space=space, controller="random", budget=2, batch_size=2, timeout=0.05, progress=False
+    )
+    t0 = time.perf_counter()
+    s.fit(X, y, X[:30], y[:30])
+    elapsed = time.perf_counter() - t0
+    assert s.result_.n_invalid == s.result_.n_unique >= 1
+    assert all("timed out" in c["error"] for c in s.result_.candidates)
+    # A full candidate would cost ~25x `one_fifth_gram` (training Gram alone).
+    assert elapsed < 0.5 + 5 * one_fifth_gram, (elapsed, one_fifth_gram)

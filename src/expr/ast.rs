@@ -399,6 +399,25 @@ impl Expr {
                 if commutes {
                     args.sort_by_cached_key(|a| a.to_string());
                 }
+                // Even functions of a difference: f(a - b) = f(b - a) exactly, since
+                // a - b = -(b - a) in floating point.
+                let even = matches!(
+                    f,
+                    Func::Abs
+                        | Func::Square
+                        | Func::SqrtAbs
+                        | Func::Cosh
+                        | Func::L1
+                        | Func::L2
+                        | Func::Norm1
+                );
+                if even {
+                    if let [Expr::Bin(BinOp::Sub, a, b)] = args.as_slice() {
+                        if a.to_string() > b.to_string() {
+                            args = vec![Expr::bin(BinOp::Sub, (**b).clone(), (**a).clone())];
+                        }
+                    }
+                }
                 Expr::Call(*f, args)
             }
         }

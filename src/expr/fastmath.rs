@@ -8,91 +8,184 @@
 
 #![allow(clippy::excessive_precision)] // published fdlibm constants, kept verbatim
 
+/// How `a * b + c` is computed: a fused multiply-add where the CPU has one (the
+/// evaluation loops are compiled once per instruction set and pick the variant), two
+/// roundings otherwise. `f64::mul_add` without hardware support would call libm.
+pub trait Madd: Copy {
+    /// Whether code using this variant runs only where AVX2 and FMA are present (then
+    /// the reductions use AVX2 intrinsics).
+    const AVX2: bool;
+    /// `a * b + c`.
+    fn madd(a: f64, b: f64, c: f64) -> f64;
+}
+
+/// Hardware FMA and AVX2. Only for code that runs inside a function compiled with the
+/// `avx2` and `fma` target features (the dispatchers in `eval` check the CPU first).
+#[derive(Clone, Copy)]
+pub struct Fused;
+
+/// Separate multiply and add.
+#[derive(Clone, Copy)]
+pub struct Unfused;
+
+impl Madd for Fused {
+    const AVX2: bool = true;
+    #[inline(always)]
+    fn madd(a: f64, b: f64, c: f64) -> f64 {
+        a.mul_add(b, c)
+    }
+}
+
+impl Madd for Unfused {
+    const AVX2: bool = false;
+    #[inline(always)]
+    fn madd(a: f64, b: f64, c: f64) -> f64 {
+        a * b + c
+    }
+}
+
+/// Evaluation of `c[0] z^(n-1) + ... + c[n-1]` as `K` (2 or 4) interleaved Horner
+/// chains in `z^K` (`p = P0 + z P1` or `(P0 + z P1) + z^2 (P2 + z P3)`), so the
+/// dependency chain is `K` times shorter than plain Horner's (the loops have constant
+/// trip counts and unroll).
+#[inline(always)]
+fn poly<M: Madd, const K: usize, const N: usize>(z: f64, c: &[f64; N]) -> f64 {
+    let z2 = z * z;
+    let zk = if K == 4 { z2 * z2 } else { z2 };
+    // Coefficient of z^i is c[N - 1 - i]; chain r sums the terms i = r mod K.
+    let mut acc = [0.0f64; 4];
+    let mut r = 0;
+    while r < K {
+        if r < N {
+            let mut top = r;
+            while top + K < N {
+                top += K;
+            }
+            let mut p = c[N - 1 - top];
+            while top >= r + K {
+                top -= K;
+                p = M::madd(p, zk, c[N - 1 - top]);
+            }
+            acc[r] = p;
+        }
+        r += 1;
+    }
+    if K == 4 {
+        M::madd(M::madd(acc[3], z, acc[2]), z2, M::madd(acc[1], z, acc[0]))
+    } else {
+        M::madd(acc[1], z, acc[0])
+    }
+}
+
 const MAGIC: f64 = 6_755_399_441_055_744.0; // 1.5 · 2^52: adding it rounds to an integer.
-const FRAC_2_PI: f64 = std::f64::consts::FRAC_2_PI;
+const FRAC_1_PI: f64 = std::f64::consts::FRAC_1_PI;
+// π/2 in three parts (fdlibm's pio2_1, pio2_1t split); the first has 33 significant bits,
+// so `m * PIO2_1` is exact for |m| < 2^20.
 const PIO2_1: f64 = 1.570_796_326_734_125_614_17e+00;
 const PIO2_2: f64 = 6.077_100_506_303_965_976_60e-11;
 const PIO2_3: f64 = 2.022_266_248_711_166_455_80e-21;
-const S1: f64 = -1.666_666_666_666_663_243_48e-01;
-const S2: f64 = 8.333_333_333_322_489_461_24e-03;
-const S3: f64 = -1.984_126_982_985_794_931_34e-04;
-const S4: f64 = 2.755_731_370_707_006_767_89e-06;
-const S5: f64 = -2.505_076_025_340_686_341_95e-08;
-const S6: f64 = 1.589_690_995_211_550_102_21e-10;
-const C1: f64 = 4.166_666_666_666_660_190_37e-02;
-const C2: f64 = -1.388_888_888_887_410_957_49e-03;
-const C3: f64 = 2.480_158_728_947_672_941_78e-05;
-const C4: f64 = -2.755_731_435_139_066_330_35e-07;
-const C5: f64 = 2.087_572_321_298_174_827_90e-09;
-const C6: f64 = -1.135_964_755_778_819_482_65e-11;
+/// Taylor coefficients of `(sin r - r) / r^3` in `z = r^2`, highest first: `(-1)^k /
+/// (2k+1)!` for k = 10 down to 1. On |r| <= π/2 the first omitted term is below 1.3e-18.
+const SIN_TAYLOR: [f64; 10] = [
+    1.0 / 51_090_942_171_709_440_000.0,
+    -1.0 / 121_645_100_408_832_000.0,
+    1.0 / 355_687_428_096_000.0,
+    -1.0 / 1_307_674_368_000.0,
+    1.0 / 6_227_020_800.0,
+    -1.0 / 39_916_800.0,
+    1.0 / 362_880.0,
+    -1.0 / 5_040.0,
+    1.0 / 120.0,
+    -1.0 / 6.0,
+];
 const FAST_TRIG_LIMIT: f64 = 1e5;
 
+/// `sin(x)` (`ODD = false`) or `cos(x)` (`ODD = true`) for |x| < 1e5: `x = m π/2 + r`
+/// with `m` even for sin (`m = 2k`) and odd for cos (`m = 2k + 1`), |r| <= π/2, then
+/// `sin(x) = (-1)^k sin(r)` and `cos(x) = (-1)^(k+1) sin(r)`: one polynomial, no
+/// quadrant select.
 #[inline(always)]
-fn sin_cos_reduced(x: f64, shift: u64) -> f64 {
-    let t = x * FRAC_2_PI + MAGIC;
+fn sin_cos_reduced<M: Madd, const COS: bool>(x: f64) -> f64 {
+    // (Adding 0.5 to MAGIC would round away: shift first, then round.)
+    let t = if COS {
+        M::madd(x, FRAC_1_PI, -0.5) + MAGIC
+    } else {
+        M::madd(x, FRAC_1_PI, MAGIC)
+    };
     let k = t - MAGIC;
-    let q = t.to_bits().wrapping_add(shift);
-    let r = ((x - k * PIO2_1) - k * PIO2_2) - k * PIO2_3;
+    let q = t.to_bits();
+    let m = if COS { 2.0 * k + 1.0 } else { 2.0 * k };
+    let r = M::madd(-m, PIO2_3, M::madd(-m, PIO2_2, M::madd(-m, PIO2_1, x)));
     let z = r * r;
-    let s = r + r * z * (S1 + z * (S2 + z * (S3 + z * (S4 + z * (S5 + z * S6)))));
-    let c = 1.0 - 0.5 * z + z * z * (C1 + z * (C2 + z * (C3 + z * (C4 + z * (C5 + z * C6)))));
-    // Quadrant select with integer bit operations only (vectorises on plain SSE2).
-    let swap = 0u64.wrapping_sub(q & 1);
-    let bits = (s.to_bits() & !swap) | (c.to_bits() & swap);
-    f64::from_bits(bits ^ ((q & 2) << 62))
+    let s = M::madd(r * z, poly::<M, 2, 10>(z, &SIN_TAYLOR), r);
+    let flip = if COS { !q & 1 } else { q & 1 };
+    f64::from_bits(s.to_bits() ^ (flip << 63))
 }
 
 /// Whether every entry is below the fast-path limit (NaN counts as not).
 #[inline(always)]
 #[allow(clippy::neg_cmp_op_on_partial_ord)] // NaN must count as not small
-fn all_small(v: &[f64]) -> bool {
+fn all_small(v: &[f64; TRIG_CHUNK]) -> bool {
     v.iter()
         .fold(0u8, |acc, a| acc | u8::from(!(a.abs() < FAST_TRIG_LIMIT)))
         == 0
 }
 
-/// `v[i] = sin(v[i])`.
+/// Entries per fast-path check: the check and the polynomial run in one pass.
+const TRIG_CHUNK: usize = 16;
+
 #[inline(always)]
-pub fn sin_inplace(v: &mut [f64]) {
-    // NaN fails the comparison and takes the exact path.
-    if all_small(v) {
-        for a in v.iter_mut() {
-            *a = sin_cos_reduced(*a, 0);
-        }
-    } else {
-        for a in v.iter_mut() {
-            *a = a.sin();
+fn trig_inplace<M: Madd, const COS: bool>(v: &mut [f64]) {
+    let mut chunks = v.chunks_exact_mut(TRIG_CHUNK);
+    for c in &mut chunks {
+        let c: &mut [f64; TRIG_CHUNK] = match c.try_into() {
+            Ok(c) => c,
+            // (Unreachable: `chunks_exact_mut` yields full chunks.)
+            Err(_) => continue,
+        };
+        // NaN fails the comparison and takes the exact path.
+        if all_small(c) {
+            for a in c.iter_mut() {
+                *a = sin_cos_reduced::<M, COS>(*a);
+            }
+        } else {
+            for a in c.iter_mut() {
+                *a = if COS { a.cos() } else { a.sin() };
+            }
         }
     }
+    for a in chunks.into_remainder() {
+        *a = if COS { cos::<M>(*a) } else { sin::<M>(*a) };
+    }
+}
+
+/// `v[i] = sin(v[i])`.
+#[inline(always)]
+pub fn sin_inplace<M: Madd>(v: &mut [f64]) {
+    trig_inplace::<M, false>(v);
 }
 
 /// `v[i] = cos(v[i])`.
 #[inline(always)]
-pub fn cos_inplace(v: &mut [f64]) {
-    if all_small(v) {
-        for a in v.iter_mut() {
-            *a = sin_cos_reduced(*a, 1);
-        }
-    } else {
-        for a in v.iter_mut() {
-            *a = a.cos();
-        }
-    }
+pub fn cos_inplace<M: Madd>(v: &mut [f64]) {
+    trig_inplace::<M, true>(v);
 }
 
 /// `sin(a)` for one number (same values as [`sin_inplace`]).
-pub fn sin(a: f64) -> f64 {
+#[inline(always)]
+pub fn sin<M: Madd>(a: f64) -> f64 {
     if a.abs() < FAST_TRIG_LIMIT {
-        sin_cos_reduced(a, 0)
+        sin_cos_reduced::<M, false>(a)
     } else {
         a.sin()
     }
 }
 
 /// `cos(a)` for one number (same values as [`cos_inplace`]).
-pub fn cos(a: f64) -> f64 {
+#[inline(always)]
+pub fn cos<M: Madd>(a: f64) -> f64 {
     if a.abs() < FAST_TRIG_LIMIT {
-        sin_cos_reduced(a, 1)
+        sin_cos_reduced::<M, true>(a)
     } else {
         a.cos()
     }
@@ -122,17 +215,14 @@ const EXP_TAYLOR: [f64; 13] = [
 
 /// `exp(x)`, branch-free.
 #[inline(always)]
-pub fn exp(x: f64) -> f64 {
+pub fn exp<M: Madd>(x: f64) -> f64 {
     let xc = x.clamp(EXP_LO, EXP_HI);
-    let t = xc * LOG2E + MAGIC;
+    let t = M::madd(xc, LOG2E, MAGIC);
     let k = t - MAGIC;
     let ki = (t.to_bits() as i64).wrapping_sub(MAGIC.to_bits() as i64);
-    let r = (xc - k * LN2_HI) - k * LN2_LO;
+    let r = M::madd(-k, LN2_LO, M::madd(-k, LN2_HI, xc));
     // Taylor series of e^r on |r| <= ln2/2, degree 12 (error < 1e-16), Horner form.
-    let mut p = EXP_TAYLOR[0];
-    for c in &EXP_TAYLOR[1..] {
-        p = p * r + c;
-    }
+    let p = poly::<M, 4, 13>(r, &EXP_TAYLOR);
     // 2^(k-1) · 2: k reaches 1024 just below the overflow threshold.
     let scale = f64::from_bits((ki.wrapping_add(1022) as u64) << 52);
     let y = p * scale * 2.0;
@@ -147,38 +237,49 @@ pub fn exp(x: f64) -> f64 {
 
 /// `v[i] = exp(v[i])`.
 #[inline(always)]
-pub fn exp_inplace(v: &mut [f64]) {
+pub fn exp_inplace<M: Madd>(v: &mut [f64]) {
     for a in v.iter_mut() {
-        *a = exp(*a);
+        *a = exp::<M>(*a);
     }
 }
+
+/// `1/(2k+1)` for k = 11 down to 0: the series `atanh(s)/s` in `z = s^2`.
+const ATANH_SERIES: [f64; 12] = [
+    1.0 / 23.0,
+    1.0 / 21.0,
+    1.0 / 19.0,
+    1.0 / 17.0,
+    1.0 / 15.0,
+    1.0 / 13.0,
+    1.0 / 11.0,
+    1.0 / 9.0,
+    1.0 / 7.0,
+    1.0 / 5.0,
+    1.0 / 3.0,
+    1.0,
+];
 
 /// `ln(1 + u)` for `u` in `[0, 1]`, branch-free and accurate for tiny `u`:
 /// `1 + u = 2^m w` with `w` in `[1/√2, √2]`, `ln w = 2 atanh(s)` by its series with
 /// `s = (w - 1) / (w + 1)` computed from `u` without cancellation.
 #[inline(always)]
-fn log1p_unit(u: f64) -> f64 {
+fn log1p_unit<M: Madd>(u: f64) -> f64 {
     let big = u > std::f64::consts::SQRT_2 - 1.0;
-    let s = if big {
-        (u - 1.0) / (u + 3.0)
-    } else {
-        u / (2.0 + u)
-    };
+    // One division: s = num / den with the numerator and denominator selected first.
+    let num = if big { u - 1.0 } else { u };
+    let den = if big { u + 3.0 } else { 2.0 + u };
+    let s = num / den;
     let m = if big { std::f64::consts::LN_2 } else { 0.0 };
     let z = s * s;
     // 2 (s + s^3/3 + ... + s^23/23); z <= 0.0295, so z^12/25 < 1e-19.
-    let mut p = 1.0 / 23.0;
-    for k in (1..=10).rev() {
-        p = p * z + 1.0 / (2 * k + 1) as f64;
-    }
-    p = p * z + 1.0;
-    m + 2.0 * s * p
+    let p = poly::<M, 2, 12>(z, &ATANH_SERIES);
+    M::madd(2.0 * s, p, m)
 }
 
 /// `ln(1 + e^a)` without overflow.
 #[inline(always)]
-pub fn softplus(a: f64) -> f64 {
-    let r = a.max(0.0) + log1p_unit(exp(-a.abs()));
+pub fn softplus<M: Madd>(a: f64) -> f64 {
+    let r = a.max(0.0) + log1p_unit::<M>(exp::<M>(-a.abs()));
     if a.is_nan() {
         a
     } else {
@@ -188,15 +289,15 @@ pub fn softplus(a: f64) -> f64 {
 
 /// `1 / (1 + e^-a)`.
 #[inline(always)]
-pub fn sigmoid(a: f64) -> f64 {
-    1.0 / (1.0 + exp(-a))
+pub fn sigmoid<M: Madd>(a: f64) -> f64 {
+    1.0 / (1.0 + exp::<M>(-a))
 }
 
 /// `tanh(a)`; for |a| < 0.01 a series (relative error < 1e-15 either way).
 #[inline(always)]
-pub fn tanh(a: f64) -> f64 {
+pub fn tanh<M: Madd>(a: f64) -> f64 {
     let x = a.abs().min(40.0);
-    let e = exp(2.0 * x);
+    let e = exp::<M>(2.0 * x);
     let t = 1.0 - 2.0 / (e + 1.0);
     let z = a * a;
     let small = a * (1.0 - z * (1.0 / 3.0 - z * (2.0 / 15.0 - z * (17.0 / 315.0))));
@@ -211,8 +312,8 @@ pub fn tanh(a: f64) -> f64 {
 
 /// `sinh(a)`; for |a| < 0.01 a series.
 #[inline(always)]
-pub fn sinh(a: f64) -> f64 {
-    let e = exp(a.abs() - std::f64::consts::LN_2);
+pub fn sinh<M: Madd>(a: f64) -> f64 {
+    let e = exp::<M>(a.abs() - std::f64::consts::LN_2);
     // (e^|a| - e^-|a|) / 2 = e^|a|/2 - 1/(4 e^|a|/2)
     let big = e - 0.25 / e;
     let z = a * a;
@@ -228,8 +329,8 @@ pub fn sinh(a: f64) -> f64 {
 
 /// `cosh(a)`.
 #[inline(always)]
-pub fn cosh(a: f64) -> f64 {
-    let e = exp(a.abs() - std::f64::consts::LN_2);
+pub fn cosh<M: Madd>(a: f64) -> f64 {
+    let e = exp::<M>(a.abs() - std::f64::consts::LN_2);
     e + 0.25 / e
 }
 
@@ -239,6 +340,23 @@ mod tests {
 
     #[test]
     fn close_to_std() {
+        close_to_std_with::<Unfused>();
+        #[cfg(target_arch = "x86_64")]
+        {
+            if std::arch::is_x86_feature_detected!("fma") {
+                // SAFETY: FMA support was just checked.
+                unsafe { close_to_std_fma() };
+            }
+        }
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "fma")]
+    unsafe fn close_to_std_fma() {
+        close_to_std_with::<Fused>();
+    }
+
+    fn close_to_std_with<M: Madd>() {
         let mut xs = Vec::new();
         let mut s = 12345u64;
         for _ in 0..20000 {
@@ -250,12 +368,12 @@ mod tests {
         }
         xs.extend([0.0, -0.0, 1e-300, 3.0, 99999.0, -99999.0]);
         for &x in &xs {
-            let (a, b) = (sin(x), x.sin());
+            let (a, b) = (sin::<M>(x), x.sin());
             assert!(
                 (a - b).abs() <= 1e-14 * b.abs().max(1e-300) + 1e-16,
                 "sin {x}: {a} {b}"
             );
-            let (a, b) = (cos(x), x.cos());
+            let (a, b) = (cos::<M>(x), x.cos());
             assert!(
                 (a - b).abs() <= 1e-14 * b.abs().max(1e-300) + 1e-16,
                 "cos {x}: {a} {b}"
@@ -263,26 +381,26 @@ mod tests {
         }
         for &x in &xs {
             let x = x * 7.0;
-            let (a, b) = (exp(x), x.exp());
+            let (a, b) = (exp::<M>(x), x.exp());
             assert!(a == b || (a - b).abs() <= 1e-14 * b, "exp {x}: {a} {b}");
         }
-        assert_eq!(exp(710.0), 710f64.exp());
-        assert!((exp(709.5) / 709.5f64.exp() - 1.0).abs() < 1e-14);
-        assert_eq!(exp(1000.0), f64::INFINITY);
-        assert_eq!(exp(-1000.0), 0.0);
-        assert!(exp(f64::NAN).is_nan());
+        assert_eq!(exp::<M>(710.0), 710f64.exp());
+        assert!((exp::<M>(709.5) / 709.5f64.exp() - 1.0).abs() < 1e-14);
+        assert_eq!(exp::<M>(1000.0), f64::INFINITY);
+        assert_eq!(exp::<M>(-1000.0), 0.0);
+        assert!(exp::<M>(f64::NAN).is_nan());
         for &x in &xs {
             let x = x * 0.3;
             for (name, a, b) in [
                 (
                     "softplus",
-                    softplus(x),
+                    softplus::<M>(x),
                     x.max(0.0) + (-x.abs()).exp().ln_1p(),
                 ),
-                ("sigmoid", sigmoid(x), 1.0 / (1.0 + (-x).exp())),
-                ("tanh", tanh(x), x.tanh()),
-                ("sinh", sinh(x), x.sinh()),
-                ("cosh", cosh(x), x.cosh()),
+                ("sigmoid", sigmoid::<M>(x), 1.0 / (1.0 + (-x).exp())),
+                ("tanh", tanh::<M>(x), x.tanh()),
+                ("sinh", sinh::<M>(x), x.sinh()),
+                ("cosh", cosh::<M>(x), x.cosh()),
             ] {
                 let ok = a == b || (a - b).abs() <= 2e-14 * b.abs().max(1e-300);
                 assert!(ok, "{name} {x}: {a} {b}");
@@ -292,19 +410,42 @@ mod tests {
             1e-9, -1e-9, 0.0, 1e-3, 0.009, 0.011, -700.0, 700.0, 1e5, -1e5,
         ] {
             for (a, b) in [
-                (softplus(x), x.max(0.0) + (-x.abs()).exp().ln_1p()),
-                (tanh(x), x.tanh()),
-                (sinh(x), x.sinh()),
-                (cosh(x), x.cosh()),
-                (sigmoid(x), 1.0 / (1.0 + (-x).exp())),
+                (softplus::<M>(x), x.max(0.0) + (-x.abs()).exp().ln_1p()),
+                (tanh::<M>(x), x.tanh()),
+                (sinh::<M>(x), x.sinh()),
+                (cosh::<M>(x), x.cosh()),
+                (sigmoid::<M>(x), 1.0 / (1.0 + (-x).exp())),
             ] {
-                // Large |x|: exp(|x| - ln 2) adds the rounding of |x| - ln 2 (~1e-13).
+                // Large |x|: exp::<M>(|x| - ln 2) adds the rounding of |x| - ln 2 (~1e-13).
                 assert!(a == b || (a - b).abs() <= 2e-13 * b.abs(), "{x}: {a} {b}");
             }
         }
-        assert!(softplus(f64::NAN).is_nan() && tanh(f64::NAN).is_nan());
+        assert!(softplus::<M>(f64::NAN).is_nan() && tanh::<M>(f64::NAN).is_nan());
+        // Near the multiples of π/2 (the reduction's hard cases) and up to the limit.
+        for k in [1.0, 2.0, 3.0, 7.0, 100.0, 1e3, 1e4, 6e4] {
+            for dx in [-1e-9, 0.0, 1e-9, 1e-5] {
+                let x = k * std::f64::consts::FRAC_PI_2 + dx;
+                for (a, b) in [(sin::<M>(x), x.sin()), (cos::<M>(x), x.cos())] {
+                    assert!((a - b).abs() <= 1e-14 * b.abs() + 1e-16, "{x}: {a} vs {b}");
+                }
+            }
+        }
+        // Slices longer than a check chunk, with and without a large entry.
+        let mut v: Vec<f64> = (0..37).map(|i| i as f64 * 0.7 - 11.0).collect();
+        let want: Vec<f64> = v.iter().map(|a| a.sin()).collect();
+        sin_inplace::<M>(&mut v);
+        for (a, b) in v.iter().zip(&want) {
+            assert!((a - b).abs() <= 1e-14 * b.abs() + 1e-16);
+        }
+        let mut v: Vec<f64> = (0..37).map(|i| i as f64 * 0.7 - 11.0).collect();
+        v[20] = 3e7;
+        let want: Vec<f64> = v.iter().map(|a| a.cos()).collect();
+        cos_inplace::<M>(&mut v);
+        for (a, b) in v.iter().zip(&want) {
+            assert!((a - b).abs() <= 1e-14 * b.abs() + 1e-16);
+        }
         let mut v = vec![1e6, 0.5];
-        sin_inplace(&mut v);
+        sin_inplace::<M>(&mut v);
         assert_eq!(v, vec![1e6f64.sin(), 0.5f64.sin()]);
     }
 }

@@ -43,14 +43,49 @@ pub fn in_channels(backbone: &str) -> Option<i64> {
     }
 }
 
-fn conv(p: nn::Path, cin: i64, cout: i64, k: i64, pad: i64, stride: i64, bias: bool) -> nn::Conv2D {
+/// A 2-D convolution computed in channels-last (NHWC) layout: the input and the weight
+/// are viewed with NHWC strides before the call, so libtorch picks its channels-last
+/// kernels (oneDNN on CPU), which are markedly faster for these small images in both the
+/// forward and the backward pass. The parameters stay ordinary NCHW tensors in the
+/// VarStore (checkpoints are unchanged); the layout copies are cheap and differentiable.
+#[derive(Debug)]
+struct Conv {
+    inner: nn::Conv2D,
+    stride: i64,
+    padding: i64,
+}
+
+/// `t` (4-d) with channels-last strides and the same logical shape and values.
+fn channels_last(t: &Tensor) -> Tensor {
+    t.permute([0, 2, 3, 1]).contiguous().permute([0, 3, 1, 2])
+}
+
+impl nn::Module for Conv {
+    fn forward(&self, xs: &Tensor) -> Tensor {
+        let w = channels_last(&self.inner.ws);
+        channels_last(xs).conv2d(
+            &w,
+            self.inner.bs.as_ref(),
+            [self.stride, self.stride],
+            [self.padding, self.padding],
+            [1, 1],
+            1,
+        )
+    }
+}
+
+fn conv(p: nn::Path, cin: i64, cout: i64, k: i64, pad: i64, stride: i64, bias: bool) -> Conv {
     let cfg = nn::ConvConfig {
         stride,
         padding: pad,
         bias,
         ..Default::default()
     };
-    nn::conv2d(p, cin, cout, k, cfg)
+    Conv {
+        inner: nn::conv2d(p, cin, cout, k, cfg),
+        stride,
+        padding: pad,
+    }
 }
 
 fn convnet(p: &nn::Path, cin: i64) -> (nn::FuncT<'static>, i64) {

@@ -176,7 +176,9 @@ impl PyExpr {
         self.expr.size()
     }
 
-    /// Kernel matrix `K[i, j] = k(X[i], Y[j])` (float64, `Y` defaults to `X`).
+    /// Kernel matrix `K[i, j] = k(X[i], Y[j])` (float64, `Y` defaults to `X`; then, or
+    /// when `Y` is `X`, a kernel symmetric by commutativity is evaluated on the upper
+    /// triangle only and mirrored).
     #[pyo3(signature = (X, Y=None, check_finite=true))]
     #[allow(non_snake_case)]
     fn gram<'py>(
@@ -187,14 +189,23 @@ impl PyExpr {
         check_finite: bool,
     ) -> PyResult<Bound<'py, PyArray2<f64>>> {
         let x = as_f64_2d(py, X, "X")?;
+        // `Y` omitted or the very same object as `X`: a symmetric kernel needs only the
+        // upper triangle (mirrored).
         let y = match Y {
-            Some(y) if !y.is_none() => Some(as_f64_2d(py, y, "Y")?),
+            Some(y) if !y.is_none() && !y.is(X) => Some(as_f64_2d(py, y, "Y")?),
             _ => None,
         };
         let xv = x.as_array();
-        let yv = y.as_ref().map(|y| y.as_array()).unwrap_or(xv);
         let prog = &self.program;
-        let out = run_heavy(py, None, |mon| prog.gram(xv, yv, mon.token(), check_finite))?;
+        let symmetric = y.is_none() && self.expr.is_symmetric();
+        let yv = y.as_ref().map(|y| y.as_array()).unwrap_or(xv);
+        let out = run_heavy(py, None, |mon| {
+            if symmetric {
+                prog.gram_symmetric(xv, mon.token(), check_finite)
+            } else {
+                prog.gram(xv, yv, mon.token(), check_finite)
+            }
+        })?;
         Ok(out.value.into_pyarray(py))
     }
 

@@ -152,9 +152,14 @@ pub fn kernel_reward(
     Ok(right as f64 / pred.len() as f64)
 }
 
-/// A token for one evaluation: cancelled when the search is.
+/// A token for one evaluation: cancelled when the search is or when the candidate's
+/// deadline passes (the Gram loops and the SVM solver check it, so a slow candidate
+/// stops mid-way instead of at the end of a phase).
 pub fn child_token(ctx: &EvalContext<'_>) -> CancelToken {
-    ctx.token.clone()
+    match ctx.deadline {
+        Some(d) => ctx.token.with_deadline(d),
+        None => ctx.token.clone(),
+    }
 }
 
 #[cfg(test)]

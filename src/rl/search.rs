@@ -201,8 +201,10 @@ where
                     Ok(v) => Err(format!("reward is {v}")),
                     Err(e) => Err(e),
                 };
-                let r = match (&r, cfg.timeout) {
-                    (Ok(_), Some(lim)) if t0.elapsed() > lim => {
+                // Past the deadline, whatever the reward returned (a value or the error
+                // of work stopped by the deadline) the candidate timed out.
+                let r = match cfg.timeout {
+                    Some(lim) if t0.elapsed() > lim && !token.is_cancelled() => {
                         Err(format!("timed out after {:.1} s", lim.as_secs_f64()))
                     }
                     _ => r,
