@@ -2,6 +2,7 @@
 #   make demo   set up .venv, build the release extension, run `gridmatch demo`
 #   make test   set up, then lint gate, cargo test, pytest
 #   make dev    set up only (idempotent; quick when nothing changed)
+#   make fuzz   fuzz the expression parser and the IDX reader (nightly + cargo-fuzz)
 
 SHELL := /bin/bash
 PYTHON ?= python3
@@ -26,7 +27,7 @@ define rust_ld_path
 $$($(PY) -c "import os, sysconfig, torch; print(os.path.join(os.path.dirname(torch.__file__), 'lib') + ':' + sysconfig.get_config_var('LIBDIR'))")
 endef
 
-.PHONY: dev demo test lint fmt cargo-test pytest bench clean help
+.PHONY: dev demo test lint fmt cargo-test pytest bench fuzz clean help
 
 help:
 	@echo "make demo | make test | make dev | make lint | make fmt | make bench"
@@ -69,6 +70,14 @@ test: dev lint cargo-test pytest
 
 bench: dev
 	$(PY) benches/run_all.py
+
+# Fuzz the expression parser and the IDX reader for a fixed number of runs each (needs
+# the nightly toolchain and `cargo install cargo-fuzz`; not part of `make test` or CI).
+# The fuzz crate is its own workspace with its own target folder.
+FUZZ_RUNS ?= 200000
+fuzz:
+	cd fuzz && CARGO_TARGET_DIR=$(CURDIR)/fuzz/target cargo +nightly fuzz run parse_expr -- -runs=$(FUZZ_RUNS) -max_len=1000
+	cd fuzz && CARGO_TARGET_DIR=$(CURDIR)/fuzz/target cargo +nightly fuzz run read_idx -- -runs=$(FUZZ_RUNS) -max_len=4096
 
 clean:
 	rm -rf $(VENV) python/gridmatch/*.so

@@ -9,6 +9,7 @@
 //! - [`expr`]: the expression language of kernel / transform search.
 //! - [`rl`]: the RL controller and the kernel / transform search loop.
 //! - [`retrieval`]: exact kNN (blocked GEMM + top-k) and retrieval metrics.
+//! - [`store`]: model files (checksummed safetensors + metadata, atomic writes).
 //! - [`runtime`]: thread pools, cancellation and progress reporting shared by every
 //!   long-running computation.
 
@@ -21,6 +22,7 @@ pub mod nets;
 pub mod retrieval;
 pub mod rl;
 pub mod runtime;
+pub mod store;
 pub mod svm;
 pub mod train;
 

@@ -34,3 +34,18 @@ def data_root() -> Path:
 def _no_network_downloads(monkeypatch):
     """Tests never reach the internet: dataset downloads are off unless a test opts in."""
     monkeypatch.setenv("GRIDMATCH_OFFLINE", "1")
+
+
+def pytest_terminal_summary(terminalreporter):
+    """Print the size of the bad-input suite (tests/test_bad_input.py) after a run."""
+    counts = {}
+    for outcome in ("passed", "failed", "skipped"):
+        for report in terminalreporter.stats.get(outcome, []):
+            if "test_bad_input.py::" in getattr(report, "nodeid", "") and (
+                report.when == "call" or outcome == "skipped"
+            ):
+                counts[outcome] = counts.get(outcome, 0) + 1
+    total = sum(counts.values())
+    if total:
+        detail = ", ".join(f"{v} {k}" for k, v in counts.items())
+        terminalreporter.write_line(f"bad-input suite: {total} cases ({detail})")

@@ -72,12 +72,31 @@ def distort(X: np.ndarray, strength: float = 1.0, seed: int = 0, stream: int = 0
     Returns
     -------
     ndarray of uint8, shape (n, h, w)
-    """
-    X = np.asarray(X)
-    if X.ndim != 3:
-        from .exceptions import ShapeError
 
+    Raises
+    ------
+    gridmatch.ShapeError
+        If ``X`` is not ``(n, h, w)`` or does not hold pixel values in [0, 255].
+    ValueError
+        If ``strength`` is negative or not finite, or ``seed`` / ``stream`` is negative.
+    """
+    from ._validate import host_array, positive_int
+    from .exceptions import ShapeError
+
+    X = np.asarray(host_array(X, "X"))
+    if X.ndim != 3:
         raise ShapeError(f"X must be (n, h, w) grayscale images, got shape {X.shape}")
+    if X.dtype != np.uint8:
+        if X.dtype.kind not in "iu":
+            raise ShapeError(f"X must hold uint8 pixel values, got dtype {X.dtype}")
+        if X.size and (X.min() < 0 or X.max() > 255):
+            raise ShapeError("X must hold pixel values in [0, 255]")
+    if isinstance(strength, bool) or not isinstance(strength, (int, float, np.number)):
+        raise ValueError(f"strength must be a number >= 0, got {strength!r}")
+    if not (np.isfinite(strength) and strength >= 0):
+        raise ValueError(f"strength must be a finite number >= 0, got {strength!r}")
+    seed = positive_int(seed, "seed", low=0)
+    stream = positive_int(stream, "stream", low=0)
     xf = np.ascontiguousarray(X[:, None], dtype=np.float32) / 255.0
     out = _core.augment_images(xf, float(strength), int(seed), int(stream))
     return np.rint(out[:, 0] * 255.0).astype(np.uint8)

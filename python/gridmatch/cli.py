@@ -132,9 +132,16 @@ def _search_kernel(args: argparse.Namespace) -> int:
 def _search_transform(args: argparse.Namespace) -> int:
     import numpy as np
 
+    from .exceptions import DataError
     from .search import TransformSearch
 
-    with np.load(args.embeddings) as f:
+    try:
+        f = np.load(args.embeddings, allow_pickle=False)
+    except (OSError, ValueError) as e:
+        raise DataError(f"cannot read {args.embeddings}: {e}") from None
+    if not isinstance(f, np.lib.npyio.NpzFile):
+        raise DataError(f"{args.embeddings} is not an .npz archive")
+    with f:
         missing = {"E_query", "ids_query", "E_gallery", "ids_gallery"} - set(f.files)
         if missing:
             raise ValueError(f"{args.embeddings} lacks arrays {sorted(missing)}")

@@ -168,6 +168,8 @@ def md5_of_idx(array: np.ndarray) -> str:
         Hex digest.
     """
     data = np.ascontiguousarray(array)
+    if data.dtype.kind not in "uib":
+        raise ValueError(f"array must hold integers (uint8 IDX data), got dtype {data.dtype}")
     if data.dtype != np.uint8:
         if data.size and (data.min() < 0 or data.max() > 255):
             raise ValueError("values outside [0, 255] cannot come from a uint8 IDX file")

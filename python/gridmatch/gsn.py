@@ -8,9 +8,11 @@ similarity map of the query against the grid. Training runs in Rust (libtorch th
 
 from __future__ import annotations
 
+import hashlib
 import json
 import operator
 import os
+import tempfile
 import warnings
 from collections.abc import Callable
 from pathlib import Path
@@ -20,7 +22,8 @@ import numpy as np
 from sklearn.base import BaseEstimator
 
 from . import _core
-from .exceptions import InterruptedWarning, NotFittedError, ShapeError
+from ._validate import host_array, positive_int
+from .exceptions import DataError, InterruptedWarning, NotFittedError, ShapeError
 
 __all__ = ["GridSearchNetwork", "as_images"]
 
@@ -29,6 +32,7 @@ NEGATIVES = ("random", "hard", "mined")
 BACKBONES = ("convnet", "resnet18", "resnet50")
 _DEFAULT_MARGIN = {"triplet": 0.2, "contrastive": 1.0}
 _FORMAT = "gridmatch.GridSearchNetwork"
+_VERSION = 1
 
 
 def _is_torch(x: Any) -> bool:
@@ -56,9 +60,7 @@ def as_images(X: Any, name: str = "X") -> np.ndarray:
     ShapeError
         Wrong number of dimensions, no images, an unsupported dtype, or NaN/inf values.
     """
-    if _is_torch(X):
-        X = X.detach().cpu().numpy()
-    X = np.asarray(X)
+    X = np.asarray(host_array(X, name))
     if X.dtype == np.uint8:
         X = X.astype(np.float32) / 255.0
     elif np.issubdtype(X.dtype, np.floating) or np.issubdtype(X.dtype, np.integer):
@@ -84,9 +86,7 @@ def as_images(X: Any, name: str = "X") -> np.ndarray:
 
 
 def _labels(y: Any, n: int, name: str) -> np.ndarray:
-    if _is_torch(y):
-        y = y.detach().cpu().numpy()
-    y = np.asarray(y)
+    y = np.asarray(host_array(y, name))
     if y.ndim != 1 or y.shape[0] != n:
         raise ShapeError(f"{name} must be 1-D with one value per image ({n}), got {y.shape}")
     if not (np.issubdtype(y.dtype, np.integer) or np.issubdtype(y.dtype, np.bool_)):
@@ -307,6 +307,11 @@ class GridSearchNetwork(BaseEstimator):
         ):
             raise ValueError(f"device must be 'auto', 'cpu', 'cuda' or 'cuda:N', got {dev!r}")
         spe = self.steps_per_epoch
+        hi, lo = number("hi"), number("lo")
+        if self.loss == "double-margin" and not hi > lo:
+            raise ValueError(
+                f"hi must be greater than lo for the double-margin loss, got {hi} <= {lo}"
+            )
         return {
             "rows": rows,
             "cols": cols,
@@ -317,8 +322,8 @@ class GridSearchNetwork(BaseEstimator):
             "lr": number("lr", 0.0, strict=True),
             "weight_decay": number("weight_decay", 0.0),
             "augment": number("augment", 0.0),
-            "hi": number("hi"),
-            "lo": number("lo"),
+            "hi": hi,
+            "lo": lo,
             "temperature": number("temperature", 0.0, strict=True),
             "balance": _flag("balance", self.balance),
             "margin": float(margin),
@@ -335,7 +340,7 @@ class GridSearchNetwork(BaseEstimator):
         return json.dumps(
             {
                 "format": _FORMAT,
-                "version": 1,
+                "version": _VERSION,
                 "params": params,
                 "n_channels": n_channels,
                 "history": getattr(self, "history_", []),
@@ -348,6 +353,8 @@ class GridSearchNetwork(BaseEstimator):
             self.backbone, n_channels, p["dim"], self.mode == "stitched", self.device, p["seed"]
         )
         if self.weights is not None:
+            if not Path(self.weights).is_file():
+                raise DataError(f"weights file {str(self.weights)!r} does not exist")
             model.load_backbone(str(self.weights))
         return model
 
@@ -387,6 +394,16 @@ class GridSearchNetwork(BaseEstimator):
         -----
         InterruptedWarning
             When Ctrl-C or the callback stopped training early.
+
+        Raises
+        ------
+        ValueError
+            Invalid parameters (``ShapeError`` for badly shaped or non-finite images and
+            ids, fewer than 2 distinct ids, or fewer images than grid cells).
+        BackendError
+            If training diverged (the loss became NaN or infinite).
+        DataError
+            If ``weights`` names a missing file.
         """
         p = self._check_params()
         X = as_images(X)
@@ -394,6 +411,12 @@ class GridSearchNetwork(BaseEstimator):
         cls = None if classes is None else _labels(classes, X.shape[0], "classes")
         if len(np.unique(ids)) < 2:
             raise ShapeError("ids must hold at least 2 distinct values")
+        cells = p["rows"] * p["cols"]
+        if X.shape[0] < cells:
+            raise ValueError(
+                f"grid={tuple(self.grid)} has {cells} cells but X holds only {X.shape[0]} "
+                "images; use a smaller grid or more images"
+            )
         xv = iv = None
         if X_val is not None or ids_val is not None:
             if X_val is None or ids_val is None:
@@ -457,8 +480,16 @@ class GridSearchNetwork(BaseEstimator):
         finally:
             if bar is not None:
                 bar.close()
-        self.model_ = model
         self.history_ = [{"epoch": i + 1, **dict(h)} for i, h in enumerate(history)]
+        bad = [h["epoch"] for h in self.history_ if not np.isfinite(h.get("loss", 0.0))]
+        if bad:
+            from .exceptions import BackendError
+
+            raise BackendError(
+                f"training diverged: the loss is NaN or infinite from epoch {bad[0]} on "
+                f"(lr={self.lr!r}); lower lr or check the input scale"
+            )
+        self.model_ = model
         self.interrupted_ = bool(interrupted)
         if interrupted:
             warnings.warn(
@@ -498,7 +529,7 @@ class GridSearchNetwork(BaseEstimator):
             raise ShapeError(
                 f"X has {imgs.shape[1]} channels, the network was built for {self.n_channels_}"
             )
-        E = self.model_.embed(imgs, operator.index(batch_size))
+        E = self.model_.embed(imgs, positive_int(batch_size, "batch_size"))
         if as_torch:
             import torch
 
@@ -539,6 +570,32 @@ class GridSearchNetwork(BaseEstimator):
         self.model_.save(str(path), self._config_json(self.n_channels_))
         return path
 
+    def __getstate__(self) -> dict[str, Any]:
+        # Pickling (copy.deepcopy, joblib, multiprocessing) carries the two files that
+        # save() writes, not the libtorch model; unpickling goes through load()'s checks.
+        state = super().__getstate__()
+        if "model_" not in state:
+            return state
+        state = dict(state)
+        del state["model_"]
+        with tempfile.TemporaryDirectory(prefix="gridmatch-gsn-") as d:
+            self.save(d)
+            state["_gridmatch_gsn"] = {
+                name: (Path(d) / name).read_bytes()
+                for name in ("config.json", "weights.safetensors")
+            }
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        state = dict(state)
+        files = state.pop("_gridmatch_gsn", None)
+        super().__setstate__(state)
+        if files is not None:
+            with tempfile.TemporaryDirectory(prefix="gridmatch-gsn-") as d:
+                for name in ("config.json", "weights.safetensors"):
+                    (Path(d) / name).write_bytes(files[name])
+                self.model_ = type(self).load(d).model_
+
     @classmethod
     def load(cls, path: str | os.PathLike, device: str | None = None) -> GridSearchNetwork:
         """Load a model written by :meth:`save` (or a training checkpoint).
@@ -558,27 +615,50 @@ class GridSearchNetwork(BaseEstimator):
         Raises
         ------
         DataError
-            Missing or malformed files.
+            Missing, truncated or modified files (``config.json`` records the SHA-256 of
+            ``weights.safetensors``), another format version, or an invalid config or
+            weights that do not fit the configured network.
         """
-        from .exceptions import DataError
-
         path = Path(path)
+        cfg_path, weights = path / "config.json", path / "weights.safetensors"
         try:
-            config = json.loads((path / "config.json").read_text())
+            config = json.loads(cfg_path.read_text())
         except (OSError, ValueError) as e:
-            raise DataError(f"cannot read {path / 'config.json'}: {e}") from None
+            raise DataError(f"cannot read {cfg_path}: {e}") from None
         if not isinstance(config, dict) or config.get("format") != _FORMAT:
-            raise DataError(f"{path / 'config.json'} is not a saved GridSearchNetwork")
-        params = dict(config["params"])
-        params["grid"] = tuple(params["grid"])
-        if device is not None:
-            params["device"] = device
-        params["weights"] = None
-        est = cls(**params)
-        p = est._check_params()
-        est.n_channels_ = int(config["n_channels"])
+            raise DataError(f"{cfg_path} is not a saved GridSearchNetwork")
+        if config.get("version") != _VERSION:
+            raise DataError(
+                f"{cfg_path}: format version {config.get('version')!r} is not supported "
+                f"(this gridmatch reads version {_VERSION})"
+            )
+        expected = config.get("weights_sha256")
+        if not isinstance(expected, str):
+            raise DataError(f"{cfg_path} has no weights_sha256 checksum")
+        try:
+            digest = hashlib.sha256(weights.read_bytes()).hexdigest()
+        except OSError as e:
+            raise DataError(f"cannot read {weights}: {e}") from None
+        if digest != expected:
+            raise DataError(
+                f"{weights} does not match the checksum in config.json: the file was "
+                "modified, is corrupt or belongs to another save"
+            )
+        try:
+            params = dict(config["params"])
+            params["grid"] = tuple(params["grid"])
+            if device is not None:
+                params["device"] = device
+            params["weights"] = None
+            est = cls(**params)
+            p = est._check_params()
+            est.n_channels_ = int(config["n_channels"])
+        except (KeyError, TypeError, ValueError) as e:
+            raise DataError(f"{cfg_path}: invalid model config ({type(e).__name__}: {e})") from None
+        if est.n_channels_ not in (1, 3):
+            raise DataError(f"{cfg_path}: n_channels must be 1 or 3, got {est.n_channels_}")
         est.model_ = est._new_model(p, est.n_channels_)
-        est.model_.load_weights(str(path / "weights.safetensors"))
+        est.model_.load_weights(str(weights))
         est.history_ = list(config.get("history", []))
         est.interrupted_ = False
         return est

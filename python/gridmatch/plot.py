@@ -86,6 +86,8 @@ def retrieval_panel(
     q = _as_images(query_images, "query_images")
     g = _as_images(gallery_images, "gallery_images")
     idx = np.asarray(indices)
+    if idx.size and idx.dtype.kind not in "iu":
+        raise ValueError(f"indices must hold integer gallery rows, got dtype {idx.dtype}")
     qid = np.asarray(query_ids)
     gid = np.asarray(gallery_ids)
     if idx.ndim != 2 or idx.shape[0] != len(q):
@@ -284,8 +286,12 @@ def embedding_2d(
     -------
     matplotlib.figure.Figure
     """
-    E = np.asarray(embeddings.detach().cpu() if hasattr(embeddings, "detach") else embeddings)
-    y = np.asarray(labels)
+    from ._validate import host_array
+
+    E = np.asarray(host_array(embeddings, "embeddings"))
+    y = np.asarray(host_array(labels, "labels"))
+    if E.dtype.kind not in "fiub":
+        raise ValueError(f"embeddings must hold real numbers, got dtype {E.dtype}")
     if E.ndim != 2 or E.shape[0] != len(y):
         raise ValueError(f"embeddings must be (n, d) with n={len(y)} labels, got {E.shape}")
     if len(y) < 2:
@@ -294,6 +300,16 @@ def embedding_2d(
         raise ValueError("embeddings contain NaN or inf")
     if method not in ("pca", "tsne"):
         raise ValueError(f"method must be 'pca' or 'tsne', got {method!r}")
+    if isinstance(max_points, bool) or not isinstance(max_points, (int, np.integer)):
+        raise ValueError(f"max_points must be an integer >= 2, got {max_points!r}")
+    if max_points < 2:
+        raise ValueError(f"max_points must be an integer >= 2, got {max_points}")
+    if class_names is not None:
+        if y.dtype.kind not in "iu" or y.min() < 0 or y.max() >= len(class_names):
+            raise ValueError(
+                f"class_names has {len(class_names)} names; labels must be integers in "
+                f"[0, {len(class_names)})"
+            )
     rng = np.random.default_rng(seed)
     if len(y) > max_points:
         keep = np.sort(rng.choice(len(y), size=max_points, replace=False))
@@ -406,6 +422,8 @@ def save(fig, path: str | os.PathLike, *, dpi: int = 110) -> str:
     str
         The path written.
     """
+    if not hasattr(fig, "savefig"):
+        raise TypeError(f"fig must be a matplotlib Figure, got {type(fig).__name__}")
     path = os.fspath(path)
     parent = os.path.dirname(path)
     if parent:

@@ -30,7 +30,8 @@ from typing import Any
 import numpy as np
 
 from . import _core
-from .exceptions import ShapeError
+from ._validate import host_array
+from .exceptions import DeviceError, ShapeError
 
 __all__ = ["METRICS", "evaluate", "knn"]
 
@@ -85,8 +86,7 @@ def _check_blocks(block_size: Any) -> tuple[int, int] | None:
 
 def _as_matrix(x: Any, name: str) -> np.ndarray:
     """A C-contiguous float32 (rows, dim) numpy array of ``x``."""
-    if _is_tensor(x):
-        x = x.detach().cpu().numpy()
+    x = host_array(x, name)
     try:
         a = np.asarray(x)
     except (TypeError, ValueError) as e:
@@ -102,6 +102,8 @@ def _as_matrix(x: Any, name: str) -> np.ndarray:
 def _as_device_input(x: Any, name: str) -> Any:
     """A 2-D float tensor or array for the torch backend (moved to the device in Rust)."""
     if _is_tensor(x):
+        if x.device.type == "meta":
+            raise DeviceError(f"{name} is a torch tensor on the 'meta' device, which holds no data")
         if x.ndim != 2:
             raise ShapeError(f"{name} must be 2-D (rows, dim), got shape {tuple(x.shape)}")
         if x.is_complex():
@@ -111,8 +113,7 @@ def _as_device_input(x: Any, name: str) -> Any:
 
 
 def _as_ids(ids: Any, name: str, rows: int) -> np.ndarray:
-    if _is_tensor(ids):
-        ids = ids.detach().cpu().numpy()
+    ids = host_array(ids, name)
     a = np.asarray(ids)
     if a.size == 0:
         a = a.astype(np.int64)
@@ -290,6 +291,8 @@ def evaluate(
     blocks = _check_blocks(block_size)
     if isinstance(ks, (int, np.integer)) and not isinstance(ks, bool):
         ks = (ks,)
+    if isinstance(ks, (str, bytes)) or not hasattr(ks, "__iter__"):
+        raise ValueError(f"ks must be an int or a sequence of positive ints, got {ks!r}")
     ks = [_check_positive_int(k, "each k in ks") for k in ks]
     if not ks:
         raise ValueError("ks is empty: give at least one k for recall@k")

@@ -18,7 +18,9 @@ Examples
 
 from __future__ import annotations
 
+import json
 import math
+import os
 import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -27,10 +29,17 @@ from typing import Any
 import numpy as np
 
 from . import _core
-from .exceptions import ExpressionError, InterruptedWarning, NotFittedError, ShapeError
+from ._validate import host_array, positive_int
+from .exceptions import DataError, ExpressionError, InterruptedWarning, NotFittedError, ShapeError
 from .expr import Expr
 
 __all__ = ["KernelSearch", "SearchResult", "Space", "TransformSearch"]
+
+_RESULT_FORMAT = "gridmatch.search.SearchResult"
+_RESULT_VERSION = 1
+
+#: Largest number of units of a :class:`Space`.
+MAX_UNITS = 8
 
 
 @dataclass(frozen=True)
@@ -55,7 +64,8 @@ class Space:
         Binary operation names (``add, mul, sub, div, max, min, dot, expdiff, first,
         second``) or templates in ``a`` and ``b`` such as ``"sigmoid(a) * b"``.
     units : int, default=2
-        Number of units.
+        Number of units (1 to 8: a unit may use the previous one twice, so candidates
+        can double in size with every unit).
     final : str, default="norm1"
         Final operation (``norm1`` for kernels, ``identity`` for transforms, or a
         template in ``u``).
@@ -78,8 +88,16 @@ class Space:
             if isinstance(value, str) or not all(isinstance(v, str) for v in value):
                 raise ExpressionError(f"{name} must be a list of strings, got {value!r}")
             object.__setattr__(self, name, tuple(value))
-        if not isinstance(self.units, (int, np.integer)) or self.units < 1:
-            raise ExpressionError(f"units must be a positive integer, got {self.units!r}")
+        if (
+            isinstance(self.units, bool)
+            or not isinstance(self.units, (int, np.integer))
+            or not 1 <= self.units <= MAX_UNITS
+        ):
+            # Units may reuse earlier units twice, so a candidate's tree can double with
+            # every unit: the cap keeps the largest candidate small (2**8 copies of a unit).
+            raise ExpressionError(
+                f"units must be an integer between 1 and {MAX_UNITS}, got {self.units!r}"
+            )
         object.__setattr__(self, "_decisions", tuple(_core.space_decisions(self._spec())))
 
     def _spec(self) -> tuple[str, list[str], list[str], list[str], int, str]:
@@ -142,7 +160,10 @@ class Space:
         Expr
             The candidate.
         """
-        return _core.space_build(self._spec(), [int(a) for a in actions])
+        if isinstance(actions, (str, bytes)) or not hasattr(actions, "__iter__"):
+            raise ExpressionError(f"actions must be a sequence of integers, got {actions!r}")
+        acts = [positive_int(a, "each action", low=0) for a in actions]
+        return _core.space_build(self._spec(), acts)
 
     def sample(self, n: int, seed: int = 0) -> list[Expr]:
         """Uniformly random candidates.
@@ -159,7 +180,9 @@ class Space:
         list of Expr
             The candidates.
         """
-        return _core.space_sample(self._spec(), int(n), int(seed))
+        n = positive_int(n, "n", low=0)
+        seed = positive_int(seed, "seed", low=0)
+        return _core.space_sample(self._spec(), n, seed)
 
 
 def _resolve_space(space: Space | str, kind: str) -> Space:
@@ -206,6 +229,7 @@ class SearchResult:
         self.interrupted: bool = raw["interrupted"]
         self.controller = controller
         best = raw["best"]
+        self._best: int | None = best
         if best is None:
             self.best_expr: Expr | None = None
             self.best_score = float("nan")
@@ -214,6 +238,93 @@ class SearchResult:
             self.best_score = float(self.candidates[best]["reward"])
         self.n_unique = len(self.candidates)
         self.n_invalid = sum(1 for c in self.candidates if not c["valid"])
+
+    def save(self, path: str | os.PathLike) -> str:
+        """Save the result (candidates, history) to a file, atomically.
+
+        The file is a safetensors file without arrays whose metadata holds the result as
+        JSON (format ``"gridmatch.search.SearchResult"``, version 1) and a SHA-256
+        checksum; it is written to a temporary file and renamed.
+
+        Parameters
+        ----------
+        path : path-like
+            Destination file.
+
+        Returns
+        -------
+        str
+            The path written.
+
+        Raises
+        ------
+        DataError
+            If the file cannot be written.
+        """
+        doc = {
+            "format": _RESULT_FORMAT,
+            "version": _RESULT_VERSION,
+            "controller": self.controller,
+            "interrupted": bool(self.interrupted),
+            "best": self._best,
+            "candidates": self.candidates,
+            "history": self.history,
+        }
+        path = os.fspath(path)
+        _core.store_save(path, [], {"gridmatch": json.dumps(doc)})
+        return path
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> SearchResult:
+        """Load a result written by :meth:`save`.
+
+        Parameters
+        ----------
+        path : path-like
+            The file.
+
+        Returns
+        -------
+        SearchResult
+            The result; candidates are re-parsed from their canonical text.
+
+        Raises
+        ------
+        DataError
+            If the file is missing, truncated, modified, of another format or version,
+            or holds invalid candidates.
+        """
+        path = os.fspath(path)
+        arrays, meta = _core.store_load(path)
+        try:
+            doc = json.loads(meta["gridmatch"])
+        except (KeyError, ValueError) as e:
+            raise DataError(f"{path}: not a saved SearchResult ({e})") from None
+        if not isinstance(doc, dict) or doc.get("format") != _RESULT_FORMAT or arrays:
+            raise DataError(f"{path}: not a saved SearchResult")
+        if doc.get("version") != _RESULT_VERSION:
+            raise DataError(
+                f"{path}: format version {doc.get('version')!r} is not supported (this "
+                f"gridmatch reads version {_RESULT_VERSION})"
+            )
+        try:
+            candidates = list(doc["candidates"])
+            for c in candidates:
+                Expr(str(c["expr"]))
+                float(c["reward"])
+            best = doc["best"]
+            if best is not None and not (isinstance(best, int) and 0 <= best < len(candidates)):
+                raise ValueError(f"best={best!r} is not a candidate index")
+            raw = {
+                "candidates": candidates,
+                "history": list(doc["history"]),
+                "interrupted": bool(doc["interrupted"]),
+                "best": best,
+            }
+            controller = str(doc["controller"])
+        except (KeyError, TypeError, ValueError) as e:  # ExpressionError is a ValueError
+            raise DataError(f"{path}: invalid SearchResult ({type(e).__name__}: {e})") from None
+        return cls(raw, controller)
 
     def top(self, k: int = 10) -> list[tuple[Expr, float]]:
         """The ``k`` best distinct candidates.
@@ -228,6 +339,7 @@ class SearchResult:
         list of (Expr, float)
             Candidates and rewards, best first (ties: first found first).
         """
+        k = positive_int(k, "k")
         order = sorted(range(len(self.candidates)), key=lambda i: -self.candidates[i]["reward"])
         return [(Expr(self.candidates[i]["expr"]), self.candidates[i]["reward"]) for i in order[:k]]
 
@@ -417,7 +529,18 @@ class _BaseSearch:
         self._finish(raw)
 
 
+def _flatten(a: Any, name: str) -> np.ndarray:
+    """Samples as rows: images ``(n, h, w)`` become ``(n, h*w)``."""
+    a = np.asarray(host_array(a, name))
+    if a.ndim < 2 or a.shape[0] == 0 or a.size == 0:
+        raise ShapeError(f"{name} must be a non-empty array of samples, got shape {a.shape}")
+    return a.reshape(a.shape[0], -1)
+
+
 def _float_matrix(a: Any, name: str) -> np.ndarray:
+    a = host_array(a, name)
+    if np.asarray(a).dtype.kind not in "fiub":
+        raise ShapeError(f"{name} must hold real numbers, got dtype {np.asarray(a).dtype}")
     try:
         arr = np.asarray(a, dtype=np.float64)
     except (TypeError, ValueError) as e:
@@ -430,7 +553,7 @@ def _float_matrix(a: Any, name: str) -> np.ndarray:
 
 
 def _labels(a: Any, n: int, name: str) -> np.ndarray:
-    arr = np.asarray(a)
+    arr = np.asarray(host_array(a, name))
     if arr.ndim != 1 or arr.shape[0] != n:
         raise ShapeError(f"{name} must be 1-D with {n} entries, got shape {arr.shape}")
     return arr
@@ -534,8 +657,8 @@ class KernelSearch(_BaseSearch):
         """
         if not (isinstance(self.C, (int, float, np.floating)) and self.C > 0):
             raise ValueError(f"C must be a positive number, got {self.C!r}")
-        Xtr = _float_matrix(np.asarray(X_train).reshape(len(X_train), -1), "X_train")
-        Xva = _float_matrix(np.asarray(X_val).reshape(len(X_val), -1), "X_val")
+        Xtr = _float_matrix(_flatten(X_train, "X_train"), "X_train")
+        Xva = _float_matrix(_flatten(X_val, "X_val"), "X_val")
         if Xtr.shape[1] != Xva.shape[1]:
             raise ShapeError(f"X_train has {Xtr.shape[1]} features but X_val has {Xva.shape[1]}")
         ytr = _labels(y_train, Xtr.shape[0], "y_train")
@@ -648,20 +771,23 @@ class TransformSearch(_BaseSearch):
         TransformSearch
             ``self``.
         """
-        Eq = _float_matrix(_to_numpy(E_query), "E_query")
-        Eg = _float_matrix(_to_numpy(E_gallery), "E_gallery")
+        Eq = _float_matrix(_to_numpy(E_query, "E_query"), "E_query")
+        Eg = _float_matrix(_to_numpy(E_gallery, "E_gallery"), "E_gallery")
         if Eq.shape[1] != Eg.shape[1]:
             raise ShapeError(f"E_query has dim {Eq.shape[1]} but E_gallery has {Eg.shape[1]}")
-        iq = _labels(_to_numpy(ids_query), Eq.shape[0], "ids_query")
-        ig = _labels(_to_numpy(ids_gallery), Eg.shape[0], "ids_gallery")
+        iq = _labels(_to_numpy(ids_query, "ids_query"), Eq.shape[0], "ids_query")
+        ig = _labels(_to_numpy(ids_gallery, "ids_gallery"), Eg.shape[0], "ids_gallery")
         # Any hashable ids: map to integers consistently across both sets.
         _, inv = np.unique(np.concatenate([iq, ig]), return_inverse=True)
-        inv = inv.astype(np.int64)
+        inv = inv.astype(np.int64).ravel()
+        if not np.isin(inv[: len(iq)], inv[len(iq) :]).any():
+            raise ShapeError(
+                "no query id appears in ids_gallery: every reward would be 0 "
+                "(queries and gallery must share ids)"
+            )
         self._run(_core.transform_search, Eq, inv[: len(iq)], Eg, inv[len(iq) :])
         return self
 
 
-def _to_numpy(a: Any) -> Any:
-    if hasattr(a, "detach") and hasattr(a, "cpu"):
-        return a.detach().cpu().numpy()
-    return a
+def _to_numpy(a: Any, name: str = "input") -> Any:
+    return host_array(a, name)

@@ -19,6 +19,7 @@ Examples
 
 from __future__ import annotations
 
+import json
 import numbers
 import os
 import warnings
@@ -26,12 +27,14 @@ from typing import Any, Callable
 
 import numpy as np
 from sklearn.base import BaseEstimator, ClassifierMixin
+from sklearn.exceptions import NotFittedError as _SkNotFittedError
 from sklearn.utils.class_weight import compute_class_weight
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, column_or_1d
 
 from . import _core
-from .exceptions import ConvergenceWarning, InterruptedWarning
+from ._validate import host_array
+from .exceptions import ConvergenceWarning, DataError, InterruptedWarning, NotFittedError
 
 try:  # scikit-learn >= 1.6
     from sklearn.utils.validation import validate_data as _validate_data
@@ -116,6 +119,53 @@ def _ovr_decision_function(predictions, confidences, n_classes):
             votes[predictions[:, k] == 1, j] += 1
             k += 1
     return votes + conf / (3 * (np.abs(conf) + 1))
+
+
+_SVC_FORMAT = "gridmatch.svm.SVC"
+_SVC_VERSION = 1
+#: Saved arrays: name -> (dtype, ndim).
+_SVC_ARRAYS = {
+    "support": ("i32", 1),
+    "support_vectors": ("f64", 2),
+    "n_support": ("i32", 1),
+    "dual_coef": ("f64", 2),
+    "intercept": ("f64", 1),
+    "class_weight": ("f64", 1),
+    "n_iter": ("i32", 1),
+}
+#: Saved array -> estimator attribute.
+_SVC_ATTRS = {
+    "support": "support_",
+    "support_vectors": "support_vectors_",
+    "n_support": "_n_support",
+    "dual_coef": "dual_coef_",
+    "intercept": "intercept_",
+    "class_weight": "class_weight_",
+    "n_iter": "n_iter_",
+}
+_NP_DTYPES = {"f64": "<f8", "f32": "<f4", "i64": "<i8", "i32": "<i4"}
+
+
+def _as_expression(kernel):
+    from .expr import parse
+
+    return parse(kernel)
+
+
+def _storable_kernel(kernel) -> bool:
+    from .expr import Expr
+
+    return isinstance(kernel, (str, Expr))
+
+
+def _check_fitted(estimator) -> None:
+    """scikit-learn's check, raising :class:`gridmatch.NotFittedError` (a subclass)."""
+    try:
+        check_is_fitted(estimator)
+    except NotFittedError:
+        raise
+    except _SkNotFittedError as e:
+        raise NotFittedError(str(e)) from None
 
 
 def _n_jobs(n_jobs: int | None) -> int:
@@ -233,6 +283,8 @@ class SVC(ClassifierMixin, BaseEstimator):
         def positive(name, v):
             if isinstance(v, bool) or not isinstance(v, numbers.Real) or not v > 0:
                 raise ValueError(f"{name} must be a float > 0, got {v!r}")
+            if not np.isfinite(v):
+                raise ValueError(f"{name} must be finite, got {v!r}")
 
         positive("C", self.C)
         positive("tol", self.tol)
@@ -241,8 +293,12 @@ class SVC(ClassifierMixin, BaseEstimator):
             raise ValueError(f"degree must be an integer >= 0, got {self.degree!r}")
         if self.degree < 0:
             raise ValueError(f"degree must be an integer >= 0, got {self.degree!r}")
-        if isinstance(self.coef0, bool) or not isinstance(self.coef0, numbers.Real):
-            raise ValueError(f"coef0 must be a float, got {self.coef0!r}")
+        if (
+            isinstance(self.coef0, bool)
+            or not isinstance(self.coef0, numbers.Real)
+            or not np.isfinite(self.coef0)
+        ):
+            raise ValueError(f"coef0 must be a finite float, got {self.coef0!r}")
         if isinstance(self.gamma, str):
             if self.gamma not in ("scale", "auto"):
                 raise ValueError(
@@ -297,6 +353,7 @@ class SVC(ClassifierMixin, BaseEstimator):
         """
         self._check_params()
         kernel = _resolve_kernel(self.kernel)
+        X, y = host_array(X, "X"), host_array(y, "y")
         X, y = _validate_data(self, X, y, dtype=np.float64, order="C", accept_sparse=False)
         y_ = column_or_1d(y, warn=True)
         check_classification_targets(y_)
@@ -310,7 +367,7 @@ class SVC(ClassifierMixin, BaseEstimator):
         if sample_weight is None:
             sw = np.ones(n)
         else:
-            sw = np.asarray(sample_weight, dtype=np.float64)
+            sw = np.asarray(host_array(sample_weight, "sample_weight"), dtype=np.float64)
             if sw.ndim == 0:
                 sw = np.full(n, float(sw))
             if sw.shape != (n,):
@@ -418,15 +475,267 @@ class SVC(ClassifierMixin, BaseEstimator):
     @property
     def n_support_(self):
         """Number of support vectors of each class, ndarray of shape (n_classes,)."""
-        check_is_fitted(self)
+        _check_fitted(self)
         return self._n_support
+
+    # ------------------------------------------------------------- persistence
+    def _to_arrays(self) -> tuple[list[tuple[str, str, list[int], bytes]], dict[str, str]]:
+        """The fitted model as named arrays and a JSON config (see :meth:`save`)."""
+        _check_fitted(self)
+        from .expr import Expr
+
+        kernel = self.kernel
+        if isinstance(kernel, str) and kernel in BUILTIN_KERNELS:
+            kernel_spec = {"type": "builtin", "name": kernel}
+        elif isinstance(kernel, (str, Expr)):
+            kernel_spec = {
+                "type": "expression",
+                "text": str(_as_expression(kernel)),
+                # the parameter as given (an expression string stays that string)
+                "param": kernel if isinstance(kernel, str) else None,
+            }
+        else:
+            raise TypeError(
+                f"an SVC with kernel={kernel!r} cannot be saved: a Python callable would need "
+                "pickle; use a built-in kernel or a gridmatch.expr expression"
+            )
+        classes = np.asarray(self.classes_)
+        if classes.dtype.kind not in "biufU":
+            raise TypeError(
+                f"classes of dtype {classes.dtype} cannot be saved; use integer, float, bool "
+                "or string labels"
+            )
+        params = self.get_params(deep=False)
+        params.pop("kernel")
+        cw = params["class_weight"]
+        if isinstance(cw, dict):
+            params["class_weight"] = [[np.asarray(k).tolist(), float(v)] for k, v in cw.items()]
+        config = {
+            "format": _SVC_FORMAT,
+            "version": _SVC_VERSION,
+            "gridmatch_version": _core.__version__,
+            "params": params,
+            "kernel": kernel_spec,
+            "classes": classes.tolist(),
+            "classes_dtype": classes.dtype.str,
+            "shape_fit": [int(v) for v in self.shape_fit_],
+            "fit_status": int(self.fit_status_),
+            "n_features_in": int(self.n_features_in_),
+            "feature_names_in": (
+                np.asarray(self.feature_names_in_).tolist()
+                if hasattr(self, "feature_names_in_")
+                else None
+            ),
+            "gamma": float(self._gamma),
+            "kernel_name": self._kernel_name,
+        }
+        arrays = []
+        for name, (dtype, _) in _SVC_ARRAYS.items():
+            a = np.ascontiguousarray(getattr(self, _SVC_ATTRS[name]), dtype=_NP_DTYPES[dtype])
+            arrays.append((name, dtype, [int(d) for d in a.shape], a.tobytes()))
+        return arrays, {"gridmatch": json.dumps(config)}
+
+    @classmethod
+    def _from_arrays(cls, arrays: list, metadata: dict[str, str], where: str) -> SVC:
+        """Rebuild a fitted SVC from :meth:`_to_arrays` output; ``DataError`` if invalid."""
+
+        def bad(msg: str) -> DataError:
+            return DataError(f"{where}: {msg}")
+
+        try:
+            config = json.loads(metadata["gridmatch"])
+        except KeyError:
+            raise bad("not a saved gridmatch SVC (no 'gridmatch' metadata)") from None
+        except ValueError as e:
+            raise bad(f"the model config is not valid JSON ({e})") from None
+        if not isinstance(config, dict) or config.get("format") != _SVC_FORMAT:
+            raise bad("not a saved gridmatch SVC (wrong 'format')")
+        version = config.get("version")
+        if version != _SVC_VERSION:
+            raise bad(
+                f"format version {version!r} is not supported (this gridmatch reads version "
+                f"{_SVC_VERSION}); save the model again with this version"
+            )
+        got = {name: (dtype, shape, data) for name, dtype, shape, data in arrays}
+        missing = sorted(set(_SVC_ARRAYS) - set(got))
+        extra = sorted(set(got) - set(_SVC_ARRAYS))
+        if missing or extra:
+            raise bad(f"wrong arrays (missing {missing}, unexpected {extra})")
+        values = {}
+        for name, (dtype, ndim) in _SVC_ARRAYS.items():
+            d, shape, data = got[name]
+            if d != dtype or len(shape) != ndim:
+                raise bad(f"array {name!r} is {d} {len(shape)}-D, expected {dtype} {ndim}-D")
+            values[name] = np.frombuffer(data, dtype=_NP_DTYPES[dtype]).reshape(shape).copy()
+        try:
+            params = dict(config["params"])
+            kernel_spec = config["kernel"]
+            if kernel_spec["type"] == "builtin":
+                kernel = str(kernel_spec["name"])
+            elif kernel_spec["type"] == "expression":
+                kernel = _as_expression(str(kernel_spec["text"]))
+                param = kernel_spec.get("param")
+                if param is not None:
+                    if _as_expression(str(param)) != kernel:
+                        raise ValueError("the kernel text and its canonical form differ")
+                    kernel = str(param)
+            else:
+                raise ValueError(f"unknown kernel type {kernel_spec['type']!r}")
+            if isinstance(params.get("class_weight"), list):
+                params["class_weight"] = {
+                    (tuple(k) if isinstance(k, list) else k): float(v)
+                    for k, v in params["class_weight"]
+                }
+            est = cls(kernel=kernel, **params)
+            est._check_params()
+            classes = np.array(config["classes"], dtype=np.dtype(config["classes_dtype"]))
+            shape_fit = tuple(int(v) for v in config["shape_fit"])
+            fit_status = int(config["fit_status"])
+            n_features = int(config["n_features_in"])
+            gamma = float(config["gamma"])
+            kernel_name = str(config["kernel_name"])
+            names = config.get("feature_names_in")
+        except (KeyError, TypeError, ValueError) as e:
+            raise bad(f"invalid model config ({type(e).__name__}: {e})") from None
+        n_classes, n_sv = len(classes), len(values["support"])
+        sv, dual = values["support_vectors"], values["dual_coef"]
+        checks = [
+            (n_classes >= 2, "fewer than 2 classes"),
+            (values["n_support"].shape == (n_classes,), "n_support does not match the classes"),
+            (int(values["n_support"].sum()) == n_sv, "n_support does not add up to the support"),
+            (bool((values["n_support"] >= 0).all()), "negative n_support"),
+            (dual.shape == (n_classes - 1, n_sv), "dual_coef has the wrong shape"),
+            (
+                values["intercept"].shape == (n_classes * (n_classes - 1) // 2,),
+                "intercept has the wrong shape",
+            ),
+            (values["class_weight"].shape == (n_classes,), "class_weight has the wrong shape"),
+            (values["n_iter"].shape == values["intercept"].shape, "n_iter has the wrong shape"),
+            (len(shape_fit) == 2 and shape_fit[1] == n_features, "inconsistent shape_fit"),
+            (kernel_name in BUILTIN_KERNELS, f"unknown kernel_name {kernel_name!r}"),
+            (np.isfinite(gamma) and gamma >= 0, "invalid gamma"),
+            (
+                bool(((values["support"] >= 0) & (values["support"] < shape_fit[0])).all())
+                if n_sv and len(shape_fit) == 2
+                else True,
+                "support indices out of range",
+            ),
+            (
+                sv.shape
+                == (
+                    (0, 0)
+                    if kernel_name == "precomputed" and kernel_spec["type"] == "builtin"
+                    else (n_sv, n_features)
+                ),
+                "support_vectors has the wrong shape",
+            ),
+        ]
+        for ok, msg in checks:
+            if not ok:
+                raise bad(msg)
+        for name in ("dual_coef", "intercept", "support_vectors", "class_weight"):
+            if not np.isfinite(values[name]).all():
+                raise bad(f"{name} holds NaN or infinite values")
+        for name, attr in _SVC_ATTRS.items():
+            setattr(est, attr, values[name])
+        est.classes_ = classes
+        est.shape_fit_ = shape_fit
+        est.fit_status_ = fit_status
+        est.n_features_in_ = n_features
+        if names is not None:
+            est.feature_names_in_ = np.asarray(names, dtype=object)
+        est._gamma = gamma
+        est._kernel_name = kernel_name
+        return est
+
+    def save(self, path: str | os.PathLike) -> str:
+        """Save the fitted model to a file (safetensors arrays + JSON config).
+
+        The file is a safetensors file: the arrays of the model plus, in its metadata, a
+        JSON config (parameters, classes, kernel — an expression kernel as its canonical
+        text) with a format version and a SHA-256 checksum of everything. Nothing is
+        pickled and nothing is executed on loading. The write is atomic: the file is
+        written to a temporary file in the same folder and renamed, so an error or a
+        crash mid-way leaves any previous file at ``path`` intact.
+
+        Parameters
+        ----------
+        path : path-like
+            Destination file (conventionally ``*.safetensors``).
+
+        Returns
+        -------
+        str
+            The path written.
+
+        Raises
+        ------
+        NotFittedError
+            If the model is not fitted.
+        TypeError
+            If the kernel is a Python callable (it cannot be stored without pickle).
+        DataError
+            If the file cannot be written.
+        """
+        arrays, meta = self._to_arrays()
+        path = os.fspath(path)
+        _core.store_save(path, arrays, meta)
+        return path
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> SVC:
+        """Load a model written by :meth:`save`.
+
+        Parameters
+        ----------
+        path : path-like
+            The file.
+
+        Returns
+        -------
+        SVC
+            The fitted estimator; it predicts exactly as the saved one.
+
+        Raises
+        ------
+        DataError
+            If the file is missing, truncated, modified (checksum mismatch), malformed
+            (wrong arrays, shapes, dtypes or config) or of another format version.
+        """
+        path = os.fspath(path)
+        arrays, meta = _core.store_load(path)
+        return cls._from_arrays(arrays, meta, path)
+
+    def __getstate__(self):
+        # Pickling (joblib, multiprocessing, copy) uses the same safetensors bytes as
+        # save() for a fitted model, so the pickle holds no model object graph and its
+        # unpickling goes through load()'s validation. (Pickle files as such are never
+        # safe to load from untrusted sources: use save()/load() for model files.)
+        state = super().__getstate__()
+        if hasattr(self, "support_") and _storable_kernel(self.kernel):
+            arrays, meta = self._to_arrays()
+            return {
+                "_gridmatch_svc": bytes(_core.store_dumps(arrays, meta)),
+                "_sklearn_version": state.get("_sklearn_version"),
+            }
+        return state
+
+    def __setstate__(self, state):
+        if isinstance(state, dict) and "_gridmatch_svc" in state:
+            arrays, meta = _core.store_loads(state["_gridmatch_svc"])
+            other = type(self)._from_arrays(arrays, meta, "pickled SVC")
+            self.__dict__.update(other.__dict__)
+            return
+        super().__setstate__(state)
 
     # ----------------------------------------------------------------- predict
     def _ovo_decision(self, X) -> np.ndarray:
         """Pairwise decision values in libsvm's convention (positive: first class)."""
-        check_is_fitted(self)
+        _check_fitted(self)
         kernel = _resolve_kernel(self.kernel)
-        X = _validate_data(self, X, dtype=np.float64, order="C", accept_sparse=False, reset=False)
+        X = _validate_data(
+            self, host_array(X, "X"), dtype=np.float64, order="C", accept_sparse=False, reset=False
+        )
         binary = len(self.classes_) == 2
         dual = -self.dual_coef_ if binary else self.dual_coef_
         rho = self.intercept_ if binary else -self.intercept_

@@ -39,16 +39,22 @@ impl PyExpr {
     }
 }
 
-/// `numpy.ascontiguousarray(obj, dtype=float64)` as a 2-D array.
+/// `obj` as a C-contiguous float64 2-D array, through the Python package's shared check
+/// (`gridmatch._validate.float64_matrix`: torch tensors copied to the host, complex,
+/// object and string arrays and wrong shapes refused with `ShapeError` / `DeviceError`).
 pub(crate) fn as_f64_2d<'py>(
     py: Python<'py>,
     obj: &Bound<'py, PyAny>,
     what: &str,
 ) -> PyResult<PyReadonlyArray2<'py, f64>> {
-    let np = py.import("numpy")?;
-    let arr = np
-        .call_method1("ascontiguousarray", (obj, "float64"))
-        .map_err(|e| errors::error(Kind::Shape, format!("{what} is not a float array: {e}")))?;
+    let arr = match py.import("gridmatch._validate") {
+        Ok(v) => v.call_method1("float64_matrix", (obj, what))?,
+        // `_core` used without the Python package: plain numpy conversion.
+        Err(_) => py
+            .import("numpy")?
+            .call_method1("ascontiguousarray", (obj, "float64"))
+            .map_err(|e| errors::error(Kind::Shape, format!("{what} is not a float array: {e}")))?,
+    };
     let ndim: usize = arr.getattr("ndim")?.extract()?;
     if ndim != 2 {
         return Err(errors::error(
@@ -59,11 +65,62 @@ pub(crate) fn as_f64_2d<'py>(
     arr.extract()
 }
 
+/// Deepest nesting accepted in expression text (parentheses, calls, unary minus).
+///
+/// The parser and the tree walks recurse once per level; 1000 levels stay far below
+/// the stack of any thread (5000 were measured to work, 20000 overflowed the stack and
+/// crashed the interpreter), while real kernels nest fewer than 20 levels.
+pub(crate) const MAX_NESTING: usize = 1000;
+
+/// Refuse `text` whose nesting could exceed [`MAX_NESTING`] before it reaches the
+/// recursive parser: open parentheses plus the run of unary minuses in front of the
+/// current operand.
+pub(crate) fn check_nesting(text: &str, what: &str) -> PyResult<()> {
+    let mut level = 0usize;
+    let mut deepest = 0usize;
+    let mut saved: Vec<usize> = Vec::new();
+    // Whether the previous significant character ends an operand (so '-' is binary).
+    let mut after_operand = false;
+    for c in text.chars() {
+        match c {
+            '(' => {
+                saved.push(level);
+                level += 1;
+                after_operand = false;
+            }
+            ')' => {
+                level = saved.pop().unwrap_or(0);
+                after_operand = true;
+            }
+            '-' if !after_operand => level += 1,
+            '+' | '-' | '*' | '/' | ',' => {
+                // A binary operator ends the unary minuses of its left operand.
+                level = saved.last().map_or(0, |l| l + 1);
+                after_operand = false;
+            }
+            c if c.is_whitespace() => {}
+            _ => after_operand = true,
+        }
+        deepest = deepest.max(level);
+        if deepest > MAX_NESTING {
+            return Err(errors::error(
+                Kind::Expression,
+                format!(
+                    "{what} nests deeper than {MAX_NESTING} levels (parentheses, calls or \
+                     unary minus); simplify the expression"
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
 #[pymethods]
 impl PyExpr {
     /// Parse `text`; raises `gridmatch.ExpressionError` naming the position of a problem.
     #[new]
     fn new(text: &str) -> PyResult<Self> {
+        check_nesting(text, "the expression")?;
         Ok(Self::from_expr(expr::parse(text)?)?)
     }
 

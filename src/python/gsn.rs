@@ -26,6 +26,7 @@ impl From<GsnError> for PyErr {
         match e {
             GsnError::Torch(t) => torch_error(t),
             GsnError::Config(m) => error(Kind::Shape, m),
+            GsnError::ModelFile(m) => error(Kind::Data, m),
             GsnError::Device(m) => error(Kind::Device, m),
             GsnError::Interrupted => Cancelled.into(),
             e @ GsnError::Io { .. } => error(Kind::Data, e.to_string()),

@@ -10,6 +10,7 @@ mod gsn;
 mod heavy;
 mod retrieval;
 mod search;
+mod store;
 mod svm;
 
 use crate::data::idx;
@@ -149,6 +150,7 @@ fn core_module(m: &Bound<'_, PyModule>) -> PyResult<()> {
     gsn::register(m)?;
     retrieval::register(m)?;
     search::register(m)?;
+    store::register(m)?;
     svm::register(m)?;
     Ok(())
 }

@@ -1,7 +1,7 @@
 //! Bindings of the search area: spaces, and the kernel / transform searches.
 
 use super::errors::{self, Kind};
-use super::expr::{as_f64_2d, PyExpr};
+use super::expr::{as_f64_2d, check_nesting, PyExpr};
 use super::heavy::run_heavy;
 use crate::rl::reward;
 use crate::rl::rng::Rng;
@@ -43,6 +43,9 @@ fn space_from_spec(spec: &SpaceSpec) -> PyResult<Space> {
     };
     fn v(l: &[String]) -> Vec<&str> {
         l.iter().map(String::as_str).collect()
+    }
+    for t in ops.iter().chain(un).chain(bi).chain(std::iter::once(fin)) {
+        check_nesting(t, "a template of the space")?;
     }
     Ok(Space::new(kind, &v(ops), &v(un), &v(bi), *units, fin)?)
 }

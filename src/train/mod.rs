@@ -37,6 +37,10 @@ pub enum GsnError {
     /// The computation was interrupted (Ctrl-C or callback) before it had a result.
     #[error("interrupted")]
     Interrupted,
+    /// A model file does not fit the network (missing, extra or mismatched variables)
+    /// or cannot be parsed.
+    #[error("{0}")]
+    ModelFile(String),
     /// Reading or writing a model file failed.
     #[error("cannot write or read {path}: {source}")]
     Io {
@@ -121,7 +125,10 @@ fn atomic_write(
     let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("file");
     let ext = path.extension().and_then(|e| e.to_str()).unwrap_or("tmp");
     let tmp = path.with_file_name(format!(".{name}.{}.partial.{ext}", std::process::id()));
-    write(&tmp)?;
+    if let Err(e) = write(&tmp) {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(e);
+    }
     std::fs::rename(&tmp, path).map_err(|source| {
         let _ = std::fs::remove_file(&tmp);
         GsnError::Io {
@@ -232,18 +239,46 @@ impl Model {
         Ok(Tensor::f_cat(&parts, 0)?)
     }
 
-    /// Write `dir/weights.safetensors` and `dir/config.json` (`config_json` verbatim),
-    /// each atomically.
+    /// Write `dir/weights.safetensors` and `dir/config.json`, each atomically.
+    ///
+    /// `config_json` must be a JSON object; it is written with one more entry,
+    /// `"weights_sha256"`, the SHA-256 of the weights file, so that a reader can detect a
+    /// changed, truncated or mismatched weights file (including a crash between the two
+    /// renames, which leaves new weights beside the old config).
     pub fn save(&self, dir: &Path, config_json: &str) -> Result<(), GsnError> {
+        let config_json = if config_json.trim().is_empty() {
+            "{}"
+        } else {
+            config_json
+        };
+        let mut config: serde_json::Value = serde_json::from_str(config_json)
+            .map_err(|e| GsnError::Config(format!("the model config is not valid JSON: {e}")))?;
+        let Some(fields) = config.as_object_mut() else {
+            return Err(GsnError::Config(
+                "the model config must be a JSON object".into(),
+            ));
+        };
         std::fs::create_dir_all(dir).map_err(|source| GsnError::Io {
             path: dir.to_path_buf(),
             source,
         })?;
+        let mut digest = String::new();
         atomic_write(&dir.join("weights.safetensors"), |tmp| {
-            Ok(self.vs.save(tmp)?)
+            self.vs
+                .save(tmp)
+                .map_err(|e| GsnError::ModelFile(format!("cannot write {}: {e}", tmp.display())))?;
+            let bytes = std::fs::read(tmp).map_err(|source| GsnError::Io {
+                path: tmp.to_path_buf(),
+                source,
+            })?;
+            digest = crate::store::sha256_hex(&bytes);
+            Ok(())
         })?;
+        fields.insert("weights_sha256".into(), serde_json::Value::String(digest));
+        let text = serde_json::to_string_pretty(&config)
+            .map_err(|e| GsnError::Config(format!("cannot serialise the model config: {e}")))?;
         atomic_write(&dir.join("config.json"), |tmp| {
-            std::fs::write(tmp, config_json).map_err(|source| GsnError::Io {
+            std::fs::write(tmp, &text).map_err(|source| GsnError::Io {
                 path: tmp.to_path_buf(),
                 source,
             })
@@ -258,7 +293,43 @@ impl Model {
                 source: std::io::Error::new(std::io::ErrorKind::NotFound, "no such file"),
             });
         }
-        Ok(self.vs.load(path)?)
+        // Not `VarStore::load`: it broadcasts a tensor of another shape into a variable
+        // and converts the variables to the file's dtype. A model file must hold exactly
+        // the model's variables, with their shapes and dtypes.
+        let mismatch = |m: String| GsnError::ModelFile(format!("{}: {m}", path.display()));
+        let file: HashMap<String, Tensor> = Tensor::read_safetensors(path)
+            .map_err(|e| mismatch(format!("not a valid safetensors file ({e})")))?
+            .into_iter()
+            .collect();
+        let vars = self.vs.variables();
+        if let Some(extra) = file.keys().find(|k| !vars.contains_key(*k)) {
+            return Err(mismatch(format!(
+                "tensor {extra:?} is not a variable of this network"
+            )));
+        }
+        for (name, var) in vars.iter() {
+            let src = file
+                .get(name)
+                .ok_or_else(|| mismatch(format!("variable {name:?} is missing")))?;
+            if src.size() != var.size() || src.kind() != var.kind() {
+                return Err(mismatch(format!(
+                    "variable {name:?} is {:?} {:?} in the file, the network has {:?} {:?}",
+                    src.kind(),
+                    src.size(),
+                    var.kind(),
+                    var.size()
+                )));
+            }
+        }
+        tch::no_grad(|| -> Result<(), GsnError> {
+            for (name, var) in vars.iter() {
+                if let Some(src) = file.get(name) {
+                    let mut v = var.shallow_clone();
+                    v.f_copy_(src)?;
+                }
+            }
+            Ok(())
+        })
     }
 }
 
