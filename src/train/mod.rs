@@ -176,6 +176,7 @@ impl Model {
         } else {
             None
         };
+        crate::nets::to_channels_last(&vs);
         Ok(Model {
             spec,
             device,
@@ -264,8 +265,15 @@ impl Model {
         })?;
         let mut digest = String::new();
         atomic_write(&dir.join("weights.safetensors"), |tmp| {
-            self.vs
-                .save(tmp)
+            // Contiguous copies: the convolution weights are kept channels-last.
+            let mut named: Vec<(String, Tensor)> = self
+                .vs
+                .variables()
+                .into_iter()
+                .map(|(k, v)| Ok((k, v.f_contiguous()?)))
+                .collect::<Result<_, tch::TchError>>()?;
+            named.sort_by(|a, b| a.0.cmp(&b.0));
+            Tensor::write_safetensors(&named, tmp)
                 .map_err(|e| GsnError::ModelFile(format!("cannot write {}: {e}", tmp.display())))?;
             let bytes = std::fs::read(tmp).map_err(|source| GsnError::Io {
                 path: tmp.to_path_buf(),
