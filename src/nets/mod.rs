@@ -67,7 +67,7 @@ fn channels_last(t: &Tensor) -> Tensor {
     if t.stride() == strides {
         return t.shallow_clone();
     }
-    let mut out = Tensor::empty_strided(&size, &strides, (t.kind(), t.device()));
+    let mut out = Tensor::empty_strided(&size, strides, (t.kind(), t.device()));
     out.copy_(t);
     out
 }
