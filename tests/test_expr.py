@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import ast
 import pickle
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -323,3 +325,23 @@ def test_large_arguments_of_sin_and_exp():
     Y = np.array([[30.0, 1.0, 1.0, 1.0]])
     for text in ("norm1(sin(x * y))", "norm1(cos(x * y))", "norm1(exp(-abs(x * y)))"):
         assert_close(parse(text).gram(X, Y), reference_gram(text, X, Y), rtol=1e-12)
+
+
+def test_long_chains_are_refused_not_a_crash():
+    # A chain "x + x + ... + x" is not nested, yet its tree is as deep as it is long; it
+    # used to overflow the stack (segfault). Run in a child so a regression cannot take
+    # the test session down.
+    code = (
+        "import gridmatch as gm\n"
+        "for text in ['+'.join(['x'] * 200000), '*'.join(['x'] * 5000), '-' * 5000 + 'x']:\n"
+        "    try:\n"
+        "        gm.expr.parse(text)\n"
+        "    except gm.ExpressionError as e:\n"
+        "        assert 'deeper than 1000' in str(e) or 'nested' in str(e), e\n"
+        "    else:\n"
+        "        raise SystemExit('accepted')\n"
+        "print(gm.expr.parse('+'.join(['x'] * 400)).size)\n"
+    )
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, (r.returncode, r.stderr[-2000:])
+    assert int(r.stdout) == 799

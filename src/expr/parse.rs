@@ -18,12 +18,22 @@ enum Tok {
     End,
 }
 
+/// The deepest expression tree (and parser recursion) accepted: trees are processed
+/// recursively (printing, compiling, dropping), so a deeper one, nested or a long chain
+/// such as `x + x + ... + x`, is a syntax error rather than a stack overflow.
+pub const MAX_DEPTH: usize = 1000;
+
 struct Parser<'a> {
     text: &'a str,
     toks: Vec<(Tok, usize)>,
     pos: usize,
     vars: &'a [&'a str],
+    /// Current recursion depth of `expr`.
+    nesting: usize,
 }
+
+/// A parsed subtree and its depth (a leaf has depth 1).
+type Parsed = (Expr, usize);
 
 fn tokenize(text: &str) -> Result<Vec<(Tok, usize)>, ExprError> {
     let chars: Vec<char> = text.chars().collect();
@@ -124,55 +134,87 @@ impl Parser<'_> {
         }
     }
 
-    fn expr(&mut self) -> Result<Expr, ExprError> {
-        let mut lhs = self.term()?;
+    /// `depth` if within [`MAX_DEPTH`], else a syntax error at `position`.
+    fn check_depth(&self, depth: usize, position: usize) -> Result<usize, ExprError> {
+        // `depth` counts the top-level call and the leaf too: allow those two.
+        if depth > MAX_DEPTH + 2 {
+            return Err(self.err(
+                format!("the expression is nested or chained deeper than {MAX_DEPTH} levels"),
+                position,
+            ));
+        }
+        Ok(depth)
+    }
+
+    fn expr(&mut self) -> Result<Parsed, ExprError> {
+        self.nesting += 1;
+        self.check_depth(self.nesting, self.at())?;
+        let r = self.sum();
+        self.nesting -= 1;
+        r
+    }
+
+    fn sum(&mut self) -> Result<Parsed, ExprError> {
+        let (mut lhs, mut depth) = self.term()?;
         loop {
             let op = match self.peek() {
                 Tok::Sym('+') => BinOp::Add,
                 Tok::Sym('-') => BinOp::Sub,
-                _ => return Ok(lhs),
+                _ => return Ok((lhs, depth)),
             };
+            let at = self.at();
             self.bump();
-            let rhs = self.term()?;
+            let (rhs, d) = self.term()?;
+            depth = self.check_depth(1 + depth.max(d) + self.nesting, at)? - self.nesting;
             lhs = Expr::bin(op, lhs, rhs);
         }
     }
 
-    fn term(&mut self) -> Result<Expr, ExprError> {
-        let mut lhs = self.unary()?;
+    fn term(&mut self) -> Result<Parsed, ExprError> {
+        let (mut lhs, mut depth) = self.unary()?;
         loop {
             let op = match self.peek() {
                 Tok::Sym('*') => BinOp::Mul,
                 Tok::Sym('/') => BinOp::Div,
-                _ => return Ok(lhs),
+                _ => return Ok((lhs, depth)),
             };
+            let at = self.at();
             self.bump();
-            let rhs = self.unary()?;
+            let (rhs, d) = self.unary()?;
+            depth = self.check_depth(1 + depth.max(d) + self.nesting, at)? - self.nesting;
             lhs = Expr::bin(op, lhs, rhs);
         }
     }
 
-    fn unary(&mut self) -> Result<Expr, ExprError> {
-        if *self.peek() == Tok::Sym('-') {
+    fn unary(&mut self) -> Result<Parsed, ExprError> {
+        // Leading minuses counted in a loop, not by recursion.
+        let start = self.at();
+        let mut minuses = 0usize;
+        while *self.peek() == Tok::Sym('-') {
             self.bump();
-            Ok(Expr::neg(self.unary()?))
-        } else {
-            self.primary()
+            minuses += 1;
+            self.check_depth(minuses + self.nesting, start)?;
         }
+        let (mut e, d) = self.primary()?;
+        let depth = self.check_depth(d + minuses + self.nesting, start)? - self.nesting;
+        for _ in 0..minuses {
+            e = Expr::neg(e);
+        }
+        Ok((e, depth))
     }
 
-    fn primary(&mut self) -> Result<Expr, ExprError> {
+    fn primary(&mut self) -> Result<Parsed, ExprError> {
         let start = self.at();
         match self.peek().clone() {
             Tok::Num(v) => {
                 self.bump();
-                Ok(Expr::Const(v))
+                Ok((Expr::Const(v), 1))
             }
             Tok::Sym('(') => {
                 self.bump();
-                let e = self.expr()?;
+                let parsed = self.expr()?;
                 self.expect(')')?;
-                Ok(e)
+                Ok(parsed)
             }
             Tok::Ident(name) => {
                 self.bump();
@@ -185,7 +227,7 @@ impl Parser<'_> {
                         ));
                     }
                     let v = u8::try_from(v).map_err(|_| self.err("too many variables", start))?;
-                    return Ok(Expr::Var(v));
+                    return Ok((Expr::Var(v), 1));
                 }
                 let Some(func) = Func::from_name(&name) else {
                     let kind = if is_call { "function" } else { "name" };
@@ -203,9 +245,12 @@ impl Parser<'_> {
                 }
                 self.bump();
                 let mut args = Vec::new();
+                let mut d = 0;
                 if *self.peek() != Tok::Sym(')') {
                     loop {
-                        args.push(self.expr()?);
+                        let (a, da) = self.expr()?;
+                        d = d.max(da);
+                        args.push(a);
                         if *self.peek() == Tok::Sym(',') {
                             self.bump();
                         } else {
@@ -222,7 +267,7 @@ impl Parser<'_> {
                         start,
                     ));
                 }
-                Ok(Expr::call(func, args))
+                Ok((Expr::call(func, args), 1 + d))
             }
             Tok::End => Err(self.err(
                 if self.pos == 0 {
@@ -251,8 +296,9 @@ pub fn parse_with_vars(text: &str, vars: &[&str]) -> Result<Expr, ExprError> {
         toks,
         pos: 0,
         vars,
+        nesting: 0,
     };
-    let e = p.expr()?;
+    let (e, _) = p.expr()?;
     if *p.peek() != Tok::End {
         return Err(p.err(
             format!(
@@ -323,6 +369,31 @@ mod tests {
                 other => panic!("{text}: {other:?}"),
             }
         }
+    }
+
+    #[test]
+    fn depth_limit_instead_of_stack_overflow() {
+        let deep =
+            |n: usize, open: &str, close: &str| format!("{}x{}", open.repeat(n), close.repeat(n));
+        for text in [
+            deep(5000, "(", ")"),
+            deep(5000, "sin(", ")"),
+            deep(5000, "-", ""),
+            vec!["x"; 5000].join(" + "),
+            vec!["x"; 5000].join(" * "),
+            format!("{}x{}", "min(x, ".repeat(3000), ")".repeat(3000)),
+        ] {
+            match parse(&text) {
+                Err(ExprError::Syntax { message, .. }) => {
+                    assert!(message.contains("deeper than 1000"), "{message}")
+                }
+                other => panic!("{}...: {other:?}", &text[..20]),
+            }
+        }
+        // Within the limit: fine.
+        assert!(parse(&deep(300, "sin(", ")")).is_ok());
+        assert!(parse(&vec!["x"; 500].join(" + ")).is_ok());
+        assert!(parse(&deep(400, "(", ")")).is_ok());
     }
 
     #[test]

@@ -271,6 +271,7 @@ impl Space {
 
     /// The candidate of a decision sequence (`actions[i] < decisions()[i]`).
     pub fn build(&self, actions: &[usize]) -> Result<Expr, RlError> {
+        const MAX_CANDIDATE_NODES: usize = 100_000;
         let dec = self.decisions();
         if actions.len() != dec.len() || actions.iter().zip(&dec).any(|(&a, &n)| a >= n) {
             return Err(RlError::Config(format!(
@@ -289,7 +290,17 @@ impl Space {
             };
             let o1 = self.unary[a[2]].1.substitute(&[operand(a[0])]);
             let o2 = self.unary[a[3]].1.substitute(&[operand(a[1])]);
-            outs.push(self.binary[a[4]].1.substitute(&[o1, o2]));
+            let out = self.binary[a[4]].1.substitute(&[o1, o2]);
+            let size = out.size();
+            if size > MAX_CANDIDATE_NODES {
+                return Err(RlError::Config(format!(
+                    "the candidate grows to {size} nodes at unit {} (limit \
+                     {MAX_CANDIDATE_NODES}): templates that use their variable several times \
+                     multiply the size with every unit; use fewer units or simpler templates",
+                    u + 1
+                )));
+            }
+            outs.push(out);
         }
         let last = outs.pop().unwrap_or(Expr::x());
         Ok(self.final_op.1.substitute(&[last]))
@@ -309,6 +320,32 @@ mod tests {
         let e = s.build(&[6, 5, 7, 7, 4, 7, 0, 0, 0, 7]).unwrap();
         assert_eq!(e.to_string(), "norm1(min(sin(x * y), sin(dot(x, y))))");
         assert!(s.build(&[7, 5, 7, 7, 4, 7, 0, 0, 0, 7]).is_err());
+    }
+
+    #[test]
+    fn exploding_templates_are_refused() {
+        // Each unit squares-and-more the previous one: 9^8 nodes without the limit.
+        let s = Space::new(
+            SpaceKind::Kernel,
+            &["prod"],
+            &["u * u + u"],
+            &["a * a + b * b + a"],
+            8,
+            "norm1",
+        )
+        .unwrap();
+        let dec = s.decisions();
+        // Every unit takes the previous unit's output (the last choice of each operand).
+        let mut a = Vec::new();
+        for (u, chunk) in dec.chunks(5).enumerate() {
+            let op = if u == 0 { 0 } else { chunk[0] - 1 };
+            a.extend([op, op, 0, 0, 0]);
+        }
+        let e = s.build(&a);
+        assert!(
+            matches!(e, Err(RlError::Config(ref m)) if m.contains("nodes")),
+            "{e:?}"
+        );
     }
 
     #[test]
