@@ -299,6 +299,7 @@ def report(args, mach, rows, q_seconds, speed_rows):
     if not rows:  # --skip-quality: keep the previous run's quality tables
         kept = old_subsection("Retrieval quality", "Training speed")
         if kept:
+            kept = kept.replace("(Quality tables kept from the previous run.)", "").strip()
             lines += [kept, "", "(Quality tables kept from the previous run.)", ""]
     if rows:
         lines += [
