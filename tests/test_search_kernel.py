@@ -111,3 +111,26 @@ def test_timeout_stops_a_candidate_mid_gram():
     assert all("timed out" in c["error"] for c in s.result_.candidates)
     # A full candidate would cost ~25x `one_fifth_gram` (training Gram alone).
     assert elapsed < 0.5 + 5 * one_fifth_gram, (elapsed, one_fifth_gram)
+
+
+@pytest.mark.parametrize("text", [gm.expr.PAPER_KERNEL, "norm1(expdiff(x, y)) - l1dist(x, 2 * y)"])
+@pytest.mark.parametrize("cache_size", [200, 0.05])
+def test_expression_kernel_rows_on_demand_equal_the_precomputed_gram(mnist_small, text, cache_size):
+    # SVC with an expression kernel evaluates kernel rows in Rust on demand (memory
+    # bounded by cache_size, even a 50 kB cache that forces recomputation); the model
+    # must be the one fitted on the full precomputed Gram matrix (same float32 kernel
+    # values for the solver), the second kernel not symmetric.
+    tr, va = mnist_small
+    e = gm.expr.parse(text)
+    a = gm.svm.SVC(kernel=e, cache_size=cache_size).fit(*tr)
+    b = gm.svm.SVC(kernel="precomputed", cache_size=cache_size).fit(
+        e.gram(tr[0], tr[0].copy()), tr[1]
+    )
+    np.testing.assert_array_equal(a.support_, b.support_)
+    np.testing.assert_array_equal(a.dual_coef_, b.dual_coef_)
+    np.testing.assert_array_equal(a.intercept_, b.intercept_)
+    np.testing.assert_array_equal(
+        a.decision_function(va[0]), b.decision_function(e.gram(va[0], tr[0]))
+    )
+    with pytest.raises(gm.ExpressionError, match="non-finite"):
+        gm.svm.SVC(kernel="norm1(x / (x - y))").fit(*tr)

@@ -160,6 +160,7 @@ def svm_fit(
     max_iter: int,
     n_jobs: int = 0,
     callback: Callable[[int, int | None, dict[str, float]], Any] | None = None,
+    expr: Expr | None = None,
 ) -> dict[str, Any]: ...
 def svm_decision(
     x: npt.NDArray[Any],

@@ -35,6 +35,7 @@ from sklearn.utils.validation import check_is_fitted, column_or_1d
 from . import _core
 from ._validate import host_array
 from .exceptions import ConvergenceWarning, DataError, InterruptedWarning, NotFittedError
+from .expr import Expr as _Expr
 
 try:  # scikit-learn >= 1.6
     from sklearn.utils.validation import validate_data as _validate_data
@@ -391,7 +392,12 @@ class SVC(ClassifierMixin, BaseEstimator):
             )
 
         gamma = 0.0
-        if callable(kernel):
+        expr = None
+        if callable(kernel) and isinstance(getattr(kernel, "__self__", None), _Expr):
+            # An expression kernel: rows are evaluated in Rust on demand and kept in the
+            # solver's row cache, so memory stays within cache_size (no n x n matrix).
+            expr, data, kname = kernel.__self__, X, "expression"
+        elif callable(kernel):
             gram = np.asarray(kernel(X, X), dtype=np.float64)
             if gram.shape != (n, n):
                 raise ValueError(
@@ -424,7 +430,7 @@ class SVC(ClassifierMixin, BaseEstimator):
                 )
             data, kname = np.ascontiguousarray(X, dtype=np.float32), kernel
         self._gamma = gamma
-        self._kernel_name = kname
+        self._kernel_name = "precomputed" if kname == "expression" else kname
 
         out = _core.svm_fit(
             data,
@@ -439,6 +445,7 @@ class SVC(ClassifierMixin, BaseEstimator):
             float(self.cache_size),
             int(self.max_iter),
             _n_jobs(self.n_jobs),
+            expr=expr,
         )
         if not (np.isfinite(out["dual_coef"]).all() and np.isfinite(out["rho"]).all()):
             raise ValueError(

@@ -780,6 +780,37 @@ fn transform_row(ev: &mut PairEvaluator<'_>, x: &[f64], out: &mut [f64]) {
     ev.transform::<Unfused>(x, out);
 }
 
+/// `out[t] = k(xi, ys[cols[t]])`.
+#[inline(always)]
+fn kernel_cols_generic<M: Madd>(
+    ev: &mut PairEvaluator<'_>,
+    xi: &[f64],
+    ys: &[f64],
+    cols: &[usize],
+    out: &mut [f64],
+) {
+    let d = ev.d;
+    for (o, &j) in out.iter_mut().zip(cols) {
+        *o = ev.kernel::<M>(xi, &ys[j * d..(j + 1) * d]);
+    }
+}
+
+/// [`kernel_cols_generic`] compiled for AVX2 and FMA.
+///
+/// # Safety
+/// The CPU must support AVX2 and FMA.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn kernel_cols_avx2(
+    ev: &mut PairEvaluator<'_>,
+    xi: &[f64],
+    ys: &[f64],
+    cols: &[usize],
+    out: &mut [f64],
+) {
+    kernel_cols_generic::<Fused>(ev, xi, ys, cols, out);
+}
+
 fn two_slots(buf: &mut [f64], d: usize, a: usize, b: usize) -> (&mut [f64], &[f64]) {
     if a < b {
         let (lo, hi) = buf.split_at_mut(b * d);
@@ -856,6 +887,42 @@ impl Program {
             )));
         }
         Ok(())
+    }
+
+    /// `out[t] = k(x_i, x_{cols[t]})` for the rows of a row-major `n × d` matrix `xs`
+    /// (one kernel row on demand, for solvers that cache rows; single-threaded).
+    /// Returns `false` if `d == 0`, `xs` is not `n × d`, an index is out of range or
+    /// the program is not a kernel (then `out` is untouched).
+    pub fn kernel_row_of(
+        &self,
+        xs: &[f64],
+        d: usize,
+        i: usize,
+        cols: &[usize],
+        out: &mut [f64],
+    ) -> bool {
+        let n = xs.len().checked_div(d).unwrap_or(0);
+        if d == 0
+            || self.value_type != ValueType::Scalar
+            || xs.len() != n * d
+            || i >= n
+            || out.len() != cols.len()
+            || cols.iter().any(|&j| j >= n)
+        {
+            return false;
+        }
+        let mut ev = self.evaluator(d);
+        let xi = &xs[i * d..(i + 1) * d];
+        #[cfg(target_arch = "x86_64")]
+        {
+            if has_avx2_fma() {
+                // SAFETY: AVX2 and FMA support was just checked.
+                unsafe { kernel_cols_avx2(&mut ev, xi, xs, cols, out) };
+                return true;
+            }
+        }
+        kernel_cols_generic::<Unfused>(&mut ev, xi, xs, cols, out);
+        true
     }
 
     /// Kernel matrix `K[i, j] = k(x_i, y_j)`, rows in parallel (call inside

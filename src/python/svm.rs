@@ -2,8 +2,8 @@
 
 use super::heavy::run_heavy;
 use crate::svm::{
-    fit_ovo, fit_ovo_features, BuiltinKernel, Gram, OvoModel, PrecomputedGram, SolverParams,
-    SvmError,
+    fit_ovo, fit_ovo_features, BuiltinKernel, ExprGram, Gram, OvoModel, PrecomputedGram,
+    SolverParams, SvmError,
 };
 use numpy::{IntoPyArray, PyArray2, PyReadonlyArray1, PyReadonlyArray2, ToPyArray};
 use pyo3::prelude::*;
@@ -15,7 +15,7 @@ fn builtin(kernel: &str, gamma: f64, coef0: f64, degree: i32) -> PyResult<Option
         "rbf" => BuiltinKernel::Rbf { gamma },
         "poly" => BuiltinKernel::Poly { gamma, coef0, degree },
         "sigmoid" => BuiltinKernel::Sigmoid { gamma, coef0 },
-        "precomputed" => return Ok(None),
+        "precomputed" | "expression" => return Ok(None),
         other => {
             return Err(pyo3::exceptions::PyValueError::new_err(format!(
                 "unknown kernel {other:?}: expected 'linear', 'poly', 'rbf', 'sigmoid' or 'precomputed'"
@@ -29,7 +29,7 @@ fn builtin(kernel: &str, gamma: f64, coef0: f64, degree: i32) -> PyResult<Option
 /// `sample_c` float64 per-sample box bounds. Returns a dict with `support`,
 /// `n_support`, `dual_coef`, `rho`, `iterations`, `converged`, `interrupted`.
 #[pyfunction]
-#[pyo3(signature = (x, y, n_classes, sample_c, kernel, gamma, coef0, degree, tol, cache_size, max_iter, n_jobs=0, callback=None))]
+#[pyo3(signature = (x, y, n_classes, sample_c, kernel, gamma, coef0, degree, tol, cache_size, max_iter, n_jobs=0, callback=None, expr=None))]
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn svm_fit<'py>(
     py: Python<'py>,
@@ -46,6 +46,7 @@ pub(crate) fn svm_fit<'py>(
     max_iter: i64,
     n_jobs: usize,
     callback: Option<&Bound<'py, PyAny>>,
+    expr: Option<PyRef<'py, super::expr::PyExpr>>,
 ) -> PyResult<Bound<'py, PyDict>> {
     let kern = builtin(kernel, gamma, coef0, degree)?;
     let y: Vec<usize> = y
@@ -64,6 +65,39 @@ pub(crate) fn svm_fit<'py>(
         shrinking: true,
     };
     let fitted = match kern {
+        None if kernel == "expression" => {
+            // An expression kernel on float64 features: rows computed on demand and
+            // cached by the solver, so memory is bounded by `cache_size`.
+            let e = expr
+                .as_ref()
+                .ok_or_else(|| SvmError::Value("kernel 'expression' needs expr".into()))?;
+            let prog = &e.program;
+            let xa: PyReadonlyArray2<'py, f64> = x.extract()?;
+            let xv = xa.as_array();
+            let (n, dim) = xv.dim();
+            let xs = xv.as_slice().ok_or_else(|| {
+                SvmError::Shape("the features must be a C-contiguous float64 array".into())
+            })?;
+            let g = ExprGram::new(prog, xs, n, dim).ok_or_else(|| {
+                SvmError::Shape(format!(
+                    "an expression kernel needs a scalar expression and features (got {n}x{dim})"
+                ))
+            })?;
+            let out = run_heavy(py, callback, |mon| {
+                with_threads(n_jobs, || fit(&g, &y, n_classes, &c, &params, mon))
+            })?;
+            if g.saw_non_finite() {
+                return Err(crate::python::errors::error(
+                    crate::python::errors::Kind::Expression,
+                    format!(
+                        "the kernel expression {} gave non-finite values (NaN or infinity) \
+                         on the training data",
+                        e.text
+                    ),
+                ));
+            }
+            out
+        }
         Some(k) => {
             let xa: PyReadonlyArray2<'py, f32> = x.extract()?;
             let xv = xa.as_array();

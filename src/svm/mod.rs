@@ -28,7 +28,7 @@ pub mod kernel;
 pub mod multiclass;
 pub mod solver;
 
-pub use kernel::{BuiltinKernel, FeatureGram, Gram, Kernel, PrecomputedGram};
+pub use kernel::{BuiltinKernel, ExprGram, FeatureGram, Gram, Kernel, PrecomputedGram};
 pub use multiclass::{fit_ovo, fit_ovo_features, predict_from_decision, OvoModel};
 pub use solver::{solve_binary, BinarySolution, SolverParams};
 
