@@ -43,10 +43,10 @@ pub fn in_channels(backbone: &str) -> Option<i64> {
     }
 }
 
-/// A 2-D convolution run in channels-last (NHWC) layout: the input is given NHWC
-/// strides (a no-op when it already has them) and the weight is stored with them (see
-/// [`to_channels_last`]), so libtorch picks its channels-last kernels (oneDNN on CPU),
-/// markedly faster for these small images in the forward and the backward pass.
+/// A 2-D convolution run in channels-last (NHWC) layout: the input and the weight are
+/// given NHWC strides (a no-op for an input that already has them), so libtorch picks
+/// its channels-last kernels (oneDNN on CPU), markedly faster for these small images in
+/// the forward and the backward pass.
 #[derive(Debug)]
 struct Conv {
     inner: nn::Conv2D,
@@ -72,24 +72,12 @@ fn channels_last(t: &Tensor) -> Tensor {
     out
 }
 
-/// Give every 4-d variable of `vs` (the convolution weights) channels-last strides, in
-/// place: same variables, values and shapes, so optimisers and checkpoints are not
-/// affected (saving writes contiguous copies, loading copies into these tensors).
-pub fn to_channels_last(vs: &nn::VarStore) {
-    tch::no_grad(|| {
-        for (_, mut v) in vs.variables() {
-            if v.dim() == 4 {
-                let cl = channels_last(&v);
-                v.set_data(&cl);
-            }
-        }
-    });
-}
-
 impl nn::Module for Conv {
     fn forward(&self, xs: &Tensor) -> Tensor {
+        // The weight is converted per call (a small differentiable copy): parameters and
+        // optimiser state stay ordinary contiguous tensors.
         channels_last(xs).conv2d(
-            &self.inner.ws,
+            &channels_last(&self.inner.ws),
             self.inner.bs.as_ref(),
             [self.stride, self.stride],
             [self.padding, self.padding],

@@ -176,7 +176,6 @@ impl Model {
         } else {
             None
         };
-        crate::nets::to_channels_last(&vs);
         Ok(Model {
             spec,
             device,
