@@ -137,9 +137,26 @@ pub fn available_cpus() -> usize {
         .unwrap_or(1)
 }
 
+/// Block SIGINT in the calling thread (and so in every thread it starts, such as
+/// libtorch's OpenMP workers). gridmatch calls this at the start of each thread it
+/// creates, so a Ctrl-C is always delivered to the interpreter's main thread, which
+/// handles it (CPython runs signal handlers there only) and cancels the work; a signal
+/// landing on a worker inside a native library's barrier had hung a training run.
+pub fn block_interrupt_signal() {
+    #[cfg(unix)]
+    // SAFETY: plain libc calls on a local, initialised signal set.
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        libc::sigaddset(&mut set, libc::SIGINT);
+        libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
+    }
+}
+
 fn build_pool(n: usize) -> Arc<rayon::ThreadPool> {
     let builder = rayon::ThreadPoolBuilder::new()
         .num_threads(n)
+        .start_handler(|_| block_interrupt_signal())
         .thread_name(|i| format!("gridmatch-{i}"));
     match builder.build() {
         Ok(pool) => Arc::new(pool),
@@ -148,6 +165,7 @@ fn build_pool(n: usize) -> Arc<rayon::ThreadPool> {
         Err(_) => Arc::new(
             rayon::ThreadPoolBuilder::new()
                 .num_threads(1)
+                .start_handler(|_| block_interrupt_signal())
                 .build()
                 .unwrap_or_else(|e| panic!("cannot start a thread: {e}")),
         ),

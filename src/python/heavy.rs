@@ -57,6 +57,7 @@ where
         let token = waiter_token;
         std::thread::scope(|scope| {
             let worker = scope.spawn(move || {
+                crate::runtime::block_interrupt_signal();
                 let sink = move |p: &Progress| -> bool {
                     let (reply_tx, reply_rx) = mpsc::sync_channel(1);
                     if tx.send((p.clone(), reply_tx)).is_err() {

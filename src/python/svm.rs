@@ -145,7 +145,11 @@ fn with_threads<T: Send>(
     if n == 0 {
         return f();
     }
-    match rayon::ThreadPoolBuilder::new().num_threads(n).build() {
+    match rayon::ThreadPoolBuilder::new()
+        .num_threads(n)
+        .start_handler(|_| crate::runtime::block_interrupt_signal())
+        .build()
+    {
         Ok(pool) => pool.install(f),
         Err(_) => f(),
     }

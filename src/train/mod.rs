@@ -599,7 +599,10 @@ pub fn fit(
         }
     };
     std::thread::scope(|scope| -> Result<(), GsnError> {
-        scope.spawn(producer);
+        scope.spawn(move || {
+            crate::runtime::block_interrupt_signal();
+            producer()
+        });
         let rx = rx;
         'epochs: for epoch in 1..=cfg.epochs {
             let t0 = Instant::now();
