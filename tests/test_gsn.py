@@ -271,6 +271,10 @@ def test_ctrl_c_stops_training_and_keeps_the_model(fmnist):
     import threading
 
     X, y = fmnist
+    # A process started in the background by a non-interactive shell inherits SIGINT as
+    # ignored (then Python installs no KeyboardInterrupt handler and training would run
+    # all 10,000 epochs): install Python's default handler for this test.
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
     timer = threading.Timer(1.0, lambda: os.kill(os.getpid(), signal.SIGINT))
     gsn = gm.GridSearchNetwork(**{**FAST, "epochs": 10_000, "steps_per_epoch": 2})
     timer.start()
@@ -279,6 +283,7 @@ def test_ctrl_c_stops_training_and_keeps_the_model(fmnist):
             gsn.fit(X[:100], y[:100])
     finally:
         timer.cancel()
+        signal.signal(signal.SIGINT, previous)
     assert gsn.interrupted_ and 0 < len(gsn.history_) < 10_000
     assert gsn.embed(X[:2]).shape == (2, 16)
 

@@ -43,14 +43,62 @@ pub fn in_channels(backbone: &str) -> Option<i64> {
     }
 }
 
-fn conv(p: nn::Path, cin: i64, cout: i64, k: i64, pad: i64, stride: i64, bias: bool) -> nn::Conv2D {
+/// A 2-D convolution run in channels-last (NHWC) layout: the input and the weight are
+/// given NHWC strides (a no-op for an input that already has them), so libtorch picks
+/// its channels-last kernels (oneDNN on CPU), markedly faster for these small images in
+/// the forward and the backward pass.
+#[derive(Debug)]
+struct Conv {
+    inner: nn::Conv2D,
+    stride: i64,
+    padding: i64,
+}
+
+/// `t` (4-d) with channels-last strides `(h·w·c, 1, w·c, c)` and the same logical shape
+/// and values (differentiable; no copy when `t` has them already). The strides are set
+/// explicitly rather than by permuting: for one channel, permute + contiguous gives the
+/// ordinary strides, and libtorch would run the first layer in NCHW.
+fn channels_last(t: &Tensor) -> Tensor {
+    let size = t.size();
+    let [_, c, h, w] = size[..] else {
+        return t.shallow_clone();
+    };
+    let strides = [h * w * c, 1, w * c, c];
+    if t.stride() == strides {
+        return t.shallow_clone();
+    }
+    let mut out = Tensor::empty_strided(&size, strides, (t.kind(), t.device()));
+    out.copy_(t);
+    out
+}
+
+impl nn::Module for Conv {
+    fn forward(&self, xs: &Tensor) -> Tensor {
+        // The weight is converted per call (a small differentiable copy): parameters and
+        // optimiser state stay ordinary contiguous tensors.
+        channels_last(xs).conv2d(
+            &channels_last(&self.inner.ws),
+            self.inner.bs.as_ref(),
+            [self.stride, self.stride],
+            [self.padding, self.padding],
+            [1, 1],
+            1,
+        )
+    }
+}
+
+fn conv(p: nn::Path, cin: i64, cout: i64, k: i64, pad: i64, stride: i64, bias: bool) -> Conv {
     let cfg = nn::ConvConfig {
         stride,
         padding: pad,
         bias,
         ..Default::default()
     };
-    nn::conv2d(p, cin, cout, k, cfg)
+    Conv {
+        inner: nn::conv2d(p, cin, cout, k, cfg),
+        stride,
+        padding: pad,
+    }
 }
 
 fn convnet(p: &nn::Path, cin: i64) -> (nn::FuncT<'static>, i64) {
