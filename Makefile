@@ -27,7 +27,7 @@ define rust_ld_path
 $$($(PY) -c "import os, sysconfig, torch; print(os.path.join(os.path.dirname(torch.__file__), 'lib') + ':' + sysconfig.get_config_var('LIBDIR'))")
 endef
 
-.PHONY: dev demo test lint fmt cargo-test pytest bench fuzz clean help
+.PHONY: dev demo test lint fmt cargo-test pytest bench fuzz wheel clean help
 
 help:
 	@echo "make demo | make test | make dev | make lint | make fmt | make bench"
@@ -44,6 +44,10 @@ $(VENV)/.built: $(VENV)/.deps Cargo.toml pyproject.toml $(RUST_SRC) $(PY_SRC)
 	@touch $@
 
 dev: $(VENV)/.built
+
+# A wheel for another machine (e.g. a CUDA host: benches/gpu.sh installs it there).
+wheel: $(VENV)/.deps
+	$(VENV)/bin/maturin build --release --auditwheel skip -o dist
 
 demo: dev
 	$(VENV)/bin/gridmatch demo

@@ -1,57 +1,86 @@
 #!/usr/bin/env bash
 # GPU check of the Grid Search Network, prepared to run unattended on a CUDA host.
 #
-# Builds nothing there: it installs the wheel built here (maturin build --release,
-# against torch 2.11.0) into a venv that reuses the host's torch 2.11.0 (+cuXXX), then
+# Builds nothing there: it installs the wheel built here
+#   (`make wheel`: maturin build --release --auditwheel skip -o dist, against torch 2.11.0)
+# into a private folder on PYTHONPATH, next to the host's own torch 2.11.0 (+cuXXX), then
 #   1. checks that the extension sees CUDA and trains on it (device="cuda"),
 #   2. checks embeddings: untrained CPU vs CUDA agree; a CUDA-trained model gives the
-#      same embeddings on CUDA and, loaded on CPU, on CPU,
+#      same embeddings on CUDA and, loaded on CPU, on CPU; torch-tensor input on CUDA,
 #   3. times training steps: gridmatch on CUDA vs on CPU vs a PyTorch eager loop on the
 #      same GPU (same net, batch, grid, loss; benches/gsn.py's eager_steps),
-# and prints one results block (also written to $OUT/gpu_results.txt when $OUT is set).
+#   4. runs tests/test_gsn.py there (device="auto" picks CUDA on that host),
+# and writes $OUT/gpu_results.txt and $OUT/gpu_pytest.txt (OUT defaults to /tmp).
 #
-# Usage: benches/gpu.sh [path/to/gridmatch-*.whl] (default: newest target/wheels/*.whl)
-# Needs: python3 with torch==2.11.0 (CUDA build) installed, MNIST/Fashion-MNIST IDX files
-# under $GRIDMATCH_DATA (default: ./shared/datasets or ../shared/datasets).
+# Usage: benches/gpu.sh [path/to/gridmatch-*.whl] (default: newest dist/ or target/wheels/)
+# Needs: python3 with torch==2.11.0 (CUDA build), numpy, scikit-learn, tqdm, pytest;
+#        MNIST/Fashion-MNIST IDX files under $GRIDMATCH_DATA (default: ./shared/datasets,
+#        ../shared/datasets).
+# A dry run of the script itself on a machine without a GPU:
+#   GPU_SH_DEVICE=cpu GPU_SH_QUICK=1 PYTHON=.venv/bin/python benches/gpu.sh
 set -euo pipefail
 HERE="$(cd "$(dirname "$0")/.." && pwd)"
-WHEEL="${1:-$(ls -t "$HERE"/target/wheels/gridmatch-*.whl "$HERE"/dist/gridmatch-*.whl 2>/dev/null | head -1)}"
-[ -f "$WHEEL" ] || { echo "gpu.sh: no wheel found; build one with 'maturin build --release'" >&2; exit 2; }
+WHEEL="${1:-$(ls -t "$HERE"/dist/gridmatch-*.whl "$HERE"/target/wheels/gridmatch-*.whl 2>/dev/null | head -1 || true)}"
+[ -f "$WHEEL" ] || { echo "gpu.sh: no wheel found; build one with 'make wheel'" >&2; exit 2; }
 for d in "${GRIDMATCH_DATA:-}" "$HERE/shared/datasets" "$HERE/../shared/datasets"; do
   if [ -n "$d" ] && [ -d "$d/fashion-mnist" ]; then export GRIDMATCH_DATA="$d"; break; fi
 done
-export GRIDMATCH_OFFLINE=1
-VENV="${TMPDIR:-/tmp}/gridmatch-gpu-venv"
-python3 -m venv --system-site-packages "$VENV"
-"$VENV/bin/python" -m pip install -q --no-deps --no-index --force-reinstall "$WHEEL"
-"$VENV/bin/python" -c "import torch; assert torch.__version__.startswith('2.11.0'), torch.__version__; print('torch', torch.__version__, 'cuda', torch.cuda.is_available(), torch.cuda.get_device_name(0) if torch.cuda.is_available() else '')"
+export GRIDMATCH_OFFLINE=1 PYTHONUNBUFFERED=1
+export GPU_SH_DEVICE="${GPU_SH_DEVICE:-cuda}" GPU_SH_QUICK="${GPU_SH_QUICK:-0}"
+PY="${PYTHON:-python3}"
+OUTDIR="${OUT:-/tmp}"
+SITE="${TMPDIR:-/tmp}/gridmatch-gpu-site"
+rm -rf "$SITE"
+"$PY" -m pip install -q --no-deps --no-index --no-compile --target "$SITE" "$WHEEL"
+export PYTHONPATH="$SITE${PYTHONPATH:+:$PYTHONPATH}"
+command -v nvidia-smi >/dev/null && nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader || true
 cd "$HERE"
-"$VENV/bin/python" - <<'PY' | tee "${OUT:-/tmp}/gpu_results.txt"
-import sys, time, tempfile
+"$PY" - <<'PY' 2>&1 | tee "$OUTDIR/gpu_results.txt"
+import os, sys, time, tempfile
 import numpy as np, torch
 sys.path.insert(0, "benches")
 import gridmatch as gm
 from gsn import eager_steps
 
-assert torch.cuda.is_available(), "CUDA not available to torch"
+DEV = os.environ["GPU_SH_DEVICE"]
+QUICK = os.environ["GPU_SH_QUICK"] == "1"
+print("gridmatch", gm.__version__, "from", os.path.dirname(gm.__file__))
+print("torch", torch.__version__, "cuda", torch.cuda.is_available(),
+      torch.cuda.get_device_name(0) if torch.cuda.is_available() else "")
+if DEV != "cpu":
+    assert torch.cuda.is_available(), "CUDA not available to torch"
 X, y = gm.datasets.load("fashion-mnist", "train")
 X = X[:5000]; ids = np.arange(len(X))
 Xe = X[:500]
+ok = True
 # 1+2: correctness
 cpu0 = gm.GridSearchNetwork(epochs=0, device="cpu", verbose=False).fit(X[:100], ids[:100])
-gpu0 = gm.GridSearchNetwork(epochs=0, device="cuda", verbose=False).fit(X[:100], ids[:100])
-d0 = np.abs(cpu0.embed(Xe) - gpu0.embed(Xe)).max()
-print(f"untrained CPU vs CUDA embeddings: max |diff| = {d0:.2e}")
-gsn = gm.GridSearchNetwork(epochs=2, steps_per_epoch=50, device="cuda", verbose=False).fit(X, ids)
-print("CUDA training losses:", [round(h["loss"], 4) for h in gsn.history_])
-Eg = gsn.embed(Xe)
-Et = gsn.embed(torch.from_numpy(Xe).cuda())
-assert Et.is_cuda
-with tempfile.TemporaryDirectory() as d:
-    gsn.save(d); back = gm.GridSearchNetwork.load(d, device="cpu")
-d1 = np.abs(back.embed(Xe) - Eg).max()
-print(f"CUDA-trained model, CUDA vs CPU embeddings: max |diff| = {d1:.2e}")
-ok = d0 < 1e-3 and d1 < 1e-3 and gsn.history_[-1]["loss"] < gsn.history_[0]["loss"]
+dev0 = gm.GridSearchNetwork(epochs=0, device=DEV, verbose=False).fit(X[:100], ids[:100])
+print("untrained model device:", dev0.model_.device)
+d0 = float(np.abs(cpu0.embed(Xe) - dev0.embed(Xe)).max())
+print(f"untrained CPU vs {DEV} embeddings: max |diff| = {d0:.2e}")
+ok &= d0 < 1e-3 and dev0.model_.device.startswith(DEV)
+for mode in ("batch", "stitched"):
+    t = time.perf_counter()
+    gsn = gm.GridSearchNetwork(epochs=2, steps_per_epoch=10 if QUICK else 50, mode=mode,
+                               device=DEV, verbose=False).fit(X, ids)
+    losses = [round(h["loss"], 4) for h in gsn.history_]
+    print(f"{mode}: trained on {gsn.model_.device} in {time.perf_counter() - t:.1f} s, losses {losses}")
+    Eg = gsn.embed(Xe)
+    Xt = torch.from_numpy(Xe).to(DEV)
+    Et = gsn.embed(Xt)
+    assert Et.device == Xt.device, (Et.device, Xt.device)
+    dt = float(np.abs(Et.cpu().numpy() - Eg).max())
+    with tempfile.TemporaryDirectory() as d:
+        gsn.save(d)
+        back = gm.GridSearchNetwork.load(d, device="cpu")
+    d1 = float(np.abs(back.embed(Xe) - Eg).max())
+    print(f"{mode}: {DEV}-trained model, {DEV} vs CPU embeddings max |diff| = {d1:.2e}, "
+          f"tensor vs numpy input {dt:.1e}")
+    ok &= d1 < 1e-3 and dt == 0.0 and losses[-1] < losses[0]
+if DEV != "cpu":
+    print(f"peak CUDA memory (torch's caching allocator): "
+          f"{torch.cuda.max_memory_allocated() / 2**20:.0f} MiB")
 print("correctness:", "OK" if ok else "FAILED")
 # 3: speed
 def gsn_time(device, steps, batch):
@@ -59,12 +88,20 @@ def gsn_time(device, steps, batch):
     gm.GridSearchNetwork(epochs=1, steps_per_epoch=steps, batch_size=batch, augment=0.0,
                          schedule="constant", device=device, verbose=False).fit(X, ids)
     return time.perf_counter() - t
+print(f"torch CPU threads: {torch.get_num_threads()}; gridmatch threads: {gm.get_num_threads()}")
 for batch in (64, 256):
-    gsn_time("cuda", 5, batch); eager_steps(X, ids, 5, batch, 9, 0, device="cuda")
-    steps = 100
-    g = min(gsn_time("cuda", steps, batch) for _ in range(3))
-    e = min(eager_steps(X, ids, steps, batch, 9, r, device="cuda") for r in range(3))
-    c = gsn_time("cpu", 20, batch) * steps / 20
-    print(f"batch {batch}: gridmatch CUDA {steps / g:.1f} steps/s, CPU {steps / c:.1f} steps/s "
-          f"({c / g:.1f}x), PyTorch eager CUDA {steps / e:.1f} steps/s (gridmatch {e / g:.2f}x)")
+    steps = 10 if QUICK else 100
+    gsn_time(DEV, 5, batch); eager_steps(X, ids, 5, batch, 9, 0, device=DEV)
+    g = sorted(gsn_time(DEV, steps, batch) for _ in range(3))[1]
+    e = sorted(eager_steps(X, ids, steps, batch, 9, r, device=DEV) for r in range(3))[1]
+    cs = 5 if QUICK else 20
+    c = gsn_time("cpu", cs, batch) * steps / cs
+    print(f"batch {batch}, grid 3x3: gridmatch {DEV} {steps / g:.1f} steps/s, CPU {steps / c:.1f} "
+          f"steps/s ({c / g:.1f}x), PyTorch eager {DEV} {steps / e:.1f} steps/s "
+          f"(gridmatch {e / g:.2f}x; medians of 3, fit() wall time incl. setup)")
 PY
+# 4. the GSN test suite on this host (device="auto" resolves to CUDA where there is one)
+if [ "${GPU_SH_TESTS:-1}" = 1 ]; then
+  timeout 300 "$PY" -m pytest -q -p no:cacheprovider -o addopts="" -rfEs tests/test_gsn.py 2>&1 \
+    | tee "$OUTDIR/gpu_pytest.txt" || true
+fi

@@ -386,13 +386,10 @@ def report(args, mach, rows, q_seconds, speed_rows):
             lines += [m.group(1).strip(), "", "(Speed table kept from the previous run.)", ""]
     if findings:
         lines += [findings, ""]
+    # the GPU part is measured by benches/gpu.sh on a CUDA host and written by hand: kept
+    gpu = old_subsection("GPU", "(end)")
     lines += [
-        "### GPU",
-        "",
-        "`benches/gpu.sh` installs a wheel built here into a fresh venv on a CUDA host, "
-        "trains on CUDA, checks the CUDA embeddings against a CPU run, and reports "
-        "steps/s against CPU and a PyTorch eager loop on the same GPU. This task had no "
-        "GPU machine, so it has **not been run**; no GPU numbers are claimed.",
+        gpu or "### GPU\n\n`benches/gpu.sh` (run on a CUDA host) has not been run; no GPU numbers."
     ]
     write_section("\n".join(lines))
 

@@ -148,7 +148,9 @@ impl Model {
             )));
         }
         tch::manual_seed(spec.seed as i64);
-        let vs = nn::VarStore::new(device);
+        // Initialise on the CPU, whatever the device: the CPU generator makes a seed give
+        // the same initial network on CPU and CUDA (CUDA's generator draws other numbers).
+        let mut vs = nn::VarStore::new(Device::Cpu);
         let unknown = || {
             GsnError::Config(format!(
                 "unknown backbone {:?}; available: {:?}",
@@ -176,6 +178,13 @@ impl Model {
         } else {
             None
         };
+        if device != Device::Cpu {
+            for (_, mut var) in vs.variables() {
+                let moved = var.f_to_device(device)?;
+                var.f_set_data(&moved)?;
+            }
+            vs.set_device(device); // records the device; the tensors are already there
+        }
         Ok(Model {
             spec,
             device,
