@@ -17,6 +17,7 @@ Writes its section of BENCHMARKS.md (between the gsn markers).
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import platform
 import re
@@ -98,12 +99,17 @@ METHODS = [
 def quality(args):
     rows = {}
     t_start = time.perf_counter()
+    methods = [
+        (name, kw)
+        for name, kw in METHODS
+        if not args.methods or any(m.lower() in name.lower() for m in args.methods)
+    ]
     for seed in range(args.seeds):
         settings = load_settings(args.n_train, args.n_query, seed, args.cat_augment)
         for setting, d in settings.items():
             Xtr, ids, cls = d["train"]
             Xq, iq, Xg, ig = d["eval"]
-            for name, kw in METHODS:
+            for name, kw in methods:
                 t0 = time.perf_counter()
                 if kw is None:
                     Eq, Eg = raw(Xq), raw(Xg)
@@ -117,6 +123,7 @@ def quality(args):
                         lr=1e-3,
                         augment=d["augment"],
                         seed=seed,
+                        device=args.device,
                         verbose=False,
                     )
                     params.update(kw)
@@ -125,6 +132,15 @@ def quality(args):
                 m = metrics(Eq, iq, Eg, ig)
                 m["s"] = time.perf_counter() - t0
                 rows.setdefault((setting, name), []).append(m)
+                if args.json:  # after every run: a run cut short keeps what it measured
+                    doc = {
+                        "machine": machine(),
+                        "args": vars(args),
+                        "rows": [
+                            {"setting": k[0], "method": k[1], "runs": v} for k, v in rows.items()
+                        ],
+                    }
+                    Path(args.json).write_text(json.dumps(doc, indent=1))
                 print(
                     f"seed {seed} {setting:32} {name:46} "
                     + " ".join(f"{k}={v:.3f}" for k, v in m.items()),
@@ -411,8 +427,20 @@ def main():
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--skip-quality", action="store_true")
     ap.add_argument("--skip-speed", action="store_true")
+    ap.add_argument("--device", default="auto", help="training device of the quality runs")
+    ap.add_argument(
+        "--methods", nargs="*", default=[], help="quality rows whose name contains one of these"
+    )
+    ap.add_argument(
+        "--json",
+        help="write the quality runs to this JSON file (after every run) instead of "
+        "BENCHMARKS.md; no speed part",
+    )
     args = ap.parse_args()
     mach = machine()
+    if args.json:
+        quality(args)
+        return
     rows, q_seconds = ({}, 0.0) if args.skip_quality else quality(args)
     speed_rows = [] if args.skip_speed else speed(args)
     report(args, mach, rows, q_seconds, speed_rows)

@@ -734,60 +734,42 @@ fn step_loss(
     let cells = cfg.grid.cells() as i64;
     let need_sim = cfg.negatives == Negatives::Mined
         || (cfg.negatives == Negatives::Hard && batch.classes.is_none());
+    // The CPU copy of a batch's similarities, for the negatives that are mined from them.
+    let sim_cpu = |e: &Tensor| -> Result<Option<Vec<f32>>, GsnError> {
+        if !need_sim {
+            return Ok(None);
+        }
+        let e = e.f_detach()?;
+        let s = e.f_matmul(&e.f_tr()?)?.f_to_device(Device::Cpu)?;
+        Ok(Some(Vec::<f32>::try_from(s.f_flatten(0, -1)?)?))
+    };
+    // Cell indices (flat, `b·cells`) and their targets (`(b, cells)`) on the device.
+    let mut grids = |sim: Option<Vec<f32>>| -> Result<(Tensor, Tensor), GsnError> {
+        let (g, t) = build_grids(
+            rng,
+            &batch.labels,
+            batch.classes.as_deref(),
+            sim.as_deref(),
+            cfg.grid,
+            cfg.negatives,
+        );
+        let g = Tensor::f_from_slice(&g)?.f_to_device(dev)?;
+        let t = Tensor::f_from_slice(&t)?
+            .f_view([b, cells])?
+            .f_to_device(dev)?;
+        Ok((g, t))
+    };
     match &model.target {
         None => {
             let e = model.query.embed(&batch.x, true)?;
+            let (g, t) = grids(sim_cpu(&e)?)?;
             let full = e.f_matmul(&e.f_tr()?)?;
-            let sim_cpu = if need_sim {
-                Some(Vec::<f32>::try_from(
-                    full.f_detach()?
-                        .f_to_device(Device::Cpu)?
-                        .f_flatten(0, -1)?,
-                )?)
-            } else {
-                None
-            };
-            let (g, t) = build_grids(
-                rng,
-                &batch.labels,
-                batch.classes.as_deref(),
-                sim_cpu.as_deref(),
-                cfg.grid,
-                cfg.negatives,
-            );
-            let g = Tensor::f_from_slice(&g)?
-                .f_view([b, cells])?
-                .f_to_device(dev)?;
-            let t = Tensor::f_from_slice(&t)?
-                .f_view([b, cells])?
-                .f_to_device(dev)?;
-            let sim = full.f_gather(1, &g, false)?;
+            let sim = full.f_gather(1, &g.f_view([b, cells])?, false)?;
             Ok(cfg.loss.grid(&sim, &t)?)
         }
         Some(target) => {
             let q = model.query.embed(&batch.x, true)?;
-            let sim_cpu = if need_sim {
-                let qd = q.f_detach()?;
-                Some(Vec::<f32>::try_from(
-                    qd.f_matmul(&qd.f_tr()?)?
-                        .f_to_device(Device::Cpu)?
-                        .f_flatten(0, -1)?,
-                )?)
-            } else {
-                None
-            };
-            let (g, t) = build_grids(
-                rng,
-                &batch.labels,
-                batch.classes.as_deref(),
-                sim_cpu.as_deref(),
-                cfg.grid,
-                cfg.negatives,
-            );
-            let g = Tensor::f_from_slice(&g)?.f_to_device(dev)?;
-            let t = Tensor::f_from_slice(&t)?
-                .f_view([b, cells])?
-                .f_to_device(dev)?;
+            let (g, t) = grids(sim_cpu(&q)?)?;
             let stitched = stitch(&batch.x, &g, b, cfg.grid.rows as i64, cfg.grid.cols as i64)?;
             let vol = target.volume(&stitched, cfg.grid.rows as i64, cfg.grid.cols as i64, true)?; // (b, cells, d)
             let sim = vol.f_bmm(&q.f_unsqueeze(2)?)?.f_squeeze_dim(2)?;
