@@ -8,6 +8,9 @@ queries vs 800 held-out gallery images by class). Each config is given as
 (300 steps × 64 images, convnet, dim 128) unless overridden.
 
     python benches/gsn_tune.py inst:loss=ntxent inst:loss=double-margin,balance=1
+
+Settings: ``inst``, ``cat`` (200 queries) and ``cat2k`` (the category setting validated
+on 2000 queries against 8000 gallery images).
 """
 
 from __future__ import annotations
@@ -37,7 +40,11 @@ def val_data(seed=0):
     )
     q, g = va[:200], va[200:]
     cat = dict(train=(X[tr], y[tr], y[tr]), eval=(X[q], y[q], X[g], y[g]))
-    return {"inst": inst, "cat": cat}
+    # the category setting with a larger validation split (2000 queries, 8000 gallery;
+    # R@1's standard error ~0.008 instead of ~0.025), still disjoint from the 8000 train
+    q2, g2 = perm[9000:11000], perm[11000:19000]
+    cat2k = dict(train=cat["train"], eval=(X[q2], y[q2], X[g2], y[g2]))
+    return {"inst": inst, "cat": cat, "cat2k": cat2k}
 
 
 def parse(v):
