@@ -7,6 +7,7 @@ import subprocess
 import sys
 
 import matplotlib.image as mpimg
+import torch
 
 import gridmatch as gm
 from gridmatch import cli
@@ -40,6 +41,8 @@ def test_demo_quick_offline_uses_the_shipped_sample(tmp_path, monkeypatch, capsy
         assert name in text
     results = json.loads((out / "results.json").read_text())
     assert results["data"] == "sample"
+    want = "cuda:0" if torch.cuda.is_available() else "cpu"  # what device="auto" resolved to
+    assert results["device"] == "auto" and results["trained_on"] == want
     r = results["retrieval"]
     assert set(r) == {"raw pixels", "GSN grid-softmax", "GSN double-margin", "triplet"}
     for m in r.values():

@@ -223,6 +223,7 @@ def run_demo(
         metrics[name] = retrieval.evaluate(Eq, qid, Eg, gid, ks=ks)
         metrics[name]["train_seconds"] = time.perf_counter() - t0
     gsn = nets["GSN grid-softmax"]
+    results["trained_on"] = gsn.model_.device  # what "auto" resolved to, e.g. "cuda:0"
     Eq, Eg = gsn.embed(q), gsn.embed(g)
     for name, m in metrics.items():
         rows.append(
