@@ -649,21 +649,17 @@ impl PairEvaluator<'_> {
                     }
                 }
                 Instr::BinNew { f, a, b, slot } => {
+                    // (The compiler never gives BinNew a slot operand: `slots` is borrowed
+                    // mutably for the output here.)
+                    let operand = |s: Src| match s {
+                        Src::X => View::V(x),
+                        Src::Y => View::V(y),
+                        Src::Sca(k) => View::C(self.sca[k]),
+                        Src::Const(c) => View::C(c),
+                        Src::Slot(_) => View::C(f64::NAN),
+                    };
+                    let (va, vb) = (operand(a), operand(b));
                     let o = &mut slots[slot * d..(slot + 1) * d];
-                    let va = match a {
-                        Src::X => View::V(x),
-                        Src::Y => View::V(y),
-                        Src::Sca(k) => View::C(self.sca[k]),
-                        Src::Const(c) => View::C(c),
-                        Src::Slot(_) => View::C(f64::NAN),
-                    };
-                    let vb = match b {
-                        Src::X => View::V(x),
-                        Src::Y => View::V(y),
-                        Src::Sca(k) => View::C(self.sca[k]),
-                        Src::Const(c) => View::C(c),
-                        Src::Slot(_) => View::C(f64::NAN),
-                    };
                     bin_dispatch!(f, bin_new, o, va, vb);
                 }
                 Instr::ReduceBin { red, f, a, b, out } => {
