@@ -66,6 +66,7 @@ fn _busy(
     callback: Option<&Bound<'_, PyAny>>,
     strict: bool,
 ) -> PyResult<(usize, bool)> {
+    let has_callback = callback.is_some_and(|c| !c.is_none());
     let done = run_heavy(py, callback, |mon| {
         let mut done = 0;
         for step in 1..=steps {
@@ -82,7 +83,13 @@ fn _busy(
                 metrics: vec![("value".to_string(), step as f64 * 0.5)],
             };
             if !mon.report(&p) {
-                return Ok(done);
+                // Without a callback only Ctrl-C stops the report (it can land between the
+                // check above and this report).
+                return if strict && !has_callback {
+                    Err(Cancelled)
+                } else {
+                    Ok(done)
+                };
             }
         }
         Ok::<_, Cancelled>(done)
