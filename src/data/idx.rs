@@ -74,20 +74,26 @@ pub fn parse_idx<R: Read>(mut reader: R, path: &Path) -> Result<IdxArray, DataEr
         ));
     }
     let mut dims = Vec::with_capacity(ndim);
-    let mut total: u64 = 1;
-    for i in 0..ndim {
+    // The running product; `None` once it overflows 64 bits (refused even when a later
+    // dimension is 0). The size check waits for every dimension: [2, 2^31 + 1, 0] is an
+    // empty payload, not a huge one.
+    let mut product: Option<u64> = Some(1);
+    for _ in 0..ndim {
         let mut b = [0u8; 4];
         read_header_bytes(&mut reader, &mut b, path, "dimensions")?;
         let d = u32::from_be_bytes(b);
-        total = total.saturating_mul(u64::from(d));
+        product = product.and_then(|t| t.checked_mul(u64::from(d)));
         dims.push(d as usize);
-        if total > MAX_PAYLOAD {
+    }
+    let total = match product {
+        Some(t) if t <= MAX_PAYLOAD => t,
+        _ => {
             return Err(format_err(
                 path,
-                format!("IDX header dimension {i} makes the payload larger than 4 GiB: {dims:?}"),
-            ));
+                format!("IDX header dimensions make the payload larger than 4 GiB: {dims:?}"),
+            ))
         }
-    }
+    };
     // Read at most total + 1 bytes: the Vec grows with the data actually present, so a
     // lying header cannot make us allocate more than the file holds.
     let mut data = Vec::new();
@@ -312,6 +318,11 @@ mod tests {
         let raw = idx_bytes(&[0xffff_ffff, 0xffff_ffff, 0xffff_ffff], &[1, 2, 3]);
         let e = read_idx(&tmp("huge.idx", &raw)).unwrap_err().to_string();
         assert!(e.contains("larger than 4 GiB"), "{e}");
+        // A zero dimension makes an empty payload, however large the others (proptest
+        // found [2, 2^31 + 1, 0] refused as "larger than 4 GiB").
+        let raw = idx_bytes(&[2, 0x8000_0001, 0], &[]);
+        let a = read_idx(&tmp("zero.idx", &raw)).unwrap();
+        assert!(a.data.is_empty() && a.dims == [2, 0x8000_0001, 0]);
         // Large but allowed header with little data: reports truncation.
         let raw = idx_bytes(&[60000, 28, 28], &[1, 2, 3]);
         let e = read_idx(&tmp("big.idx", &raw)).unwrap_err().to_string();

@@ -193,8 +193,8 @@ impl Func {
             Func::Sinh => a.sinh(),
             Func::Cosh => a.cosh(),
             Func::Tanh => a.tanh(),
-            Func::Relu => a.max(0.0),
-            Func::Min0 => a.min(0.0),
+            Func::Relu => max_nan(a, 0.0),
+            Func::Min0 => min_nan(a, 0.0),
             Func::Sigmoid => 1.0 / (1.0 + (-a).exp()),
             Func::Softplus => {
                 // ln(1 + eᵃ) without overflow.
@@ -205,8 +205,10 @@ impl Func {
                     1.0
                 } else if a < 0.0 {
                     -1.0
-                } else {
+                } else if a == 0.0 {
                     0.0
+                } else {
+                    a // NaN, as numpy's sign
                 }
             }
             _ => f64::NAN,
@@ -217,11 +219,34 @@ impl Func {
     #[inline(always)]
     pub fn apply2(self, a: f64, b: f64) -> f64 {
         match self {
-            Func::Max => a.max(b),
-            Func::Min => a.min(b),
+            Func::Max => max_nan(a, b),
+            Func::Min => min_nan(a, b),
             Func::ExpDiff => (-(a - b).abs()).exp(),
             _ => f64::NAN,
         }
+    }
+}
+
+/// `min(a, b)` that propagates NaN like numpy's `minimum` (`f64::min` returns the other
+/// operand, which would hide an invalid value); branch-free, so loops vectorise.
+#[inline(always)]
+pub fn min_nan(a: f64, b: f64) -> f64 {
+    let m = if a < b { a } else { b }; // NaN in b: b; NaN in a: b, fixed below
+    if a.is_nan() {
+        a
+    } else {
+        m
+    }
+}
+
+/// `max(a, b)` that propagates NaN like numpy's `maximum`.
+#[inline(always)]
+pub fn max_nan(a: f64, b: f64) -> f64 {
+    let m = if a > b { a } else { b };
+    if a.is_nan() {
+        a
+    } else {
+        m
     }
 }
 

@@ -7,7 +7,7 @@
 //! kernel). Scalars broadcast. A kernel matrix is evaluated pair by pair (rows in
 //! parallel with rayon), never materialising an `n×m×d` array.
 
-use super::ast::{BinOp, Expr, Func, ValueType};
+use super::ast::{max_nan, min_nan, BinOp, Expr, Func, ValueType};
 use super::fastmath::{self, Fused, Madd, Unfused};
 use super::ExprError;
 use crate::runtime::CancelToken;
@@ -321,8 +321,8 @@ macro_rules! bin_dispatch {
             Bin::Op(BinOp::Sub) => $body($($args,)* |a, b| a - b),
             Bin::Op(BinOp::Mul) => $body($($args,)* |a, b| a * b),
             Bin::Op(BinOp::Div) => $body($($args,)* |a, b| a / b),
-            Bin::F(Func::Max) => $body($($args,)* |a: f64, b| a.max(b)),
-            Bin::F(Func::Min) => $body($($args,)* |a: f64, b| a.min(b)),
+            Bin::F(Func::Max) => $body($($args,)* |a: f64, b| max_nan(a, b)),
+            Bin::F(Func::Min) => $body($($args,)* |a: f64, b| min_nan(a, b)),
             Bin::F(Func::ExpDiff) => $body($($args,)* |a: f64, b: f64| fastmath::exp::<M>(-(a - b).abs())),
             Bin::F(_) => $body($($args,)* |_a, _b| f64::NAN),
         }
