@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import re
 import statistics
 import time
@@ -28,10 +27,10 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
+from _common import ROOT, cpu_name, replace_block
 
 import gridmatch as gm
 
-ROOT = Path(__file__).resolve().parent.parent
 KS = (1, 10, 20)
 
 
@@ -274,30 +273,14 @@ def speed(args):
 # --- report -----------------------------------------------------------------------------
 def machine():
     load = os.getloadavg()
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
     return (
-        f"{cpu}, {os.cpu_count()} logical CPUs, torch {torch.__version__}, "
+        f"{cpu_name()}, {os.cpu_count()} logical CPUs, torch {torch.__version__}, "
         f"load average at start {load[0]:.1f}"
     )
 
 
 def write_section(text):
-    path = ROOT / "BENCHMARKS.md"
-    begin, end = "<!-- BEGIN gsn -->", "<!-- END gsn -->"
-    old = path.read_text() if path.exists() else "# Benchmarks\n"
-    block = f"{begin}\n{text.strip()}\n{end}"
-    if begin in old and end in old:
-        new = re.sub(re.escape(begin) + ".*?" + re.escape(end), lambda _: block, old, flags=re.S)
-    else:
-        new = old.rstrip() + "\n\n" + block + "\n"
-    path.write_text(new)
+    replace_block("gsn", f"<!-- BEGIN gsn -->\n{text.strip()}\n<!-- END gsn -->")
 
 
 def old_subsection(title: str, until: str) -> str | None:

@@ -22,13 +22,12 @@ import re
 import statistics
 import sys
 import time
-from pathlib import Path
 
 import numpy as np
+from _common import ROOT, replace_block
 
 import gridmatch as gm
 
-ROOT = Path(__file__).resolve().parent.parent
 BEGIN, END = "<!-- BEGIN kernel_search -->", "<!-- END kernel_search -->"
 
 
@@ -351,12 +350,7 @@ def write_section(header: list[str], parts: dict[str, list[str]]) -> None:
     for key in order:
         if key in merged:
             lines += [f"<!-- part:{key} -->", *merged[key], "<!-- /part -->", ""]
-    block = "\n".join([BEGIN, *lines, END])
-    if BEGIN in text and END in text:
-        text = re.sub(re.escape(BEGIN) + ".*?" + re.escape(END), lambda _: block, text, flags=re.S)
-    else:
-        text = text.rstrip() + "\n\n" + block + "\n"
-    path.write_text(text)
+    replace_block("kernel_search", "\n".join([BEGIN, *lines, END]))
 
 
 def main() -> None:

@@ -18,15 +18,14 @@ import argparse
 import datetime
 import json
 import os
-import platform
-import re
 import resource
 import subprocess
 import sys
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+from _common import cpu_name, replace_block
+
 BEGIN, END = "<!-- BEGIN memory -->", "<!-- END memory -->"
 MIB = 2**20
 #: Allowance for what a fit needs besides the cache, the data and the model (thread
@@ -151,16 +150,6 @@ def load_average() -> str:
         return "n/a"
 
 
-def cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
-
-
 def section(svc: list[dict], big: list[dict], load_before: str, load_after: str) -> list[str]:
     import gridmatch as gm
 
@@ -232,14 +221,7 @@ def section(svc: list[dict], big: list[dict], load_before: str, load_after: str)
 
 
 def write_section(lines: list[str]) -> None:
-    path = ROOT / "BENCHMARKS.md"
-    text = path.read_text() if path.exists() else "# Benchmarks\n"
-    block = "\n".join(lines)
-    if BEGIN in text and END in text:
-        text = re.sub(re.escape(BEGIN) + ".*?" + re.escape(END), lambda _: block, text, flags=re.S)
-    else:
-        text = text.rstrip() + "\n\n" + block + "\n"
-    path.write_text(text)
+    replace_block("memory", "\n".join(lines))
 
 
 def main() -> None:

@@ -23,7 +23,6 @@ import argparse
 import gc
 import json
 import os
-import platform
 import resource
 import statistics
 import subprocess
@@ -32,8 +31,8 @@ import time
 from pathlib import Path
 
 import numpy as np
+from _common import ROOT, cpu_name, replace_block
 
-ROOT = Path(__file__).resolve().parent.parent
 THREADS = 2
 BEGIN, END = "<!-- BEGIN retrieval -->", "<!-- END retrieval -->"
 
@@ -47,16 +46,6 @@ def set_threads(n: int) -> None:
     gm.set_num_threads(n)
     faiss.omp_set_num_threads(n)
     torch.set_num_threads(n)
-
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
 
 
 def load() -> str:
@@ -474,16 +463,7 @@ def goals(knn_rows: list, evs: list, mem: list) -> list[str]:
 
 
 def write_section(text: str) -> None:
-    path = ROOT / "BENCHMARKS.md"
-    doc = path.read_text() if path.exists() else "# Benchmarks\n"
-    if BEGIN in doc and END in doc:
-        head, rest = doc.split(BEGIN, 1)
-        _, tail = rest.split(END, 1)
-        doc = head + text + tail
-    else:
-        doc = doc.rstrip("\n") + "\n\n" + text + "\n"
-    doc = doc.replace("(No benchmark has been recorded yet.)\n\n", "")
-    path.write_text(doc)
+    replace_block("retrieval", text)
 
 
 def main() -> None:
@@ -504,7 +484,7 @@ def main() -> None:
 
     set_threads(THREADS)
     info = {
-        "cpu": cpu_model(),
+        "cpu": cpu_name(),
         "cores": os.cpu_count(),
         "when": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
         "faiss": faiss.__version__,

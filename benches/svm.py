@@ -15,15 +15,14 @@ import json
 import math
 import os
 import platform
-import re
 import resource
 import statistics
 import subprocess
 import sys
 import time
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+from _common import replace_block
+
 THREADS = 2
 C, CACHE = 10.0, 200
 BIG_CACHE = 2000  # MB: enough for the shared within-class blocks at 60k
@@ -89,12 +88,7 @@ def load_avg() -> str:
 
 
 def write_section(lines: list[str]) -> None:
-    path = ROOT / "BENCHMARKS.md"
-    text = path.read_text() if path.exists() else "# Benchmarks\n"
-    block = "<!-- BEGIN svm -->\n" + "\n".join(lines) + "\n<!-- END svm -->"
-    pat = re.compile(r"<!-- BEGIN svm -->.*?<!-- END svm -->", re.S)
-    text = pat.sub(block, text) if pat.search(text) else text.rstrip() + "\n\n" + block + "\n"
-    path.write_text(text)
+    replace_block("svm", "<!-- BEGIN svm -->\n" + "\n".join(lines) + "\n<!-- END svm -->")
 
 
 def main() -> None:
