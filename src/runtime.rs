@@ -153,19 +153,22 @@ pub fn block_interrupt_signal() {
     }
 }
 
-fn build_pool(n: usize) -> Arc<rayon::ThreadPool> {
-    let builder = rayon::ThreadPoolBuilder::new()
+/// A pool of `n` gridmatch threads: named `gridmatch-i`, SIGINT blocked in each (see
+/// [`block_interrupt_signal`]). Every rayon pool gridmatch starts is built here.
+pub fn pool_builder(n: usize) -> rayon::ThreadPoolBuilder {
+    rayon::ThreadPoolBuilder::new()
         .num_threads(n)
         .start_handler(|_| block_interrupt_signal())
-        .thread_name(|i| format!("gridmatch-{i}"));
-    match builder.build() {
+        .thread_name(|i| format!("gridmatch-{i}"))
+}
+
+fn build_pool(n: usize) -> Arc<rayon::ThreadPool> {
+    match pool_builder(n).build() {
         Ok(pool) => Arc::new(pool),
         // Spawning threads can fail under tight limits; fall back to one thread,
         // which rayon runs without spawning helpers beyond the first.
         Err(_) => Arc::new(
-            rayon::ThreadPoolBuilder::new()
-                .num_threads(1)
-                .start_handler(|_| block_interrupt_signal())
+            pool_builder(1)
                 .build()
                 .unwrap_or_else(|e| panic!("cannot start a thread: {e}")),
         ),

@@ -145,11 +145,7 @@ fn with_threads<T: Send>(
     if n == 0 {
         return f();
     }
-    match rayon::ThreadPoolBuilder::new()
-        .num_threads(n)
-        .start_handler(|_| crate::runtime::block_interrupt_signal())
-        .build()
-    {
+    match crate::runtime::pool_builder(n).build() {
         Ok(pool) => pool.install(f),
         Err(_) => f(),
     }
