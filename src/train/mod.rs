@@ -734,14 +734,10 @@ fn step_loss(
     let cells = cfg.grid.cells() as i64;
     let need_sim = cfg.negatives == Negatives::Mined
         || (cfg.negatives == Negatives::Hard && batch.classes.is_none());
-    // The CPU copy of a batch's similarities, for the negatives that are mined from them.
-    let sim_cpu = |e: &Tensor| -> Result<Option<Vec<f32>>, GsnError> {
-        if !need_sim {
-            return Ok(None);
-        }
-        let e = e.f_detach()?;
-        let s = e.f_matmul(&e.f_tr()?)?.f_to_device(Device::Cpu)?;
-        Ok(Some(Vec::<f32>::try_from(s.f_flatten(0, -1)?)?))
+    // The CPU copy of a batch's similarity matrix, for the negatives mined from it.
+    let to_cpu = |s: &Tensor| -> Result<Vec<f32>, GsnError> {
+        let s = s.f_detach()?.f_to_device(Device::Cpu)?;
+        Ok(Vec::<f32>::try_from(s.f_flatten(0, -1)?)?)
     };
     // Cell indices (flat, `b·cells`) and their targets (`(b, cells)`) on the device.
     let mut grids = |sim: Option<Vec<f32>>| -> Result<(Tensor, Tensor), GsnError> {
@@ -762,14 +758,20 @@ fn step_loss(
     match &model.target {
         None => {
             let e = model.query.embed(&batch.x, true)?;
-            let (g, t) = grids(sim_cpu(&e)?)?;
             let full = e.f_matmul(&e.f_tr()?)?;
+            let (g, t) = grids(need_sim.then(|| to_cpu(&full)).transpose()?)?;
             let sim = full.f_gather(1, &g.f_view([b, cells])?, false)?;
             Ok(cfg.loss.grid(&sim, &t)?)
         }
         Some(target) => {
             let q = model.query.embed(&batch.x, true)?;
-            let (g, t) = grids(sim_cpu(&q)?)?;
+            let sim = if need_sim {
+                let qd = q.f_detach()?;
+                Some(to_cpu(&qd.f_matmul(&qd.f_tr()?)?)?)
+            } else {
+                None
+            };
+            let (g, t) = grids(sim)?;
             let stitched = stitch(&batch.x, &g, b, cfg.grid.rows as i64, cfg.grid.cols as i64)?;
             let vol = target.volume(&stitched, cfg.grid.rows as i64, cfg.grid.cols as i64, true)?; // (b, cells, d)
             let sim = vol.f_bmm(&q.f_unsqueeze(2)?)?.f_squeeze_dim(2)?;
