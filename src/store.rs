@@ -213,13 +213,15 @@ pub fn from_bytes(bytes: &[u8]) -> Result<Contents, StoreError> {
 
 static COUNTER: AtomicU64 = AtomicU64::new(0);
 
-/// Write a file atomically: `write` fills a temporary file in the destination's folder,
-/// which is flushed to disk and renamed over `path`. On any error the temporary file
-/// is removed and `path` is left as it was.
-pub fn write_atomic_with(
+/// Write a file atomically: `write` fills a temporary file (given by path) in the
+/// destination's folder, which is then flushed to disk and renamed over `path`. On any
+/// error the temporary file is removed and `path` is left as it was. Errors of `write`
+/// are returned as they are; the temporary name, flush and rename fail as
+/// [`StoreError::Write`], converted to the caller's error type `E`.
+pub fn write_atomic_at<E: From<StoreError>>(
     path: &Path,
-    write: impl FnOnce(&mut std::fs::File) -> std::io::Result<()>,
-) -> Result<(), StoreError> {
+    write: impl FnOnce(&Path) -> Result<(), E>,
+) -> Result<(), E> {
     let err = |source| StoreError::Write {
         path: path.to_path_buf(),
         source,
@@ -233,18 +235,31 @@ pub fn write_atomic_with(
         std::process::id(),
         COUNTER.fetch_add(1, Ordering::Relaxed)
     ));
-    let result = (|| {
-        let mut f = std::fs::File::create(&tmp)?;
-        write(&mut f)?;
-        f.sync_all()?;
-        drop(f);
-        std::fs::rename(&tmp, path)
-    })();
-    if let Err(e) = result {
+    let result = write(&tmp).and_then(|()| {
+        std::fs::File::open(&tmp)
+            .and_then(|f| f.sync_all())
+            .and_then(|()| std::fs::rename(&tmp, path))
+            .map_err(|e| err(e).into())
+    });
+    if result.is_err() {
         let _ = std::fs::remove_file(&tmp);
-        return Err(err(e));
     }
-    Ok(())
+    result
+}
+
+/// [`write_atomic_at`] with a writer on the temporary file.
+pub fn write_atomic_with(
+    path: &Path,
+    write: impl FnOnce(&mut std::fs::File) -> std::io::Result<()>,
+) -> Result<(), StoreError> {
+    write_atomic_at(path, |tmp| {
+        std::fs::File::create(tmp)
+            .and_then(|mut f| write(&mut f))
+            .map_err(|source| StoreError::Write {
+                path: path.to_path_buf(),
+                source,
+            })
+    })
 }
 
 /// Write `bytes` to `path` atomically (see [`write_atomic_with`]).

@@ -117,25 +117,17 @@ pub struct Model {
     target: Option<Net>,
 }
 
-/// Write `bytes` to `path` atomically (temporary file in the same folder, then rename).
-fn atomic_write(
-    path: &Path,
-    write: impl FnOnce(&Path) -> Result<(), GsnError>,
-) -> Result<(), GsnError> {
-    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("file");
-    let ext = path.extension().and_then(|e| e.to_str()).unwrap_or("tmp");
-    let tmp = path.with_file_name(format!(".{name}.{}.partial.{ext}", std::process::id()));
-    if let Err(e) = write(&tmp) {
-        let _ = std::fs::remove_file(&tmp);
-        return Err(e);
-    }
-    std::fs::rename(&tmp, path).map_err(|source| {
-        let _ = std::fs::remove_file(&tmp);
-        GsnError::Io {
-            path: path.to_path_buf(),
-            source,
+/// Model files are written as the store writes its files (temporary file, flush, rename).
+impl From<crate::store::StoreError> for GsnError {
+    fn from(e: crate::store::StoreError) -> Self {
+        use crate::store::StoreError;
+        match e {
+            StoreError::Write { path, source } | StoreError::Read { path, source } => {
+                GsnError::Io { path, source }
+            }
+            StoreError::Format(m) => GsnError::ModelFile(m),
         }
-    })
+    }
 }
 
 impl Model {
@@ -272,7 +264,7 @@ impl Model {
             source,
         })?;
         let mut digest = String::new();
-        atomic_write(&dir.join("weights.safetensors"), |tmp| {
+        crate::store::write_atomic_at::<GsnError>(&dir.join("weights.safetensors"), |tmp| {
             // Contiguous copies: the convolution weights are kept channels-last.
             let mut named: Vec<(String, Tensor)> = self
                 .vs
@@ -293,12 +285,10 @@ impl Model {
         fields.insert("weights_sha256".into(), serde_json::Value::String(digest));
         let text = serde_json::to_string_pretty(&config)
             .map_err(|e| GsnError::Config(format!("cannot serialise the model config: {e}")))?;
-        atomic_write(&dir.join("config.json"), |tmp| {
-            std::fs::write(tmp, &text).map_err(|source| GsnError::Io {
-                path: tmp.to_path_buf(),
-                source,
-            })
-        })
+        Ok(crate::store::write_atomic(
+            &dir.join("config.json"),
+            text.as_bytes(),
+        )?)
     }
 
     /// Load all weights from a safetensors file written by [`Model::save`].
