@@ -95,6 +95,8 @@ def test_balance_switches_the_double_margin_form(fmnist):
         ("double-margin", "hard", "batch"),
         ("double-margin", "random", "stitched"),
         ("grid-softmax", "mined", "stitched"),
+        ("double-margin", "semihard", "batch"),
+        ("grid-softmax", "semihard", "stitched"),
         ("triplet", "random", "batch"),
         ("contrastive", "random", "batch"),
         ("ntxent", "random", "batch"),

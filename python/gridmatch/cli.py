@@ -238,7 +238,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--loss", default="double-margin")
     p.add_argument("--grid", type=_grid, default=(3, 3), help="rows x cols, e.g. 3x3")
     p.add_argument("--positives", type=int, default=1)
-    p.add_argument("--negatives", default="random", choices=("random", "hard", "mined"))
+    p.add_argument("--negatives", default="random", choices=("random", "hard", "mined", "semihard"))
     p.add_argument("--mode", default="batch", choices=("batch", "stitched"))
     p.add_argument("--dim", type=int, default=128)
     p.add_argument("--epochs", type=int, default=5)

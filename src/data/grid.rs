@@ -4,8 +4,10 @@
 //! one id (a product; the same image twice when an id has a single picture — the
 //! augmentations make the views differ). Every image of the batch is a query; its grid
 //! has `rows × cols` cells, `positives` of them other images of the query's id and the
-//! rest negatives of other ids, chosen at random, from the query's class ("hard") or by
-//! similarity under the current embeddings ("mined"). Cell positions are shuffled. The
+//! rest negatives of other ids, chosen at random, from the query's class ("hard"), by
+//! similarity under the current embeddings ("mined"), or semi-hard under them
+//! ("semihard": the most similar ones still less similar than the grid's positives, as in
+//! the semi-hard triplet mining of Schroff et al. 2015). Cell positions are shuffled. The
 //! grids index into the batch, so each image is embedded once per step.
 
 use super::rng::Rng;
@@ -19,15 +21,20 @@ pub enum Negatives {
     Hard,
     /// The most similar images of other ids under the current embeddings.
     Mined,
+    /// Under the current embeddings: the most similar images of other ids that are less
+    /// similar to the query than its least similar positive cell; when there are too few,
+    /// the remaining ones from the least similar up.
+    SemiHard,
 }
 
 impl Negatives {
-    /// Parse `"random" | "hard" | "mined"`.
+    /// Parse `"random" | "hard" | "mined" | "semihard"`.
     pub fn from_name(name: &str) -> Option<Self> {
         match name {
             "random" => Some(Negatives::Random),
             "hard" => Some(Negatives::Hard),
             "mined" => Some(Negatives::Mined),
+            "semihard" => Some(Negatives::SemiHard),
             _ => None,
         }
     }
@@ -144,12 +151,14 @@ pub fn build_grids(
         for i in 0..npos {
             cell.push((same[i % same.len()], true));
         }
+        let row = |j: usize| sim.and_then(|s| s.get(q * b + j).copied()).unwrap_or(0.0);
         if other.is_empty() {
             other.push(q);
         }
         let mode = match (negatives, classes, sim) {
             (Negatives::Hard, Some(_), _) => Negatives::Hard,
             (Negatives::Hard, None, Some(_)) | (Negatives::Mined, _, Some(_)) => Negatives::Mined,
+            (Negatives::SemiHard, _, Some(_)) => Negatives::SemiHard,
             _ => Negatives::Random,
         };
         match mode {
@@ -163,10 +172,26 @@ pub fn build_grids(
             }
             Negatives::Mined => {
                 rng.shuffle(&mut other);
-                if let Some(s) = sim {
-                    let row = |j: usize| s.get(q * b + j).copied().unwrap_or(0.0);
-                    other.sort_by(|&i, &j| row(j).total_cmp(&row(i)));
-                }
+                other.sort_by(|&i, &j| row(j).total_cmp(&row(i)));
+            }
+            Negatives::SemiHard => {
+                rng.shuffle(&mut other);
+                // the least similar positive cell sets the bar
+                let bar = cell
+                    .iter()
+                    .map(|&(p, _)| row(p))
+                    .fold(f32::INFINITY, f32::min);
+                // semi-hard (below the bar) first, most similar first; then the rest,
+                // least similar first
+                other.sort_by(|&i, &j| {
+                    let (si, sj) = (row(i), row(j));
+                    match (si < bar, sj < bar) {
+                        (true, true) => sj.total_cmp(&si),
+                        (false, false) => si.total_cmp(&sj),
+                        (true, false) => std::cmp::Ordering::Less,
+                        (false, true) => std::cmp::Ordering::Greater,
+                    }
+                });
             }
         }
         for i in 0..nneg {
@@ -240,5 +265,41 @@ mod tests {
         let mut negs = negs;
         negs.sort();
         assert_eq!(negs, vec![6, 7]);
+    }
+
+    #[test]
+    fn semihard_negatives_sit_just_below_the_positive() {
+        let mut rng = Rng::new(5);
+        // query 0 (id 0) with its positive 1 at similarity 0.5; other ids at 0.9, 0.7
+        // (harder than the positive), 0.45, 0.4 (semi-hard), 0.1, 0.0
+        let lab: Vec<i64> = vec![0, 0, 1, 2, 3, 4, 5, 6];
+        let q0 = [1.0f32, 0.5, 0.9, 0.7, 0.45, 0.4, 0.1, 0.0];
+        let mut sim = vec![0.0f32; 64];
+        sim[..8].copy_from_slice(&q0);
+        let negs = |cells: usize, rng: &mut Rng| {
+            let spec = GridSpec {
+                rows: 1,
+                cols: cells,
+                positives: 1,
+            };
+            let (g, t) = build_grids(rng, &lab, None, Some(&sim), spec, Negatives::SemiHard);
+            let mut n: Vec<i64> = (0..cells).filter(|&c| t[c] == 0.0).map(|c| g[c]).collect();
+            n.sort();
+            n
+        };
+        assert_eq!(negs(3, &mut rng), vec![4, 5]);
+        // too few semi-hard ones: then the remaining negatives from the least similar up
+        assert_eq!(negs(5, &mut rng), vec![4, 5, 6, 7]);
+        assert_eq!(negs(6, &mut rng), vec![3, 4, 5, 6, 7]);
+        // without similarities: random negatives, never a positive
+        let spec = GridSpec {
+            rows: 1,
+            cols: 4,
+            positives: 1,
+        };
+        let (g, t) = build_grids(&mut rng, &lab, None, None, spec, Negatives::SemiHard);
+        for (c, y) in g.iter().zip(&t).take(4) {
+            assert_eq!(lab[*c as usize] == 0, *y == 1.0);
+        }
     }
 }

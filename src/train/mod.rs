@@ -722,7 +722,7 @@ fn step_loss(
         return Ok(cfg.loss.pairs(&e, &labels)?);
     }
     let cells = cfg.grid.cells() as i64;
-    let need_sim = cfg.negatives == Negatives::Mined
+    let need_sim = matches!(cfg.negatives, Negatives::Mined | Negatives::SemiHard)
         || (cfg.negatives == Negatives::Hard && batch.classes.is_none());
     // The CPU copy of a batch's similarity matrix, for the negatives mined from it.
     let to_cpu = |s: &Tensor| -> Result<Vec<f32>, GsnError> {
