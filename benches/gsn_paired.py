@@ -35,6 +35,12 @@ CONFIGS = {
     "dm-mined-hi1": dict(loss="double-margin", negatives="mined", hi=1.0),
     "dm-mined-3pos-4x4": dict(loss="double-margin", negatives="mined", positives=3, grid=(4, 4)),
     "dm-mined-2pos-2x3": dict(loss="double-margin", negatives="mined", positives=2, grid=(2, 3)),
+    "dm-mined-hi.6": dict(loss="double-margin", negatives="mined", hi=0.6),
+    "dm-mined-2pos-hi.6": dict(loss="double-margin", negatives="mined", positives=2, hi=0.6),
+    "dm-mined-hi.6-lo.2": dict(loss="double-margin", negatives="mined", hi=0.6, lo=0.2),
+    "gs-mined-2pos-4x4-t.05": dict(
+        loss="grid-softmax", negatives="mined", positives=2, grid=(4, 4), temperature=0.05
+    ),
     "dm-semi": dict(loss="double-margin", negatives="semihard"),
     "gs-mined-4x4": dict(loss="grid-softmax", negatives="mined", grid=(4, 4)),
     "gs-mined-2pos-4x4": dict(loss="grid-softmax", negatives="mined", positives=2, grid=(4, 4)),
