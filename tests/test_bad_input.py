@@ -764,6 +764,18 @@ CASES: list[Case] = [
         r"timeout must be positive",
     ),
     Case(
+        "KernelSearch/risk_seeking=0",
+        lambda: kernel_search(risk_seeking=0),
+        ValueError,
+        r"risk_seeking must be a fraction in \(0, 1\] or None, got 0",
+    ),
+    Case(
+        "KernelSearch/risk_seeking nan",
+        lambda: kernel_search(risk_seeking=NAN),
+        ValueError,
+        r"risk_seeking must be a fraction in \(0, 1\]",
+    ),
+    Case(
         "KernelSearch/baseline_decay",
         lambda: kernel_search(baseline_decay=2.0),
         ValueError,
@@ -1320,6 +1332,12 @@ CASES: list[Case] = [
         lambda: cli("search-kernel", "--budget", "-1", "--train", "50", "--val", "20"),
         CliError,
         r"exit 2: gridmatch: error: budget must be a positive integer",
+    ),
+    Case(
+        "cli/search-kernel risk-seeking",
+        lambda: cli("search-kernel", "--risk-seeking", "2", "--train", "50", "--val", "20"),
+        CliError,
+        r"exit 2: gridmatch: error: risk_seeking must be a fraction in \(0, 1\]",
     ),
     Case(
         "plot/save not a figure",

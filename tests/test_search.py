@@ -95,6 +95,10 @@ def test_bad_spaces_raise_value_errors(kwargs, match):
         ({"batch_size": 0}, "batch_size"),
         ({"controller": "ppo"}, "controller"),
         ({"seed": -1}, "seed"),
+        ({"risk_seeking": 0.0}, "risk_seeking"),
+        ({"risk_seeking": 1.5}, "risk_seeking"),
+        ({"risk_seeking": "top"}, "risk_seeking"),
+        ({"risk_seeking": True}, "risk_seeking"),
         ({"space": "paper"}, "transform space"),
         ({"space": "nope"}, "space"),
     ],
@@ -111,8 +115,8 @@ def test_not_fitted():
         KernelSearch().top(3)
 
 
-@pytest.mark.parametrize("controller", ["rl", "random"])
-def test_transform_search_reproducible_and_consistent(controller):
+@pytest.mark.parametrize(("controller", "risk"), [("rl", None), ("random", None), ("rl", 0.25)])
+def test_transform_search_reproducible_and_consistent(controller, risk):
     data = embeddings()
     before = gm.get_num_threads()
     runs = []
@@ -120,7 +124,12 @@ def test_transform_search_reproducible_and_consistent(controller):
         for threads in (1, 2):
             gm.set_num_threads(threads)
             s = TransformSearch(
-                controller=controller, budget=60, batch_size=8, seed=3, progress=False
+                controller=controller,
+                budget=60,
+                batch_size=8,
+                seed=3,
+                risk_seeking=risk,
+                progress=False,
             ).fit(*data)
             runs.append(s)
     finally:
@@ -155,11 +164,28 @@ def test_transform_search_reproducible_and_consistent(controller):
         assert all(h["entropy"] == pytest.approx(a.history[0]["entropy"]) for h in a.history)
     # A different seed gives a different search.
     other = TransformSearch(
-        controller=controller, budget=60, batch_size=8, seed=4, progress=False
+        controller=controller, budget=60, batch_size=8, seed=4, risk_seeking=risk, progress=False
     ).fit(*data)
     assert [c["expr"] for c in other.result_.candidates] != [
         c["expr"] for c in a.result_.candidates
     ]
+
+
+def test_risk_seeking_learns_from_the_top_of_each_batch():
+    data = embeddings()
+    kw = dict(controller="rl", budget=48, batch_size=8, seed=3, lr=0.05, progress=False)
+    plain = TransformSearch(**kw).fit(*data)
+    risky = TransformSearch(**kw, risk_seeking=0.25).fit(*data)
+    rewards = [c["reward"] for c in risky.result_.candidates for _ in range(c["count"])]
+    # same first batch (same seed, nothing learnt yet), different policies afterwards
+    first = [c["expr"] for c in plain.result_.candidates][:3]
+    assert [c["expr"] for c in risky.result_.candidates][:3] == first
+    assert [c["expr"] for c in plain.result_.candidates] != [
+        c["expr"] for c in risky.result_.candidates
+    ]
+    # the baseline of a risk-seeking update is a reward of its batch (the quantile);
+    # the EMA baseline of plain REINFORCE generally is not
+    assert all(any(h["baseline"] == pytest.approx(r) for r in rewards) for h in risky.history)
 
 
 def test_invalid_candidates_get_zero_reward():

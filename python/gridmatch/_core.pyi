@@ -144,6 +144,7 @@ def transform_search(
     lr: float = 2e-4,
     entropy_weight: float = 0.0025,
     baseline_decay: float = 0.95,
+    risk_seeking: float | None = None,
     callback: Callable[[int, int | None, dict[str, float]], Any] | None = None,
 ) -> dict[str, Any]: ...
 def svm_fit(
@@ -190,6 +191,7 @@ def kernel_search(
     lr: float = 2e-4,
     entropy_weight: float = 0.0025,
     baseline_decay: float = 0.95,
+    risk_seeking: float | None = None,
     callback: Callable[[int, int | None, dict[str, float]], Any] | None = None,
 ) -> dict[str, Any]: ...
 

@@ -97,6 +97,13 @@ def _search_common(p: argparse.ArgumentParser, budget: int) -> None:
     p.add_argument("--budget", type=int, default=budget, help="candidates to sample")
     p.add_argument("--batch-size", type=int, default=10)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument(
+        "--risk-seeking",
+        type=float,
+        default=None,
+        metavar="EPS",
+        help="RL: learn from the best EPS fraction of each batch (risk-seeking policy gradient)",
+    )
     p.add_argument("--top", type=int, default=5, help="how many of the best to print")
     p.add_argument("--no-progress", action="store_true")
 
@@ -122,6 +129,7 @@ def _search_kernel(args: argparse.Namespace) -> int:
         batch_size=args.batch_size,
         C=args.C,
         seed=args.seed,
+        risk_seeking=args.risk_seeking,
         progress=not args.no_progress,
     ).fit(X[:n], y[:n], X[n : n + v], y[n : n + v])
     s.result_._top_k = args.top
@@ -151,6 +159,7 @@ def _search_transform(args: argparse.Namespace) -> int:
         budget=args.budget,
         batch_size=args.batch_size,
         seed=args.seed,
+        risk_seeking=args.risk_seeking,
         progress=not args.no_progress,
     ).fit(*arrays)
     s.result_._top_k = args.top

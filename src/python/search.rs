@@ -115,6 +115,7 @@ fn config(
     lr: f64,
     entropy_weight: f64,
     baseline_decay: f64,
+    risk_seeking: Option<f64>,
 ) -> PyResult<SearchConfig> {
     let bad = |m: String| errors::error(Kind::Expression, m);
     let controller = match controller {
@@ -149,6 +150,13 @@ fn config(
             "baseline_decay must be in [0, 1), got {baseline_decay}"
         )));
     }
+    if let Some(eps) = risk_seeking {
+        if !(eps > 0.0 && eps <= 1.0) {
+            return Err(bad(format!(
+                "risk_seeking must be a fraction in (0, 1] or None, got {eps}"
+            )));
+        }
+    }
     let timeout = match timeout {
         None => None,
         Some(t) if t > 0.0 && t.is_finite() => Some(Duration::from_secs_f64(t)),
@@ -163,6 +171,7 @@ fn config(
             lr,
             entropy_weight,
             baseline_decay,
+            risk_seeking,
             ..ControllerConfig::default()
         },
         timeout,
@@ -226,7 +235,7 @@ fn ids_vec(a: &Bound<'_, PyAny>, what: &str) -> PyResult<Vec<i64>> {
 /// against the transformed gallery. Returns a dict of candidates, history, best index
 /// and whether it was interrupted.
 #[pyfunction]
-#[pyo3(signature = (space, E_query, ids_query, E_gallery, ids_gallery, controller="rl", budget=300, batch_size=10, seed=0, timeout=None, lr=2e-4, entropy_weight=0.0025, baseline_decay=0.95, callback=None))]
+#[pyo3(signature = (space, E_query, ids_query, E_gallery, ids_gallery, controller="rl", budget=300, batch_size=10, seed=0, timeout=None, lr=2e-4, entropy_weight=0.0025, baseline_decay=0.95, risk_seeking=None, callback=None))]
 #[allow(non_snake_case, clippy::too_many_arguments)]
 pub(crate) fn transform_search<'py>(
     py: Python<'py>,
@@ -243,6 +252,7 @@ pub(crate) fn transform_search<'py>(
     lr: f64,
     entropy_weight: f64,
     baseline_decay: f64,
+    risk_seeking: Option<f64>,
     callback: Option<&Bound<'py, PyAny>>,
 ) -> PyResult<Bound<'py, PyDict>> {
     let space = space_from_spec(&space)?;
@@ -261,6 +271,7 @@ pub(crate) fn transform_search<'py>(
         lr,
         entropy_weight,
         baseline_decay,
+        risk_seeking,
     )?;
     let q = as_f64_2d(py, E_query, "E_query")?;
     let g = as_f64_2d(py, E_gallery, "E_gallery")?;
@@ -302,7 +313,7 @@ pub(crate) fn transform_search<'py>(
 /// candidate kernel. `y_train` are class indices `0..k`; `y_val` class indices or -1 for
 /// classes absent from training. Returns a dict like `transform_search`.
 #[pyfunction]
-#[pyo3(signature = (space, X_train, y_train, X_val, y_val, C=1.0, controller="rl", budget=500, batch_size=10, seed=0, timeout=None, lr=2e-4, entropy_weight=0.0025, baseline_decay=0.95, callback=None))]
+#[pyo3(signature = (space, X_train, y_train, X_val, y_val, C=1.0, controller="rl", budget=500, batch_size=10, seed=0, timeout=None, lr=2e-4, entropy_weight=0.0025, baseline_decay=0.95, risk_seeking=None, callback=None))]
 #[allow(non_snake_case, clippy::too_many_arguments)]
 pub(crate) fn kernel_search<'py>(
     py: Python<'py>,
@@ -320,6 +331,7 @@ pub(crate) fn kernel_search<'py>(
     lr: f64,
     entropy_weight: f64,
     baseline_decay: f64,
+    risk_seeking: Option<f64>,
     callback: Option<&Bound<'py, PyAny>>,
 ) -> PyResult<Bound<'py, PyDict>> {
     let space = space_from_spec(&space)?;
@@ -343,6 +355,7 @@ pub(crate) fn kernel_search<'py>(
         lr,
         entropy_weight,
         baseline_decay,
+        risk_seeking,
     )?;
     let xt = as_f64_2d(py, X_train, "X_train")?;
     let xv = as_f64_2d(py, X_val, "X_val")?;

@@ -1,7 +1,11 @@
 //! The controller: a GRU that emits one decision per step (the authors' design: hidden
 //! 128, 64-d action embeddings, one softmax head per decision), trained with REINFORCE
 //! against an exponential-moving-average reward baseline with an entropy bonus, Adam
-//! with step-decayed learning rate. [`ControllerKind::Random`] samples uniformly.
+//! with step-decayed learning rate. [`ControllerConfig::risk_seeking`] switches to the
+//! risk-seeking policy gradient of Petersen et al. (ICLR 2021, *Deep symbolic
+//! regression*): each update learns from the best fraction of its batch only, against
+//! that batch's reward quantile, so the policy is pushed toward its best candidates
+//! rather than toward a good average. [`ControllerKind::Random`] samples uniformly.
 //!
 //! Weights are initialised from the search's own seeded generator (never libtorch's
 //! global one), and every tensor op runs on the calling thread, so a search is
@@ -38,6 +42,11 @@ pub struct ControllerConfig {
     pub baseline_decay: f64,
     /// Weight of the entropy bonus (0.0025).
     pub entropy_weight: f64,
+    /// Risk-seeking policy gradient with this fraction ε ∈ (0, 1] of each batch: the
+    /// samples whose reward reaches the batch's (1 − ε) quantile `q` are the only ones
+    /// learnt from, with advantage `r − q` (and the entropy bonus over them). `None`
+    /// (the authors' setting): every sample, against the EMA baseline.
+    pub risk_seeking: Option<f64>,
 }
 
 impl Default for ControllerConfig {
@@ -50,8 +59,24 @@ impl Default for ControllerConfig {
             lr_decay_steps: 2500,
             baseline_decay: 0.95,
             entropy_weight: 0.0025,
+            risk_seeking: None,
         }
     }
+}
+
+/// The risk-seeking selection of a batch: the `(1 − eps)` quantile `q` of `rewards`
+/// (the next higher sample when it falls between two, as `numpy.quantile(...,
+/// method="higher")`) and the indices of the samples with reward `>= q`.
+pub fn risk_seeking_top(rewards: &[f64], eps: f64) -> (f64, Vec<usize>) {
+    if rewards.is_empty() {
+        return (0.0, Vec::new());
+    }
+    let mut sorted = rewards.to_vec();
+    sorted.sort_by(f64::total_cmp);
+    let pos = ((1.0 - eps.clamp(0.0, 1.0)) * (sorted.len() - 1) as f64).ceil() as usize;
+    let q = sorted[pos.min(sorted.len() - 1)];
+    let keep = (0..rewards.len()).filter(|&i| rewards[i] >= q).collect();
+    (q, keep)
 }
 
 /// A batch of sampled decision sequences.
@@ -217,10 +242,23 @@ impl Policy {
             return Ok(self.baseline.unwrap_or(0.0));
         }
         let mean = rewards.iter().sum::<f64>() / rewards.len() as f64;
-        let baseline = *self.baseline.get_or_insert(mean);
+        // Which samples to learn from, and their advantages.
+        let (baseline, chosen, adv): (f64, Vec<Vec<usize>>, Vec<f32>) = match self.cfg.risk_seeking
+        {
+            None => {
+                let b = *self.baseline.get_or_insert(mean);
+                let adv = rewards.iter().map(|r| (r - b) as f32).collect();
+                (b, actions.to_vec(), adv)
+            }
+            Some(eps) => {
+                let (q, keep) = risk_seeking_top(rewards, eps);
+                let chosen = keep.iter().map(|&i| actions[i].clone()).collect();
+                let adv = keep.iter().map(|&i| (rewards[i] - q) as f32).collect();
+                (q, chosen, adv)
+            }
+        };
         let mut dummy = Rng::new(0);
-        let (_, logp, ent) = self.forward(actions.len(), Some(actions), &mut dummy)?;
-        let adv: Vec<f32> = rewards.iter().map(|r| (r - baseline) as f32).collect();
+        let (_, logp, ent) = self.forward(chosen.len(), Some(&chosen), &mut dummy)?;
         let adv = Tensor::from_slice(&adv);
         let pg = adv.f_mul(&logp)?.f_mean(Kind::Float)?.f_neg()?;
         let bonus = ent
@@ -235,8 +273,10 @@ impl Policy {
             self.lr *= self.cfg.lr_decay;
             self.opt.set_lr(self.lr);
         }
-        self.baseline =
-            Some(self.cfg.baseline_decay * baseline + (1.0 - self.cfg.baseline_decay) * mean);
+        if self.cfg.risk_seeking.is_none() {
+            self.baseline =
+                Some(self.cfg.baseline_decay * baseline + (1.0 - self.cfg.baseline_decay) * mean);
+        }
         Ok(baseline)
     }
 
@@ -279,6 +319,67 @@ mod tests {
         assert!(last > 0.5, "policy did not learn: {last}");
         let e0 = uniform_entropy(&dec);
         assert!((e0 - (3f64.ln() + 4f64.ln())).abs() < 1e-12);
+    }
+
+    #[test]
+    fn risk_seeking_keeps_the_top_quantile() {
+        // numpy.quantile(r, 0.8, method="higher") of 10 values is the 9th smallest
+        let r = [0.3, 0.9, 0.1, 0.5, 0.7, 0.2, 0.8, 0.4, 0.6, 0.0];
+        let (q, keep) = risk_seeking_top(&r, 0.2);
+        assert_eq!(q, 0.8);
+        assert_eq!(keep, vec![1, 6]);
+        // ties at the quantile are all kept; eps = 1 keeps everything against the minimum
+        let (q, keep) = risk_seeking_top(&[0.5, 0.5, 0.1, 0.5], 0.25);
+        assert_eq!((q, keep), (0.5, vec![0, 1, 3]));
+        let (q, keep) = risk_seeking_top(&r, 1.0);
+        assert_eq!((q, keep.len()), (0.0, 10));
+        assert_eq!(risk_seeking_top(&[], 0.5), (0.0, vec![]));
+    }
+
+    #[test]
+    fn risk_seeking_learns_the_best_rather_than_the_safe_action() {
+        // action 0 always gives 0.5; action 1 gives 1.0 one time in four, else 0: its
+        // mean (0.25) is lower, its best higher. Plain REINFORCE prefers action 0, the
+        // risk-seeking gradient (top 20 %) action 1.
+        tch::set_num_threads(1);
+        let dec = [2usize];
+        let share = |risk: Option<f64>| {
+            let cfg = ControllerConfig {
+                lr: 0.05,
+                risk_seeking: risk,
+                ..ControllerConfig::default()
+            };
+            let mut rng = Rng::new(7);
+            let mut pol = Policy::new(&dec, cfg, &mut rng).unwrap();
+            let mut luck = Rng::new(11);
+            let mut ones = 0usize;
+            for step in 0..80 {
+                let s = pol.sample(20, &mut rng).unwrap();
+                let r: Vec<f64> = s
+                    .actions
+                    .iter()
+                    .map(|a| match a[0] {
+                        0 => 0.5,
+                        _ if luck.below(4) == 0 => 1.0,
+                        _ => 0.0,
+                    })
+                    .collect();
+                if step >= 60 {
+                    ones += s.actions.iter().filter(|a| a[0] == 1).count();
+                }
+                pol.update(&s.actions, &r).unwrap();
+            }
+            ones as f64 / (20.0 * 20.0)
+        };
+        let (plain, risky) = (share(None), share(Some(0.2)));
+        assert!(
+            plain < 0.3,
+            "plain REINFORCE should prefer the safe action: {plain}"
+        );
+        assert!(
+            risky > 0.7,
+            "risk-seeking should prefer the risky action: {risky}"
+        );
     }
 
     #[test]
