@@ -93,7 +93,16 @@ def main() -> None:
     ap.add_argument("--ref", default="triplet", help="method the paired differences refer to")
     ap.add_argument("--json", help="keep every run here (and resume from it)")
     args = ap.parse_args()
-    res = json.loads(Path(args.json).read_text()) if args.json and Path(args.json).exists() else {}
+    setup = {"split": args.split, "steps": args.steps}
+    doc = {"setup": setup, "runs": {}}
+    if args.json and Path(args.json).exists():
+        doc = json.loads(Path(args.json).read_text())
+        if doc.get("setup") != setup:
+            raise SystemExit(
+                f"{args.json} holds runs of {doc.get('setup')}, not {setup}: "
+                "give another --json file"
+            )
+    res = doc["runs"]
     for seed in range(args.seeds):
         Xtr, ytr, Xe, ye = data(args.split, seed)
         for name in args.methods:
@@ -119,7 +128,7 @@ def main() -> None:
             res.setdefault(name, []).append(run)
             print(f"seed {seed} {name:22} {run} {time.perf_counter() - t0:.0f}s", flush=True)
             if args.json:
-                Path(args.json).write_text(json.dumps(res, indent=1))
+                Path(args.json).write_text(json.dumps(doc, indent=1))
     print("\n".join(summary(res, args.ref)))
 
 

@@ -80,6 +80,20 @@ def expr_test_accuracy(expr, tr, te) -> tuple[float, str]:
     return float((clf.predict(expr.gram(te[0], tr[0])) == te[1]).mean()), "sklearn precomputed"
 
 
+def controller_kw(args, controller: str) -> dict:
+    """KernelSearch settings of a benchmark controller: "rl", "random" or "rl-risk" (the RL
+    controller with the risk-seeking policy gradient, fraction ``--risk-seeking``)."""
+    if controller == "rl-risk":
+        return dict(controller="rl", risk_seeking=args.risk_seeking)
+    return dict(controller=controller)
+
+
+def controller_label(args, controller: str) -> str:
+    if controller == "rl-risk":
+        return f"rl risk-seeking (ε = {args.risk_seeking:g})"
+    return controller
+
+
 def protocol_dataset(args, name: str) -> list[str]:
     """One dataset: search at the first size, evaluate every kernel at every size."""
     from sklearn.svm import SVC
@@ -127,12 +141,12 @@ def protocol_dataset(args, name: str) -> list[str]:
     print(lines[-1], flush=True)
     tr_s, va_s = data[n_search][0], data[n_search][1]
     summary = {}
-    for controller in ("rl", "random"):
+    for controller in args.controllers:
         per_seed = []
         for seed in range(args.seeds):
             t0 = time.perf_counter()
             s = gm.search.KernelSearch(
-                controller=controller,
+                **controller_kw(args, controller),
                 budget=args.budget,
                 batch_size=args.batch_size,
                 lr=args.lr,
@@ -156,28 +170,34 @@ def protocol_dataset(args, name: str) -> list[str]:
         mean = np.mean([r["test"] for r in per_seed], axis=0)
         sd = np.std([r["test"] for r in per_seed], axis=0)
         summary[controller] = mean
+        label = controller_label(args, controller)
         lines.append(
-            f"| {controller} search, mean ± std over {args.seeds} seeds | "
+            f"| {label} search, mean ± std over {args.seeds} seeds | "
             + " | ".join(f"{m:.2f} ± {e:.2f}" for m, e in zip(mean, sd))
             + f" | {np.mean([r['unique'] for r in per_seed]):.0f} distinct, "
             f"{np.mean([r['invalid'] for r in per_seed]):.0f} invalid per search; "
             f"{np.mean([r['per_min'] for r in per_seed]):.0f} candidates/min |"
         )
         lines.append(
-            f"| {controller} search, best-on-validation seed: `{best['expr']}` | "
+            f"| {label} search, best-on-validation seed: `{best['expr']}` | "
             + " | ".join(f"{a:.2f}" for a in best["test"])
             + f" | val {best['val']:.1f}% |"
         )
         print(lines[-2], lines[-1], sep="\n", flush=True)
-    verdicts = []
-    for k, n in enumerate(sizes):
-        rl, rnd = summary["rl"][k], summary["random"][k]
-        verdicts.append(
-            f"{n} train: RL mean {rl:.2f} vs best standard kernel {best_standard[n]:.2f} "
-            f"({'beats' if rl > best_standard[n] else 'does not beat'}), vs random search "
-            f"{rnd:.2f} ({'beats' if rl > rnd else 'does not beat'})"
-        )
-    lines += ["", "Goal check — " + "; ".join(verdicts) + "."]
+    for ctrl in [c for c in args.controllers if c != "random"]:
+        verdicts = []
+        for k, n in enumerate(sizes):
+            rl = summary[ctrl][k]
+            v = (
+                f"{n} train: mean {rl:.2f} vs best standard kernel {best_standard[n]:.2f} "
+                f"({'beats' if rl > best_standard[n] else 'does not beat'})"
+            )
+            if "random" in summary:
+                rnd = summary["random"][k]
+                v += f", vs random search {rnd:.2f} ({'beats' if rl > rnd else 'does not beat'})"
+            verdicts.append(v)
+        label = controller_label(args, ctrl)
+        lines += ["", f"Goal check, {label} — " + "; ".join(verdicts) + "."]
     return lines
 
 
@@ -286,11 +306,11 @@ def learning(args) -> list[str]:
     budget, batch = args.learn_budget, args.learn_batch
     checkpoints = [c for c in (budget // 4, budget // 2, budget) if c > 0]
     rows, curves = [], {}
-    for controller in ("rl", "random"):
+    for controller in args.controllers:
         best, early, late, inval = [], [], [], []
         for seed in range(args.seeds):
             s = gm.search.KernelSearch(
-                controller=controller,
+                **controller_kw(args, controller),
                 budget=budget,
                 batch_size=batch,
                 lr=args.lr,
@@ -308,13 +328,14 @@ def learning(args) -> list[str]:
             print("learning", controller, seed, best[-1], early[-1], late[-1], flush=True)
         curves[controller] = np.mean(best, axis=0)
         rows.append(
-            f"| {controller} | "
+            f"| {controller_label(args, controller)} | "
             + " | ".join(f"{100 * m:.1f}" for m in np.mean(best, axis=0))
             + f" | {100 * np.mean(early):.1f} → {100 * np.mean(late):.1f} | "
             f"{np.mean(inval):.0f} |"
         )
+    names = " vs ".join(controller_label(args, c) for c in args.controllers)
     return [
-        f"### RL vs random at budget {budget} (reduced protocol: MNIST 14×14, {n} train / "
+        f"### {names} at budget {budget} (reduced protocol: MNIST 14×14, {n} train / "
         f"{n} validation)",
         "",
         f"Batch {batch} ({budget // batch} controller updates), RL lr {args.lr:g}, "
@@ -358,6 +379,16 @@ def main() -> None:
     p.add_argument("--budget", type=int, default=100)
     p.add_argument("--batch-size", type=int, default=10)
     p.add_argument("--lr", type=float, default=5e-3, help="RL controller learning rate")
+    p.add_argument(
+        "--controllers",
+        nargs="+",
+        default=["rl", "random"],
+        choices=["rl", "random", "rl-risk"],
+        help="rl-risk: the RL controller with the risk-seeking policy gradient",
+    )
+    p.add_argument(
+        "--risk-seeking", type=float, default=0.5, help="batch fraction of the rl-risk controller"
+    )
     p.add_argument("--seeds", type=int, default=3)
     p.add_argument("--datasets", nargs="+", default=["mnist", "fashion-mnist"])
     p.add_argument("--sizes", nargs="+", type=int, default=[1000, 2000])
@@ -373,6 +404,11 @@ def main() -> None:
         choices=["speed", "throughput", "learning", "protocol"],
     )
     args = p.parse_args()
+    if "rl-risk" in args.controllers:
+        # fail now, not after hours of other searches
+        for batch in (args.batch_size, args.learn_batch):
+            if not 0 < args.risk_seeking <= 1 or args.risk_seeking * (batch - 1) < 1:
+                p.error(f"--risk-seeking {args.risk_seeking} is unusable with batch {batch}")
     header = [
         "## Kernel search (`benches/kernel_search.py`)",
         "",

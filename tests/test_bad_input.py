@@ -1340,6 +1340,18 @@ CASES: list[Case] = [
         r"exit 2: gridmatch: error: risk_seeking must be a fraction in \(0, 1\]",
     ),
     Case(
+        "cli/search-kernel top",
+        lambda: cli("search-kernel", "--top", "0", "--train", "50", "--val", "20"),
+        CliError,
+        r"exit 2: gridmatch: error: --top must be a positive integer, got 0",
+    ),
+    Case(
+        "cli/search-transform out in a missing directory",
+        lambda: cli("search-transform", npy_file(E), "--out", "/nonexistent/dir/r.safetensors"),
+        CliError,
+        r"exit 2: gridmatch: error: --out '/nonexistent/dir/r.safetensors' is not a file path",
+    ),
+    Case(
         "plot/save not a figure",
         lambda: gmplot.save(None, "/tmp/never.png"),
         TypeError,

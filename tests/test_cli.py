@@ -59,3 +59,40 @@ def test_demo_quick_offline_uses_the_shipped_sample(tmp_path, monkeypatch, capsy
     ):
         img = mpimg.imread(out / png)
         assert img.shape[0] > 200 and img.shape[1] > 200 and img[..., :3].std() > 0.05, png
+
+
+def test_search_transform_saves_its_result_with_settings(tmp_path, capsys):
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    E = rng.normal(size=(30, 6))
+    ids = np.arange(30) % 10
+    npz = tmp_path / "emb.npz"
+    np.savez(npz, E_query=E, ids_query=ids, E_gallery=E + 0.1, ids_gallery=ids)
+    out = tmp_path / "search.safetensors"
+    argv = ["search-transform", str(npz), "--budget", "8", "--batch-size", "4", "--seed", "3"]
+    argv += ["--risk-seeking", "0.5", "--no-progress", "--out", str(out)]
+    assert cli.main(argv) == 0
+    text = capsys.readouterr().out
+    res = gm.search.SearchResult.load(out)
+    assert f"best: {res.best_expr}  (reward {res.best_score:.4f})" in text
+    assert f"result saved to {out}" in text
+    s = res.settings
+    assert (s["kind"], s["controller"], s["budget"], s["batch_size"], s["seed"]) == (
+        "transform",
+        "rl",
+        8,
+        4,
+        3,
+    )
+    assert s["risk_seeking"] == 0.5 and "C" not in s
+    assert s["space"]["operands"] == list(gm.search.Space.activation().operands)
+    # the same settings in Python give the same search
+    same = gm.search.TransformSearch(
+        budget=8, batch_size=4, seed=3, risk_seeking=0.5, progress=False
+    ).fit(E, ids, E + 0.1, ids)
+
+    def drop_time(cs):
+        return [{k: v for k, v in c.items() if k != "seconds"} for c in cs]
+
+    assert drop_time(same.result_.candidates) == drop_time(res.candidates)

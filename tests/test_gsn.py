@@ -290,6 +290,17 @@ def test_ctrl_c_stops_training_and_keeps_the_model(fmnist):
     assert gsn.embed(X[:2]).shape == (2, 16)
 
 
+def test_semihard_negatives_train_differently_from_random_and_mined(fmnist):
+    X, y = fmnist
+    kw = {**FAST, "loss": "grid-softmax", "seed": 5}
+    E = {
+        neg: gm.GridSearchNetwork(**kw, negatives=neg).fit(X[:100], y[:100]).embed(X[:10])
+        for neg in ("random", "mined", "semihard")
+    }
+    assert not np.allclose(E["semihard"], E["random"])
+    assert not np.allclose(E["semihard"], E["mined"])
+
+
 def test_hard_negatives_without_classes_fall_back_to_mined(fmnist):
     X, y = fmnist
     kw = {**FAST, "negatives": "hard", "seed": 5}

@@ -477,7 +477,17 @@ def test_search_result_round_trip(tmp_path, search_result):
     assert back.best_expr == search_result.best_expr
     assert back.best_score == search_result.best_score
     assert back.controller == search_result.controller
+    assert back.settings == search_result.settings
+    assert (back.settings["budget"], back.settings["seed"]) == (8, 1)
     assert back.top(3) == search_result.top(3)
+
+
+def test_search_result_without_settings_still_loads(tmp_path, search_result):
+    # files written before settings were recorded
+    back = gm.search.SearchResult.load(
+        _search_file(tmp_path, search_result, lambda d: d.pop("settings"))
+    )
+    assert back.settings == {} and back.candidates == search_result.candidates
 
 
 def _search_file(tmp_path, search_result, edit) -> Path:
@@ -497,8 +507,9 @@ def _search_file(tmp_path, search_result, edit) -> Path:
         (lambda d: d["candidates"][0].update(expr="sin("), r"invalid SearchResult"),
         (lambda d: d.update(best=10**6), r"not a candidate index"),
         (lambda d: d.pop("history"), r"invalid SearchResult \(KeyError"),
+        (lambda d: d.update(settings=[1]), r"settings must be a JSON object"),
     ],
-    ids=["version", "format", "bad expression", "best index", "missing history"],
+    ids=["version", "format", "bad expression", "best index", "missing history", "settings"],
 )
 def test_search_result_bad_files(tmp_path, search_result, edit, match):
     with pytest.raises(DataError, match=match):

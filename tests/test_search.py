@@ -99,6 +99,8 @@ def test_bad_spaces_raise_value_errors(kwargs, match):
         ({"risk_seeking": 1.5}, "risk_seeking"),
         ({"risk_seeking": "top"}, "risk_seeking"),
         ({"risk_seeking": True}, "risk_seeking"),
+        ({"risk_seeking": 0.1}, "learns from no sample of a batch of 10"),
+        ({"risk_seeking": 1.0, "batch_size": 1}, "learns from no sample of a batch of 1"),
         ({"space": "paper"}, "transform space"),
         ({"space": "nope"}, "space"),
     ],
@@ -186,6 +188,16 @@ def test_risk_seeking_learns_from_the_top_of_each_batch():
     # the baseline of a risk-seeking update is a reward of its batch (the quantile);
     # the EMA baseline of plain REINFORCE generally is not
     assert all(any(h["baseline"] == pytest.approx(r) for r in rewards) for h in risky.history)
+    assert all(h["baseline"] <= h["reward_max"] for h in risky.history)
+    # the result records (and its plot names) the controller's settings
+    assert risky.result_.settings["risk_seeking"] == 0.25
+    assert plain.result_.settings["risk_seeking"] is None
+    assert risky.plot().get_title() == "rl (risk-seeking 0.25) search"
+    assert plain.plot().get_title() == "rl search"
+    # the bindings check the setting too (the Python layer checks first)
+    space = gm.search.Space.activation()._spec()
+    with pytest.raises(ValueError, match="learns from no sample of a batch of 10"):
+        gm._core.transform_search(space, *data, batch_size=10, risk_seeking=0.05)
 
 
 def test_invalid_candidates_get_zero_reward():

@@ -44,6 +44,9 @@ def test_kernel_search_rewards_are_svm_validation_accuracy(mnist_small):
     assert checked >= 3
     assert s.best_score == max(c["reward"] for c in s.result_.candidates)
     assert s.best_expr_ == s.best_expr and s.best_expr.value_type == "scalar"
+    paper = gm.search.Space.paper()
+    assert s.result_.settings["C"] == 1.0 and s.result_.settings["controller"] == "random"
+    assert s.result_.settings["space"]["binary"] == list(paper.binary)
 
 
 def test_kernel_search_reproducible_rl(mnist_small):

@@ -9,6 +9,7 @@ metrics (recall@k, precision@1, MAP@R, R-precision) of embeddings stored as ``.n
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 
@@ -105,14 +106,34 @@ def _search_common(p: argparse.ArgumentParser, budget: int) -> None:
         help="RL: learn from the best EPS fraction of each batch (risk-seeking policy gradient)",
     )
     p.add_argument("--top", type=int, default=5, help="how many of the best to print")
+    p.add_argument(
+        "--out",
+        default=None,
+        metavar="PATH",
+        help="save the result (candidates, history, settings) there; "
+        "gridmatch.search.SearchResult.load reads it",
+    )
     p.add_argument("--no-progress", action="store_true")
 
 
-def _print_search(res) -> None:
+def _check_search_args(args: argparse.Namespace) -> None:
+    """Settings only used after the search, checked before it starts."""
+    if args.top <= 0:
+        raise ValueError(f"--top must be a positive integer, got {args.top}")
+    if args.out is not None:
+        parent = os.path.dirname(os.path.abspath(args.out))
+        if os.path.isdir(args.out) or not os.path.isdir(parent):
+            raise ValueError(f"--out {args.out!r} is not a file path in an existing directory")
+
+
+def _finish_search(res, args: argparse.Namespace) -> int:
     print(f"best: {res.best_expr}  (reward {res.best_score:.4f})")
     print(f"distinct candidates: {res.n_unique}, invalid: {res.n_invalid}")
-    for e, r in res.top(res._top_k):
+    for e, r in res.top(args.top):
         print(f"  {r:.4f}  {e}")
+    if args.out is not None:
+        print(f"result saved to {res.save(args.out)}")
+    return 0
 
 
 def _search_kernel(args: argparse.Namespace) -> int:
@@ -120,6 +141,7 @@ def _search_kernel(args: argparse.Namespace) -> int:
 
     from .search import KernelSearch
 
+    _check_search_args(args)
     X, y = datasets.load(args.dataset, "train")
     X = X.reshape(len(X), -1).astype(np.float64) / 255.0
     n, v = args.train, args.val
@@ -132,9 +154,7 @@ def _search_kernel(args: argparse.Namespace) -> int:
         risk_seeking=args.risk_seeking,
         progress=not args.no_progress,
     ).fit(X[:n], y[:n], X[n : n + v], y[n : n + v])
-    s.result_._top_k = args.top
-    _print_search(s.result_)
-    return 0
+    return _finish_search(s.result_, args)
 
 
 def _search_transform(args: argparse.Namespace) -> int:
@@ -143,6 +163,7 @@ def _search_transform(args: argparse.Namespace) -> int:
     from .exceptions import DataError
     from .search import TransformSearch
 
+    _check_search_args(args)
     try:
         f = np.load(args.embeddings, allow_pickle=False)
     except (OSError, ValueError) as e:
@@ -162,9 +183,7 @@ def _search_transform(args: argparse.Namespace) -> int:
         risk_seeking=args.risk_seeking,
         progress=not args.no_progress,
     ).fit(*arrays)
-    s.result_._top_k = args.top
-    _print_search(s.result_)
-    return 0
+    return _finish_search(s.result_, args)
 
 
 def _load_npy(path: str, what: str):

@@ -125,8 +125,9 @@ class GridSearchNetwork(BaseEstimator):
         :meth:`fit`; without it, mined), the most similar under the current
         embeddings (``"mined"``), or semi-hard under them (``"semihard"``: the most
         similar ones that are still less similar than the grid's positives, as in
-        semi-hard triplet mining; then the least similar others). On the Fashion-MNIST
-        benchmarks ``"mined"`` trains better than ``"semihard"`` (BENCHMARKS.md).
+        semi-hard triplet mining; then the least similar others). Similarities come from
+        the query network (in ``mode="stitched"`` too). On the Fashion-MNIST benchmarks
+        ``"mined"`` trains better than ``"semihard"`` (BENCHMARKS.md).
     loss : {"double-margin", "grid-softmax", "triplet", "contrastive", "ntxent"}
         ``"double-margin"`` (the paper's, with ``hi``/``lo``) or ``"grid-softmax"``
         (softmax over cells, temperature ``temperature``) or a baseline.

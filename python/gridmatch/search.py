@@ -213,7 +213,8 @@ class SearchResult:
     history : list of dict
         One dict per controller step: ``step``, ``sampled``, ``reward`` (batch mean),
         ``reward_max``, ``best_so_far``, ``entropy``, ``unique``, ``invalid``,
-        ``cache_hits``, ``baseline``, ``elapsed`` (seconds).
+        ``cache_hits``, ``baseline`` (the EMA baseline, or the batch's reward cutoff with
+        ``risk_seeking``), ``elapsed`` (seconds).
     candidates : list of dict
         Every distinct candidate: ``expr`` (canonical text), ``reward``, ``valid``,
         ``error``, ``step``, ``count`` (times sampled), ``seconds``.
@@ -221,13 +222,25 @@ class SearchResult:
         Distinct and invalid distinct candidates.
     interrupted : bool
         Whether the search was stopped early (Ctrl-C or the callback).
+    controller : {"rl", "random"}
+        The controller that sampled the candidates.
+    settings : dict
+        The search's settings, saved with the result: ``kind``, ``space`` (its
+        operands, unary and binary operations, units and final operation),
+        ``controller``, ``budget``, ``batch_size``, ``seed``, ``timeout``, ``lr``,
+        ``entropy_weight``, ``baseline_decay``, ``risk_seeking`` and, for kernel
+        searches, ``C``. Empty for a result loaded from a file written before settings
+        were recorded.
     """
 
-    def __init__(self, raw: dict[str, Any], controller: str) -> None:
+    def __init__(
+        self, raw: dict[str, Any], controller: str, settings: dict[str, Any] | None = None
+    ) -> None:
         self.candidates: list[dict[str, Any]] = raw["candidates"]
         self.history: list[dict[str, Any]] = raw["history"]
         self.interrupted: bool = raw["interrupted"]
         self.controller = controller
+        self.settings: dict[str, Any] = dict(settings or {})
         best = raw["best"]
         self._best: int | None = best
         if best is None:
@@ -265,6 +278,7 @@ class SearchResult:
             "format": _RESULT_FORMAT,
             "version": _RESULT_VERSION,
             "controller": self.controller,
+            "settings": self.settings,
             "interrupted": bool(self.interrupted),
             "best": self._best,
             "candidates": self.candidates,
@@ -322,9 +336,12 @@ class SearchResult:
                 "best": best,
             }
             controller = str(doc["controller"])
+            settings = doc.get("settings", {})
+            if not isinstance(settings, dict):
+                raise TypeError(f"settings must be a JSON object, got {type(settings).__name__}")
         except (KeyError, TypeError, ValueError) as e:  # ExpressionError is a ValueError
             raise DataError(f"{path}: invalid SearchResult ({type(e).__name__}: {e})") from None
-        return cls(raw, controller)
+        return cls(raw, controller, settings)
 
     def top(self, k: int = 10) -> list[tuple[Expr, float]]:
         """The ``k`` best distinct candidates.
@@ -365,9 +382,15 @@ class SearchResult:
         ax.plot(x, [h["best_so_far"] for h in self.history], label="best so far")
         ax.set_xlabel("candidates sampled")
         ax.set_ylabel("reward")
-        ax.set_title(f"{self.controller} search")
+        ax.set_title(f"{self._label()} search")
         ax.legend()
         return ax
+
+    def _label(self) -> str:
+        rs = self.settings.get("risk_seeking")
+        if self.controller == "rl" and rs is not None:
+            return f"rl (risk-seeking {rs:g})"
+        return self.controller
 
     def __repr__(self) -> str:
         return (
@@ -419,10 +442,23 @@ class _BaseSearch:
         if self.seed < 0:
             raise ExpressionError(f"seed must be >= 0, got {self.seed}")
         rs = self.risk_seeking
-        if rs is not None and (
-            isinstance(rs, bool) or not isinstance(rs, (int, float, np.number)) or not 0 < rs <= 1
-        ):
-            raise ExpressionError(f"risk_seeking must be a fraction in (0, 1] or None, got {rs!r}")
+        if rs is not None:
+            if isinstance(rs, (bool, np.bool_)) or not isinstance(
+                rs, (int, float, np.integer, np.floating)
+            ):
+                raise ExpressionError(
+                    f"risk_seeking must be a fraction in (0, 1] or None, got {rs!r}"
+                )
+            if not 0 < rs <= 1:
+                raise ExpressionError(
+                    f"risk_seeking must be a fraction in (0, 1] or None, got {rs!r}"
+                )
+            # samples exactly at the batch's cutoff carry no gradient: floor(eps·(n − 1)) do
+            if rs * (self.batch_size - 1) < 1 - 1e-9:
+                raise ExpressionError(
+                    f"risk_seeking={rs!r} learns from no sample of a batch of "
+                    f"{self.batch_size}: it needs risk_seeking * (batch_size - 1) >= 1"
+                )
         return _resolve_space(self.space, self._kind)
 
     def _callback(self) -> tuple[Callable[..., Any] | None, Any]:
@@ -450,8 +486,31 @@ class _BaseSearch:
 
         return cb, bar
 
-    def _finish(self, raw: dict[str, Any]) -> None:
-        self.result_ = SearchResult(raw, self.controller)
+    def _settings(self, space: Space) -> dict[str, Any]:
+        """The settings a result records (JSON-safe)."""
+        rs = self.risk_seeking
+        return {
+            "kind": self._kind,
+            "space": {
+                "operands": list(space.operands),
+                "unary": list(space.unary),
+                "binary": list(space.binary),
+                "units": int(space.units),
+                "final": space.final,
+            },
+            "controller": self.controller,
+            "budget": int(self.budget),
+            "batch_size": int(self.batch_size),
+            "seed": int(self.seed),
+            "timeout": None if self.timeout is None else float(self.timeout),
+            "lr": float(self.lr),
+            "entropy_weight": float(self.entropy_weight),
+            "baseline_decay": float(self.baseline_decay),
+            "risk_seeking": None if rs is None else float(rs),
+        }
+
+    def _finish(self, raw: dict[str, Any], settings: dict[str, Any]) -> None:
+        self.result_ = SearchResult(raw, self.controller, settings)
         self.best_expr_ = self.result_.best_expr
         self.best_score_ = self.result_.best_score
         self.history_ = self.result_.history
@@ -534,7 +593,7 @@ class _BaseSearch:
         finally:
             if bar is not None:
                 bar.close()
-        self._finish(raw)
+        self._finish(raw, self._settings(space))
 
 
 def _flatten(a: Any, name: str) -> np.ndarray:
@@ -599,8 +658,11 @@ class KernelSearch(_BaseSearch):
         Train the controller with the risk-seeking policy gradient of Petersen et al.
         (ICLR 2021): each update learns only from the best ``risk_seeking`` fraction of
         its batch (rewards at or above the batch's ``1 - risk_seeking`` quantile, which
-        is the baseline), pushing the policy toward its best candidates instead of a
-        good average. ``None`` (default): the authors' REINFORCE with the EMA baseline.
+        is the baseline; samples exactly at it carry no gradient, so about
+        ``risk_seeking * (batch_size - 1)`` samples of a batch are learnt from, which
+        must be at least 1), pushing the policy toward its best candidates instead of a
+        good average; ``baseline_decay`` is then unused. ``None`` (default): the
+        authors' REINFORCE with the EMA baseline. Ignored by ``controller="random"``.
     progress : bool, default=True
         Show a tqdm progress bar.
     callback : callable, optional
@@ -651,6 +713,9 @@ class KernelSearch(_BaseSearch):
             callback,
         )
         self.C = C
+
+    def _settings(self, space: Space) -> dict[str, Any]:
+        return {**super()._settings(space), "C": float(self.C)}
 
     def fit(self, X_train: Any, y_train: Any, X_val: Any, y_val: Any) -> KernelSearch:
         """Run the search.
@@ -723,8 +788,11 @@ class TransformSearch(_BaseSearch):
         Train the controller with the risk-seeking policy gradient of Petersen et al.
         (ICLR 2021): each update learns only from the best ``risk_seeking`` fraction of
         its batch (rewards at or above the batch's ``1 - risk_seeking`` quantile, which
-        is the baseline), pushing the policy toward its best candidates instead of a
-        good average. ``None`` (default): the authors' REINFORCE with the EMA baseline.
+        is the baseline; samples exactly at it carry no gradient, so about
+        ``risk_seeking * (batch_size - 1)`` samples of a batch are learnt from, which
+        must be at least 1), pushing the policy toward its best candidates instead of a
+        good average; ``baseline_decay`` is then unused. ``None`` (default): the
+        authors' REINFORCE with the EMA baseline. Ignored by ``controller="random"``.
     progress : bool, default=True
         Show a tqdm progress bar.
     callback : callable, optional

@@ -288,8 +288,9 @@ mod tests {
             n
         };
         assert_eq!(negs(3, &mut rng), vec![4, 5]);
-        // too few semi-hard ones: then the remaining negatives from the least similar up
+        // all four below the positive: the two semi-hard ones and the two easiest
         assert_eq!(negs(5, &mut rng), vec![4, 5, 6, 7]);
+        // too few below the positive: then the harder ones, the least similar first
         assert_eq!(negs(6, &mut rng), vec![3, 4, 5, 6, 7]);
         // without similarities: random negatives, never a positive
         let spec = GridSpec {

@@ -156,6 +156,13 @@ fn config(
                 "risk_seeking must be a fraction in (0, 1] or None, got {eps}"
             )));
         }
+        // samples exactly at the batch's cutoff carry no gradient: ⌊eps·(n − 1)⌋ do
+        if eps * ((batch_size - 1) as f64) < 1.0 - 1e-9 {
+            return Err(bad(format!(
+                "risk_seeking={eps} learns from no sample of a batch of {batch_size}: \
+                 it needs risk_seeking * (batch_size - 1) >= 1"
+            )));
+        }
     }
     let timeout = match timeout {
         None => None,

@@ -66,15 +66,18 @@ impl Default for ControllerConfig {
 
 /// The risk-seeking selection of a batch: the `(1 − eps)` quantile `q` of `rewards`
 /// (the next higher sample when it falls between two, as `numpy.quantile(...,
-/// method="higher")`) and the indices of the samples with reward `>= q`.
+/// method="higher")`, without its float rounding: `eps = 0.7` of 11 rewards sits 7 places
+/// below the top) and the indices of the samples with reward `>= q`. Samples at `q` have
+/// advantage 0, so `⌊eps·(n − 1)⌋` samples of `n` distinct rewards carry the gradient.
 pub fn risk_seeking_top(rewards: &[f64], eps: f64) -> (f64, Vec<usize>) {
     if rewards.is_empty() {
         return (0.0, Vec::new());
     }
     let mut sorted = rewards.to_vec();
     sorted.sort_by(f64::total_cmp);
-    let pos = ((1.0 - eps.clamp(0.0, 1.0)) * (sorted.len() - 1) as f64).ceil() as usize;
-    let q = sorted[pos.min(sorted.len() - 1)];
+    let last = sorted.len() - 1;
+    let above = (eps.clamp(0.0, 1.0) * last as f64 + 1e-9).floor() as usize;
+    let q = sorted[last - above.min(last)];
     let keep = (0..rewards.len()).filter(|&i| rewards[i] >= q).collect();
     (q, keep)
 }
@@ -257,6 +260,10 @@ impl Policy {
                 (q, chosen, adv)
             }
         };
+        if adv.iter().all(|&a| a == 0.0) && self.cfg.risk_seeking.is_some() {
+            // Nothing above the cutoff (ties, a short last batch): no signal to learn.
+            return Ok(baseline);
+        }
         let mut dummy = Rng::new(0);
         let (_, logp, ent) = self.forward(chosen.len(), Some(&chosen), &mut dummy)?;
         let adv = Tensor::from_slice(&adv);
@@ -334,6 +341,11 @@ mod tests {
         let (q, keep) = risk_seeking_top(&r, 1.0);
         assert_eq!((q, keep.len()), (0.0, 10));
         assert_eq!(risk_seeking_top(&[], 0.5), (0.0, vec![]));
+        // 0.7 of 11 rewards: 7 above the cutoff (1 − 0.7 in floats is 0.30000000000000004,
+        // which would put the cutoff one place higher)
+        let r11: Vec<f64> = (0..11).map(f64::from).collect();
+        let (q, keep) = risk_seeking_top(&r11, 0.7);
+        assert_eq!((q, keep.len()), (3.0, 8));
     }
 
     #[test]
