@@ -30,6 +30,7 @@ def main() -> None:
     ap.add_argument("--budget", type=int, default=200)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--lr", type=float, default=5e-3)
+    ap.add_argument("--risk-seeking", type=float, default=None, help="rl: risk_seeking=EPS")
     ap.add_argument("--top", type=int, default=20)
     ap.add_argument("--json", help="write the scored kernels here")
     args = ap.parse_args()
@@ -56,9 +57,18 @@ def main() -> None:
     rows.append({"kernel": PAPER, **score(gm.svm.SVC(kernel=PAPER).fit(Xtr, ytr).predict(every))})
     t0 = time.perf_counter()
     search = gm.search.KernelSearch(
-        controller=args.controller, budget=args.budget, seed=args.seed, lr=args.lr, progress=False
+        controller=args.controller,
+        budget=args.budget,
+        seed=args.seed,
+        lr=args.lr,
+        risk_seeking=args.risk_seeking,
+        progress=False,
     ).fit(Xtr, ytr, Xva, yva)
-    print(f"search: {time.perf_counter() - t0:.0f} s", flush=True)
+    print(
+        f"search: {time.perf_counter() - t0:.0f} s, {search.result_.n_unique} distinct, "
+        f"best val {search.best_score:.3f}",
+        flush=True,
+    )
     for expr, _ in search.top(args.top):
         pred = gm.svm.SVC(kernel=expr).fit(Xtr, ytr).predict(every)
         rows.append({"kernel": str(expr), **score(pred)})
