@@ -32,8 +32,15 @@ def data_root() -> Path:
 
 @pytest.fixture(autouse=True)
 def _no_network_downloads(monkeypatch):
-    """Tests never reach the internet: dataset downloads are off unless a test opts in."""
+    """Tests never reach the internet: dataset downloads are off unless a test opts in.
+
+    Code under test that looks datasets up by itself (the command line) finds the
+    project's copy, also where ``GRIDMATCH_DATA`` is unset (``../shared/datasets``).
+    """
     monkeypatch.setenv("GRIDMATCH_OFFLINE", "1")
+    root = _shared_datasets()
+    if root is not None:
+        monkeypatch.setenv("GRIDMATCH_DATA", str(root))
 
 
 def pytest_terminal_summary(terminalreporter):

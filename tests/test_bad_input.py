@@ -1346,6 +1346,25 @@ CASES: list[Case] = [
         r"exit 2: gridmatch: error: --top must be a positive integer, got 0",
     ),
     Case(
+        "cli/search-kernel negative train",
+        lambda: cli("search-kernel", "--train", "-5", "--val", "20"),
+        CliError,
+        r"exit 2: gridmatch: error: --train must be an integer >= 2, got -5",
+    ),
+    Case(
+        "cli/search-kernel negative holdout",
+        lambda: cli("search-kernel", "--train", "50", "--val", "20", "--holdout", "-1"),
+        CliError,
+        r"exit 2: gridmatch: error: --holdout must be an integer >= 0, got -1",
+    ),
+    Case(
+        "cli/search-kernel more images than the dataset",
+        lambda: cli("search-kernel", "--train", "50000", "--val", "9000", "--holdout", "2000"),
+        CliError,
+        r"exit 2: gridmatch: error: --train 50000 \+ --val 9000 \+ --holdout 2000 images: "
+        r"mnist has only 60000 training images",
+    ),
+    Case(
         "cli/search-transform out in a missing directory",
         lambda: cli("search-transform", npy_file(E), "--out", "/nonexistent/dir/r.safetensors"),
         CliError,

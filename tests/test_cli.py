@@ -96,3 +96,25 @@ def test_search_transform_saves_its_result_with_settings(tmp_path, capsys):
         return [{k: v for k, v in c.items() if k != "seconds"} for c in cs]
 
     assert drop_time(same.result_.candidates) == drop_time(res.candidates)
+
+
+def test_search_kernel_rescores_its_best_kernels_on_held_out_images(data_root, monkeypatch, capsys):
+    import numpy as np
+
+    monkeypatch.setenv("GRIDMATCH_DATA", str(data_root))
+    argv = ["search-kernel", "--train", "60", "--val", "30", "--holdout", "50", "--top", "3"]
+    argv += ["--controller", "random", "--budget", "6", "--batch-size", "3", "--no-progress"]
+    assert cli.main(argv) == 0
+    text = capsys.readouterr().out
+    rescored = text.split("re-scored on the 50 held-out images after the validation ones:\n")[1]
+    lines = [ln.split(None, 1) for ln in rescored.strip().splitlines()]
+    # the same search and re-scoring in Python, on the same images
+    X, y = gm.datasets.load("mnist", "train", root=data_root / "mnist")
+    X = X[:140].reshape(140, -1).astype(np.float64) / 255.0
+    s = gm.search.KernelSearch(controller="random", budget=6, batch_size=3, progress=False)
+    s.fit(X[:60], y[:60], X[60:90], y[60:90])
+    assert len(lines) == 3
+    for (acc, expr), (e, a) in zip(lines, s.rerank(X[:60], y[:60], X[90:], y[90:140], k=3)):
+        assert (expr, acc) == (str(e), f"{a:.4f}")
+        pred = gm.svm.SVC(kernel=e).fit(X[:60], y[:60]).predict(X[90:])
+        assert float(acc) == round(float(np.mean(pred == y[90:140])), 4)

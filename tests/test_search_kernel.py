@@ -137,3 +137,59 @@ def test_expression_kernel_rows_on_demand_equal_the_precomputed_gram(mnist_small
     )
     with pytest.raises(gm.ExpressionError, match="non-finite"):
         gm.svm.SVC(kernel="norm1(x / (x - y))").fit(*tr)
+
+
+@pytest.fixture(scope="module")
+def mnist_holdout(data_root):
+    X, y = gm.datasets.load("mnist", "train", root=data_root / "mnist")
+    X = X[260:560].reshape(300, -1)[:, ::4].astype(np.float64) / 255.0
+    return X, y[260:560]
+
+
+def test_rerank_scores_the_best_kernels_on_held_out_data(mnist_small, mnist_holdout):
+    tr, va = mnist_small
+    s = KernelSearch(controller="random", budget=12, batch_size=6, seed=1, progress=False)
+    s.fit(*tr, *va)
+    ranked = s.rerank(*tr, *mnist_holdout, k=4)
+    valid = [c for c in s.result_.candidates if c["valid"]]
+    best4 = sorted(valid, key=lambda c: -c["reward"])[:4]
+    assert sorted(str(e) for e, _ in ranked) == sorted(c["expr"] for c in best4)
+    accs = [a for _, a in ranked]
+    assert accs == sorted(accs, reverse=True)
+    checked = 0
+    for e, acc in ranked:
+        if np.abs(e.gram(tr[0])).max() > 1e6:  # badly scaled: solvers may legitimately differ
+            continue
+        assert acc == pytest.approx(sklearn_val_accuracy(e, tr, mnist_holdout), abs=0.0101), e
+        checked += 1
+    assert checked >= 2
+    # more than there are valid candidates: all of them
+    assert len(s.rerank(*tr, *mnist_holdout, k=1000)) == len(valid)
+
+
+def test_rerank_scores_a_kernel_that_fails_on_the_holdout_zero(mnist_small, mnist_holdout):
+    tr, va = mnist_small
+    space = Space(["prod"], ["exp"], ["add"], units=1)  # one kernel: norm1(exp(x∘y) + exp(x∘y))
+    s = KernelSearch(space=space, budget=2, batch_size=2, progress=False).fit(*tr, *va)
+    assert s.best_score > 0.5
+    with pytest.warns(RuntimeWarning, match="scores 0"):
+        ranked = s.rerank(*tr, mnist_holdout[0] * 1e4, mnist_holdout[1], k=3)  # exp overflows
+    assert [(str(e), a) for e, a in ranked] == [(str(s.best_expr), 0.0)]
+
+
+def test_rerank_bad_inputs(mnist_small, mnist_holdout):
+    tr, va = mnist_small
+    Xh, yh = mnist_holdout
+    with pytest.raises(gm.NotFittedError):
+        KernelSearch(progress=False).rerank(*tr, Xh, yh)
+    s = KernelSearch(controller="random", budget=2, batch_size=2, progress=False).fit(*tr, *va)
+    with pytest.raises(ValueError, match="k must be"):
+        s.rerank(*tr, Xh, yh, k=0)
+    with pytest.raises(gm.ShapeError, match="X_holdout has 5"):
+        s.rerank(*tr, Xh[:, :5], yh)
+    with pytest.raises(gm.ShapeError, match="y_holdout"):
+        s.rerank(*tr, Xh, yh[:-1])
+    with pytest.raises(gm.ShapeError, match="X_holdout contains NaN"):
+        s.rerank(*tr, np.full_like(Xh, np.nan), yh)
+    with pytest.raises(ValueError, match="2 classes"):
+        s.rerank(tr[0], np.zeros(len(tr[0])), Xh, yh)

@@ -142,9 +142,17 @@ def _search_kernel(args: argparse.Namespace) -> int:
     from .search import KernelSearch
 
     _check_search_args(args)
+    n, v, h = args.train, args.val, args.holdout
+    for flag, value, low in (("--train", n, 2), ("--val", v, 1), ("--holdout", h, 0)):
+        if value < low:
+            raise ValueError(f"{flag} must be an integer >= {low}, got {value}")
     X, y = datasets.load(args.dataset, "train")
-    X = X.reshape(len(X), -1).astype(np.float64) / 255.0
-    n, v = args.train, args.val
+    if n + v + h > len(X):
+        raise ValueError(
+            f"--train {n} + --val {v} + --holdout {h} images: {args.dataset} has only "
+            f"{len(X)} training images"
+        )
+    X = X[: n + v + h].reshape(n + v + h, -1).astype(np.float64) / 255.0
     s = KernelSearch(
         controller=args.controller,
         budget=args.budget,
@@ -154,7 +162,13 @@ def _search_kernel(args: argparse.Namespace) -> int:
         risk_seeking=args.risk_seeking,
         progress=not args.no_progress,
     ).fit(X[:n], y[:n], X[n : n + v], y[n : n + v])
-    return _finish_search(s.result_, args)
+    rc = _finish_search(s.result_, args)
+    if h:
+        ranked = s.rerank(X[:n], y[:n], X[n + v :], y[n + v : n + v + h], k=args.top)
+        print(f"re-scored on the {h} held-out images after the validation ones:")
+        for e, acc in ranked:
+            print(f"  {acc:.4f}  {e}")
+    return rc
 
 
 def _search_transform(args: argparse.Namespace) -> int:
@@ -281,6 +295,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--dataset", choices=datasets.NAMES, default="mnist")
     p.add_argument("--train", type=int, default=1000, help="first N training images")
     p.add_argument("--val", type=int, default=500, help="the next N images validate")
+    p.add_argument(
+        "--holdout",
+        type=int,
+        default=0,
+        help="the next N images re-score the --top best kernels (a second, larger "
+        "validation: KernelSearch.rerank)",
+    )
     p.add_argument("--C", type=float, default=1.0)
     _search_common(p, budget=100)
     p.set_defaults(func=_search_kernel)
