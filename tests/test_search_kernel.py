@@ -193,3 +193,35 @@ def test_rerank_bad_inputs(mnist_small, mnist_holdout):
         s.rerank(*tr, np.full_like(Xh, np.nan), yh)
     with pytest.raises(ValueError, match="2 classes"):
         s.rerank(tr[0], np.zeros(len(tr[0])), Xh, yh)
+
+
+def test_rerank_a_saved_result(tmp_path, mnist_small, mnist_holdout):
+    tr, va = mnist_small
+    s = KernelSearch(controller="random", budget=8, batch_size=4, seed=2, C=0.5, progress=False)
+    s.fit(*tr, *va)
+    path = s.result_.save(tmp_path / "search.safetensors")
+    loaded = gm.search.SearchResult.load(path)
+    ranked = loaded.rerank(*tr, *mnist_holdout, k=3)
+    assert ranked == s.rerank(*tr, *mnist_holdout, k=3)
+    e, acc = ranked[0]  # the search's C (0.5), not SVC's default
+    pred = gm.svm.SVC(kernel=e, C=0.5).fit(*tr).predict(mnist_holdout[0])
+    assert acc == float(np.mean(pred == mnist_holdout[1]))
+    # a file from before settings were recorded: C must be given
+    loaded.settings = {}
+    with pytest.raises(ValueError, match="pass C="):
+        loaded.rerank(*tr, *mnist_holdout, k=3)
+    assert loaded.rerank(*tr, *mnist_holdout, k=3, C=0.5) == ranked
+    with pytest.raises(ValueError, match="C must be a positive number"):
+        loaded.rerank(*tr, *mnist_holdout, k=3, C=float("nan"))
+
+
+def test_rerank_refuses_a_transform_search():
+    rng = np.random.default_rng(0)
+    E = rng.normal(size=(20, 4))
+    ids = np.arange(20) % 5
+    t = gm.search.TransformSearch(budget=4, batch_size=2, progress=False).fit(E, ids, E, ids)
+    with pytest.raises(ValueError, match="transform search"):
+        t.result_.rerank(E, ids, E, ids)
+    t.result_.settings = {}  # inferred from the expressions
+    with pytest.raises(ValueError, match="transform search"):
+        t.result_.rerank(E, ids, E, ids)

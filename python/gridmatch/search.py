@@ -360,6 +360,97 @@ class SearchResult:
         order = sorted(range(len(self.candidates)), key=lambda i: -self.candidates[i]["reward"])
         return [(Expr(self.candidates[i]["expr"]), self.candidates[i]["reward"]) for i in order[:k]]
 
+    def rerank(
+        self,
+        X_train: Any,
+        y_train: Any,
+        X_holdout: Any,
+        y_holdout: Any,
+        k: int = 10,
+        C: float | None = None,
+        progress: bool = False,
+    ) -> list[tuple[Expr, float]]:
+        """Re-score the ``k`` best kernels of a kernel search on a larger held-out set.
+
+        A small validation set cannot separate kernels whose accuracies differ by less
+        than its noise (500 images: about ±1.3 points at 90 %), so the search's best is
+        often just the luckiest of a group of equals. Re-scoring its best candidates on
+        more data, which the search never saw, is a cheap second stage: on MNIST it picked
+        out a kernel that beats RBF, which the 500-image reward had ranked below distance
+        kernels that do not (BENCHMARKS.md, kernel search findings).
+
+        Each kernel is trained as ``gm.svm.SVC(kernel=expr, C=C)`` on
+        ``(X_train, y_train)`` and scored by its accuracy on ``(X_holdout, y_holdout)``.
+        A kernel that fails on this data (non-finite values) scores 0 with a warning.
+
+        Parameters
+        ----------
+        X_train : array-like of shape (n_train, n_features)
+            Training samples (usually the search's).
+        y_train : array-like of shape (n_train,)
+            Training labels.
+        X_holdout : array-like of shape (n_holdout, n_features)
+            Held-out samples, disjoint from the search's validation set and from any
+            test set.
+        y_holdout : array-like of shape (n_holdout,)
+            Held-out labels.
+        k : int, default=10
+            How many of the best valid kernels to re-score.
+        C : float, optional
+            SVM regularisation; by default the search's (``settings["C"]``).
+        progress : bool, default=False
+            Show a tqdm progress bar.
+
+        Returns
+        -------
+        list of (Expr, float)
+            Kernels and held-out accuracies, best first (ties: the search's order).
+        """
+        kind = self.settings.get("kind")
+        if kind is None and self.best_expr is not None:  # a file from before settings
+            kind = "kernel" if self.best_expr.value_type == "scalar" else "transform"
+        if kind != "kernel":
+            raise ValueError(f"rerank re-scores SVM kernels; this is a {kind} search's result")
+        k = positive_int(k, "k")
+        if C is None:
+            if "C" not in self.settings:
+                raise ValueError("this result does not record its search's C: pass C=")
+            C = self.settings["C"]
+        if isinstance(C, bool) or not isinstance(C, (int, float, np.integer, np.floating)):
+            raise ValueError(f"C must be a positive number, got {C!r}")
+        if not (math.isfinite(C) and C > 0):
+            raise ValueError(f"C must be a positive number, got {C!r}")
+        Xtr, ytr, Xho, yho = _split(X_train, y_train, X_holdout, y_holdout, "holdout")
+        if len(np.unique(ytr)) < 2:
+            raise ValueError("y_train needs at least 2 classes")
+        valid = [c for c in self.candidates if c["valid"]]
+        valid.sort(key=lambda c: -c["reward"])  # stable: ties keep the search's order
+        from .svm import SVC
+
+        bar = None
+        if progress:
+            from tqdm.auto import tqdm
+
+            bar = tqdm(total=min(k, len(valid)), desc="re-scoring kernels")
+        scored = []
+        try:
+            for c in valid[:k]:
+                expr = Expr(c["expr"])
+                try:
+                    pred = SVC(kernel=expr, C=float(C)).fit(Xtr, ytr).predict(Xho)
+                    acc = float(np.mean(pred == yho))
+                except ExpressionError as e:
+                    warnings.warn(f"{expr} scores 0: {e}", RuntimeWarning, stacklevel=2)
+                    acc = 0.0
+                scored.append((expr, acc))
+                if bar is not None:
+                    bar.update(1)
+        finally:
+            if bar is not None:
+                bar.close()
+        order = sorted(range(len(scored)), key=lambda i: -scored[i][1])
+        return [scored[i] for i in order]
+
     def plot(self, ax: Any = None) -> Any:
         """Plot the reward curve (batch mean and best so far against candidates sampled).
 
@@ -626,6 +717,19 @@ def _labels(a: Any, n: int, name: str) -> np.ndarray:
     return arr
 
 
+def _split(
+    X_train: Any, y_train: Any, X_val: Any, y_val: Any, val: str
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """A training / held-out split as float64 rows and 1-D labels."""
+    Xtr = _float_matrix(_flatten(X_train, "X_train"), "X_train")
+    Xva = _float_matrix(_flatten(X_val, f"X_{val}"), f"X_{val}")
+    if Xtr.shape[1] != Xva.shape[1]:
+        raise ShapeError(f"X_train has {Xtr.shape[1]} features but X_{val} has {Xva.shape[1]}")
+    ytr = _labels(y_train, Xtr.shape[0], "y_train")
+    yva = _labels(y_val, Xva.shape[0], f"y_{val}")
+    return Xtr, ytr, Xva, yva
+
+
 class KernelSearch(_BaseSearch):
     """Search an SVM kernel with the paper's RL controller (or random search).
 
@@ -717,45 +821,19 @@ class KernelSearch(_BaseSearch):
     def _settings(self, space: Space) -> dict[str, Any]:
         return {**super()._settings(space), "C": float(self.C)}
 
-    def _check_data(
-        self, X_train: Any, y_train: Any, X_val: Any, y_val: Any, val: str
-    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-        """A training / held-out split as float64 rows and 1-D labels."""
-        Xtr = _float_matrix(_flatten(X_train, "X_train"), "X_train")
-        Xva = _float_matrix(_flatten(X_val, f"X_{val}"), f"X_{val}")
-        if Xtr.shape[1] != Xva.shape[1]:
-            raise ShapeError(f"X_train has {Xtr.shape[1]} features but X_{val} has {Xva.shape[1]}")
-        ytr = _labels(y_train, Xtr.shape[0], "y_train")
-        yva = _labels(y_val, Xva.shape[0], f"y_{val}")
-        return Xtr, ytr, Xva, yva
-
     def rerank(
         self, X_train: Any, y_train: Any, X_holdout: Any, y_holdout: Any, k: int = 10
     ) -> list[tuple[Expr, float]]:
         """Re-score the search's ``k`` best kernels on a larger held-out set.
 
-        A small validation set cannot separate kernels whose accuracies differ by less
-        than its noise (500 images: about ±1.3 points at 90 %), so the search's best is
-        often just the luckiest of a group of equals. Re-scoring its best candidates on
-        more data, which the search never saw, is a cheap second stage: on MNIST it picked
-        out a kernel that beats RBF, which the 500-image reward had ranked below distance
-        kernels that do not (BENCHMARKS.md, kernel search findings).
-
-        Each kernel is trained as ``gm.svm.SVC(kernel=expr, C=C)`` (the search's ``C``) on
-        ``(X_train, y_train)`` and scored by its accuracy on ``(X_holdout, y_holdout)``.
-        A kernel that fails on this data (non-finite values) scores 0 with a warning.
+        See :meth:`SearchResult.rerank` (this search's ``C``, its progress setting).
 
         Parameters
         ----------
-        X_train : array-like of shape (n_train, n_features)
-            Training samples (usually the search's).
-        y_train : array-like of shape (n_train,)
-            Training labels.
-        X_holdout : array-like of shape (n_holdout, n_features)
-            Held-out samples, disjoint from the search's validation set and from any
-            test set.
-        y_holdout : array-like of shape (n_holdout,)
-            Held-out labels.
+        X_train, y_train : array-like
+            Training samples and labels (usually the search's).
+        X_holdout, y_holdout : array-like
+            Held-out samples and labels, disjoint from the search's validation set.
         k : int, default=10
             How many of the search's best valid kernels to re-score.
 
@@ -764,39 +842,9 @@ class KernelSearch(_BaseSearch):
         list of (Expr, float)
             Kernels and held-out accuracies, best first (ties: the search's order).
         """
-        result = self._require()
-        k = positive_int(k, "k")
-        Xtr, ytr, Xho, yho = self._check_data(X_train, y_train, X_holdout, y_holdout, "holdout")
-        if len(np.unique(ytr)) < 2:
-            raise ValueError("y_train needs at least 2 classes")
-        C = float(result.settings.get("C", self.C))
-        valid = [c for c in result.candidates if c["valid"]]
-        valid.sort(key=lambda c: -c["reward"])  # stable: ties keep the search's order
-        from .svm import SVC
-
-        bar = None
-        if self.progress:
-            from tqdm.auto import tqdm
-
-            bar = tqdm(total=min(k, len(valid)), desc="re-scoring kernels")
-        scored = []
-        try:
-            for c in valid[:k]:
-                expr = Expr(c["expr"])
-                try:
-                    pred = SVC(kernel=expr, C=C).fit(Xtr, ytr).predict(Xho)
-                    acc = float(np.mean(pred == yho))
-                except ExpressionError as e:
-                    warnings.warn(f"{expr} scores 0: {e}", RuntimeWarning, stacklevel=2)
-                    acc = 0.0
-                scored.append((expr, acc))
-                if bar is not None:
-                    bar.update(1)
-        finally:
-            if bar is not None:
-                bar.close()
-        order = sorted(range(len(scored)), key=lambda i: -scored[i][1])
-        return [scored[i] for i in order]
+        return self._require().rerank(
+            X_train, y_train, X_holdout, y_holdout, k=k, progress=self.progress
+        )
 
     def fit(self, X_train: Any, y_train: Any, X_val: Any, y_val: Any) -> KernelSearch:
         """Run the search.
@@ -819,7 +867,7 @@ class KernelSearch(_BaseSearch):
         """
         if not (isinstance(self.C, (int, float, np.floating)) and self.C > 0):
             raise ValueError(f"C must be a positive number, got {self.C!r}")
-        Xtr, ytr, Xva, yva = self._check_data(X_train, y_train, X_val, y_val, "val")
+        Xtr, ytr, Xva, yva = _split(X_train, y_train, X_val, y_val, "val")
         classes, ytr_idx = np.unique(ytr, return_inverse=True)
         if len(classes) < 2:
             raise ValueError("y_train needs at least 2 classes")
