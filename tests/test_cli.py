@@ -118,3 +118,18 @@ def test_search_kernel_rescores_its_best_kernels_on_held_out_images(data_root, m
         assert (expr, acc) == (str(e), f"{a:.4f}")
         pred = gm.svm.SVC(kernel=e).fit(X[:60], y[:60]).predict(X[90:])
         assert float(acc) == round(float(np.mean(pred == y[90:140])), 4)
+
+
+def test_search_kernel_skips_rescoring_after_an_early_stop(data_root, monkeypatch, capsys):
+    import pytest
+
+    monkeypatch.setenv("GRIDMATCH_DATA", str(data_root))
+    # the search stops after its first step, as on Ctrl-C
+    monkeypatch.setattr(gm.search._BaseSearch, "_callback", lambda self: (lambda *a: False, None))
+    argv = ["search-kernel", "--train", "60", "--val", "30", "--holdout", "50"]
+    argv += ["--controller", "random", "--budget", "6", "--batch-size", "3", "--no-progress"]
+    with pytest.warns(gm.InterruptedWarning):
+        assert cli.main(argv) == 0
+    text = capsys.readouterr().out
+    assert "search stopped early: held-out re-scoring skipped" in text
+    assert "re-scored on" not in text

@@ -163,7 +163,9 @@ def _search_kernel(args: argparse.Namespace) -> int:
         progress=not args.no_progress,
     ).fit(X[:n], y[:n], X[n : n + v], y[n : n + v])
     rc = _finish_search(s.result_, args)
-    if h:
+    if h and s.result_.interrupted:
+        print("search stopped early: held-out re-scoring skipped")
+    elif h:
         ranked = s.rerank(X[:n], y[:n], X[n + v :], y[n + v : n + v + h], k=args.top)
         print(f"re-scored on the {h} held-out images after the validation ones:")
         for e, acc in ranked:
