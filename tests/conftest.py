@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 from pathlib import Path
 
@@ -10,6 +11,7 @@ import pytest
 REPO = Path(__file__).resolve().parent.parent
 
 
+@functools.cache
 def _shared_datasets() -> Path | None:
     env = os.environ.get("GRIDMATCH_DATA")
     for candidate in ([Path(env)] if env else []) + [REPO.parent / "shared" / "datasets"]:

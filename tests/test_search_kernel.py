@@ -225,3 +225,12 @@ def test_rerank_refuses_a_transform_search():
     t.result_.settings = {}  # inferred from the expressions
     with pytest.raises(ValueError, match="transform search"):
         t.result_.rerank(E, ids, E, ids)
+
+
+def test_rerank_a_result_without_valid_candidates_is_empty(mnist_small, mnist_holdout):
+    tr, _ = mnist_small
+    invalid = {"expr": "norm1(exp(x * y))", "reward": 0.0, "valid": False, "error": "nan"}
+    invalid |= {"step": 0, "count": 1, "seconds": 0.1}
+    raw = {"candidates": [invalid], "history": [], "interrupted": False, "best": None}
+    old_file = gm.search.SearchResult(raw, "random")  # no settings: kind unknown
+    assert old_file.rerank(*tr, *mnist_holdout, C=1.0) == []

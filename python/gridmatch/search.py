@@ -409,17 +409,14 @@ class SearchResult:
         kind = self.settings.get("kind")
         if kind is None and self.best_expr is not None:  # a file from before settings
             kind = "kernel" if self.best_expr.value_type == "scalar" else "transform"
-        if kind != "kernel":
+        if kind not in ("kernel", None):  # None: no valid candidate, nothing to re-score
             raise ValueError(f"rerank re-scores SVM kernels; this is a {kind} search's result")
         k = positive_int(k, "k")
         if C is None:
             if "C" not in self.settings:
                 raise ValueError("this result does not record its search's C: pass C=")
             C = self.settings["C"]
-        if isinstance(C, bool) or not isinstance(C, (int, float, np.integer, np.floating)):
-            raise ValueError(f"C must be a positive number, got {C!r}")
-        if not (math.isfinite(C) and C > 0):
-            raise ValueError(f"C must be a positive number, got {C!r}")
+        _check_C(C)
         Xtr, ytr, Xho, yho = _split(X_train, y_train, X_holdout, y_holdout, "holdout")
         if len(np.unique(ytr)) < 2:
             raise ValueError("y_train needs at least 2 classes")
@@ -448,8 +445,8 @@ class SearchResult:
         finally:
             if bar is not None:
                 bar.close()
-        order = sorted(range(len(scored)), key=lambda i: -scored[i][1])
-        return [scored[i] for i in order]
+        scored.sort(key=lambda s: -s[1])  # stable: ties keep the search's order
+        return scored
 
     def plot(self, ax: Any = None) -> Any:
         """Plot the reward curve (batch mean and best so far against candidates sampled).
@@ -717,6 +714,16 @@ def _labels(a: Any, n: int, name: str) -> np.ndarray:
     return arr
 
 
+def _check_C(C: Any) -> None:
+    """``ValueError`` unless ``C`` is a finite number > 0 (``bool`` refused)."""
+    if (
+        isinstance(C, bool)
+        or not isinstance(C, (int, float, np.floating))
+        or not (math.isfinite(C) and C > 0)
+    ):
+        raise ValueError(f"C must be a positive number, got {C!r}")
+
+
 def _split(
     X_train: Any, y_train: Any, X_val: Any, y_val: Any, val: str
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
@@ -865,8 +872,7 @@ class KernelSearch(_BaseSearch):
         KernelSearch
             ``self``.
         """
-        if not (isinstance(self.C, (int, float, np.floating)) and self.C > 0):
-            raise ValueError(f"C must be a positive number, got {self.C!r}")
+        _check_C(self.C)
         Xtr, ytr, Xva, yva = _split(X_train, y_train, X_val, y_val, "val")
         classes, ytr_idx = np.unique(ytr, return_inverse=True)
         if len(classes) < 2:
