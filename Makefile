@@ -71,8 +71,13 @@ cargo-test: $(VENV)/.deps
 	PROPTEST_RNG_SEED=$(PROPTEST_RNG_SEED) LD_LIBRARY_PATH=$(rust_ld_path):$$LD_LIBRARY_PATH cargo test --release -q
 
 # The notebooks run top to bottom at small sizes (GRIDMATCH_FAST=1) through nbmake.
+# They are outside tests/conftest.py, so the same offline set-up is given here: no
+# download attempts (GRIDMATCH_OFFLINE=1), the project's datasets (../shared/datasets
+# unless GRIDMATCH_DATA says otherwise), the bundled sample when neither has them.
+SHARED_DATA := $(abspath $(CURDIR)/../shared/datasets)
 pytest: dev
-	GRIDMATCH_FAST=1 $(PY) -m pytest -q tests --nbmake notebooks
+	GRIDMATCH_FAST=1 GRIDMATCH_OFFLINE=1 GRIDMATCH_DATA="$${GRIDMATCH_DATA:-$(SHARED_DATA)}" \
+		$(PY) -m pytest -q tests --nbmake notebooks
 
 test: dev lint cargo-test pytest
 

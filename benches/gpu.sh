@@ -9,7 +9,9 @@
 #      same embeddings on CUDA and, loaded on CPU, on CPU; torch-tensor input on CUDA,
 #   3. times training steps: gridmatch on CUDA vs on CPU vs a PyTorch eager loop on the
 #      same GPU (same net, batch, grid, loss; benches/gsn.py's eager_steps),
-#   4. runs tests/test_gsn.py there (device="auto" picks CUDA on that host),
+#   4. runs tests/test_gsn.py (device="auto" picks CUDA on that host) and
+#      tests/test_cuda.py (kNN ties and exclude_self, evaluate, GSN training and
+#      load(device=), CUDA against CPU; skipped on a host without CUDA) there,
 # and writes $OUT/gpu_results.txt and $OUT/gpu_pytest.txt (OUT defaults to /tmp).
 #
 # Usage: benches/gpu.sh [path/to/gridmatch-*.whl] (default: newest dist/ or target/wheels/)
@@ -50,7 +52,7 @@ print("torch", torch.__version__, "cuda", torch.cuda.is_available(),
 if DEV != "cpu":
     assert torch.cuda.is_available(), "CUDA not available to torch"
 X, y = gm.datasets.load("fashion-mnist", "train")
-X = X[:5000]; ids = np.arange(len(X))
+X = X[:5000]; ids = np.arange(len(X)) // 2  # 2 images per id (augment=0 runs below)
 Xe = X[:500]
 ok = True
 # 1+2: correctness
@@ -100,8 +102,9 @@ for batch in (64, 256):
           f"steps/s ({c / g:.1f}x), PyTorch eager {DEV} {steps / e:.1f} steps/s "
           f"(gridmatch {e / g:.2f}x; medians of 3, fit() wall time incl. setup)")
 PY
-# 4. the GSN test suite on this host (device="auto" resolves to CUDA where there is one)
+# 4. the GSN and CUDA-vs-CPU tests on this host (device="auto" resolves to CUDA where there is one)
 if [ "${GPU_SH_TESTS:-1}" = 1 ]; then
-  timeout 300 "$PY" -m pytest -q -p no:cacheprovider -o addopts="" -rfEs tests/test_gsn.py 2>&1 \
+  timeout 300 "$PY" -m pytest -q -p no:cacheprovider -o addopts="" -rfEs tests/test_gsn.py \
+    tests/test_cuda.py 2>&1 \
     | tee "$OUTDIR/gpu_pytest.txt" || true
 fi

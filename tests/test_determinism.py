@@ -1,7 +1,8 @@
 """Determinism: the same seed gives bit-identical models on CPU.
 
-The SVM (built-in and expression kernels, precomputed-block and LRU-cache solver paths)
-and the kernel search give bit-identical results with 1 and 2 threads. The Grid Search
+The SVM (built-in and expression kernels, precomputed-block and LRU-cache solver paths),
+the kernel search, exact kNN and the retrieval metrics give bit-identical results with
+1, 2, 3, 5 and 8 threads (more threads than this machine's cores included). The Grid Search
 Network gives bit-identical embeddings for the same seed and thread count (across torch
 thread counts its float reductions may differ in the last bits, so that is not promised).
 """
@@ -14,6 +15,8 @@ import pytest
 import gridmatch as gm
 from gridmatch.search import KernelSearch, Space
 from gridmatch.svm import SVC
+
+THREAD_COUNTS = (1, 2, 3, 5, 8)
 
 
 @pytest.fixture(scope="module")
@@ -44,10 +47,10 @@ def _svc_state(m: SVC, X) -> list[np.ndarray]:
     ],
     ids=["rbf-blocks", "rbf-lru", "poly-lru", "expression"],
 )
-def test_svc_is_bit_identical_on_1_and_2_threads(digits, threads, kernel, n, cache_size):
+def test_svc_is_bit_identical_across_thread_counts(digits, threads, kernel, n, cache_size):
     X, y = digits[0][:n], digits[1][:n]
     states = []
-    for t in (1, 2):
+    for t in THREAD_COUNTS:
         threads(t)
         states.append(_svc_state(SVC(kernel=kernel, cache_size=cache_size).fit(X, y), X))
     # n_jobs overrides the pool: the same model again
@@ -57,25 +60,46 @@ def test_svc_is_bit_identical_on_1_and_2_threads(digits, threads, kernel, n, cac
             np.testing.assert_array_equal(a, b)
 
 
-def test_kernel_search_history_is_bit_identical_on_1_and_2_threads(digits, threads):
+def test_kernel_search_history_is_bit_identical_across_thread_counts(digits, threads):
     X, y = digits
     space = Space(["prod", "dot", "abs_diff"], ["identity", "sin", "tanh"], ["add", "min"], units=1)
     runs = []
-    for t in (1, 2):
+    for t in THREAD_COUNTS:
         threads(t)
         s = KernelSearch(space=space, budget=8, batch_size=4, seed=5, progress=False)
         s.fit(X[:200], y[:200], X[200:300], y[200:300])
         runs.append(s.result_)
-    a, b = runs
-    assert [(c["expr"], c["reward"], c["valid"]) for c in a.candidates] == [
-        (c["expr"], c["reward"], c["valid"]) for c in b.candidates
-    ]
+    a = runs[0]
     keys = ("reward", "reward_max", "best_so_far", "entropy", "baseline", "unique")
-    assert [[h[k] for k in keys] for h in a.history] == [[h[k] for k in keys] for h in b.history]
-    assert a.best_expr == b.best_expr
+    for b in runs[1:]:
+        assert [(c["expr"], c["reward"], c["valid"]) for c in a.candidates] == [
+            (c["expr"], c["reward"], c["valid"]) for c in b.candidates
+        ]
+        assert [[h[k] for k in keys] for h in a.history] == [
+            [h[k] for k in keys] for h in b.history
+        ]
+        assert a.best_expr == b.best_expr
 
 
-@pytest.mark.parametrize("n_threads", [1, 2])
+def test_knn_and_metrics_are_bit_identical_across_thread_counts(threads):
+    rng = np.random.default_rng(4)
+    centres = rng.normal(size=(300, 32))
+    ids = rng.integers(0, 300, 3000)
+    E = (centres[ids] + 0.7 * rng.normal(size=(3000, 32))).astype(np.float32)
+    E[2000:2100] = E[:100]  # exact ties
+    runs = []
+    for t in THREAD_COUNTS:
+        threads(t)
+        s, i = gm.retrieval.knn(E[:700], E, 15, metric="l2")
+        m = gm.retrieval.evaluate(E, ids, E, ids, ks=(1, 5, 10), exclude_self=True)
+        runs.append((s, i, m))
+    for s, i, m in runs[1:]:
+        np.testing.assert_array_equal(s, runs[0][0])
+        np.testing.assert_array_equal(i, runs[0][1])
+        assert m == runs[0][2]
+
+
+@pytest.mark.parametrize("n_threads", THREAD_COUNTS)
 def test_gsn_same_seed_same_embeddings(threads, n_threads):
     X, ids = gm.datasets.load_sample("fashion-mnist", "train")
     X, ids = X[:64], ids[:64]

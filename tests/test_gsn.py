@@ -267,29 +267,6 @@ def test_cli_train(tmp_path, data_root, monkeypatch, capsys):
     assert gsn.embed(np.zeros((1, 28, 28), np.uint8)).shape == (1, 8)
 
 
-def test_ctrl_c_stops_training_and_keeps_the_model(fmnist):
-    import os
-    import signal
-    import threading
-
-    X, y = fmnist
-    # A process started in the background by a non-interactive shell inherits SIGINT as
-    # ignored (then Python installs no KeyboardInterrupt handler and training would run
-    # all 10,000 epochs): install Python's default handler for this test.
-    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
-    timer = threading.Timer(1.0, lambda: os.kill(os.getpid(), signal.SIGINT))
-    gsn = gm.GridSearchNetwork(**{**FAST, "epochs": 10_000, "steps_per_epoch": 2})
-    timer.start()
-    try:
-        with pytest.warns(gm.InterruptedWarning):
-            gsn.fit(X[:100], y[:100])
-    finally:
-        timer.cancel()
-        signal.signal(signal.SIGINT, previous)
-    assert gsn.interrupted_ and 0 < len(gsn.history_) < 10_000
-    assert gsn.embed(X[:2]).shape == (2, 16)
-
-
 def test_semihard_negatives_train_differently_from_random_and_mined(fmnist):
     X, y = fmnist
     kw = {**FAST, "loss": "grid-softmax", "seed": 5}
@@ -307,3 +284,37 @@ def test_hard_negatives_without_classes_fall_back_to_mined(fmnist):
     hard = gm.GridSearchNetwork(**kw).fit(X[:100], y[:100]).embed(X[:10])
     mined = gm.GridSearchNetwork(**{**kw, "negatives": "mined"}).fit(X[:100], y[:100])
     np.testing.assert_array_equal(hard, mined.embed(X[:10]))
+
+
+@pytest.mark.parametrize("loss", ["double-margin", "triplet"])
+def test_one_image_per_id_without_augmentation_is_refused(fmnist, loss):
+    X, _ = fmnist
+    ids = np.arange(100)  # every image its own id: positives could only be the query
+    gsn = gm.GridSearchNetwork(**{**FAST, "augment": 0.0, "loss": loss})
+    with pytest.raises(ValueError, match="single image and augment=0"):
+        gsn.fit(X[:100], ids)
+    assert not hasattr(gsn, "model_")
+    # with augmentation the views differ: trains
+    gm.GridSearchNetwork(**{**FAST, "loss": loss}).fit(X[:100], ids)
+    # some ids with one image: trains, and says how many
+    some = np.concatenate([np.arange(40) // 2, 20 + np.arange(60)])  # 20 pairs + 60 singles
+    with pytest.warns(UserWarning, match="60 of 80 ids have a single image"):
+        gm.GridSearchNetwork(**{**FAST, "augment": 0.0, "loss": loss}).fit(X[:100], some)
+
+
+@pytest.mark.parametrize("schedule", ["cosine", "step", "constant"])
+def test_history_lr_is_the_rate_of_each_epochs_last_step(fmnist, schedule):
+    X, y = fmnist
+    epochs, steps, lr = 4, 3, 2e-3
+    gsn = gm.GridSearchNetwork(
+        **{**FAST, "epochs": epochs, "steps_per_epoch": steps, "lr": lr, "schedule": schedule}
+    ).fit(X[:100], y[:100])
+    total = epochs * steps
+    t = (np.arange(1, epochs + 1) * steps - 1) / total  # the last step of each epoch
+    factor = {
+        "cosine": 0.5 * (1 + np.cos(np.pi * t)),
+        "step": np.where(t >= 0.75, 0.01, np.where(t >= 0.5, 0.1, 1.0)),
+        "constant": np.ones_like(t),
+    }[schedule]
+    np.testing.assert_allclose([h["lr"] for h in gsn.history_], lr * factor, rtol=1e-12)
+    assert gsn.history_[-1]["lr"] > 0  # the last epoch trained at a positive rate

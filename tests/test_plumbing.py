@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import re
 import signal
-import subprocess
-import sys
 import textwrap
 import threading
 import time
@@ -17,6 +15,7 @@ import pytest
 import sklearn.exceptions
 import tomllib
 import torch
+from _subproc import Child
 
 import gridmatch as gm
 from gridmatch import _core
@@ -118,23 +117,19 @@ SIGINT_SCRIPT = textwrap.dedent(
 
 @pytest.mark.parametrize("strict", [False, True])
 def test_ctrl_c_stops_heavy_work_promptly(strict):
-    proc = subprocess.Popen(
-        [sys.executable, "-c", SIGINT_SCRIPT, "1" if strict else "0"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    assert proc.stdout.readline().strip() == "ready"
-    time.sleep(0.5)
-    sent = time.perf_counter()
-    proc.send_signal(signal.SIGINT)
-    # Control is back in Python when the script prints its result line (interpreter
-    # shutdown afterwards is not part of the latency).
-    first = proc.stdout.readline()
-    elapsed = time.perf_counter() - sent
-    rest, err = proc.communicate(timeout=30)
-    out = first + rest
-    assert proc.returncode == 0, err
+    with Child(SIGINT_SCRIPT, "1" if strict else "0") as child:
+        assert child.line(timeout=120) == "ready"
+        time.sleep(0.5)
+        sent = time.perf_counter()
+        child.proc.send_signal(signal.SIGINT)
+        # Control is back in Python when the script prints its result line (interpreter
+        # shutdown afterwards is not part of the latency); a regression fails here
+        # after 30 s instead of hanging.
+        first = child.line(timeout=30)
+        elapsed = time.perf_counter() - sent
+        code, err = child.finish(timeout=30)
+        out = first + "\n" + child.rest()
+    assert code == 0, err
     assert elapsed < 2.0, elapsed
     if strict:
         assert out.startswith("keyboardinterrupt"), out

@@ -184,7 +184,8 @@ class GridSearchNetwork(BaseEstimator):
     model_ : gridmatch._core.GsnModel
         The trained network.
     history_ : list of dict
-        Per epoch: ``epoch``, ``loss``, ``lr``, ``seconds`` and validation metrics.
+        Per epoch: ``epoch``, ``loss``, ``lr`` (the rate of the epoch's last step),
+        ``seconds`` and validation metrics.
     n_channels_ : int
         Channels of the training images.
     interrupted_ : bool
@@ -381,7 +382,8 @@ class GridSearchNetwork(BaseEstimator):
             Training images (see :func:`as_images`).
         ids : array-like of shape (n,)
             Product / instance id of each image (images of one id are positives).
-            With one image per id, the positives are augmented views of it.
+            With one image per id, the positives are augmented views of it (so
+            ``augment=0`` with one image per id is refused).
         classes : array-like of shape (n,), optional
             Class of each image, used by ``negatives="hard"``.
         X_val, ids_val : optional
@@ -403,7 +405,8 @@ class GridSearchNetwork(BaseEstimator):
         ------
         ValueError
             Invalid parameters (``ShapeError`` for badly shaped or non-finite images and
-            ids, fewer than 2 distinct ids, or fewer images than grid cells).
+            ids, fewer than 2 distinct ids, or fewer images than grid cells), or one
+            image per id with ``augment=0``.
         BackendError
             If training diverged (the loss became NaN or infinite).
         DataError
@@ -413,8 +416,21 @@ class GridSearchNetwork(BaseEstimator):
         X = as_images(X)
         ids = _labels(ids, X.shape[0], "ids")
         cls = None if classes is None else _labels(classes, X.shape[0], "classes")
-        if len(np.unique(ids)) < 2:
+        uniq, counts = np.unique(ids, return_counts=True)
+        if len(uniq) < 2:
             raise ShapeError("ids must hold at least 2 distinct values")
+        if p["augment"] == 0 and counts.max() == 1:
+            raise ValueError(
+                "every id has a single image and augment=0: each query's positives would "
+                "be the query itself; give several images per id or augment > 0"
+            )
+        if p["augment"] == 0 and counts.min() == 1:
+            warnings.warn(
+                f"{int((counts == 1).sum())} of {len(uniq)} ids have a single image and "
+                "augment=0: their queries' positives are the query itself",
+                UserWarning,
+                stacklevel=2,
+            )
         cells = p["rows"] * p["cols"]
         if X.shape[0] < cells:
             raise ValueError(

@@ -483,7 +483,8 @@ struct StepBatch {
     classes: Option<Vec<i64>>,
 }
 
-/// Train `model` on `data`. Reports one [`Progress`] per epoch (metrics `loss`, `lr`,
+/// Train `model` on `data`. Reports one [`Progress`] per epoch (metrics `loss`, `lr` (the
+/// rate of the epoch's last step),
 /// `seconds`, and `val_recall@1`, `val_recall@10`, `val_map@r` when `val` is given); stops early, keeping the
 /// weights, when the monitor is cancelled. Returns the epoch records.
 pub fn fit(
@@ -607,12 +608,15 @@ pub fn fit(
             let t0 = Instant::now();
             let mut loss_acc: Option<Tensor> = None;
             let mut loss_n = 0usize;
+            // The rate of the epoch's last step (reported in the epoch's metrics).
+            let mut epoch_lr = cfg.lr * cfg.schedule.factor(step_no, total_steps);
             for _ in 0..steps {
                 if monitor.is_cancelled() {
                     break 'epochs;
                 }
                 let lr = cfg.lr * cfg.schedule.factor(step_no, total_steps);
                 opt.set_lr(lr);
+                epoch_lr = lr;
                 let Ok(prep) = rx.recv() else {
                     return Err(GsnError::Config(
                         "the batch preparation thread stopped".into(),
@@ -645,10 +649,7 @@ pub fn fit(
             };
             let mut metrics = vec![
                 ("loss".to_string(), loss_sum / loss_n.max(1) as f64),
-                (
-                    "lr".to_string(),
-                    cfg.lr * cfg.schedule.factor(step_no, total_steps),
-                ),
+                ("lr".to_string(), epoch_lr),
             ];
             if let Some(v) = val {
                 let e = model.embed(v.x, shape, 512, &Monitor::none())?;
