@@ -81,8 +81,11 @@ pytest: dev
 
 test: dev lint cargo-test pytest
 
+# The headline benchmarks (README's table), each job waiting for a quiet machine first;
+# `make bench BENCH="svm gram"` runs some of them (`benches/run_all.py --list`).
+BENCH ?=
 bench: dev
-	$(PY) benches/run_all.py
+	$(PY) benches/run_all.py $(BENCH)
 
 # Fuzz the expression parser and the IDX reader for a fixed number of runs each (needs
 # the nightly toolchain and `cargo install cargo-fuzz`; not part of `make test` or CI).
