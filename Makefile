@@ -32,6 +32,10 @@ endef
 help:
 	@echo "make demo | make test | make dev | make lint | make fmt | make bench"
 
+# Derived from pyproject.toml (its build requirements, dependencies and extras test, bench).
+requirements-dev.txt: pyproject.toml tools/requirements.py
+	$(PYTHON) tools/requirements.py > $@.tmp && mv $@.tmp $@
+
 $(VENV)/.deps: requirements-dev.txt
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --cache-dir $(PIP_CACHE) -q --upgrade pip
@@ -55,13 +59,13 @@ demo: dev
 lint: $(VENV)/.deps
 	cargo fmt --check
 	cargo clippy --release --all-targets -- -D warnings
-	$(VENV)/bin/ruff check python tests benches notebooks/_make_notebooks.py
-	$(VENV)/bin/ruff format --check python tests benches notebooks/_make_notebooks.py
+	$(VENV)/bin/ruff check python tests benches tools notebooks/_make_notebooks.py
+	$(VENV)/bin/ruff format --check python tests benches tools notebooks/_make_notebooks.py
 
 fmt: $(VENV)/.deps
 	cargo fmt
-	$(VENV)/bin/ruff format python tests benches
-	$(VENV)/bin/ruff check --fix python tests benches
+	$(VENV)/bin/ruff format python tests benches tools
+	$(VENV)/bin/ruff check --fix python tests benches tools
 
 # tests/props.rs draws its cases from a fixed seed here, so `make test` (and CI) is
 # reproducible; explore with another one, e.g. `make cargo-test PROPTEST_RNG_SEED=$$RANDOM`

@@ -196,3 +196,48 @@ def test_version_matches_cargo_toml():
     cargo = tomllib.loads((REPO / "Cargo.toml").read_text())
     assert gm.__version__ == cargo["package"]["version"]
     assert re.fullmatch(r"\d+\.\d+\.\d+.*", gm.__version__)
+
+
+def test_requirements_dev_is_generated_from_pyproject():
+    import runpy
+
+    tool = runpy.run_path(str(REPO / "tools" / "requirements.py"))
+    expected = tool["requirements"](REPO / "pyproject.toml")
+    assert (REPO / "requirements-dev.txt").read_text() == expected, (
+        "requirements-dev.txt is stale: run `make requirements-dev.txt`"
+    )
+    meta = tomllib.loads((REPO / "pyproject.toml").read_text())
+    for extra in ("test", "bench"):
+        for req in meta["project"]["optional-dependencies"][extra]:
+            assert req in expected.splitlines()
+
+
+def test_every_imported_package_is_declared():
+    # Third-party modules imported anywhere in the package, tests and benches (also
+    # lazily, inside functions) must be declared in pyproject.toml.
+    import ast
+    import sys
+
+    declared = tomllib.loads((REPO / "pyproject.toml").read_text())
+    reqs = declared["project"]["dependencies"] + [
+        r for extra in declared["project"]["optional-dependencies"].values() for r in extra
+    ]
+    names = {re.split(r"[<>=!;\[ ]", r, maxsplit=1)[0].lower() for r in reqs}
+    module_of = {
+        "pil": "pillow",
+        "sklearn": "scikit-learn",
+        "faiss": "faiss-cpu",
+        "pytorch_metric_learning": "pytorch-metric-learning",
+    }
+    local = {"gridmatch", "_common", "_subproc", "gsn", "conftest"}
+    found = set()
+    for folder in ("python", "tests", "benches", "tools", "notebooks"):
+        for path in (REPO / folder).rglob("*.py"):
+            for node in ast.walk(ast.parse(path.read_text())):
+                if isinstance(node, ast.Import):
+                    found.update(a.name.split(".")[0] for a in node.names)
+                elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                    found.add(node.module.split(".")[0])
+    third = {m for m in found - local if m not in sys.stdlib_module_names}
+    missing = {m for m in third if module_of.get(m.lower(), m.lower()) not in names}
+    assert not missing, f"imported but not declared in pyproject.toml: {sorted(missing)}"
