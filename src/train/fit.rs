@@ -1,0 +1,344 @@
+//! The training loop: configuration, batches prepared one step ahead on a helper
+//! thread, per-epoch validation, progress and checkpoints.
+
+use super::step::step_loss;
+use super::{GsnError, Model, Optim, Schedule};
+use crate::data::augment::{augment, ImageShape};
+use crate::data::grid::{plan_batch, GridSpec, Negatives};
+use crate::data::rng::Rng;
+use crate::losses::Loss;
+use crate::runtime::{Monitor, Progress};
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::time::Instant;
+use tch::nn::{self, OptimizerConfig};
+use tch::{Device, Tensor};
+
+/// Training parameters.
+#[derive(Debug, Clone)]
+pub struct TrainConfig {
+    /// The loss.
+    pub loss: Loss,
+    /// Grid layout (its `positives` also sets views per id = positives + 1).
+    pub grid: GridSpec,
+    /// Negative selection.
+    pub negatives: Negatives,
+    /// Epochs.
+    pub epochs: usize,
+    /// Steps per epoch (`None`: one pass over the images, `ceil(n / batch)`).
+    pub steps_per_epoch: Option<usize>,
+    /// Images per step.
+    pub batch_size: usize,
+    /// Learning rate.
+    pub lr: f64,
+    /// Optimiser.
+    pub optimizer: Optim,
+    /// Schedule.
+    pub schedule: Schedule,
+    /// Weight decay.
+    pub weight_decay: f64,
+    /// Augmentation strength (0 = none).
+    pub augment: f64,
+    /// Seed of sampling and augmentation.
+    pub seed: u64,
+    /// Folder for per-epoch checkpoints (weights + `checkpoint_config`).
+    pub checkpoint_dir: Option<PathBuf>,
+    /// JSON written beside checkpoint weights.
+    pub checkpoint_config: String,
+}
+
+/// Training images with their ids (and optional classes for hard negatives).
+pub struct TrainData<'a> {
+    /// Planar images, values in `[0, 1]`.
+    pub x: &'a [f32],
+    /// Shape of one image.
+    pub shape: ImageShape,
+    /// Id of each image.
+    pub ids: &'a [i64],
+    /// Class of each image.
+    pub classes: Option<&'a [i64]>,
+}
+
+/// Validation images with ids: leave-one-out recall@1/@10 and MAP@R are reported per
+/// epoch.
+pub struct ValData<'a> {
+    /// Planar images.
+    pub x: &'a [f32],
+    /// Id of each image.
+    pub ids: &'a [i64],
+}
+
+/// One epoch's record.
+#[derive(Debug, Clone)]
+pub struct EpochRecord {
+    /// Epoch number (1-based).
+    pub epoch: usize,
+    /// Named values: loss, lr, seconds, validation metrics.
+    pub metrics: Vec<(String, f64)>,
+}
+
+/// Leave-one-out retrieval metrics of embeddings `e` `(n, d)` (CPU) with ids, by
+/// [`crate::retrieval::evaluate`] (cosine, each image a query against all the others):
+/// `val_recall@1`, `val_recall@10`, `val_map@r`. Queries whose id occurs once are
+/// left out of the averages.
+pub fn validation_metrics(e: &Tensor, ids: &[i64]) -> Result<Vec<(String, f64)>, GsnError> {
+    use crate::retrieval::{evaluate, EvalOptions, KnnOptions, Metric};
+    let n = ids.len();
+    let dim = e.size().get(1).copied().unwrap_or(0) as usize;
+    let values = Vec::<f32>::try_from(
+        e.f_to_device(Device::Cpu)?
+            .f_contiguous()?
+            .f_flatten(0, -1)?,
+    )?;
+    let view = ndarray::ArrayView2::from_shape((n, dim), &values)
+        .map_err(|err| GsnError::Config(format!("validation embeddings: {err}")))?;
+    let ks: Vec<usize> = [1usize, 10].into_iter().filter(|&k| k < n).collect();
+    let options = EvalOptions {
+        ks: if ks.is_empty() { vec![1] } else { ks },
+        knn: KnnOptions {
+            exclude_self: true,
+            ..KnnOptions::new(Metric::Cosine)
+        },
+    };
+    let ev = evaluate(view, ids, view, ids, &options, &Monitor::none())
+        .map_err(|err| GsnError::Config(format!("validation metrics: {err}")))?;
+    let mut out: Vec<(String, f64)> = ev
+        .recall
+        .iter()
+        .map(|&(k, r)| (format!("val_recall@{k}"), r))
+        .collect();
+    out.push(("val_map@r".to_string(), ev.map_at_r));
+    Ok(out)
+}
+
+/// One batch prepared for a step.
+pub(super) struct StepBatch {
+    pub(super) x: Tensor,
+    pub(super) labels: Vec<i64>,
+    pub(super) classes: Option<Vec<i64>>,
+}
+
+/// Train `model` on `data`. Reports one [`Progress`] per epoch (metrics `loss`, `lr` (the
+/// rate of the epoch's last step),
+/// `seconds`, and `val_recall@1`, `val_recall@10`, `val_map@r` when `val` is given); stops early, keeping the
+/// weights, when the monitor is cancelled. Returns the epoch records.
+pub fn fit(
+    model: &mut Model,
+    data: &TrainData<'_>,
+    val: Option<&ValData<'_>>,
+    cfg: &TrainConfig,
+    monitor: &Monitor<'_>,
+) -> Result<Vec<EpochRecord>, GsnError> {
+    let len = data.shape.len();
+    let n = data.x.len().checked_div(len).unwrap_or(0);
+    if n == 0 || data.ids.len() != n {
+        return Err(GsnError::Config(format!(
+            "{n} images but {} ids",
+            data.ids.len()
+        )));
+    }
+    if let Some(c) = data.classes {
+        if c.len() != n {
+            return Err(GsnError::Config(format!(
+                "{n} images but {} classes",
+                c.len()
+            )));
+        }
+    }
+    let cells = cfg.grid.cells();
+    if cfg.grid.positives < 1 || cfg.grid.positives >= cells {
+        return Err(GsnError::Config(format!(
+            "positives must be in 1..{cells} for a {}x{} grid, got {}",
+            cfg.grid.rows, cfg.grid.cols, cfg.grid.positives
+        )));
+    }
+    let views = cfg.grid.positives + 1;
+    let groups = cfg.batch_size / views;
+    if groups < 2 {
+        return Err(GsnError::Config(format!(
+            "batch_size {} holds fewer than 2 ids of {views} views each",
+            cfg.batch_size
+        )));
+    }
+    if cfg.loss.is_grid() && model.spec.stitched != model.target.is_some() {
+        return Err(GsnError::Config("model mode does not match".into()));
+    }
+    // Group images by id.
+    let mut by_id: HashMap<i64, usize> = HashMap::new();
+    let mut members: Vec<Vec<usize>> = Vec::new();
+    let mut id_of_group: Vec<i64> = Vec::new();
+    for (i, &id) in data.ids.iter().enumerate() {
+        let k = *by_id.entry(id).or_insert_with(|| {
+            members.push(Vec::new());
+            id_of_group.push(id);
+            members.len() - 1
+        });
+        members[k].push(i);
+    }
+    if members.len() < 2 {
+        return Err(GsnError::Config(
+            "training needs at least 2 distinct ids".into(),
+        ));
+    }
+    let steps = cfg
+        .steps_per_epoch
+        .unwrap_or_else(|| n.div_ceil(cfg.batch_size))
+        .max(1);
+    let total_steps = steps * cfg.epochs;
+    let mut opt = match cfg.optimizer {
+        Optim::Adam => nn::Adam {
+            wd: cfg.weight_decay,
+            ..Default::default()
+        }
+        .build(&model.vs, cfg.lr)?,
+        Optim::Sgd => nn::Sgd {
+            momentum: 0.9,
+            wd: cfg.weight_decay,
+            ..Default::default()
+        }
+        .build(&model.vs, cfg.lr)?,
+    };
+    // Batches (ids, views, augmentations) are prepared one step ahead on a helper
+    // thread while libtorch computes the current step; grids (which may mine the
+    // current embeddings) are built on the training thread. Both streams are seeded, so
+    // results do not depend on timing.
+    let mut rng = Rng::new(cfg.seed);
+    let shape = data.shape;
+    let dims = [shape.c as i64, shape.h as i64, shape.w as i64];
+    let mut history = Vec::new();
+    let mut step_no = 0usize;
+    let (tx, rx) = std::sync::mpsc::sync_channel::<Prepared>(2);
+    let members = &members;
+    let id_of_group = &id_of_group;
+    let producer = move || {
+        let mut rng = Rng::derive(cfg.seed, 0xBA7C, 0);
+        let (mut order, mut cursor) = (Vec::new(), 0usize);
+        for step in 0..total_steps {
+            let (idx, groups_of) =
+                plan_batch(&mut rng, members, &mut order, &mut cursor, groups, views);
+            let labels: Vec<i64> = groups_of.iter().map(|&k| id_of_group[k as usize]).collect();
+            let classes = data
+                .classes
+                .map(|c| idx.iter().map(|&i| c[i]).collect::<Vec<_>>());
+            let pixels = augment_seq(data.x, shape, &idx, cfg.augment, cfg.seed, step as u64 + 1);
+            if tx
+                .send(Prepared {
+                    pixels,
+                    labels,
+                    classes,
+                })
+                .is_err()
+            {
+                break;
+            }
+        }
+    };
+    std::thread::scope(|scope| -> Result<(), GsnError> {
+        scope.spawn(move || {
+            crate::runtime::block_interrupt_signal();
+            producer()
+        });
+        let rx = rx;
+        'epochs: for epoch in 1..=cfg.epochs {
+            let t0 = Instant::now();
+            let mut loss_acc: Option<Tensor> = None;
+            let mut loss_n = 0usize;
+            // The rate of the epoch's last step (reported in the epoch's metrics).
+            let mut epoch_lr = cfg.lr * cfg.schedule.factor(step_no, total_steps);
+            for _ in 0..steps {
+                if monitor.is_cancelled() {
+                    break 'epochs;
+                }
+                let lr = cfg.lr * cfg.schedule.factor(step_no, total_steps);
+                opt.set_lr(lr);
+                epoch_lr = lr;
+                let Ok(prep) = rx.recv() else {
+                    return Err(GsnError::Config(
+                        "the batch preparation thread stopped".into(),
+                    ));
+                };
+                let b = prep.labels.len() as i64;
+                let x = Tensor::f_from_slice(&prep.pixels)?
+                    .f_view([b, dims[0], dims[1], dims[2]])?
+                    .f_to_device(model.device)?;
+                let batch = StepBatch {
+                    x,
+                    labels: prep.labels,
+                    classes: prep.classes,
+                };
+                let loss = step_loss(model, &batch, cfg, &mut rng)?;
+                opt.zero_grad();
+                loss.f_backward()?;
+                opt.step();
+                let l = loss.f_detach()?;
+                loss_acc = Some(match loss_acc {
+                    Some(acc) => acc.f_add(&l)?,
+                    None => l,
+                });
+                loss_n += 1;
+                step_no += 1;
+            }
+            let loss_sum = match &loss_acc {
+                Some(t) => t.f_double_value(&[])?,
+                None => f64::NAN,
+            };
+            let mut metrics = vec![
+                ("loss".to_string(), loss_sum / loss_n.max(1) as f64),
+                ("lr".to_string(), epoch_lr),
+            ];
+            if let Some(v) = val {
+                let e = model.embed(v.x, shape, 512, &Monitor::none())?;
+                metrics.extend(validation_metrics(&e, v.ids)?);
+            }
+            metrics.push(("seconds".to_string(), t0.elapsed().as_secs_f64()));
+            if let Some(dir) = &cfg.checkpoint_dir {
+                model.save(dir, &cfg.checkpoint_config)?;
+            }
+            let rec = EpochRecord { epoch, metrics };
+            history.push(rec.clone());
+            let keep_going = monitor.report(&Progress {
+                step: epoch,
+                total: Some(cfg.epochs),
+                metrics: rec.metrics,
+            });
+            if !keep_going || loss_n < steps {
+                break;
+            }
+        }
+        drop(rx);
+        Ok(())
+    })?;
+    Ok(history)
+}
+
+/// Distort images `index` of `src` sequentially (one generator per output slot, as in
+/// [`augment_batch`], so both give the same result).
+pub(super) fn augment_seq(
+    src: &[f32],
+    shape: ImageShape,
+    index: &[usize],
+    strength: f64,
+    seed: u64,
+    stream: u64,
+) -> Vec<f32> {
+    let len = shape.len();
+    let mut out = vec![0.0f32; index.len() * len];
+    if len == 0 {
+        return out;
+    }
+    for (i, (dst, &j)) in out.chunks_mut(len).zip(index).enumerate() {
+        let mut rng = Rng::derive(seed, stream, i as u64);
+        match src.get(j * len..(j + 1) * len) {
+            Some(img) => augment(img, dst, shape, strength, &mut rng),
+            None => dst.fill(0.0),
+        }
+    }
+    out
+}
+
+/// A batch prepared by the helper thread.
+struct Prepared {
+    pixels: Vec<f32>,
+    labels: Vec<i64>,
+    classes: Option<Vec<i64>>,
+}

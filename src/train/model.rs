@@ -1,0 +1,260 @@
+//! The model: query network (and target network in stitched mode), construction,
+//! weights files and checkpoints, embedding.
+
+use super::GsnError;
+use crate::data::augment::ImageShape;
+use crate::nets::Net;
+use crate::runtime::Monitor;
+use std::collections::HashMap;
+use std::path::Path;
+use tch::nn;
+use tch::{Device, Kind, Tensor};
+
+/// What a model is: everything needed to rebuild it before loading weights.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ModelSpec {
+    /// Backbone name (see [`crate::nets::BACKBONES`]).
+    pub backbone: String,
+    /// Input channels.
+    pub in_channels: i64,
+    /// Embedding size.
+    pub dim: i64,
+    /// Whether a separate target network is built (stitched mode).
+    pub stitched: bool,
+    /// Seed of the weight initialisation.
+    pub seed: u64,
+}
+
+/// A query network (used for retrieval) and, in stitched mode, a target network.
+pub struct Model {
+    /// What the model is.
+    pub spec: ModelSpec,
+    /// Device of the weights.
+    pub device: Device,
+    /// All variables (both networks).
+    pub vs: nn::VarStore,
+    pub(super) query: Net,
+    pub(super) target: Option<Net>,
+}
+
+/// Model files are written as the store writes its files (temporary file, flush, rename).
+impl From<crate::store::StoreError> for GsnError {
+    fn from(e: crate::store::StoreError) -> Self {
+        use crate::store::StoreError;
+        match e {
+            StoreError::Write { path, source } | StoreError::Read { path, source } => {
+                GsnError::Io { path, source }
+            }
+            StoreError::Format(m) => GsnError::ModelFile(m),
+        }
+    }
+}
+
+impl Model {
+    /// Build and initialise a model on `device` (initialisation seeded by `spec.seed`).
+    pub fn new(spec: ModelSpec, device: Device) -> Result<Model, GsnError> {
+        if spec.dim < 1 {
+            return Err(GsnError::Config(format!(
+                "dim must be >= 1, got {}",
+                spec.dim
+            )));
+        }
+        tch::manual_seed(spec.seed as i64);
+        // Initialise on the CPU, whatever the device: the CPU generator makes a seed give
+        // the same initial network on CPU and CUDA (CUDA's generator draws other numbers).
+        let mut vs = nn::VarStore::new(Device::Cpu);
+        let unknown = || {
+            GsnError::Config(format!(
+                "unknown backbone {:?}; available: {:?}",
+                spec.backbone,
+                crate::nets::BACKBONES
+            ))
+        };
+        let query = Net::new(
+            &(vs.root() / "query"),
+            &spec.backbone,
+            spec.in_channels,
+            spec.dim,
+        )
+        .ok_or_else(unknown)?;
+        let target = if spec.stitched {
+            Some(
+                Net::new(
+                    &(vs.root() / "target"),
+                    &spec.backbone,
+                    spec.in_channels,
+                    spec.dim,
+                )
+                .ok_or_else(unknown)?,
+            )
+        } else {
+            None
+        };
+        if device != Device::Cpu {
+            for (_, mut var) in vs.variables() {
+                let moved = var.f_to_device(device)?;
+                var.f_set_data(&moved)?;
+            }
+            vs.set_device(device); // records the device; the tensors are already there
+        }
+        Ok(Model {
+            spec,
+            device,
+            vs,
+            query,
+            target,
+        })
+    }
+
+    /// Load backbone weights (torchvision naming) from a safetensors file into the
+    /// query (and target) network; returns the number of tensors loaded.
+    pub fn load_backbone(&self, path: &Path) -> Result<usize, GsnError> {
+        let mut n = Net::load_backbone(&self.vs, "query", path)?;
+        if self.target.is_some() {
+            n += Net::load_backbone(&self.vs, "target", path)?;
+        }
+        if n == 0 {
+            return Err(GsnError::Config(format!(
+                "{}: no tensor matches the backbone's variables",
+                path.display()
+            )));
+        }
+        Ok(n)
+    }
+
+    /// Embeddings `(n, dim)` (float32, CPU, L2-normalised) of images `x` (`n` planar
+    /// images of `shape`, values in `[0, 1]`), computed in batches of `batch`.
+    pub fn embed(
+        &self,
+        x: &[f32],
+        shape: ImageShape,
+        batch: usize,
+        monitor: &Monitor<'_>,
+    ) -> Result<Tensor, GsnError> {
+        let len = shape.len().max(1);
+        let n = x.len() / len;
+        let batch = batch.max(1);
+        let mut parts = Vec::new();
+        let _guard = tch::no_grad_guard();
+        for start in (0..n).step_by(batch) {
+            if monitor.is_cancelled() {
+                return Err(GsnError::Interrupted);
+            }
+            let end = (start + batch).min(n);
+            let xb = Tensor::f_from_slice(&x[start * len..end * len])?
+                .f_view([
+                    (end - start) as i64,
+                    shape.c as i64,
+                    shape.h as i64,
+                    shape.w as i64,
+                ])?
+                .f_to_device(self.device)?;
+            parts.push(self.query.embed(&xb, false)?.f_to_device(Device::Cpu)?);
+        }
+        if parts.is_empty() {
+            return Ok(Tensor::f_zeros(
+                [0, self.spec.dim],
+                (Kind::Float, Device::Cpu),
+            )?);
+        }
+        Ok(Tensor::f_cat(&parts, 0)?)
+    }
+
+    /// Write `dir/weights.safetensors` and `dir/config.json`, each atomically.
+    ///
+    /// `config_json` must be a JSON object; it is written with one more entry,
+    /// `"weights_sha256"`, the SHA-256 of the weights file, so that a reader can detect a
+    /// changed, truncated or mismatched weights file (including a crash between the two
+    /// renames, which leaves new weights beside the old config).
+    pub fn save(&self, dir: &Path, config_json: &str) -> Result<(), GsnError> {
+        let config_json = if config_json.trim().is_empty() {
+            "{}"
+        } else {
+            config_json
+        };
+        let mut config: serde_json::Value = serde_json::from_str(config_json)
+            .map_err(|e| GsnError::Config(format!("the model config is not valid JSON: {e}")))?;
+        let Some(fields) = config.as_object_mut() else {
+            return Err(GsnError::Config(
+                "the model config must be a JSON object".into(),
+            ));
+        };
+        std::fs::create_dir_all(dir).map_err(|source| GsnError::Io {
+            path: dir.to_path_buf(),
+            source,
+        })?;
+        let mut digest = String::new();
+        crate::store::write_atomic_at::<GsnError>(&dir.join("weights.safetensors"), |tmp| {
+            // Contiguous copies: the convolution weights are kept channels-last.
+            let mut named: Vec<(String, Tensor)> = self
+                .vs
+                .variables()
+                .into_iter()
+                .map(|(k, v)| Ok((k, v.f_contiguous()?)))
+                .collect::<Result<_, tch::TchError>>()?;
+            named.sort_by(|a, b| a.0.cmp(&b.0));
+            Tensor::write_safetensors(&named, tmp)
+                .map_err(|e| GsnError::ModelFile(format!("cannot write {}: {e}", tmp.display())))?;
+            let bytes = std::fs::read(tmp).map_err(|source| GsnError::Io {
+                path: tmp.to_path_buf(),
+                source,
+            })?;
+            digest = crate::store::sha256_hex(&bytes);
+            Ok(())
+        })?;
+        fields.insert("weights_sha256".into(), serde_json::Value::String(digest));
+        let text = serde_json::to_string_pretty(&config)
+            .map_err(|e| GsnError::Config(format!("cannot serialise the model config: {e}")))?;
+        Ok(crate::store::write_atomic(
+            &dir.join("config.json"),
+            text.as_bytes(),
+        )?)
+    }
+
+    /// Load all weights from a safetensors file written by [`Model::save`].
+    pub fn load_weights(&mut self, path: &Path) -> Result<(), GsnError> {
+        if !path.is_file() {
+            return Err(GsnError::Io {
+                path: path.to_path_buf(),
+                source: std::io::Error::new(std::io::ErrorKind::NotFound, "no such file"),
+            });
+        }
+        // Not `VarStore::load`: it broadcasts a tensor of another shape into a variable
+        // and converts the variables to the file's dtype. A model file must hold exactly
+        // the model's variables, with their shapes and dtypes.
+        let mismatch = |m: String| GsnError::ModelFile(format!("{}: {m}", path.display()));
+        let file: HashMap<String, Tensor> = Tensor::read_safetensors(path)
+            .map_err(|e| mismatch(format!("not a valid safetensors file ({e})")))?
+            .into_iter()
+            .collect();
+        let vars = self.vs.variables();
+        if let Some(extra) = file.keys().find(|k| !vars.contains_key(*k)) {
+            return Err(mismatch(format!(
+                "tensor {extra:?} is not a variable of this network"
+            )));
+        }
+        for (name, var) in vars.iter() {
+            let src = file
+                .get(name)
+                .ok_or_else(|| mismatch(format!("variable {name:?} is missing")))?;
+            if src.size() != var.size() || src.kind() != var.kind() {
+                return Err(mismatch(format!(
+                    "variable {name:?} is {:?} {:?} in the file, the network has {:?} {:?}",
+                    src.kind(),
+                    src.size(),
+                    var.kind(),
+                    var.size()
+                )));
+            }
+        }
+        tch::no_grad(|| -> Result<(), GsnError> {
+            for (name, var) in vars.iter() {
+                if let Some(src) = file.get(name) {
+                    let mut v = var.shallow_clone();
+                    v.f_copy_(src)?;
+                }
+            }
+            Ok(())
+        })
+    }
+}
