@@ -79,14 +79,15 @@ METHODS = [
     ("triplet (semi-hard)", dict(loss="triplet")),
     ("contrastive", dict(loss="contrastive")),
     ("NT-Xent", dict(loss="ntxent")),
+    ("multi-similarity (Wang et al. 2019)", dict(loss=gm.losses.MultiSimilarity())),
     (
         "GSN double-margin (paper: sum, random negatives)",
-        dict(loss="double-margin", balance=False),
+        dict(loss=gm.losses.DoubleMargin(balance=False)),
     ),
     ("GSN grid-softmax (random negatives)", dict(loss="grid-softmax")),
     (
         "GSN double-margin balanced, mined negatives",
-        dict(loss="double-margin", balance=True, negatives="mined"),
+        dict(loss=gm.losses.DoubleMargin(balance=True), negatives="mined"),
     ),
     (
         "GSN grid-softmax 4×4, mined negatives",

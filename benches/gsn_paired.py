@@ -29,23 +29,24 @@ CONFIGS = {
     "triplet": dict(loss="triplet"),
     "ntxent": dict(loss="ntxent"),
     "contrastive": dict(loss="contrastive"),
+    "ms": dict(loss=gm.losses.MultiSimilarity()),
     "dm-mined": dict(loss="double-margin", negatives="mined"),
     "dm-mined-2pos": dict(loss="double-margin", negatives="mined", positives=2),
     "dm-mined-2x2": dict(loss="double-margin", negatives="mined", grid=(2, 2)),
-    "dm-mined-hi1": dict(loss="double-margin", negatives="mined", hi=1.0),
+    "dm-mined-hi1": dict(loss=gm.losses.DoubleMargin(hi=1.0), negatives="mined"),
     "dm-mined-3pos-4x4": dict(loss="double-margin", negatives="mined", positives=3, grid=(4, 4)),
     "dm-mined-2pos-2x3": dict(loss="double-margin", negatives="mined", positives=2, grid=(2, 3)),
-    "dm-mined-hi.6": dict(loss="double-margin", negatives="mined", hi=0.6),
-    "dm-mined-2pos-hi.6": dict(loss="double-margin", negatives="mined", positives=2, hi=0.6),
-    "dm-mined-hi.6-lo.2": dict(loss="double-margin", negatives="mined", hi=0.6, lo=0.2),
+    "dm-mined-hi.6": dict(loss=gm.losses.DoubleMargin(hi=0.6), negatives="mined"),
+    "dm-mined-2pos-hi.6": dict(loss=gm.losses.DoubleMargin(hi=0.6), negatives="mined", positives=2),
+    "dm-mined-hi.6-lo.2": dict(loss=gm.losses.DoubleMargin(hi=0.6, lo=0.2), negatives="mined"),
     "gs-mined-2pos-4x4-t.05": dict(
-        loss="grid-softmax", negatives="mined", positives=2, grid=(4, 4), temperature=0.05
+        loss=gm.losses.GridSoftmax(temperature=0.05), negatives="mined", positives=2, grid=(4, 4)
     ),
     "dm-semi": dict(loss="double-margin", negatives="semihard"),
     "gs-mined-4x4": dict(loss="grid-softmax", negatives="mined", grid=(4, 4)),
     "gs-mined-2pos-4x4": dict(loss="grid-softmax", negatives="mined", positives=2, grid=(4, 4)),
     "gs-mined-2pos-4x4-t2": dict(
-        loss="grid-softmax", negatives="mined", positives=2, grid=(4, 4), temperature=0.2
+        loss=gm.losses.GridSoftmax(temperature=0.2), negatives="mined", positives=2, grid=(4, 4)
     ),
     "gs-all-5pos": dict(loss="grid-softmax", negatives="mined", positives=5, grid=(6, 9)),
     "gs-semi": dict(loss="grid-softmax", negatives="semihard"),

@@ -77,11 +77,13 @@ def test_balance_switches_the_double_margin_form(fmnist):
     """balance=False (the paper's sum) and True (mean per side) train differently; the
     loss values reported per epoch follow each formula on the first step's scale."""
     X, y = fmnist
-    kw = dict(FAST, loss="double-margin", seed=1)
-    a = gm.GridSearchNetwork(balance=False, **kw).fit(X[:100], y[:100])
-    b = gm.GridSearchNetwork(balance=True, **kw).fit(X[:100], y[:100])
-    assert gm.GridSearchNetwork().balance is True
-    assert a.get_params()["balance"] is False
+    kw = dict(FAST, seed=1)
+    a = gm.GridSearchNetwork(loss=gm.losses.DoubleMargin(balance=False), **kw)
+    a.fit(X[:100], y[:100])
+    b = gm.GridSearchNetwork(loss=gm.losses.DoubleMargin(balance=True), **kw)
+    b.fit(X[:100], y[:100])
+    assert gm.losses.resolve(gm.GridSearchNetwork().loss).balance is True
+    assert a.get_params()["loss"].balance is False
     assert not np.allclose(a.embed(X[:20]), b.embed(X[:20]))
     # with 1 positive and 3 negatives per 2x2 grid the sum form weighs negatives 3:1,
     # so its loss is larger than the balanced form's at the same (untrained) start
@@ -318,3 +320,56 @@ def test_history_lr_is_the_rate_of_each_epochs_last_step(fmnist, schedule):
     }[schedule]
     np.testing.assert_allclose([h["lr"] for h in gsn.history_], lr * factor, rtol=1e-12)
     assert gsn.history_[-1]["lr"] > 0  # the last epoch trained at a positive rate
+
+
+def test_deprecated_flat_loss_parameters_still_train_the_same_loss(fmnist, tmp_path):
+    X, y = fmnist
+    with pytest.warns(DeprecationWarning, match=r"hi=, lo=.*DoubleMargin"):
+        old = gm.GridSearchNetwork(**{**FAST, "hi": 0.7, "lo": 0.1}).fit(X[:100], y[:100])
+    new = gm.GridSearchNetwork(**FAST, loss=gm.losses.DoubleMargin(hi=0.7, lo=0.1))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", DeprecationWarning)  # the object form never warns
+        new.fit(X[:100], y[:100])
+    np.testing.assert_array_equal(old.embed(X[:20]), new.embed(X[:20]))
+    default = gm.GridSearchNetwork(**FAST).fit(X[:100], y[:100])
+    assert not np.array_equal(default.embed(X[:20]), new.embed(X[:20]))  # hi/lo were used
+    with pytest.warns(DeprecationWarning, match="Triplet"):
+        t_old = gm.GridSearchNetwork(**{**FAST, "loss": "triplet", "margin": 0.5})
+        t_old.fit(X[:100], y[:100])
+    t_new = gm.GridSearchNetwork(**FAST, loss=gm.losses.Triplet(margin=0.5)).fit(X[:100], y[:100])
+    np.testing.assert_array_equal(t_old.embed(X[:20]), t_new.embed(X[:20]))
+    with pytest.raises(ValueError, match="in the loss object"):
+        gm.GridSearchNetwork(**FAST, loss=gm.losses.DoubleMargin(), hi=0.8).fit(X[:50], y[:50])
+    # a model saved with flat parameters (files of earlier versions) loads as its loss
+    old.save(tmp_path / "m")
+    cfg = json.loads((tmp_path / "m" / "config.json").read_text())
+    assert cfg["params"]["loss"] == "double-margin" and cfg["params"]["hi"] == 0.7
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", DeprecationWarning)
+        back = gm.GridSearchNetwork.load(tmp_path / "m")
+    assert back.loss == gm.losses.DoubleMargin(hi=0.7, lo=0.1) and back.hi is None
+    np.testing.assert_array_equal(back.embed(X[:20]), old.embed(X[:20]))
+
+
+def test_multi_similarity_trains_and_saves_its_spec(fmnist, tmp_path):
+    X, y = fmnist
+    loss = gm.losses.MultiSimilarity(alpha=2.0, beta=40.0, base=0.5)
+    gsn = gm.GridSearchNetwork(**{**FAST, "epochs": 4, "steps_per_epoch": 10}, loss=loss)
+    gsn.fit(X[:200], y[:200])
+    losses = [h["loss"] for h in gsn.history_]
+    assert np.isfinite(losses).all() and losses[-1] < losses[0]
+    gsn.save(tmp_path / "ms")
+    cfg = json.loads((tmp_path / "ms" / "config.json").read_text())
+    assert cfg["params"]["loss"] == {
+        "name": "multi-similarity",
+        "alpha": 2.0,
+        "beta": 40.0,
+        "base": 0.5,
+    }
+    back = gm.GridSearchNetwork.load(tmp_path / "ms")
+    assert back.loss == loss and back.get_params() == {**gsn.get_params(), "weights": None}
+    np.testing.assert_array_equal(back.embed(X[:10]), gsn.embed(X[:10]))
+    other = gm.GridSearchNetwork(**{**FAST, "epochs": 3}, loss=gm.losses.NTXent()).fit(
+        X[:200], y[:200]
+    )
+    assert not np.allclose(other.embed(X[:10]), gsn.embed(X[:10]))

@@ -6,14 +6,30 @@ triplets where the Rust code is vectorised) and differentiated by torch.autograd
 
 from __future__ import annotations
 
+import json
+
+import numpy as np
 import pytest
 import torch
 
 from gridmatch import _core
 
+#: Each loss's parameters when a test does not set them (the values the test hook used
+#: to default to).
+HOOK_DEFAULTS = {
+    "double-margin": {"hi": 0.9, "lo": 0.0, "balance": False},
+    "grid-softmax": {"temperature": 0.1},
+    "triplet": {"margin": 0.2},
+    "contrastive": {"margin": 0.2},
+    "ntxent": {"temperature": 0.1},
+    "multi-similarity": {"alpha": 2.0, "beta": 50.0, "base": 0.5},
+}
+
 
 def rust(loss, a, b, **kw):
-    value, grad = _core._loss_and_grad(loss, a, b, **kw)
+    """The Rust loss (named, with parameters) and its gradient, through its spec."""
+    spec = {"name": loss, **HOOK_DEFAULTS.get(loss, {}), **kw}
+    value, grad = _core._loss_and_grad(json.dumps(spec), a, b)
     return value, grad
 
 
@@ -194,3 +210,102 @@ def test_unknown_loss_is_a_value_error():
     sim, y = grid_case(0)
     with pytest.raises(ValueError, match="unknown loss"):
         rust("hinge", sim, y)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+@pytest.mark.parametrize(("alpha", "beta", "base"), [(2.0, 50.0, 0.5), (1.0, 10.0, 0.3)])
+def test_multi_similarity_matches_pytorch_metric_learning(seed, alpha, beta, base):
+    from pytorch_metric_learning.distances import DotProductSimilarity
+    from pytorch_metric_learning.losses import MultiSimilarityLoss
+
+    e = unit(len(LABELS), 5, seed)
+    # The Rust loss takes the network's already normalised embeddings: the reference
+    # that does not normalise again has the same gradient ...
+    same = MultiSimilarityLoss(
+        alpha=alpha, beta=beta, base=base, distance=DotProductSimilarity(normalize_embeddings=False)
+    )
+    rv, rg = torch_grad(lambda x: same(x, LABELS), e)
+    v, g = rust("multi-similarity", e, LABELS, alpha=alpha, beta=beta, base=base)
+    assert v == pytest.approx(rv, rel=1e-10)
+    torch.testing.assert_close(g, rg, rtol=1e-8, atol=1e-12)
+    # ... and PML's default (which normalises) the same value, and the same gradient
+    # once the radial part, which normalisation removes, is projected out.
+    dv, dg = torch_grad(
+        lambda x: MultiSimilarityLoss(alpha=alpha, beta=beta, base=base)(x, LABELS), e
+    )
+    assert v == pytest.approx(dv, rel=1e-10)
+    tangent = g - (g * e).sum(1, keepdim=True) * e
+    torch.testing.assert_close(tangent, dg, rtol=1e-8, atol=1e-12)
+
+
+def test_multi_similarity_with_a_label_alone_matches_pytorch_metric_learning():
+    # label 9 has no positive: its anchor has only the negative term
+    from pytorch_metric_learning.distances import DotProductSimilarity
+    from pytorch_metric_learning.losses import MultiSimilarityLoss
+
+    labels = torch.cat([LABELS, torch.tensor([9])])
+    e = unit(len(labels), 6, 7)
+    ref = MultiSimilarityLoss(distance=DotProductSimilarity(normalize_embeddings=False))
+    rv, rg = torch_grad(lambda x: ref(x, labels), e)
+    v, g = rust("multi-similarity", e, labels)
+    assert v == pytest.approx(rv, rel=1e-10)
+    torch.testing.assert_close(g, rg, rtol=1e-8, atol=1e-12)
+
+
+def test_loss_objects_give_their_specs_and_clone():
+    from sklearn.base import clone
+
+    import gridmatch as gm
+
+    dm = gm.losses.DoubleMargin(hi=0.8, lo=0.1, balance=False)
+    assert dm.spec() == {"name": "double-margin", "hi": 0.8, "lo": 0.1, "balance": False}
+    assert clone(dm) == dm and clone(dm) is not dm
+    assert gm.losses.from_spec(dm.spec()) == dm
+    for name in gm.losses.NAMES:
+        obj = gm.losses.resolve(name)
+        assert obj.name == name and gm.losses.from_spec(obj.spec()) == obj
+        # the Rust spec reader accepts what Python writes
+        a = torch.rand(4, 9, dtype=torch.float64) if obj.is_grid else unit(12, 5, 0)
+        b = (torch.arange(36) % 9 < 2).reshape(4, 9).double() if obj.is_grid else LABELS
+        v, _ = _core._loss_and_grad(json.dumps(obj.spec()), a, b)
+        assert np.isfinite(v)
+    gsn = gm.GridSearchNetwork(loss=gm.losses.MultiSimilarity(beta=40.0))
+    twin = clone(gsn)
+    assert twin.loss == gsn.loss and twin.loss is not gsn.loss
+    assert twin.get_params()["loss"].beta == 40.0
+
+
+@pytest.mark.parametrize(
+    ("loss", "match"),
+    [
+        ("DoubleMargin(hi=0.1, lo=0.5)", "hi must be greater than lo"),
+        ("DoubleMargin(balance='yes')", "balance must be a bool"),
+        ("GridSoftmax(temperature=0)", "temperature must be > 0"),
+        ("NTXent(temperature=float('nan'))", "temperature must be finite"),
+        ("Triplet(margin=-1)", "margin must be >= 0"),
+        ("MultiSimilarity(alpha=0)", "alpha must be > 0"),
+        ("MultiSimilarity(base='x')", "base must be a number"),
+    ],
+)
+def test_bad_loss_parameters_are_value_errors(loss, match):
+    import gridmatch as gm
+
+    obj = eval(f"gm.losses.{loss}")
+    with pytest.raises(ValueError, match=match):
+        obj.spec()
+    with pytest.raises(ValueError, match=match):
+        gm.GridSearchNetwork(loss=obj, epochs=0).fit(
+            np.zeros((8, 8, 8), np.uint8), np.arange(8) % 4
+        )
+
+
+def test_rust_checks_specs_too():
+    sim, y = grid_case(0)
+    for spec, match in [
+        ({"name": "double-margin", "hi": 0.1, "lo": 0.5, "balance": True}, "hi must be greater"),
+        ({"name": "triplet"}, "margin"),
+        ({"name": "triplet", "margin": 0.2, "hi": 1.0}, "unknown field"),
+        ({"name": "grid-softmax", "temperature": -1.0}, "temperature must be > 0"),
+    ]:
+        with pytest.raises(ValueError, match=match):
+            _core._loss_and_grad(json.dumps(spec), sim, y)

@@ -16,7 +16,7 @@ from __future__ import annotations
 # libtorch must be loaded (through the torch package) before the extension module.
 import torch  # noqa: F401
 
-from . import _core, datasets, exceptions, expr, retrieval, search, svm
+from . import _core, datasets, exceptions, expr, losses, retrieval, search, svm
 from ._threads import get_num_threads, set_num_threads
 from .exceptions import (
     BackendError,
@@ -58,6 +58,7 @@ __all__ = [
     "datasets",
     "exceptions",
     "expr",
+    "losses",
     "retrieval",
     "get_num_threads",
     "plot",

@@ -8,6 +8,8 @@ import numpy as np
 import numpy.typing as npt
 
 __version__: str
+#: The names of the GSN losses (the core's spec names).
+LOSS_NAMES: list[str]
 
 def read_idx_dataset(
     images: str, labels: str
@@ -25,16 +27,7 @@ def _raise(kind: str, message: str) -> None: ...
 def augment_images(
     x: npt.NDArray[np.float32], strength: float, seed: int, stream: int = 0
 ) -> npt.NDArray[np.float32]: ...
-def _loss_and_grad(
-    loss: str,
-    a: Any,
-    b: Any,
-    hi: float = 0.9,
-    lo: float = 0.0,
-    temperature: float = 0.1,
-    margin: float = 0.2,
-    balance: bool = False,
-) -> tuple[float, Any]: ...
+def _loss_and_grad(loss: str, a: Any, b: Any) -> tuple[float, Any]: ...
 
 class GsnModel:
     def __init__(
@@ -50,10 +43,6 @@ class GsnModel:
         ids: npt.NDArray[np.int64],
         classes: npt.NDArray[np.int64] | None,
         loss: str,
-        hi: float,
-        lo: float,
-        temperature: float,
-        margin: float,
         rows: int,
         cols: int,
         positives: int,
@@ -72,7 +61,6 @@ class GsnModel:
         checkpoint_dir: str | None = None,
         checkpoint_config: str = "",
         callback: Callable[[int, int | None, dict[str, float]], Any] | None = None,
-        balance: bool = False,
     ) -> tuple[list[list[tuple[str, float]]], bool]: ...
     def embed(
         self, x: npt.NDArray[np.float32], batch_size: int = 256

@@ -21,16 +21,17 @@ from typing import Any
 import numpy as np
 from sklearn.base import BaseEstimator
 
-from . import _core
+from . import _core, losses
 from ._validate import host_array, positive_int
 from .exceptions import DataError, InterruptedWarning, NotFittedError, ShapeError
 
 __all__ = ["GridSearchNetwork", "as_images"]
 
-LOSSES = ("double-margin", "grid-softmax", "triplet", "contrastive", "ntxent")
+LOSSES = losses.NAMES
 NEGATIVES = ("random", "hard", "mined", "semihard")
 BACKBONES = ("convnet", "resnet18", "resnet50")
-_DEFAULT_MARGIN = {"triplet": 0.2, "contrastive": 1.0}
+#: Loss parameters that were estimator parameters before the loss objects (deprecated).
+_FLAT_LOSS_PARAMS = ("hi", "lo", "balance", "temperature", "margin")
 _FORMAT = "gridmatch.GridSearchNetwork"
 _VERSION = 1
 
@@ -128,9 +129,13 @@ class GridSearchNetwork(BaseEstimator):
         semi-hard triplet mining; then the least similar others). Similarities come from
         the query network (in ``mode="stitched"`` too). On the Fashion-MNIST benchmarks
         ``"mined"`` trains better than ``"semihard"`` (BENCHMARKS.md).
-    loss : {"double-margin", "grid-softmax", "triplet", "contrastive", "ntxent"}
-        ``"double-margin"`` (the paper's, with ``hi``/``lo``) or ``"grid-softmax"``
-        (softmax over cells, temperature ``temperature``) or a baseline.
+    loss : gridmatch.losses.Loss or str, default "double-margin"
+        A loss object with its parameters (:mod:`gridmatch.losses`): the grid losses
+        ``DoubleMargin(hi, lo, balance)`` (the paper's) and ``GridSoftmax(temperature)``,
+        or the baselines ``Triplet(margin)``, ``Contrastive(margin)``,
+        ``NTXent(temperature)``, ``MultiSimilarity(alpha, beta, base)``; or the name of
+        one (``"double-margin"``, ``"grid-softmax"``, ``"triplet"``, ``"contrastive"``,
+        ``"ntxent"``, ``"multi-similarity"``) meaning its defaults.
     mode : {"batch", "stitched"}, default "batch"
         ``"batch"``: each image embedded once per step, grids index into the batch.
         ``"stitched"``: the paper's single pass — each grid stitched into one image for
@@ -151,24 +156,10 @@ class GridSearchNetwork(BaseEstimator):
         blur, noise, contrast); ``0`` disables them.
     steps_per_epoch : int, optional
         Steps per epoch (default: one pass, ``ceil(n / batch_size)``).
-    hi, lo : float, default 0.9, 0.0
-        Margins of the double-margin loss.
-    balance : bool, default True
-        Double-margin loss only. ``False`` reproduces the paper's formula exactly: the
-        *sum* over all cells of ``y·max(hi − s, 0)² + (1 − y)·max(s − lo, 0)²``, where
-        with 1 positive and 8 negatives the negatives outweigh the positive 8 to 1 (the
-        network learns to push everything apart and leaves positives far below ``hi``).
-        ``True``: the mean of the positive cells' hinges plus the mean of the negative
-        cells' hinges. The default is ``True`` on validation evidence (``benches/
-        gsn_tune.py``, Fashion-MNIST train-file split, 300 steps × 64 images): R@1
-        0.153 vs 0.143 with random negatives, 0.206 vs 0.162 with mined negatives, and
-        the mean query–positive cosine was 0.39 with the sum form (mined) and 0.67–0.74
-        in the balanced runs measured.
-    temperature : float, default 0.1
-        Temperature of ``"grid-softmax"`` and ``"ntxent"``.
-    margin : float, optional
-        Margin of ``"triplet"`` (default 0.2, squared distance) and ``"contrastive"``
-        (default 1.0, distance).
+    hi, lo, balance, temperature, margin : optional
+        Deprecated (a ``DeprecationWarning``; removed in the next release): the loss's
+        parameters belong to the loss object, e.g. ``loss=DoubleMargin(hi=0.8)``. Given
+        with a loss *name*, they override its defaults as before.
     weights : path-like, optional
         A safetensors file of backbone weights (torchvision names, e.g. ResNet weights).
     device : {"auto", "cpu", "cuda"} or "cuda:N", default "auto"
@@ -214,10 +205,10 @@ class GridSearchNetwork(BaseEstimator):
         weight_decay: float = 0.0,
         augment: float = 1.0,
         steps_per_epoch: int | None = None,
-        hi: float = 0.9,
-        lo: float = 0.0,
-        balance: bool = True,
-        temperature: float = 0.1,
+        hi: float | None = None,
+        lo: float | None = None,
+        balance: bool | None = None,
+        temperature: float | None = None,
         margin: float | None = None,
         weights: str | os.PathLike | None = None,
         device: str = "auto",
@@ -282,7 +273,7 @@ class GridSearchNetwork(BaseEstimator):
 
         choice("backbone", BACKBONES)
         choice("negatives", NEGATIVES)
-        choice("loss", LOSSES)
+        loss = self._loss()
         choice("mode", ("batch", "stitched"))
         choice("optimizer", ("adam", "sgd"))
         choice("schedule", ("constant", "cosine", "step"))
@@ -295,28 +286,19 @@ class GridSearchNetwork(BaseEstimator):
         positives = integer("positives", 1)
         if not 1 <= positives < cells:
             raise ValueError(f"positives must be in [1, {cells}) for a {rows}x{cols} grid")
-        if self.mode == "stitched" and self.loss not in ("double-margin", "grid-softmax"):
+        if self.mode == "stitched" and not loss.is_grid:
             raise ValueError("mode='stitched' needs a grid loss ('double-margin', 'grid-softmax')")
         batch = integer("batch_size", 2)
         if batch // (positives + 1) < 2:
             raise ValueError(
                 f"batch_size={batch} must hold at least 2 ids of positives+1={positives + 1} views"
             )
-        if self.margin is None:
-            margin = _DEFAULT_MARGIN.get(self.loss, 0.2)
-        else:
-            margin = number("margin", 0.0)
         dev = self.device
         if not isinstance(dev, str) or not (
             dev in ("auto", "cpu", "cuda") or (dev.startswith("cuda:") and dev[5:].isdigit())
         ):
             raise ValueError(f"device must be 'auto', 'cpu', 'cuda' or 'cuda:N', got {dev!r}")
         spe = self.steps_per_epoch
-        hi, lo = number("hi"), number("lo")
-        if self.loss == "double-margin" and not hi > lo:
-            raise ValueError(
-                f"hi must be greater than lo for the double-margin loss, got {hi} <= {lo}"
-            )
         return {
             "rows": rows,
             "cols": cols,
@@ -327,17 +309,47 @@ class GridSearchNetwork(BaseEstimator):
             "lr": number("lr", 0.0, strict=True),
             "weight_decay": number("weight_decay", 0.0),
             "augment": number("augment", 0.0),
-            "hi": hi,
-            "lo": lo,
-            "temperature": number("temperature", 0.0, strict=True),
-            "balance": _flag("balance", self.balance),
-            "margin": float(margin),
+            "loss": json.dumps(loss.spec()),
+            "loss_name": loss.name,
             "seed": integer("seed", 0),
             "steps_per_epoch": None if spe is None else integer("steps_per_epoch", 1),
         }
 
+    def _loss(self) -> losses.Loss:
+        """The loss object: ``loss`` resolved, with the deprecated flat parameters."""
+        flat = {k: getattr(self, k) for k in _FLAT_LOSS_PARAMS if getattr(self, k) is not None}
+        if isinstance(self.loss, losses.Loss):
+            if flat:
+                raise ValueError(
+                    f"give the loss's parameters in the loss object, not as {sorted(flat)}"
+                )
+            return self.loss
+        loss = losses.resolve(self.loss)
+        if not flat:
+            return loss
+        warnings.warn(
+            f"GridSearchNetwork({', '.join(f'{k}=' for k in sorted(flat))}...) is deprecated "
+            f"and will be removed in the next release: use loss=gm.losses."
+            f"{type(loss).__name__}(...)",
+            DeprecationWarning,
+            stacklevel=4,
+        )
+        for k, v in flat.items():  # every flat value is checked by its rule, as before
+            if k == "balance":
+                _flag("balance", v)
+            elif k == "temperature":
+                losses.GridSoftmax(temperature=v).spec()
+            elif k == "margin":
+                losses.Triplet(margin=v).spec()
+            else:
+                losses._number(loss.name, k, v)
+        own = {k: v for k, v in flat.items() if k in loss.get_params()}
+        return loss.set_params(**own)
+
     def _config_json(self, n_channels: int) -> str:
-        params = self.get_params()
+        params = self.get_params(deep=False)
+        if isinstance(params["loss"], losses.Loss):
+            params["loss"] = params["loss"].spec()
         for k in ("weights", "checkpoint_dir"):
             if params[k] is not None:
                 params[k] = str(params[k])
@@ -457,7 +469,7 @@ class GridSearchNetwork(BaseEstimator):
         if self.verbose:
             from tqdm.auto import tqdm
 
-            bar = tqdm(total=p["epochs"], desc=f"GSN {self.loss}", unit="epoch", leave=False)
+            bar = tqdm(total=p["epochs"], desc=f"GSN {p['loss_name']}", unit="epoch", leave=False)
 
         def on_epoch(step: int, total: int | None, metrics: dict[str, float]) -> bool:
             if bar is not None:
@@ -472,11 +484,7 @@ class GridSearchNetwork(BaseEstimator):
                 X,
                 ids,
                 cls,
-                self.loss,
-                p["hi"],
-                p["lo"],
-                p["temperature"],
-                p["margin"],
+                p["loss"],
                 p["rows"],
                 p["cols"],
                 p["positives"],
@@ -495,7 +503,6 @@ class GridSearchNetwork(BaseEstimator):
                 None if self.checkpoint_dir is None else str(self.checkpoint_dir),
                 self._config_json(self.n_channels_),
                 on_epoch,
-                balance=p["balance"],
             )
         finally:
             if bar is not None:
@@ -667,6 +674,15 @@ class GridSearchNetwork(BaseEstimator):
         try:
             params = dict(config["params"])
             params["grid"] = tuple(params["grid"])
+            if isinstance(params.get("loss"), dict):  # a loss object's spec
+                params["loss"] = losses.from_spec(params["loss"])
+            else:  # a loss name, with flat parameters in files of earlier versions
+                old = {k: params.pop(k, None) for k in _FLAT_LOSS_PARAMS}
+                old = {k: v for k, v in old.items() if v is not None}
+                if old:
+                    with warnings.catch_warnings():
+                        warnings.simplefilter("ignore", DeprecationWarning)
+                        params["loss"] = cls(loss=params["loss"], **old)._loss()
             if device is not None:
                 params["device"] = device
             params["weights"] = None

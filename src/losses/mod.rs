@@ -15,11 +15,18 @@
 //! - [`triplet_semihard`]: FaceNet's semi-hard mining on squared Euclidean distances.
 //! - [`contrastive`]: Hadsell et al.'s contrastive loss over all pairs.
 //! - [`ntxent`]: NT-Xent / supervised contrastive loss with a temperature.
+//! - [`multi_similarity`]: Wang et al.'s multi-similarity loss (CVPR 2019).
+//!
+//! A [`Loss`] is a typed spec: it crosses the Python boundary once, as JSON tagged by
+//! the loss's name (`{"name": "double-margin", "hi": 0.9, "lo": 0.0, "balance": true}`),
+//! and [`Loss::from_json`] checks every parameter.
 
+use serde::{Deserialize, Serialize};
 use tch::{Kind, Tensor};
 
-/// Which loss to train with, with its parameters.
-#[derive(Debug, Clone, Copy, PartialEq)]
+/// Which loss to train with, with its parameters (JSON: tagged by `name`).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "name", rename_all = "kebab-case", deny_unknown_fields)]
 pub enum Loss {
     /// The paper's double-margin contrastive loss on the grid's similarity map.
     DoubleMargin {
@@ -47,13 +54,94 @@ pub enum Loss {
         margin: f64,
     },
     /// NT-Xent (normalised temperature-scaled cross-entropy), multi-positive.
+    #[serde(rename = "ntxent")]
     NtXent {
         /// Softmax temperature.
         temperature: f64,
     },
+    /// Multi-similarity loss over all pairs of the batch (Wang et al. 2019).
+    MultiSimilarity {
+        /// Weight of the positive pairs' exponent.
+        alpha: f64,
+        /// Weight of the negative pairs' exponent.
+        beta: f64,
+        /// The similarity both exponents are centred on (λ).
+        base: f64,
+    },
 }
 
 impl Loss {
+    /// The names of every loss, as the specs and the Python layer spell them.
+    pub const NAMES: [&'static str; 6] = [
+        "double-margin",
+        "grid-softmax",
+        "triplet",
+        "contrastive",
+        "ntxent",
+        "multi-similarity",
+    ];
+
+    /// The loss named by a JSON spec, its parameters checked (the message names the
+    /// parameter or the unknown name).
+    pub fn from_json(spec: &str) -> Result<Self, String> {
+        let loss: Loss = serde_json::from_str(spec).map_err(|e| {
+            let msg = e.to_string();
+            if msg.contains("unknown variant") {
+                format!("unknown loss in {spec}: the losses are {:?}", Loss::NAMES)
+            } else {
+                format!("invalid loss spec {spec}: {msg}")
+            }
+        })?;
+        loss.check()?;
+        Ok(loss)
+    }
+
+    /// The spec as JSON (what [`Loss::from_json`] reads).
+    pub fn to_json(&self) -> String {
+        serde_json::to_string(self).unwrap_or_default()
+    }
+
+    /// Check the parameters' ranges.
+    pub fn check(&self) -> Result<(), String> {
+        let finite = |name: &str, v: f64| -> Result<f64, String> {
+            if v.is_finite() {
+                Ok(v)
+            } else {
+                Err(format!("{name} must be finite, got {v}"))
+            }
+        };
+        let positive = |name: &str, v: f64| -> Result<(), String> {
+            if finite(name, v)? > 0.0 {
+                Ok(())
+            } else {
+                Err(format!("{name} must be > 0, got {v}"))
+            }
+        };
+        match *self {
+            Loss::DoubleMargin { hi, lo, .. } => {
+                if finite("hi", hi)? <= finite("lo", lo)? {
+                    return Err(format!(
+                        "hi must be greater than lo for the double-margin loss, got {hi} <= {lo}"
+                    ));
+                }
+            }
+            Loss::GridSoftmax { temperature } | Loss::NtXent { temperature } => {
+                positive("temperature", temperature)?
+            }
+            Loss::Triplet { margin } | Loss::Contrastive { margin } => {
+                if finite("margin", margin)? < 0.0 {
+                    return Err(format!("margin must be >= 0, got {margin}"));
+                }
+            }
+            Loss::MultiSimilarity { alpha, beta, base } => {
+                positive("alpha", alpha)?;
+                positive("beta", beta)?;
+                finite("base", base)?;
+            }
+        }
+        Ok(())
+    }
+
     /// The loss called `name` with its default parameters (`None` when unknown).
     ///
     /// `margin` and `temperature`, when given, override the defaults (`hi`/`lo` of the
@@ -72,6 +160,11 @@ impl Loss {
             "triplet" => Loss::Triplet { margin },
             "contrastive" => Loss::Contrastive { margin },
             "ntxent" => Loss::NtXent { temperature },
+            "multi-similarity" => Loss::MultiSimilarity {
+                alpha: 2.0,
+                beta: 50.0,
+                base: 0.5,
+            },
             _ => return None,
         })
     }
@@ -102,6 +195,9 @@ impl Loss {
             Loss::Triplet { margin } => triplet_semihard(emb, labels, margin),
             Loss::Contrastive { margin } => contrastive(emb, labels, margin),
             Loss::NtXent { temperature } => ntxent(emb, labels, temperature),
+            Loss::MultiSimilarity { alpha, beta, base } => {
+                multi_similarity(emb, labels, alpha, beta, base)
+            }
             _ => Err(tch::TchError::Kind(format!("{self:?} is not a pair loss"))),
         }
     }
@@ -269,6 +365,35 @@ pub fn ntxent(emb: &Tensor, labels: &Tensor, temperature: f64) -> Result<Tensor,
     per.f_mul(&has)?.f_sum(None::<Kind>)?.f_div(&count)
 }
 
+/// `log(1 + Σ_{j: mask_ij} exp(x_ij))` for every row `i` (0 for a row without entries).
+fn log1p_sum_exp(x: &Tensor, mask: &Tensor) -> Result<Tensor, tch::TchError> {
+    let n = x.size().first().copied().unwrap_or(0);
+    let filled = x.f_masked_fill(&mask.f_logical_not()?, f64::NEG_INFINITY)?;
+    let one = Tensor::f_zeros([n, 1], (x.kind(), x.device()))?; // exp(0) = the "1 +"
+    Tensor::f_cat(&[filled, one], 1)?.f_logsumexp([1i64].as_slice(), false)
+}
+
+/// Multi-similarity loss (Wang et al., CVPR 2019) over all pairs of the batch, on cosine
+/// similarities `S` of normalised embeddings: mean over anchors `i` of
+/// `1/α log(1 + Σ_{p∈P(i)} exp(−α (S_ip − λ))) + 1/β log(1 + Σ_{n∈N(i)} exp(β (S_in − λ)))`
+/// (`λ = base`; an anchor without positives or negatives contributes 0 for that side),
+/// as pytorch-metric-learning's `MultiSimilarityLoss` without a miner.
+pub fn multi_similarity(
+    emb: &Tensor,
+    labels: &Tensor,
+    alpha: f64,
+    beta: f64,
+    base: f64,
+) -> Result<Tensor, tch::TchError> {
+    let sim = emb.f_matmul(&emb.f_tr()?)?;
+    let (pos, neg) = label_masks(labels)?;
+    let pos_term = log1p_sum_exp(&sim.f_neg()?.f_add_scalar(base)?.f_mul_scalar(alpha)?, &pos)?
+        .f_div_scalar(alpha)?;
+    let neg_term =
+        log1p_sum_exp(&sim.f_sub_scalar(base)?.f_mul_scalar(beta)?, &neg)?.f_div_scalar(beta)?;
+    pos_term.f_add(&neg_term)?.f_mean(None::<Kind>)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -318,9 +443,66 @@ mod tests {
             Loss::Triplet { margin: 0.2 },
             Loss::Contrastive { margin: 1.0 },
             Loss::NtXent { temperature: 0.1 },
+            Loss::MultiSimilarity {
+                alpha: 2.0,
+                beta: 50.0,
+                base: 0.5,
+            },
         ] {
             let v = loss.pairs(&e, &labels).unwrap().double_value(&[]);
             assert!(v.is_finite() && v >= 0.0, "{loss:?}: {v}");
         }
+    }
+
+    #[test]
+    fn specs_round_trip_and_are_checked() {
+        for name in Loss::NAMES {
+            let loss = Loss::from_name(name, 0.9, 0.0, true, 0.1, 0.2).unwrap();
+            assert_eq!(Loss::from_json(&loss.to_json()).unwrap(), loss, "{name}");
+            assert!(loss.to_json().contains(&format!("\"name\":\"{name}\"")));
+        }
+        let dm = r#"{"name": "double-margin", "hi": 0.9, "lo": 0.0, "balance": true}"#;
+        assert!(Loss::from_json(dm).is_ok());
+        let bad = r#"{"name": "double-margin", "hi": 0.1, "lo": 0.5, "balance": true}"#;
+        assert!(Loss::from_json(bad)
+            .unwrap_err()
+            .contains("hi must be greater than lo"));
+        let unknown = r#"{"name": "hinge"}"#;
+        assert!(Loss::from_json(unknown)
+            .unwrap_err()
+            .contains("unknown loss"));
+        let extra = r#"{"name": "triplet", "margin": 0.2, "hi": 1}"#;
+        assert!(Loss::from_json(extra).is_err());
+        let missing = r#"{"name": "triplet"}"#;
+        assert!(Loss::from_json(missing).unwrap_err().contains("margin"));
+        let t0 = r#"{"name": "ntxent", "temperature": 0}"#;
+        assert!(Loss::from_json(t0)
+            .unwrap_err()
+            .contains("temperature must be > 0"));
+        let ms = r#"{"name": "multi-similarity", "alpha": 2, "beta": -1, "base": 0.5}"#;
+        assert!(Loss::from_json(ms)
+            .unwrap_err()
+            .contains("beta must be > 0"));
+    }
+
+    #[test]
+    fn multi_similarity_by_hand() {
+        // two anchors of one label and one of another, unit vectors in 2-D
+        let e = Tensor::from_slice(&[1.0f64, 0.0, 0.6, 0.8, 0.0, 1.0]).reshape([3, 2]);
+        let labels = Tensor::from_slice(&[0i64, 0, 1]);
+        let (a, b, l) = (2.0f64, 50.0f64, 0.5f64);
+        let s = [[1.0, 0.6, 0.0], [0.6, 1.0, 0.8], [0.0, 0.8, 1.0]];
+        let pos = |x: f64| (1.0 + (-a * (x - l)).exp()).ln() / a;
+        let neg = |xs: &[f64]| (1.0 + xs.iter().map(|x| (b * (x - l)).exp()).sum::<f64>()).ln() / b;
+        let want = (pos(s[0][1])
+            + neg(&[s[0][2]])
+            + pos(s[1][0])
+            + neg(&[s[1][2]])
+            + neg(&[s[2][0], s[2][1]]))
+            / 3.0;
+        let got = multi_similarity(&e, &labels, a, b, l)
+            .unwrap()
+            .double_value(&[]);
+        assert!((got - want).abs() < 1e-12, "{got} vs {want}");
     }
 }

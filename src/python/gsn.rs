@@ -109,10 +109,10 @@ impl GsnModel {
     /// Train; returns `(history, interrupted)` with one list of `(name, value)` pairs
     /// per epoch.
     #[allow(clippy::too_many_arguments)]
-    #[pyo3(signature = (x, ids, classes, loss, hi, lo, temperature, margin, rows, cols, positives,
+    #[pyo3(signature = (x, ids, classes, loss, rows, cols, positives,
         negatives, epochs, steps_per_epoch, batch_size, lr, optimizer, schedule, weight_decay,
         augment, seed, x_val=None, ids_val=None, checkpoint_dir=None, checkpoint_config=String::new(),
-        callback=None, balance=false))]
+        callback=None))]
     fn fit(
         &self,
         py: Python<'_>,
@@ -120,10 +120,6 @@ impl GsnModel {
         ids: PyReadonlyArray1<'_, i64>,
         classes: Option<PyReadonlyArray1<'_, i64>>,
         loss: &str,
-        hi: f64,
-        lo: f64,
-        temperature: f64,
-        margin: f64,
         rows: usize,
         cols: usize,
         positives: usize,
@@ -142,10 +138,8 @@ impl GsnModel {
         checkpoint_dir: Option<PathBuf>,
         checkpoint_config: String,
         callback: Option<&Bound<'_, PyAny>>,
-        balance: bool,
     ) -> PyResult<FitResult> {
-        let loss = Loss::from_name(loss, hi, lo, balance, temperature, margin)
-            .ok_or_else(|| error(Kind::Shape, format!("unknown loss {loss:?}")))?;
+        let loss = Loss::from_json(loss).map_err(|m| error(Kind::Shape, m))?;
         let negatives = Negatives::from_name(negatives)
             .ok_or_else(|| error(Kind::Shape, format!("unknown negatives {negatives:?}")))?;
         let optimizer = match optimizer {
@@ -296,23 +290,16 @@ fn augment_images<'py>(
 }
 
 /// Test hook: loss and its gradient with respect to `a` (the similarity map of a grid
-/// loss, or the embeddings of a pair loss); `b` is the grid target or the labels.
+/// loss, or the embeddings of a pair loss); `b` is the grid target or the labels; `loss`
+/// is a loss spec (JSON, as `GsnModel.fit` takes it).
 #[pyfunction]
-#[pyo3(signature = (loss, a, b, hi=0.9, lo=0.0, temperature=0.1, margin=0.2, balance=false))]
-#[allow(clippy::too_many_arguments)]
 fn _loss_and_grad<'py>(
     py: Python<'py>,
     loss: &str,
     a: &Bound<'py, PyAny>,
     b: &Bound<'py, PyAny>,
-    hi: f64,
-    lo: f64,
-    temperature: f64,
-    margin: f64,
-    balance: bool,
 ) -> PyResult<(f64, Bound<'py, PyAny>)> {
-    let kind = Loss::from_name(loss, hi, lo, balance, temperature, margin)
-        .ok_or_else(|| error(Kind::Shape, format!("unknown loss {loss:?}")))?;
+    let kind = Loss::from_json(loss).map_err(|m| error(Kind::Shape, m))?;
     // own copies: the work runs on another thread without the GIL
     let a = tensor_from_py(a)?
         .f_detach()
@@ -339,5 +326,6 @@ pub(crate) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<GsnModel>()?;
     m.add_function(wrap_pyfunction!(augment_images, m)?)?;
     m.add_function(wrap_pyfunction!(_loss_and_grad, m)?)?;
+    m.add("LOSS_NAMES", Loss::NAMES.to_vec())?;
     Ok(())
 }
