@@ -373,3 +373,49 @@ def test_multi_similarity_trains_and_saves_its_spec(fmnist, tmp_path):
         X[:200], y[:200]
     )
     assert not np.allclose(other.embed(X[:10]), gsn.embed(X[:10]))
+
+
+@pytest.mark.parametrize(
+    ("miner", "name"),
+    [
+        (gm.miners.Random(), "random"),
+        (gm.miners.SameClass(), "hard"),
+        (gm.miners.Mined(), "mined"),
+        (gm.miners.SemiHard(), "semihard"),
+    ],
+)
+def test_miner_objects_train_as_their_names(fmnist, tmp_path, miner, name):
+    from sklearn.base import clone
+
+    X, y = fmnist
+    cls = y[:100] % 3
+    kw = {**FAST, "loss": "grid-softmax", "seed": 2}
+    by_obj = gm.GridSearchNetwork(**kw, negatives=miner).fit(X[:100], y[:100], cls)
+    by_name = gm.GridSearchNetwork(**kw, negatives=name).fit(X[:100], y[:100], cls)
+    np.testing.assert_array_equal(by_obj.embed(X[:10]), by_name.embed(X[:10]))
+    assert miner.spec() == {"name": name} and gm.miners.from_spec(miner.spec()) == miner
+    assert clone(by_obj).negatives == miner
+    by_obj.save(tmp_path / "m")
+    assert json.loads((tmp_path / "m" / "config.json").read_text())["params"]["negatives"] == {
+        "name": name
+    }
+    back = gm.GridSearchNetwork.load(tmp_path / "m")
+    assert back.negatives == miner
+    np.testing.assert_array_equal(back.embed(X[:10]), by_obj.embed(X[:10]))
+
+
+def test_miners_differ_and_bad_miners_are_value_errors(fmnist):
+    X, y = fmnist
+    kw = {**FAST, "loss": "grid-softmax", "seed": 2}
+    E = {
+        type(m).__name__: gm.GridSearchNetwork(**kw, negatives=m)
+        .fit(X[:100], y[:100])
+        .embed(X[:10])
+        for m in (gm.miners.Random(), gm.miners.Mined())
+    }
+    assert not np.allclose(E["Random"], E["Mined"])
+    for bad in ("easy", gm.losses.Triplet(), 3):
+        with pytest.raises(ValueError, match="negatives must be one of"):
+            gm.GridSearchNetwork(**kw, negatives=bad).fit(X[:50], y[:50])
+    with pytest.raises(ValueError, match="not a miner spec"):
+        gm.miners.from_spec({"name": "mined", "k": 3})

@@ -16,7 +16,7 @@ from __future__ import annotations
 # libtorch must be loaded (through the torch package) before the extension module.
 import torch  # noqa: F401
 
-from . import _core, datasets, exceptions, expr, losses, retrieval, search, svm
+from . import _core, datasets, exceptions, expr, losses, miners, retrieval, search, svm
 from ._threads import get_num_threads, set_num_threads
 from .exceptions import (
     BackendError,
@@ -59,6 +59,7 @@ __all__ = [
     "exceptions",
     "expr",
     "losses",
+    "miners",
     "retrieval",
     "get_num_threads",
     "plot",

@@ -10,6 +10,8 @@ import numpy.typing as npt
 __version__: str
 #: The names of the GSN losses (the core's spec names).
 LOSS_NAMES: list[str]
+#: The names of the GSN's negative-selection rules (the miners' spec names).
+MINER_NAMES: list[str]
 
 def read_idx_dataset(
     images: str, labels: str

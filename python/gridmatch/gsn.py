@@ -21,14 +21,14 @@ from typing import Any
 import numpy as np
 from sklearn.base import BaseEstimator
 
-from . import _core, losses
+from . import _core, losses, miners
 from ._validate import host_array, positive_int
 from .exceptions import DataError, InterruptedWarning, NotFittedError, ShapeError
 
 __all__ = ["GridSearchNetwork", "as_images"]
 
 LOSSES = losses.NAMES
-NEGATIVES = ("random", "hard", "mined", "semihard")
+NEGATIVES = miners.NAMES
 BACKBONES = ("convnet", "resnet18", "resnet50")
 #: Loss parameters that were estimator parameters before the loss objects (deprecated).
 _FLAT_LOSS_PARAMS = ("hi", "lo", "balance", "temperature", "margin")
@@ -121,10 +121,12 @@ class GridSearchNetwork(BaseEstimator):
     positives : int, default 1
         Positive cells per grid (``1 <= positives < rows*cols``); a batch holds
         ``positives + 1`` views of each id.
-    negatives : {"random", "hard", "mined", "semihard"}, default "random"
-        Negatives drawn at random, from the query's class (``classes`` given to
-        :meth:`fit`; without it, mined), the most similar under the current
-        embeddings (``"mined"``), or semi-hard under them (``"semihard"``: the most
+    negatives : gridmatch.miners.Miner or str, default "random"
+        The miner of each grid's negatives (:mod:`gridmatch.miners`), or its name:
+        drawn at random (``Random()``, ``"random"``), from the query's class
+        (``SameClass()``, ``"hard"``: ``classes`` given to :meth:`fit`; without them,
+        mined), the most similar under the current embeddings (``Mined()``,
+        ``"mined"``), or semi-hard under them (``SemiHard()``, ``"semihard"``: the most
         similar ones that are still less similar than the grid's positives, as in
         semi-hard triplet mining; then the least similar others). Similarities come from
         the query network (in ``mode="stitched"`` too). On the Fashion-MNIST benchmarks
@@ -194,8 +196,8 @@ class GridSearchNetwork(BaseEstimator):
         dim: int = 128,
         grid: tuple[int, int] = (3, 3),
         positives: int = 1,
-        negatives: str = "random",
-        loss: str = "double-margin",
+        negatives: Any = "random",
+        loss: Any = "double-margin",
         mode: str = "batch",
         epochs: int = 5,
         batch_size: int = 64,
@@ -272,7 +274,7 @@ class GridSearchNetwork(BaseEstimator):
             return value
 
         choice("backbone", BACKBONES)
-        choice("negatives", NEGATIVES)
+        miner = miners.resolve(self.negatives)
         loss = self._loss()
         choice("mode", ("batch", "stitched"))
         choice("optimizer", ("adam", "sgd"))
@@ -311,6 +313,7 @@ class GridSearchNetwork(BaseEstimator):
             "augment": number("augment", 0.0),
             "loss": json.dumps(loss.spec()),
             "loss_name": loss.name,
+            "negatives": miner.name,
             "seed": integer("seed", 0),
             "steps_per_epoch": None if spe is None else integer("steps_per_epoch", 1),
         }
@@ -350,6 +353,8 @@ class GridSearchNetwork(BaseEstimator):
         params = self.get_params(deep=False)
         if isinstance(params["loss"], losses.Loss):
             params["loss"] = params["loss"].spec()
+        if isinstance(params["negatives"], miners.Miner):
+            params["negatives"] = params["negatives"].spec()
         for k in ("weights", "checkpoint_dir"):
             if params[k] is not None:
                 params[k] = str(params[k])
@@ -488,7 +493,7 @@ class GridSearchNetwork(BaseEstimator):
                 p["rows"],
                 p["cols"],
                 p["positives"],
-                self.negatives,
+                p["negatives"],
                 p["epochs"],
                 p["steps_per_epoch"],
                 p["batch_size"],
@@ -674,6 +679,8 @@ class GridSearchNetwork(BaseEstimator):
         try:
             params = dict(config["params"])
             params["grid"] = tuple(params["grid"])
+            if isinstance(params.get("negatives"), dict):  # a miner object's spec
+                params["negatives"] = miners.from_spec(params["negatives"])
             if isinstance(params.get("loss"), dict):  # a loss object's spec
                 params["loss"] = losses.from_spec(params["loss"])
             else:  # a loss name, with flat parameters in files of earlier versions

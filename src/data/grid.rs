@@ -28,6 +28,9 @@ pub enum Negatives {
 }
 
 impl Negatives {
+    /// The names of every negative-selection rule (the Python miners' spec names).
+    pub const NAMES: [&'static str; 4] = ["random", "hard", "mined", "semihard"];
+
     /// Parse `"random" | "hard" | "mined" | "semihard"`.
     pub fn from_name(name: &str) -> Option<Self> {
         match name {

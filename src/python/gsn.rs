@@ -327,5 +327,6 @@ pub(crate) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(augment_images, m)?)?;
     m.add_function(wrap_pyfunction!(_loss_and_grad, m)?)?;
     m.add("LOSS_NAMES", Loss::NAMES.to_vec())?;
+    m.add("MINER_NAMES", Negatives::NAMES.to_vec())?;
     Ok(())
 }
