@@ -59,6 +59,7 @@ demo: dev
 lint: $(VENV)/.deps
 	cargo fmt --check
 	cargo clippy --release --all-targets -- -D warnings
+	cargo clippy --release --no-default-features --lib -- -D warnings
 	$(VENV)/bin/ruff check python tests benches tools notebooks/_make_notebooks.py
 	$(VENV)/bin/ruff format --check python tests benches tools notebooks/_make_notebooks.py
 
@@ -73,6 +74,8 @@ fmt: $(VENV)/.deps
 PROPTEST_RNG_SEED ?= 20261127
 cargo-test: $(VENV)/.deps
 	PROPTEST_RNG_SEED=$(PROPTEST_RNG_SEED) LD_LIBRARY_PATH=$(rust_ld_path):$$LD_LIBRARY_PATH cargo test --release -q
+	# the pure core alone: no libtorch, no Python (Cargo features torch, python off)
+	cargo test --release --no-default-features --lib -q
 
 # The notebooks run top to bottom at small sizes (GRIDMATCH_FAST=1) through nbmake.
 # They are outside tests/conftest.py, so the same offline set-up is given here: no

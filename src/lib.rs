@@ -12,18 +12,28 @@
 //! - [`store`]: model files (checksummed safetensors + metadata, atomic writes).
 //! - [`runtime`]: thread pools, cancellation and progress reporting shared by every
 //!   long-running computation.
+//!
+//! Cargo features: `torch` (default) builds the areas on libtorch ([`losses`], [`nets`],
+//! [`train`], [`rl`], the CUDA retrieval backend), `python` (default) the bindings;
+//! `cargo test --no-default-features --lib` builds and tests the pure core without
+//! libtorch or Python.
 
 #![deny(unsafe_op_in_unsafe_fn)]
 
 pub mod data;
 pub mod expr;
+#[cfg(feature = "torch")]
 pub mod losses;
+#[cfg(feature = "torch")]
 pub mod nets;
 pub mod retrieval;
+#[cfg(feature = "torch")]
 pub mod rl;
 pub mod runtime;
 pub mod store;
 pub mod svm;
+#[cfg(feature = "torch")]
 pub mod train;
 
+#[cfg(feature = "python")]
 mod python;

@@ -217,12 +217,16 @@ pub fn set_num_threads(n: usize) {
         Err(poisoned) => poisoned.into_inner(),
     };
     *guard = Some(build_pool(n));
+    #[cfg(feature = "torch")]
     tch::set_num_threads(i32::try_from(n).unwrap_or(i32::MAX));
 }
 
-/// Number of libtorch intra-op threads.
+/// Number of libtorch intra-op threads (1 in a build without libtorch).
 pub fn torch_num_threads() -> usize {
-    usize::try_from(tch::get_num_threads()).unwrap_or(1)
+    #[cfg(feature = "torch")]
+    return usize::try_from(tch::get_num_threads()).unwrap_or(1);
+    #[cfg(not(feature = "torch"))]
+    1
 }
 
 #[cfg(test)]

@@ -2,7 +2,7 @@
 //! the same tree (never a panic).
 #![no_main]
 
-use gridmatch_fuzz::expr::parse;
+use gridmatch::expr::parse;
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

@@ -3,13 +3,13 @@
 #![no_main]
 
 use flate2::read::GzDecoder;
-use gridmatch_fuzz::data::idx::parse_idx;
+use gridmatch::data::idx::parse_idx;
 use libfuzzer_sys::fuzz_target;
 use std::io::Cursor;
 use std::path::Path;
 
 fuzz_target!(|data: &[u8]| {
-    let check = |r: Result<gridmatch_fuzz::data::idx::IdxArray, _>| {
+    let check = |r: Result<gridmatch::data::idx::IdxArray, _>| {
         if let Ok(a) = r {
             assert!((1..=4).contains(&a.dims.len()));
             assert_eq!(a.data.len(), a.dims.iter().product::<usize>());

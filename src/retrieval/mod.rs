@@ -19,6 +19,7 @@
 mod engine;
 mod metrics;
 mod topk;
+#[cfg(feature = "torch")]
 pub mod torch_backend;
 
 pub use engine::{knn, knn_with, Neighbors};
@@ -100,6 +101,7 @@ impl From<Cancelled> for RetrievalError {
     }
 }
 
+#[cfg(feature = "torch")]
 impl From<tch::TchError> for RetrievalError {
     fn from(e: tch::TchError) -> Self {
         RetrievalError::Backend(e.to_string())
