@@ -56,8 +56,8 @@ X = X[:5000]; ids = np.arange(len(X)) // 2  # 2 images per id (augment=0 runs be
 Xe = X[:500]
 ok = True
 # 1+2: correctness
-cpu0 = gm.GridSearchNetwork(epochs=0, device="cpu", verbose=False).fit(X[:100], ids[:100])
-dev0 = gm.GridSearchNetwork(epochs=0, device=DEV, verbose=False).fit(X[:100], ids[:100])
+cpu0 = gm.GridSearchNetwork(epochs=0, device="cpu", progress=False).fit(X[:100], ids[:100])
+dev0 = gm.GridSearchNetwork(epochs=0, device=DEV, progress=False).fit(X[:100], ids[:100])
 print("untrained model device:", dev0.model_.device)
 d0 = float(np.abs(cpu0.embed(Xe) - dev0.embed(Xe)).max())
 print(f"untrained CPU vs {DEV} embeddings: max |diff| = {d0:.2e}")
@@ -65,7 +65,7 @@ ok &= d0 < 1e-3 and dev0.model_.device.startswith(DEV)
 for mode in ("batch", "stitched"):
     t = time.perf_counter()
     gsn = gm.GridSearchNetwork(epochs=2, steps_per_epoch=10 if QUICK else 50, mode=mode,
-                               device=DEV, verbose=False).fit(X, ids)
+                               device=DEV, progress=False).fit(X, ids)
     losses = [round(h["loss"], 4) for h in gsn.history_]
     print(f"{mode}: trained on {gsn.model_.device} in {time.perf_counter() - t:.1f} s, losses {losses}")
     Eg = gsn.embed(Xe)
@@ -88,7 +88,7 @@ print("correctness:", "OK" if ok else "FAILED")
 def gsn_time(device, steps, batch):
     t = time.perf_counter()
     gm.GridSearchNetwork(epochs=1, steps_per_epoch=steps, batch_size=batch, augment=0.0,
-                         schedule="constant", device=device, verbose=False).fit(X, ids)
+                         schedule="constant", device=device, progress=False).fit(X, ids)
     return time.perf_counter() - t
 print(f"torch CPU threads: {torch.get_num_threads()}; gridmatch threads: {gm.get_num_threads()}")
 for batch in (64, 256):

@@ -124,7 +124,7 @@ def quality(args):
                         augment=d["augment"],
                         seed=seed,
                         device=args.device,
-                        verbose=False,
+                        progress=False,
                     )
                     params.update(kw)
                     gsn = gm.GridSearchNetwork(**params).fit(Xtr, ids, cls)
@@ -231,7 +231,7 @@ def gsn_steps(X, ids, steps, batch, grid, seed, device="cpu", augment=0.0):
         seed=seed,
         augment=augment,
         schedule="constant",
-        verbose=False,
+        progress=False,
         device=device,
     )
     t0 = time.perf_counter()

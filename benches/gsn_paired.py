@@ -120,7 +120,7 @@ def main() -> None:
                 augment=0.0,
                 seed=seed,
                 device="cpu",
-                verbose=False,
+                progress=False,
             )
             params.update(CONFIGS[name])
             E = gm.GridSearchNetwork(**params).fit(Xtr, ytr, ytr).embed(Xe)

@@ -72,7 +72,7 @@ def main():
             steps_per_epoch=300,
             lr=1e-3,
             seed=0,
-            verbose=False,
+            progress=False,
         )
         for item in filter(None, kv.split(",")):
             k, v = item.split("=")

@@ -49,7 +49,7 @@ IDS = np.arange(10) % 5
 IMG = RNG.integers(0, 256, size=(16, 28, 28), dtype=np.uint8)  # images
 IMG_IDS = np.arange(16) // 2
 META = torch.zeros((10, 8), device="meta")
-GSN_FAST = dict(dim=8, batch_size=8, steps_per_epoch=1, epochs=1, verbose=False, grid=(2, 2))
+GSN_FAST = dict(dim=8, batch_size=8, steps_per_epoch=1, epochs=1, progress=False, grid=(2, 2))
 SEARCH_FAST = dict(budget=2, batch_size=2, progress=False)
 KERNEL = gm.expr.parse(gm.expr.PAPER_KERNEL)
 

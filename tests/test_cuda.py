@@ -68,7 +68,7 @@ def images():
 
 def test_gsn_initialisation_is_the_same_on_cuda_and_cpu(images):
     X, ids = images
-    kw = dict(dim=32, epochs=0, seed=3, verbose=False)
+    kw = dict(dim=32, epochs=0, seed=3, progress=False)
     cpu = gm.GridSearchNetwork(device="cpu", **kw).fit(X, ids)
     gpu = gm.GridSearchNetwork(device="cuda", **kw).fit(X, ids)
     assert gpu.model_.device.startswith("cuda") and cpu.model_.device == "cpu"
@@ -86,7 +86,7 @@ def test_gsn_trains_on_cuda_and_loads_on_cpu(images, mode):
         mode=mode,
         device="cuda",
         seed=0,
-        verbose=False,
+        progress=False,
     ).fit(X, ids)
     assert gsn.model_.device.startswith("cuda")
     losses = [h["loss"] for h in gsn.history_]
@@ -108,7 +108,7 @@ def test_gsn_trains_on_cuda_and_loads_on_cpu(images, mode):
 
 def test_gsn_same_seed_same_model_on_cuda(images):
     X, ids = images
-    kw = dict(dim=16, epochs=1, steps_per_epoch=5, batch_size=16, device="cuda", verbose=False)
+    kw = dict(dim=16, epochs=1, steps_per_epoch=5, batch_size=16, device="cuda", progress=False)
     a = gm.GridSearchNetwork(seed=1, **kw).fit(X, ids).embed(X[:20])
     b = gm.GridSearchNetwork(seed=1, **kw).fit(X, ids).embed(X[:20])
     c = gm.GridSearchNetwork(seed=2, **kw).fit(X, ids).embed(X[:20])

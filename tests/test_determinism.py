@@ -104,7 +104,7 @@ def test_gsn_same_seed_same_embeddings(threads, n_threads):
     X, ids = gm.datasets.load_sample("fashion-mnist", "train")
     X, ids = X[:64], ids[:64]
     threads(n_threads)
-    kw = dict(dim=16, batch_size=16, steps_per_epoch=3, epochs=1, verbose=False, grid=(2, 2))
+    kw = dict(dim=16, batch_size=16, steps_per_epoch=3, epochs=1, progress=False, grid=(2, 2))
     a = gm.GridSearchNetwork(seed=1, **kw).fit(X, ids)
     b = gm.GridSearchNetwork(seed=1, **kw).fit(X, ids)
     np.testing.assert_array_equal(a.embed(X[:20]), b.embed(X[:20]))

@@ -11,7 +11,7 @@ import torch
 
 import gridmatch as gm
 
-FAST = dict(dim=16, batch_size=16, steps_per_epoch=3, epochs=1, verbose=False, grid=(2, 2))
+FAST = dict(dim=16, batch_size=16, steps_per_epoch=3, epochs=1, progress=False, grid=(2, 2))
 
 
 @pytest.fixture(scope="module")
@@ -30,7 +30,7 @@ def loo_recall1(E, ids):
 
 def test_untrained_network_embeds_normalised(fmnist):
     X, y = fmnist
-    gsn = gm.GridSearchNetwork(epochs=0, dim=24, verbose=False).fit(X[:50], y[:50])
+    gsn = gm.GridSearchNetwork(epochs=0, dim=24, progress=False).fit(X[:50], y[:50])
     E = gsn.embed(X[:10])
     assert E.dtype == np.float32 and E.shape == (10, 24)
     np.testing.assert_allclose(np.linalg.norm(E, axis=1), 1.0, atol=1e-5)
@@ -49,7 +49,7 @@ def test_training_reduces_loss_and_raises_recall(fmnist):
     Xv = np.concatenate([X[200:300], gm.datasets.distort(X[200:300], seed=1)])
     idv = np.concatenate([np.arange(100), np.arange(100)])
     params = dict(
-        dim=32, batch_size=32, grid=(3, 3), verbose=False, lr=2e-3, seed=0, loss="grid-softmax"
+        dim=32, batch_size=32, grid=(3, 3), progress=False, lr=2e-3, seed=0, loss="grid-softmax"
     )
     untrained = gm.GridSearchNetwork(epochs=0, **params).fit(X[:200], ids)
     r0 = loo_recall1(untrained.embed(Xv), idv)
@@ -150,12 +150,12 @@ def test_backbone_weights_load_from_safetensors(tmp_path, fmnist):
     src.save(tmp_path / "m")
     # a new network whose backbone starts from the trained one: same features, new head
     dst = gm.GridSearchNetwork(
-        epochs=0, dim=16, seed=9, verbose=False, weights=tmp_path / "m" / "weights.safetensors"
+        epochs=0, dim=16, seed=9, progress=False, weights=tmp_path / "m" / "weights.safetensors"
     ).fit(X[:10], y[:10])
-    fresh = gm.GridSearchNetwork(epochs=0, dim=16, seed=9, verbose=False).fit(X[:10], y[:10])
+    fresh = gm.GridSearchNetwork(epochs=0, dim=16, seed=9, progress=False).fit(X[:10], y[:10])
     assert not np.allclose(dst.embed(X[:5]), fresh.embed(X[:5]))
     with pytest.raises(gm.GridmatchError):
-        gm.GridSearchNetwork(epochs=0, verbose=False, weights=tmp_path / "nope.safetensors").fit(
+        gm.GridSearchNetwork(epochs=0, progress=False, weights=tmp_path / "nope.safetensors").fit(
             X[:10], y[:10]
         )
 
@@ -170,7 +170,7 @@ def test_resnet18_on_rgb():
         batch_size=8,
         steps_per_epoch=1,
         epochs=1,
-        verbose=False,
+        progress=False,
         grid=(2, 2),
     ).fit(X, ids)
     assert gsn.embed(X[:3]).shape == (3, 8)
@@ -192,7 +192,7 @@ def test_cuda_without_gpu_is_a_device_error(fmnist):
     X, y = fmnist
     with pytest.raises(gm.DeviceError, match="CUDA"):
         gm.GridSearchNetwork(device="cuda", **FAST).fit(X[:50], y[:50])
-    gsn = gm.GridSearchNetwork(device="auto", epochs=0, verbose=False).fit(X[:50], y[:50])
+    gsn = gm.GridSearchNetwork(device="auto", epochs=0, progress=False).fit(X[:50], y[:50])
     assert gsn.model_.device == "cpu"
 
 
@@ -228,7 +228,7 @@ def test_bad_input_raises_clear_errors(fmnist):
         Xf = X[:50].astype(np.float32)
         Xf[0, 0, 0] = np.nan
         gm.GridSearchNetwork(**FAST).fit(Xf, y[:50])
-    gsn = gm.GridSearchNetwork(epochs=0, verbose=False).fit(X[:20], y[:20])
+    gsn = gm.GridSearchNetwork(epochs=0, progress=False).fit(X[:20], y[:20])
     with pytest.raises(gm.ShapeError, match="channels"):
         gsn.embed(np.zeros((2, 3, 28, 28), np.float32))
     with warnings.catch_warnings():
@@ -419,3 +419,25 @@ def test_miners_differ_and_bad_miners_are_value_errors(fmnist):
             gm.GridSearchNetwork(**kw, negatives=bad).fit(X[:50], y[:50])
     with pytest.raises(ValueError, match="not a miner spec"):
         gm.miners.from_spec({"name": "mined", "k": 3})
+
+
+def test_progress_is_the_parameter_and_verbose_is_deprecated(fmnist, tmp_path, capsys):
+    X, y = fmnist
+    kw = {k: v for k, v in FAST.items() if k != "progress"}
+    with pytest.warns(DeprecationWarning, match="use progress="):
+        old = gm.GridSearchNetwork(**kw, verbose=False).fit(X[:100], y[:100])
+    new = gm.GridSearchNetwork(**kw, progress=False).fit(X[:100], y[:100])
+    np.testing.assert_array_equal(old.embed(X[:5]), new.embed(X[:5]))
+    with pytest.raises(ValueError, match="progress must be a bool"):
+        gm.GridSearchNetwork(**kw, progress="no").fit(X[:100], y[:100])
+    # a model file of an earlier version records verbose: it loads as progress
+    new.save(tmp_path / "m")
+    cfg_path = tmp_path / "m" / "config.json"
+    cfg = json.loads(cfg_path.read_text())
+    params = cfg["params"]
+    params["verbose"] = params.pop("progress")
+    cfg_path.write_text(json.dumps(cfg))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", DeprecationWarning)
+        back = gm.GridSearchNetwork.load(tmp_path / "m")
+    assert back.progress is False and back.verbose is None

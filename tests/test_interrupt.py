@@ -52,7 +52,7 @@ with warnings.catch_warnings(record=True) as w:
 X = rng.integers(0, 256, size=(100, 28, 28), dtype=np.uint8)
 ids = np.arange(100) % 20
 gsn = gm.GridSearchNetwork(dim=16, batch_size=16, steps_per_epoch=2, epochs=10_000,
-                           verbose=False, grid=(2, 2))
+                           progress=False, grid=(2, 2))
 print("ready", flush=True)
 with warnings.catch_warnings(record=True) as w:
     warnings.simplefilter("always")

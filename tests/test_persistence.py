@@ -304,7 +304,7 @@ def test_svc_failed_save_leaves_the_previous_file(tmp_path):
 
 
 # --------------------------------------------------------------------- GSN folder
-FAST = dict(dim=8, batch_size=8, steps_per_epoch=2, epochs=1, verbose=False, grid=(2, 2))
+FAST = dict(dim=8, batch_size=8, steps_per_epoch=2, epochs=1, progress=False, grid=(2, 2))
 IMG = RNG.integers(0, 256, size=(16, 28, 28), dtype=np.uint8)
 IDS = np.arange(16) // 2
 
@@ -452,7 +452,7 @@ def test_gsn_failed_save_leaves_the_previous_folder(tmp_path, gsn_dir):
         d,
         """
         imgs = np.random.default_rng(0).integers(0, 256, (16, 28, 28), dtype=np.uint8)
-        model = gm.GridSearchNetwork(dim=64, epochs=0, verbose=False).fit(imgs, np.arange(16) // 2)
+        model = gm.GridSearchNetwork(dim=64, epochs=0, progress=False).fit(imgs, np.arange(16) // 2)
         """,
     )
     assert r.returncode == 3, r.stdout + r.stderr

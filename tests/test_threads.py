@@ -55,7 +55,7 @@ def test_two_gsn_fits_at_once_match_sequential_fits():
     def job(seed):
         def run():
             net = gm.GridSearchNetwork(
-                dim=16, epochs=1, steps_per_epoch=3, batch_size=16, seed=seed, verbose=False
+                dim=16, epochs=1, steps_per_epoch=3, batch_size=16, seed=seed, progress=False
             )
             return net.fit(X, ids).embed(X[:8])
 

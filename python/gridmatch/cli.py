@@ -81,7 +81,7 @@ def _train(args: argparse.Namespace) -> int:
         device=args.device,
         seed=args.seed,
         checkpoint_dir=args.out,
-        verbose=not args.quiet,
+        progress=not args.quiet,
     )
     gsn.fit(Xtr, ids, classes, X_val=Xv, ids_val=iv)
     print(f"{'epoch':>5} {'loss':>9} {'val R@1':>8} {'seconds':>8}")

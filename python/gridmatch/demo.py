@@ -206,7 +206,7 @@ def run_demo(
         batch_size=cfg.batch_size,
         device=device,
         seed=seed,
-        verbose=progress,
+        progress=progress,
     )
     nets = {}
     runs = (

@@ -169,8 +169,11 @@ class GridSearchNetwork(BaseEstimator):
         Seeds initialisation, sampling and augmentation (CPU training is deterministic).
     checkpoint_dir : path-like, optional
         Save the model there after every epoch (as :meth:`save` does).
-    verbose : bool, default True
-        Show a ``tqdm`` progress bar.
+    progress : bool, default True
+        Show a ``tqdm`` progress bar (the searches' name for it too).
+    verbose : bool, optional
+        Deprecated name of ``progress`` (a ``DeprecationWarning``; removed in the next
+        release).
 
     Attributes
     ----------
@@ -216,7 +219,8 @@ class GridSearchNetwork(BaseEstimator):
         device: str = "auto",
         seed: int = 0,
         checkpoint_dir: str | os.PathLike | None = None,
-        verbose: bool = True,
+        progress: bool = True,
+        verbose: bool | None = None,
     ):
         self.backbone = backbone
         self.dim = dim
@@ -242,6 +246,7 @@ class GridSearchNetwork(BaseEstimator):
         self.device = device
         self.seed = seed
         self.checkpoint_dir = checkpoint_dir
+        self.progress = progress
         self.verbose = verbose
 
     # -- validation ---------------------------------------------------------------
@@ -313,10 +318,23 @@ class GridSearchNetwork(BaseEstimator):
             "augment": number("augment", 0.0),
             "loss": json.dumps(loss.spec()),
             "loss_name": loss.name,
+            "progress": self._progress(),
             "negatives": miner.name,
             "seed": integer("seed", 0),
             "steps_per_epoch": None if spe is None else integer("steps_per_epoch", 1),
         }
+
+    def _progress(self) -> bool:
+        """Whether to show a progress bar (``progress``, or the deprecated ``verbose``)."""
+        if self.verbose is None:
+            return _flag("progress", self.progress)
+        warnings.warn(
+            "GridSearchNetwork(verbose=...) is deprecated and will be removed in the next "
+            "release: use progress=...",
+            DeprecationWarning,
+            stacklevel=4,
+        )
+        return _flag("verbose", self.verbose)
 
     def _loss(self) -> losses.Loss:
         """The loss object: ``loss`` resolved, with the deprecated flat parameters."""
@@ -471,7 +489,7 @@ class GridSearchNetwork(BaseEstimator):
             self.model_ = model
             return self
         bar = None
-        if self.verbose:
+        if p["progress"]:
             from tqdm.auto import tqdm
 
             bar = tqdm(total=p["epochs"], desc=f"GSN {p['loss_name']}", unit="epoch", leave=False)
@@ -679,6 +697,8 @@ class GridSearchNetwork(BaseEstimator):
         try:
             params = dict(config["params"])
             params["grid"] = tuple(params["grid"])
+            if params.get("verbose") is not None and "progress" not in params:
+                params["progress"] = params.pop("verbose")  # files of earlier versions
             if isinstance(params.get("negatives"), dict):  # a miner object's spec
                 params["negatives"] = miners.from_spec(params["negatives"])
             if isinstance(params.get("loss"), dict):  # a loss object's spec
