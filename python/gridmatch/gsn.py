@@ -324,6 +324,25 @@ class GridSearchNetwork(BaseEstimator):
             "steps_per_epoch": None if spe is None else integer("steps_per_epoch", 1),
         }
 
+    def _train_spec(self, p: dict[str, Any]) -> str:
+        """The training spec the core reads (one JSON value; see ``src/train/spec.rs``)."""
+        return json.dumps(
+            {
+                "loss": json.loads(p["loss"]),
+                "grid": {"rows": p["rows"], "cols": p["cols"], "positives": p["positives"]},
+                "negatives": p["negatives"],
+                "epochs": p["epochs"],
+                "steps_per_epoch": p["steps_per_epoch"],
+                "batch_size": p["batch_size"],
+                "lr": p["lr"],
+                "optimizer": self.optimizer,
+                "schedule": self.schedule,
+                "weight_decay": p["weight_decay"],
+                "augment": p["augment"],
+                "seed": p["seed"],
+            }
+        )
+
     def _progress(self) -> bool:
         """Whether to show a progress bar (``progress``, or the deprecated ``verbose``)."""
         if self.verbose is None:
@@ -503,28 +522,12 @@ class GridSearchNetwork(BaseEstimator):
             return True
 
         try:
+            ckpt = self.checkpoint_dir
             history, interrupted = model.fit(
-                X,
-                ids,
-                cls,
-                p["loss"],
-                p["rows"],
-                p["cols"],
-                p["positives"],
-                p["negatives"],
-                p["epochs"],
-                p["steps_per_epoch"],
-                p["batch_size"],
-                p["lr"],
-                self.optimizer,
-                self.schedule,
-                p["weight_decay"],
-                p["augment"],
-                p["seed"],
-                xv,
-                iv,
-                None if self.checkpoint_dir is None else str(self.checkpoint_dir),
-                self._config_json(self.n_channels_),
+                (X, ids, cls),
+                self._train_spec(p),
+                None if xv is None else (xv, iv),
+                None if ckpt is None else (str(ckpt), self._config_json(self.n_channels_)),
                 on_epoch,
             )
         finally:

@@ -12,8 +12,10 @@
 
 use super::rng::Rng;
 
-/// How the negative cells of a grid are chosen.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// How the negative cells of a grid are chosen (spec names: `random`, `hard`, `mined`,
+/// `semihard`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Negatives {
     /// Uniformly among the batch images of other ids.
     Random,
@@ -44,7 +46,8 @@ impl Negatives {
 }
 
 /// Layout of a grid.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct GridSpec {
     /// Rows of cells.
     pub rows: usize,

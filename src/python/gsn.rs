@@ -5,12 +5,10 @@ use super::convert::{tensor_from_py, tensor_to_numpy, tensor_to_py};
 use super::errors::{error, torch_error, Kind};
 use super::heavy::run_heavy;
 use crate::data::augment::{augment_batch, ImageShape};
-use crate::data::grid::{GridSpec, Negatives};
+use crate::data::grid::Negatives;
 use crate::losses::Loss;
 use crate::runtime::Cancelled;
-use crate::train::{
-    self, GsnError, Model, ModelSpec, Optim, Schedule, TrainConfig, TrainData, ValData,
-};
+use crate::train::{self, GsnError, Model, ModelSpec, TrainData, TrainSpec, ValData};
 use numpy::{
     IntoPyArray, PyArrayMethods, PyReadonlyArray1, PyReadonlyArray4, PyUntypedArrayMethods,
 };
@@ -19,6 +17,14 @@ use std::path::PathBuf;
 use std::sync::{Mutex, MutexGuard};
 
 /// Per-epoch `(name, value)` metrics and whether training was interrupted.
+/// Training arrays from Python: images `(n, c, h, w)`, ids, optional classes.
+type TrainArrays<'py> = (
+    PyReadonlyArray4<'py, f32>,
+    PyReadonlyArray1<'py, i64>,
+    Option<PyReadonlyArray1<'py, i64>>,
+);
+/// Validation arrays from Python: images and ids.
+type ValArrays<'py> = (PyReadonlyArray4<'py, f32>, PyReadonlyArray1<'py, i64>);
 type FitResult = (Vec<Vec<(String, f64)>>, bool);
 
 impl From<GsnError> for PyErr {
@@ -106,83 +112,37 @@ impl GsnModel {
         Ok(crate::nets::parameter_count(&self.lock()?.vs))
     }
 
-    /// Train; returns `(history, interrupted)` with one list of `(name, value)` pairs
-    /// per epoch.
-    #[allow(clippy::too_many_arguments)]
-    #[pyo3(signature = (x, ids, classes, loss, rows, cols, positives,
-        negatives, epochs, steps_per_epoch, batch_size, lr, optimizer, schedule, weight_decay,
-        augment, seed, x_val=None, ids_val=None, checkpoint_dir=None, checkpoint_config=String::new(),
-        callback=None))]
+    /// Train with the settings of `spec` (a [`TrainSpec`] as JSON); returns
+    /// `(history, interrupted)` with one list of `(name, value)` pairs per epoch.
+    /// `train` is `(images, ids, classes or None)`, `val` an optional `(images, ids)`,
+    /// `checkpoint` an optional `(folder, config JSON)` written after every epoch.
+    #[pyo3(signature = (train, spec, val=None, checkpoint=None, callback=None))]
     fn fit(
         &self,
         py: Python<'_>,
-        x: PyReadonlyArray4<'_, f32>,
-        ids: PyReadonlyArray1<'_, i64>,
-        classes: Option<PyReadonlyArray1<'_, i64>>,
-        loss: &str,
-        rows: usize,
-        cols: usize,
-        positives: usize,
-        negatives: &str,
-        epochs: usize,
-        steps_per_epoch: Option<usize>,
-        batch_size: usize,
-        lr: f64,
-        optimizer: &str,
-        schedule: &str,
-        weight_decay: f64,
-        augment: f64,
-        seed: u64,
-        x_val: Option<PyReadonlyArray4<'_, f32>>,
-        ids_val: Option<PyReadonlyArray1<'_, i64>>,
-        checkpoint_dir: Option<PathBuf>,
-        checkpoint_config: String,
+        train: TrainArrays<'_>,
+        spec: &str,
+        val: Option<ValArrays<'_>>,
+        checkpoint: Option<(PathBuf, String)>,
         callback: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<FitResult> {
-        let loss = Loss::from_json(loss).map_err(|m| error(Kind::Shape, m))?;
-        let negatives = Negatives::from_name(negatives)
-            .ok_or_else(|| error(Kind::Shape, format!("unknown negatives {negatives:?}")))?;
-        let optimizer = match optimizer {
-            "adam" => Optim::Adam,
-            "sgd" => Optim::Sgd,
-            o => return Err(error(Kind::Shape, format!("unknown optimizer {o:?}"))),
+        let (checkpoint_dir, checkpoint_config) = match checkpoint {
+            Some((dir, config)) => (Some(dir), config),
+            None => (None, String::new()),
         };
-        let schedule = match schedule {
-            "constant" => Schedule::Constant,
-            "cosine" => Schedule::Cosine,
-            "step" => Schedule::Step,
-            o => return Err(error(Kind::Shape, format!("unknown schedule {o:?}"))),
-        };
-        let cfg = TrainConfig {
-            loss,
-            grid: GridSpec {
-                rows,
-                cols,
-                positives,
-            },
-            negatives,
-            epochs,
-            steps_per_epoch,
-            batch_size,
-            lr,
-            optimizer,
-            schedule,
-            weight_decay,
-            augment,
-            seed,
-            checkpoint_dir,
-            checkpoint_config,
-        };
+        let cfg = TrainSpec::from_json(spec)
+            .map_err(|e| error(Kind::Shape, e.to_string()))?
+            .into_config(checkpoint_dir, checkpoint_config);
+        let (x, ids, classes_arr) = train;
         let shape = shape_of(&x);
         let xs = slice_of(&x)?;
         let ids = ids.as_slice()?;
-        let classes_arr = classes;
         let classes = match &classes_arr {
             Some(c) => Some(c.as_slice()?),
             None => None,
         };
-        let val = match (&x_val, &ids_val) {
-            (Some(xv), Some(iv)) => {
+        let val = match &val {
+            Some((xv, iv)) => {
                 if shape_of(xv) != shape {
                     return Err(error(
                         Kind::Shape,
@@ -194,7 +154,7 @@ impl GsnModel {
                     ids: iv.as_slice()?,
                 })
             }
-            _ => None,
+            None => None,
         };
         let data = TrainData {
             x: xs,

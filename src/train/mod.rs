@@ -11,19 +11,22 @@
 //! network's `rows×cols×dim` volume). Pair losses use the batch embeddings and ids.
 //!
 //! Files: `device` (device names), `model` (networks, weights files, embedding),
-//! `schedule` (optimiser, learning-rate schedule), `fit` (configuration and the loop),
+//! `schedule` (optimiser, learning-rate schedule), `spec` (the training spec that crosses
+//! the Python boundary), `fit` (configuration and the loop),
 //! `step` (one step's loss, grid stitching).
 
 mod device;
 mod fit;
 mod model;
 mod schedule;
+mod spec;
 mod step;
 
 pub use device::resolve_device;
 pub use fit::{fit, validation_metrics, EpochRecord, TrainConfig, TrainData, ValData};
 pub use model::{Model, ModelSpec};
 pub use schedule::{Optim, Schedule};
+pub use spec::TrainSpec;
 pub use step::stitch;
 
 use std::path::PathBuf;

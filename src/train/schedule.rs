@@ -1,7 +1,8 @@
 //! Optimiser choice and learning-rate schedule.
 
-/// Optimiser.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// Optimiser (spec names `adam`, `sgd`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Optim {
     /// Adam.
     Adam,
@@ -9,8 +10,10 @@ pub enum Optim {
     Sgd,
 }
 
-/// Learning-rate schedule over the steps of training.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// Learning-rate schedule over the steps of training (spec names `constant`, `cosine`,
+/// `step`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Schedule {
     /// Constant learning rate.
     Constant,
