@@ -188,46 +188,63 @@ pub fn fit_ovo_features_with(
     for xk in &xs {
         monitor.check()?;
         let mut k = Array2::<f32>::zeros((xk.nrows(), xk.nrows()));
-        kernel.block(xk.view(), xk.view(), k.view_mut());
+        kernel.block_symmetric(xk.view(), k.view_mut());
         diag.push(k);
     }
     let perms = probability.map(|seed| permutations(seed, &pairs, &members));
     let order = largest_first(&pairs, &members);
     let done = AtomicUsize::new(0);
-    let mut sols = Vec::with_capacity(pairs.len());
-    for batch in order.chunks(concurrent) {
-        let part = batch
-            .par_iter()
-            .map(|&p| {
-                monitor.check()?;
-                let (a, b) = pairs[p];
-                let mut ab = Array2::<f32>::zeros((xs[a].nrows(), xs[b].nrows()));
-                kernel.block(xs[a].view(), xs[b].view(), ab.view_mut());
-                let g = PairGram {
-                    aa: &diag[a],
-                    bb: &diag[b],
-                    ab: &ab,
-                };
-                let index: Vec<usize> = (0..g.n()).collect();
-                let c: Vec<f64> = members[a]
-                    .iter()
-                    .chain(&members[b])
-                    .map(|&i| sample_c[i])
-                    .collect();
-                let na = members[a].len();
-                let sigmoid = match &perms {
-                    Some(perms) => Some(pair_probability(
-                        &g, &index, na, &c, &perms[p], &sub, monitor,
-                    )?),
-                    None => None,
-                };
-                let sol = solve_pair_with_c(&g, &index, na, &c, &sub, monitor)?;
-                report(monitor, &done, pairs.len(), &sol)?;
-                Ok((p, sol, sigmoid))
-            })
-            .collect::<Result<Vec<_>, SvmError>>()?;
-        sols.extend(part);
-    }
+    // `concurrent` workers take the pairs (largest first) from one queue: at most
+    // `concurrent` cross blocks exist at once, and no worker waits for a slower pair
+    // of a batch (as a batch barrier would make it).
+    let next = AtomicUsize::new(0);
+    let failed = std::sync::atomic::AtomicBool::new(false);
+    let solve = |p: usize| -> Result<PairFit, SvmError> {
+        monitor.check()?;
+        let (a, b) = pairs[p];
+        let mut ab = Array2::<f32>::zeros((xs[a].nrows(), xs[b].nrows()));
+        kernel.block(xs[a].view(), xs[b].view(), ab.view_mut());
+        let g = PairGram {
+            aa: &diag[a],
+            bb: &diag[b],
+            ab: &ab,
+        };
+        let index: Vec<usize> = (0..g.n()).collect();
+        let c: Vec<f64> = members[a]
+            .iter()
+            .chain(&members[b])
+            .map(|&i| sample_c[i])
+            .collect();
+        let na = members[a].len();
+        let sigmoid = match &perms {
+            Some(perms) => Some(pair_probability(
+                &g, &index, na, &c, &perms[p], &sub, monitor,
+            )?),
+            None => None,
+        };
+        let sol = solve_pair_with_c(&g, &index, na, &c, &sub, monitor)?;
+        report(monitor, &done, pairs.len(), &sol)?;
+        Ok((p, sol, sigmoid))
+    };
+    let parts = (0..concurrent)
+        .into_par_iter()
+        .map(|_| {
+            let mut mine = Vec::new();
+            while !failed.load(Ordering::Relaxed) {
+                let t = next.fetch_add(1, Ordering::SeqCst);
+                let Some(&p) = order.get(t) else { break };
+                match solve(p) {
+                    Ok(fit) => mine.push(fit),
+                    Err(e) => {
+                        failed.store(true, Ordering::Relaxed);
+                        return Err(e);
+                    }
+                }
+            }
+            Ok(mine)
+        })
+        .collect::<Result<Vec<_>, SvmError>>()?;
+    let sols: Vec<PairFit> = parts.into_iter().flatten().collect();
     Ok(assemble(n, n_classes, &members, &pairs, sols))
 }
 
