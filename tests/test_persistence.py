@@ -597,3 +597,14 @@ def test_svc_tampered_probability_arrays_are_data_errors(tmp_path, svc_file, edi
     p = _resave(tmp_path, svc_file, edit_arrays=edit)
     with pytest.raises(DataError, match=match):
         SVC.load(p)
+
+
+def test_svc_with_a_generator_random_state_saves_and_pickles(tmp_path):
+    rs = np.random.RandomState(0)
+    m = fit("rbf", probability=True, random_state=rs)
+    back = SVC.load(m.save(tmp_path / "g.safetensors"))  # stored as None: no JSON form
+    assert back.random_state is None
+    np.testing.assert_array_equal(back.predict_proba(X), m.predict_proba(X))
+    clone = pickle.loads(pickle.dumps(m))  # the ordinary pickle state keeps the object
+    assert isinstance(clone.random_state, np.random.RandomState)
+    np.testing.assert_array_equal(clone.predict_proba(X), m.predict_proba(X))

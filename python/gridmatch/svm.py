@@ -165,6 +165,13 @@ def _storable_kernel(kernel) -> bool:
     return isinstance(kernel, (str, Expr))
 
 
+def _storable_random_state(random_state) -> bool:
+    """Whether ``random_state`` fits in the JSON config (None or an integer)."""
+    return random_state is None or (
+        isinstance(random_state, numbers.Integral) and not isinstance(random_state, bool)
+    )
+
+
 def _check_fitted(estimator) -> None:
     """scikit-learn's check, raising :class:`gridmatch.NotFittedError` (a subclass)."""
     try:
@@ -561,6 +568,11 @@ class SVC(ClassifierMixin, BaseEstimator):
             )
         params = self.get_params(deep=False)
         params.pop("kernel")
+        if not _storable_random_state(params["random_state"]):
+            # A generator object has no JSON form; the fitted model does not need it.
+            params["random_state"] = None
+        elif params["random_state"] is not None:
+            params["random_state"] = int(params["random_state"])
         cw = params["class_weight"]
         if isinstance(cw, dict):
             params["class_weight"] = [[np.asarray(k).tolist(), float(v)] for k, v in cw.items()]
@@ -736,7 +748,10 @@ class SVC(ClassifierMixin, BaseEstimator):
         text) with a format version and a SHA-256 checksum of everything. Nothing is
         pickled and nothing is executed on loading. The write is atomic: the file is
         written to a temporary file in the same folder and renamed, so an error or a
-        crash mid-way leaves any previous file at ``path`` intact.
+        crash mid-way leaves any previous file at ``path`` intact. A probability model
+        (``probA_``, ``probB_``) is saved with the model; a ``random_state`` given as a
+        generator object is saved as ``None`` (JSON has no form for it, and the fitted
+        model does not use it).
 
         Parameters
         ----------
@@ -792,7 +807,11 @@ class SVC(ClassifierMixin, BaseEstimator):
         # unpickling goes through load()'s validation. (Pickle files as such are never
         # safe to load from untrusted sources: use save()/load() for model files.)
         state = super().__getstate__()
-        if hasattr(self, "support_") and _storable_kernel(self.kernel):
+        if (
+            hasattr(self, "support_")
+            and _storable_kernel(self.kernel)
+            and _storable_random_state(getattr(self, "random_state", None))
+        ):
             arrays, meta = self._to_arrays()
             return {
                 "_gridmatch_svc": bytes(_core.store_dumps(arrays, meta)),
