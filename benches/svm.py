@@ -165,13 +165,23 @@ def render(rows, full, repeats, sk_repeats, load_before) -> list[str]:
         )
     lines += [
         "",
-        "Where the time goes (perf / timers, 1 thread, 10k): about 85% of gridmatch's fit is "
-        "the kernel-block matrix products (matrixmultiply sgemm + vectorised exp), the rest "
-        "is SMO. libsvm computes only the kernel rows SMO asks for (about half of all entries "
-        "at 5k, fewer at larger n) at one row-vector product per entry; gridmatch computes "
-        "the within-class blocks once for the 9 problems that share them and each cross "
-        "block once, as matrix products that are several times faster per entry. The fit "
-        "ratio therefore grows with n and is below the 5x goal at 5k.",
+        "Where the time goes (callgrind instruction counts of one 5k fit, and CPU time on "
+        "one thread from `cargo run --release --example svm_fit_timing -- 5000`): about "
+        "two thirds of gridmatch's fit is the f32 matrix products of the kernel blocks "
+        "(matrixmultiply's AVX2/FMA sgemm and its packing, about 120 GFLOP/s on one core, "
+        "close to the AVX2 peak), the RBF finish (vectorised exp) about 6%, the rest is SMO "
+        "(working-set selection, copying kernel rows into the solver's cache). The `gemm` "
+        "crate was measured as the alternative: on stable Rust it runs its AVX2 kernels "
+        "only (its AVX-512 kernels need its `nightly` feature) and took 0.24 CPU-s for the "
+        "5k blocks against matrixmultiply's 0.18, so it was not adopted. Since the "
+        "2026-12-02 change the within-class blocks compute one triangle and mirror it "
+        "(bit-identical values) and the one-vs-one problems are taken from one queue "
+        "instead of in barrier-separated batches of `threads` pairs; the support vectors "
+        "are unchanged. libsvm computes only the kernel rows SMO asks for (about half of "
+        "all entries at 5k, fewer at larger n) at one row-vector product per entry; "
+        "gridmatch computes the within-class blocks once for the 9 problems that share "
+        "them and each cross block once, as matrix products that are several times "
+        "faster per entry. The fit ratio therefore grows with n.",
     ]
     if full is not None:
         est = ""

@@ -543,3 +543,68 @@ def test_gsn_pickle_and_deepcopy_carry_the_saved_files(gsn_dir):
     bad["_gridmatch_gsn"] = {**state["_gridmatch_gsn"], "weights.safetensors": b"\0" * 64}
     with pytest.raises(DataError, match="checksum"):
         gm.GridSearchNetwork().__setstate__(bad)
+
+
+# ------------------------------------------------- SVC probability model (issue 18)
+
+
+@pytest.mark.parametrize("y", [Y2, Y3], ids=["binary", "3 classes"])
+@pytest.mark.parametrize("kernel", ["rbf", gm.expr.PAPER_KERNEL])
+def test_svc_probability_model_round_trips(tmp_path, kernel, y):
+    m = fit(kernel, y, probability=True, random_state=3)
+    back = SVC.load(m.save(tmp_path / "p.safetensors"))
+    assert back.probability and back.random_state == 3
+    np.testing.assert_array_equal(back.probA_, m.probA_)
+    np.testing.assert_array_equal(back.probB_, m.probB_)
+    np.testing.assert_array_equal(back.predict_proba(X), m.predict_proba(X))
+    assert sorted(vars(back)) == sorted(vars(m))
+    clone = pickle.loads(pickle.dumps(m))
+    np.testing.assert_array_equal(clone.predict_proba(X), m.predict_proba(X))
+    tensors = st_tensors(Path(tmp_path / "p.safetensors").read_bytes())
+    assert tensors["prob_a"][1] == [len(m.intercept_)]
+
+
+def test_svc_files_written_before_probabilities_still_load(tmp_path, svc_file):
+    # A file of the earlier writer: no prob arrays, no probability/random_state params.
+    def old_config(c):
+        c["params"].pop("probability")
+        c["params"].pop("random_state")
+
+    p = _resave(tmp_path, svc_file, edit_config=old_config)
+    arrays, _ = _core.store_load(str(p))
+    assert not {"prob_a", "prob_b"} & {a[0] for a in arrays}
+    back = SVC.load(p)
+    assert back.probability is False and back.probA_.shape == (0,)
+    np.testing.assert_array_equal(back.predict(X), fit(gm.expr.PAPER_KERNEL).predict(X))
+    assert not hasattr(back, "predict_proba")
+
+
+@pytest.mark.parametrize(
+    "edit,match",
+    [
+        (lambda a: a.update(prob_a=_f64(np.zeros(3))), r"missing \['prob_b'\]"),
+        (
+            lambda a: a.update(prob_a=_f64(np.zeros(2)), prob_b=_f64(np.zeros(2))),
+            r"prob_a / prob_b have the wrong shape",
+        ),
+        (
+            lambda a: a.update(prob_a=_f64(np.full(3, np.nan)), prob_b=_f64(np.zeros(3))),
+            r"prob_a holds NaN",
+        ),
+    ],
+)
+def test_svc_tampered_probability_arrays_are_data_errors(tmp_path, svc_file, edit, match):
+    p = _resave(tmp_path, svc_file, edit_arrays=edit)
+    with pytest.raises(DataError, match=match):
+        SVC.load(p)
+
+
+def test_svc_with_a_generator_random_state_saves_and_pickles(tmp_path):
+    rs = np.random.RandomState(0)
+    m = fit("rbf", probability=True, random_state=rs)
+    back = SVC.load(m.save(tmp_path / "g.safetensors"))  # stored as None: no JSON form
+    assert back.random_state is None
+    np.testing.assert_array_equal(back.predict_proba(X), m.predict_proba(X))
+    clone = pickle.loads(pickle.dumps(m))  # the ordinary pickle state keeps the object
+    assert isinstance(clone.random_state, np.random.RandomState)
+    np.testing.assert_array_equal(clone.predict_proba(X), m.predict_proba(X))

@@ -19,7 +19,12 @@ SAMPLE_WEIGHT_XFAIL = {
 
 
 @parametrize_with_checks(
-    [SVC(), SVC(kernel="linear", C=0.5), SVC(kernel="precomputed")],
+    [
+        SVC(),
+        SVC(kernel="linear", C=0.5),
+        SVC(kernel="precomputed"),
+        SVC(probability=True, random_state=0),
+    ],
     expected_failed_checks=lambda est: SAMPLE_WEIGHT_XFAIL,
 )
 def test_sklearn_estimator_checks(estimator, check):

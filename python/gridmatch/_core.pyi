@@ -135,6 +135,7 @@ def svm_fit(
     n_jobs: int = 0,
     callback: Callable[[int, int | None, dict[str, float]], Any] | None = None,
     expr: Expr | None = None,
+    probability_seed: int | None = None,
 ) -> dict[str, Any]: ...
 def svm_decision(
     x: npt.NDArray[Any],
@@ -149,6 +150,16 @@ def svm_decision(
     degree: int,
     n_jobs: int = 0,
 ) -> npt.NDArray[np.float64]: ...
+def svm_proba(
+    dec: npt.NDArray[np.float64],
+    prob_a: npt.NDArray[np.float64],
+    prob_b: npt.NDArray[np.float64],
+    n_classes: int,
+    n_jobs: int = 0,
+) -> npt.NDArray[np.float64]: ...
+def svm_sigmoid_train(
+    dec: npt.NDArray[np.float64], positive: npt.NDArray[np.bool_]
+) -> tuple[float, float]: ...
 def kernel_search(
     space: SpaceSpec,
     X_train: Any,

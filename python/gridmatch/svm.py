@@ -28,7 +28,9 @@ from typing import Any, Callable
 import numpy as np
 from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.exceptions import NotFittedError as _SkNotFittedError
+from sklearn.utils import check_random_state
 from sklearn.utils.class_weight import compute_class_weight
+from sklearn.utils.metaestimators import available_if
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, column_or_1d
 
@@ -144,6 +146,10 @@ _SVC_ATTRS = {
     "class_weight": "class_weight_",
     "n_iter": "n_iter_",
 }
+#: Saved only for a model with a probability model (files without them load with
+#: empty ``probA_`` / ``probB_``, as written before probabilities existed).
+_SVC_OPTIONAL_ARRAYS = {"prob_a": ("f64", 1), "prob_b": ("f64", 1)}
+_SVC_OPTIONAL_ATTRS = {"prob_a": "_probA", "prob_b": "_probB"}
 _NP_DTYPES = {"f64": "<f8", "f32": "<f4", "i64": "<i8", "i32": "<i4"}
 
 
@@ -157,6 +163,13 @@ def _storable_kernel(kernel) -> bool:
     from .expr import Expr
 
     return isinstance(kernel, (str, Expr))
+
+
+def _storable_random_state(random_state) -> bool:
+    """Whether ``random_state`` fits in the JSON config (None or an integer)."""
+    return random_state is None or (
+        isinstance(random_state, numbers.Integral) and not isinstance(random_state, bool)
+    )
 
 
 def _check_fitted(estimator) -> None:
@@ -217,6 +230,17 @@ class SVC(ClassifierMixin, BaseEstimator):
     n_jobs : int, default=None
         Threads for this estimator; ``None`` uses gridmatch's pool
         (:func:`gridmatch.set_num_threads`), ``-1`` all CPUs.
+    probability : bool, default=False
+        Also fit libsvm's probability model, for :meth:`predict_proba`: for each
+        one-vs-one pair, Platt scaling of decision values from an internal 5-fold
+        cross-validation (so ``fit`` does about 5 more binary fits per pair), combined
+        at prediction by pairwise coupling. As in scikit-learn, :meth:`predict` still
+        votes on the decision values, so it can disagree with the argmax of
+        :meth:`predict_proba`.
+    random_state : int, RandomState instance or None, default=None
+        Seeds the shuffle of the probability model's cross-validation (ignored when
+        ``probability=False``). The seed is drawn as scikit-learn draws it and the folds
+        are libsvm's, so the same ``random_state`` gives scikit-learn's folds.
 
     Attributes
     ----------
@@ -242,6 +266,10 @@ class SVC(ClassifierMixin, BaseEstimator):
         SMO iterations of each binary problem.
     shape_fit_ : tuple
         Shape of the training ``X``.
+    probA_, probB_ : ndarray of shape (n_classes * (n_classes - 1) / 2,)
+        Platt sigmoid parameters of each pair, ``P(first class of the pair) =
+        1 / (1 + exp(probA_ * d + probB_))`` for the pair's libsvm decision value ``d``
+        (empty when fitted with ``probability=False``).
 
     See Also
     --------
@@ -261,6 +289,8 @@ class SVC(ClassifierMixin, BaseEstimator):
         max_iter=-1,
         decision_function_shape="ovr",
         n_jobs=None,
+        probability=False,
+        random_state=None,
     ):
         self.C = C
         self.kernel = kernel
@@ -273,6 +303,8 @@ class SVC(ClassifierMixin, BaseEstimator):
         self.max_iter = max_iter
         self.decision_function_shape = decision_function_shape
         self.n_jobs = n_jobs
+        self.probability = probability
+        self.random_state = random_state
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
@@ -327,6 +359,8 @@ class SVC(ClassifierMixin, BaseEstimator):
                 f"class_weight must be None, 'balanced' or a dict, got {self.class_weight!r}"
             )
         _n_jobs(self.n_jobs)
+        if not isinstance(self.probability, (bool, np.bool_)):
+            raise ValueError(f"probability must be a bool, got {self.probability!r}")
 
     # --------------------------------------------------------------------- fit
     def fit(self, X, y, sample_weight=None):
@@ -353,6 +387,8 @@ class SVC(ClassifierMixin, BaseEstimator):
             classes, or a non-square precomputed matrix.
         """
         self._check_params()
+        # Drawn as scikit-learn draws it (always, also without a probability model).
+        seed = int(check_random_state(self.random_state).randint(np.iinfo("i").max))
         kernel = _resolve_kernel(self.kernel)
         X, y = host_array(X, "X"), host_array(y, "y")
         X, y = _validate_data(self, X, y, dtype=np.float64, order="C", accept_sparse=False)
@@ -446,8 +482,10 @@ class SVC(ClassifierMixin, BaseEstimator):
             int(self.max_iter),
             _n_jobs(self.n_jobs),
             expr=expr,
+            probability_seed=seed if self.probability else None,
         )
-        if not (np.isfinite(out["dual_coef"]).all() and np.isfinite(out["rho"]).all()):
+        finite = [np.isfinite(out[k]).all() for k in ("dual_coef", "rho", "prob_a", "prob_b")]
+        if not all(finite):
             raise ValueError(
                 "The dual coefficients or intercepts are not finite. The input data may "
                 "contain large values and need to be preprocessed."
@@ -460,6 +498,8 @@ class SVC(ClassifierMixin, BaseEstimator):
         self.dual_coef_ = out["dual_coef"]
         self.intercept_ = -out["rho"]
         self.n_iter_ = out["iterations"].astype(np.int32)
+        self._probA = np.asarray(out["prob_a"], dtype=np.float64)
+        self._probB = np.asarray(out["prob_b"], dtype=np.float64)
         self.fit_status_ = 0 if out["converged"] else 1
         self.shape_fit_ = X.shape
         if kname == "precomputed" and not callable(kernel):
@@ -484,6 +524,20 @@ class SVC(ClassifierMixin, BaseEstimator):
         """Number of support vectors of each class, ndarray of shape (n_classes,)."""
         _check_fitted(self)
         return self._n_support
+
+    @property
+    def probA_(self):
+        """Platt sigmoid slopes of the pairs, ndarray of shape (n_pairs,) (empty without
+        a probability model)."""
+        _check_fitted(self)
+        return self._probA
+
+    @property
+    def probB_(self):
+        """Platt sigmoid offsets of the pairs, ndarray of shape (n_pairs,) (empty without
+        a probability model)."""
+        _check_fitted(self)
+        return self._probB
 
     # ------------------------------------------------------------- persistence
     def _to_arrays(self) -> tuple[list[tuple[str, str, list[int], bytes]], dict[str, str]]:
@@ -514,6 +568,11 @@ class SVC(ClassifierMixin, BaseEstimator):
             )
         params = self.get_params(deep=False)
         params.pop("kernel")
+        if not _storable_random_state(params["random_state"]):
+            # A generator object has no JSON form; the fitted model does not need it.
+            params["random_state"] = None
+        elif params["random_state"] is not None:
+            params["random_state"] = int(params["random_state"])
         cw = params["class_weight"]
         if isinstance(cw, dict):
             params["class_weight"] = [[np.asarray(k).tolist(), float(v)] for k, v in cw.items()]
@@ -540,6 +599,11 @@ class SVC(ClassifierMixin, BaseEstimator):
         for name, (dtype, _) in _SVC_ARRAYS.items():
             a = np.ascontiguousarray(getattr(self, _SVC_ATTRS[name]), dtype=_NP_DTYPES[dtype])
             arrays.append((name, dtype, [int(d) for d in a.shape], a.tobytes()))
+        if np.size(getattr(self, "_probA", ())) and np.size(getattr(self, "_probB", ())):
+            for name, (dtype, _) in _SVC_OPTIONAL_ARRAYS.items():
+                attr = _SVC_OPTIONAL_ATTRS[name]
+                a = np.ascontiguousarray(getattr(self, attr), dtype=_NP_DTYPES[dtype])
+                arrays.append((name, dtype, [int(d) for d in a.shape], a.tobytes()))
         return arrays, {"gridmatch": json.dumps(config)}
 
     @classmethod
@@ -564,12 +628,17 @@ class SVC(ClassifierMixin, BaseEstimator):
                 f"{_SVC_VERSION}); save the model again with this version"
             )
         got = {name: (dtype, shape, data) for name, dtype, shape, data in arrays}
+        optional = set(_SVC_OPTIONAL_ARRAYS) & set(got)
         missing = sorted(set(_SVC_ARRAYS) - set(got))
-        extra = sorted(set(got) - set(_SVC_ARRAYS))
+        if optional and optional != set(_SVC_OPTIONAL_ARRAYS):
+            missing += sorted(set(_SVC_OPTIONAL_ARRAYS) - optional)
+        extra = sorted(set(got) - set(_SVC_ARRAYS) - set(_SVC_OPTIONAL_ARRAYS))
         if missing or extra:
             raise bad(f"wrong arrays (missing {missing}, unexpected {extra})")
         values = {}
-        for name, (dtype, ndim) in _SVC_ARRAYS.items():
+        expected = dict(_SVC_ARRAYS)
+        expected.update({k: v for k, v in _SVC_OPTIONAL_ARRAYS.items() if k in optional})
+        for name, (dtype, ndim) in expected.items():
             d, shape, data = got[name]
             if d != dtype or len(shape) != ndim:
                 raise bad(f"array {name!r} is {d} {len(shape)}-D, expected {dtype} {ndim}-D")
@@ -605,6 +674,8 @@ class SVC(ClassifierMixin, BaseEstimator):
         except (KeyError, TypeError, ValueError) as e:
             raise bad(f"invalid model config ({type(e).__name__}: {e})") from None
         n_classes, n_sv = len(classes), len(values["support"])
+        for name in _SVC_OPTIONAL_ARRAYS:
+            values.setdefault(name, np.empty(0))
         sv, dual = values["support_vectors"], values["dual_coef"]
         checks = [
             (n_classes >= 2, "fewer than 2 classes"),
@@ -618,6 +689,13 @@ class SVC(ClassifierMixin, BaseEstimator):
             ),
             (values["class_weight"].shape == (n_classes,), "class_weight has the wrong shape"),
             (values["n_iter"].shape == values["intercept"].shape, "n_iter has the wrong shape"),
+            (
+                all(
+                    values[k].shape in ((0,), values["intercept"].shape)
+                    for k in _SVC_OPTIONAL_ARRAYS
+                ),
+                "prob_a / prob_b have the wrong shape",
+            ),
             (len(shape_fit) == 2 and shape_fit[1] == n_features, "inconsistent shape_fit"),
             (kernel_name in BUILTIN_KERNELS, f"unknown kernel_name {kernel_name!r}"),
             (np.isfinite(gamma) and gamma >= 0, "invalid gamma"),
@@ -640,10 +718,17 @@ class SVC(ClassifierMixin, BaseEstimator):
         for ok, msg in checks:
             if not ok:
                 raise bad(msg)
-        for name in ("dual_coef", "intercept", "support_vectors", "class_weight"):
+        for name in (
+            "dual_coef",
+            "intercept",
+            "support_vectors",
+            "class_weight",
+            "prob_a",
+            "prob_b",
+        ):
             if not np.isfinite(values[name]).all():
                 raise bad(f"{name} holds NaN or infinite values")
-        for name, attr in _SVC_ATTRS.items():
+        for name, attr in {**_SVC_ATTRS, **_SVC_OPTIONAL_ATTRS}.items():
             setattr(est, attr, values[name])
         est.classes_ = classes
         est.shape_fit_ = shape_fit
@@ -663,7 +748,10 @@ class SVC(ClassifierMixin, BaseEstimator):
         text) with a format version and a SHA-256 checksum of everything. Nothing is
         pickled and nothing is executed on loading. The write is atomic: the file is
         written to a temporary file in the same folder and renamed, so an error or a
-        crash mid-way leaves any previous file at ``path`` intact.
+        crash mid-way leaves any previous file at ``path`` intact. A probability model
+        (``probA_``, ``probB_``) is saved with the model; a ``random_state`` given as a
+        generator object is saved as ``None`` (JSON has no form for it, and the fitted
+        model does not use it).
 
         Parameters
         ----------
@@ -719,7 +807,11 @@ class SVC(ClassifierMixin, BaseEstimator):
         # unpickling goes through load()'s validation. (Pickle files as such are never
         # safe to load from untrusted sources: use save()/load() for model files.)
         state = super().__getstate__()
-        if hasattr(self, "support_") and _storable_kernel(self.kernel):
+        if (
+            hasattr(self, "support_")
+            and _storable_kernel(self.kernel)
+            and _storable_random_state(getattr(self, "random_state", None))
+        ):
             arrays, meta = self._to_arrays()
             return {
                 "_gridmatch_svc": bytes(_core.store_dumps(arrays, meta)),
@@ -839,3 +931,74 @@ class SVC(ClassifierMixin, BaseEstimator):
                 votes[~pos, j] += 1
                 k += 1
         return self.classes_[np.argmax(votes, axis=1)]
+
+    # ----------------------------------------------------------- probabilities
+    def _check_proba(self):
+        if not self.probability:
+            raise AttributeError("predict_proba is not available when probability=False")
+        return True
+
+    @available_if(_check_proba)
+    def predict_proba(self, X):
+        """Class probabilities (libsvm's probability model).
+
+        Each pair's decision value goes through its Platt sigmoid (``probA_``,
+        ``probB_``), is clipped to ``[1e-7, 1 - 1e-7]``, and the pair probabilities are
+        coupled into class probabilities (Wu, Lin and Weng 2004, method 2), as
+        scikit-learn's ``SVC(probability=True)`` does. Only available when
+        ``probability=True``.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features) or (n_samples, n_train)
+            Samples; kernel values against the training set for ``"precomputed"``.
+
+        Returns
+        -------
+        ndarray of shape (n_samples, n_classes)
+            Probabilities of the classes in the order of ``classes_``; rows sum to 1.
+
+        Raises
+        ------
+        AttributeError
+            If ``probability=False``.
+        NotFittedError
+            If called before :meth:`fit`, or when the model was fitted with
+            ``probability=False``.
+        """
+        dec = self._ovo_decision(X)
+        if self._probA.size == 0 or self._probB.size == 0:
+            raise NotFittedError(
+                "predict_proba is not available when fitted with probability=False"
+            )
+        return _core.svm_proba(
+            np.ascontiguousarray(dec, dtype=np.float64),
+            np.ascontiguousarray(self._probA, dtype=np.float64),
+            np.ascontiguousarray(self._probB, dtype=np.float64),
+            len(self.classes_),
+            _n_jobs(self.n_jobs),
+        )
+
+    @available_if(_check_proba)
+    def predict_log_proba(self, X):
+        """Logarithm of :meth:`predict_proba`.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features) or (n_samples, n_train)
+            Samples; kernel values against the training set for ``"precomputed"``.
+
+        Returns
+        -------
+        ndarray of shape (n_samples, n_classes)
+            Log-probabilities of the classes in the order of ``classes_``.
+
+        Raises
+        ------
+        AttributeError
+            If ``probability=False``.
+        NotFittedError
+            If called before :meth:`fit`, or when the model was fitted with
+            ``probability=False``.
+        """
+        return np.log(self.predict_proba(X))

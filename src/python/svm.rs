@@ -2,8 +2,8 @@
 
 use super::heavy::run_heavy;
 use crate::svm::{
-    fit_ovo, fit_ovo_features, BuiltinKernel, ExprGram, Gram, OvoModel, PrecomputedGram,
-    SolverParams, SvmError,
+    fit_ovo_features_with, fit_ovo_with, predict_proba, BuiltinKernel, ExprGram, Gram, OvoModel,
+    PrecomputedGram, SolverParams, SvmError,
 };
 use numpy::{IntoPyArray, PyArray2, PyReadonlyArray1, PyReadonlyArray2, ToPyArray};
 use pyo3::prelude::*;
@@ -26,10 +26,12 @@ fn builtin(kernel: &str, gamma: f64, coef0: f64, degree: i32) -> PyResult<Option
 
 /// Fit a one-vs-one C-SVC. `x` is float32 `(n, d)` features, or float64 `(n, n)` Gram
 /// matrix when `kernel == "precomputed"`; `y` int64 class indices `0..n_classes`;
-/// `sample_c` float64 per-sample box bounds. Returns a dict with `support`,
-/// `n_support`, `dual_coef`, `rho`, `iterations`, `converged`, `interrupted`.
+/// `sample_c` float64 per-sample box bounds. With `probability_seed` (a `u32`), also
+/// fits libsvm's probability model (5-fold cross-validation shuffled from that seed).
+/// Returns a dict with `support`, `n_support`, `dual_coef`, `rho`, `iterations`,
+/// `converged`, `interrupted`, `prob_a`, `prob_b` (empty without a probability model).
 #[pyfunction]
-#[pyo3(signature = (x, y, n_classes, sample_c, kernel, gamma, coef0, degree, tol, cache_size, max_iter, n_jobs=0, callback=None, expr=None))]
+#[pyo3(signature = (x, y, n_classes, sample_c, kernel, gamma, coef0, degree, tol, cache_size, max_iter, n_jobs=0, callback=None, expr=None, probability_seed=None))]
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn svm_fit<'py>(
     py: Python<'py>,
@@ -47,7 +49,9 @@ pub(crate) fn svm_fit<'py>(
     n_jobs: usize,
     callback: Option<&Bound<'py, PyAny>>,
     expr: Option<PyRef<'py, super::expr::PyExpr>>,
+    probability_seed: Option<u32>,
 ) -> PyResult<Bound<'py, PyDict>> {
+    let prob = probability_seed;
     let kern = builtin(kernel, gamma, coef0, degree)?;
     let y: Vec<usize> = y
         .as_array()
@@ -84,7 +88,7 @@ pub(crate) fn svm_fit<'py>(
                 ))
             })?;
             let out = run_heavy(py, callback, |mon| {
-                with_threads(n_jobs, || fit(&g, &y, n_classes, &c, &params, mon))
+                with_threads(n_jobs, || fit(&g, &y, n_classes, &c, &params, prob, mon))
             })?;
             if g.saw_non_finite() {
                 return Err(crate::python::errors::error(
@@ -103,7 +107,7 @@ pub(crate) fn svm_fit<'py>(
             let xv = xa.as_array();
             run_heavy(py, callback, |mon| {
                 with_threads(n_jobs, || {
-                    fit_ovo_features(&k, xv, &y, n_classes, &c, &params, mon)
+                    fit_ovo_features_with(&k, xv, &y, n_classes, &c, &params, prob, mon)
                 })
             })?
         }
@@ -118,7 +122,7 @@ pub(crate) fn svm_fit<'py>(
                 ))
             })?;
             run_heavy(py, callback, |mon| {
-                with_threads(n_jobs, || fit(&g, &y, n_classes, &c, &params, mon))
+                with_threads(n_jobs, || fit(&g, &y, n_classes, &c, &params, prob, mon))
             })?
         }
     };
@@ -134,6 +138,8 @@ pub(crate) fn svm_fit<'py>(
     d.set_item("iterations", iterations.into_pyarray(py))?;
     d.set_item("converged", m.converged)?;
     d.set_item("interrupted", fitted.interrupted)?;
+    d.set_item("prob_a", m.prob_a.into_pyarray(py))?;
+    d.set_item("prob_b", m.prob_b.into_pyarray(py))?;
     Ok(d)
 }
 
@@ -157,9 +163,10 @@ fn fit(
     n_classes: usize,
     c: &[f64],
     params: &SolverParams,
+    probability: Option<u32>,
     mon: &crate::runtime::Monitor<'_>,
 ) -> Result<OvoModel, SvmError> {
-    fit_ovo(g, y, n_classes, c, params, mon)
+    fit_ovo_with(g, y, n_classes, c, params, probability, mon)
 }
 
 /// Decision values `(n, n_pairs)` (libsvm's sign convention) of a fitted model.
@@ -202,6 +209,8 @@ pub(crate) fn svm_decision<'py>(
         rho: rho.as_array().to_vec(),
         iterations: Vec::new(),
         converged: true,
+        prob_a: Vec::new(),
+        prob_b: Vec::new(),
     };
     let dec = match kern {
         Some(k) => {
@@ -226,9 +235,61 @@ pub(crate) fn svm_decision<'py>(
     Ok(dec.into_pyarray(py))
 }
 
+/// Class probabilities `(n, n_classes)` from pair decision values `dec` `(n, n_pairs)`
+/// (libsvm's sign) and the pairs' Platt parameters `prob_a`, `prob_b` (libsvm's
+/// `svm_predict_probability`: sigmoid, clipping to `[1e-7, 1 - 1e-7]`, pairwise
+/// coupling).
+#[pyfunction]
+#[pyo3(signature = (dec, prob_a, prob_b, n_classes, n_jobs=0))]
+pub(crate) fn svm_proba<'py>(
+    py: Python<'py>,
+    dec: PyReadonlyArray2<'py, f64>,
+    prob_a: PyReadonlyArray1<'py, f64>,
+    prob_b: PyReadonlyArray1<'py, f64>,
+    n_classes: usize,
+    n_jobs: usize,
+) -> PyResult<Bound<'py, PyArray2<f64>>> {
+    let dv = dec.as_array();
+    let a = prob_a.as_array().to_vec();
+    let b = prob_b.as_array().to_vec();
+    if !a.iter().chain(&b).all(|v| v.is_finite()) {
+        return Err(SvmError::Value("probA_ / probB_ hold NaN or infinite values".into()).into());
+    }
+    let p = run_heavy(py, None, |_| {
+        with_threads(n_jobs, || predict_proba(dv, &a, &b, n_classes))
+    })?
+    .value;
+    Ok(p.into_pyarray(py))
+}
+
+/// libsvm's Platt fit `(A, B)` on decision values `dec` with labels `positive` (the
+/// first class of the pair); exposed to check it against a direct minimisation.
+#[pyfunction]
+pub(crate) fn svm_sigmoid_train(
+    dec: PyReadonlyArray1<'_, f64>,
+    positive: PyReadonlyArray1<'_, bool>,
+) -> PyResult<(f64, f64)> {
+    let d = dec.as_array().to_vec();
+    let p = positive.as_array().to_vec();
+    if d.len() != p.len() || d.is_empty() {
+        return Err(SvmError::Shape(format!(
+            "{} decision values and {} labels (need as many, at least one)",
+            d.len(),
+            p.len()
+        ))
+        .into());
+    }
+    if !d.iter().all(|v| v.is_finite()) {
+        return Err(SvmError::Value("decision values must be finite".into()).into());
+    }
+    Ok(crate::svm::probability::sigmoid_train(&d, &p))
+}
+
 /// Register the SVM functions in `_core`.
 pub(crate) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(svm_fit, m)?)?;
     m.add_function(wrap_pyfunction!(svm_decision, m)?)?;
+    m.add_function(wrap_pyfunction!(svm_proba, m)?)?;
+    m.add_function(wrap_pyfunction!(svm_sigmoid_train, m)?)?;
     Ok(())
 }

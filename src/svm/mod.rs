@@ -8,6 +8,9 @@
 //!   scikit-learn's model layout, decision values and voting. [`fit_ovo`] takes any
 //!   [`Gram`]; [`fit_ovo_features`] takes a [`Kernel`] and feature rows and shares the
 //!   within-class kernel blocks between the problems when they fit the cache budget.
+//!   [`fit_ovo_with`] / [`fit_ovo_features_with`] also fit libsvm's probability model.
+//! - [`probability`]: Platt scaling on 5-fold cross-validation decision values, and
+//!   pairwise coupling of the pair probabilities ([`predict_proba`]).
 //!
 //! Fitting a multiclass model on a precomputed Gram matrix and scoring it:
 //!
@@ -26,10 +29,14 @@
 pub(crate) mod cache;
 pub mod kernel;
 pub mod multiclass;
+pub mod probability;
 pub mod solver;
 
 pub use kernel::{BuiltinKernel, ExprGram, FeatureGram, Gram, Kernel, PrecomputedGram};
-pub use multiclass::{fit_ovo, fit_ovo_features, predict_from_decision, OvoModel};
+pub use multiclass::{
+    fit_ovo, fit_ovo_features, fit_ovo_features_with, fit_ovo_with, predict_from_decision, OvoModel,
+};
+pub use probability::predict_proba;
 pub use solver::{solve_binary, BinarySolution, SolverParams};
 
 use crate::runtime::Cancelled;

@@ -13,6 +13,7 @@
 //!   (scikit-learn's `intercept_ = -rho`, before its binary sign flip).
 
 use super::kernel::{Gram, Kernel};
+use super::probability::{cv_permutations, pair_probability};
 use super::solver::{solve_binary, BinarySolution, SolverParams};
 use super::SvmError;
 use crate::runtime::{Monitor, Progress};
@@ -37,6 +38,10 @@ pub struct OvoModel {
     pub iterations: Vec<usize>,
     /// `false` when some pair stopped at the iteration limit.
     pub converged: bool,
+    /// Platt sigmoid `A` of each pair (empty without a probability model).
+    pub prob_a: Vec<f64>,
+    /// Platt sigmoid `B` of each pair (empty without a probability model).
+    pub prob_b: Vec<f64>,
 }
 
 /// The pairs `(a, b)`, `a < b`, in libsvm's order.
@@ -64,6 +69,21 @@ pub fn fit_ovo(
     params: &SolverParams,
     monitor: &Monitor<'_>,
 ) -> Result<OvoModel, SvmError> {
+    fit_ovo_with(gram, y, n_classes, sample_c, params, None, monitor)
+}
+
+/// [`fit_ovo`], and with `probability = Some(seed)` also libsvm's probability model
+/// (see [`crate::svm::probability`]): every pair's sigmoid from a 5-fold
+/// cross-validation whose shuffles are drawn from `seed`.
+pub fn fit_ovo_with(
+    gram: &dyn Gram,
+    y: &[usize],
+    n_classes: usize,
+    sample_c: &[f64],
+    params: &SolverParams,
+    probability: Option<u32>,
+    monitor: &Monitor<'_>,
+) -> Result<OvoModel, SvmError> {
     let n = gram.n();
     let members = group(n, y, n_classes, sample_c)?;
     let pairs = pairs(n_classes);
@@ -72,6 +92,7 @@ pub fn fit_ovo(
         cache_bytes: params.cache_bytes / concurrent,
         ..*params
     };
+    let perms = probability.map(|seed| permutations(seed, &pairs, &members));
     let order = largest_first(&pairs, &members);
     let done = AtomicUsize::new(0);
     let sols = order
@@ -79,12 +100,29 @@ pub fn fit_ovo(
         .map(|&p| {
             let (a, b) = pairs[p];
             let index: Vec<usize> = members[a].iter().chain(&members[b]).copied().collect();
-            let sol = solve_pair(gram, &index, members[a].len(), sample_c, &sub, monitor)?;
+            let na = members[a].len();
+            let c: Vec<f64> = index.iter().map(|&i| sample_c[i]).collect();
+            let sigmoid = match &perms {
+                Some(perms) => Some(pair_probability(
+                    gram, &index, na, &c, &perms[p], &sub, monitor,
+                )?),
+                None => None,
+            };
+            let sol = solve_pair_with_c(gram, &index, na, &c, &sub, monitor)?;
             report(monitor, &done, pairs.len(), &sol)?;
-            Ok((p, sol))
+            Ok((p, sol, sigmoid))
         })
         .collect::<Result<Vec<_>, SvmError>>()?;
     Ok(assemble(n, n_classes, &members, &pairs, sols))
+}
+
+/// The cross-validation shuffles of every pair (libsvm's draws, in pair order).
+fn permutations(seed: u32, pairs: &[(usize, usize)], members: &[Vec<usize>]) -> Vec<Vec<usize>> {
+    let sizes: Vec<(usize, usize)> = pairs
+        .iter()
+        .map(|&(a, b)| (members[a].len(), members[b].len()))
+        .collect();
+    cv_permutations(seed, &sizes)
 }
 
 /// Fit a one-vs-one C-SVC on feature rows `x` with `kernel`, sharing kernel work
@@ -106,6 +144,22 @@ pub fn fit_ovo_features(
     params: &SolverParams,
     monitor: &Monitor<'_>,
 ) -> Result<OvoModel, SvmError> {
+    fit_ovo_features_with(kernel, x, y, n_classes, sample_c, params, None, monitor)
+}
+
+/// [`fit_ovo_features`], and with `probability = Some(seed)` also the probability
+/// model (as [`fit_ovo_with`]; the cross-validation folds read the same shared blocks).
+#[allow(clippy::too_many_arguments)]
+pub fn fit_ovo_features_with(
+    kernel: &dyn Kernel,
+    x: ArrayView2<'_, f32>,
+    y: &[usize],
+    n_classes: usize,
+    sample_c: &[f64],
+    params: &SolverParams,
+    probability: Option<u32>,
+    monitor: &Monitor<'_>,
+) -> Result<OvoModel, SvmError> {
     let n = x.nrows();
     let members = group(n, y, n_classes, sample_c)?;
     let pairs = pairs(n_classes);
@@ -123,7 +177,7 @@ pub fn fit_ovo_features(
         .map_or(threads, |v| v.min(threads));
     if concurrent == 0 {
         let g = super::kernel::FeatureGram::new(kernel, x);
-        return fit_ovo(&g, y, n_classes, sample_c, params, monitor);
+        return fit_ovo_with(&g, y, n_classes, sample_c, params, probability, monitor);
     }
     let sub = SolverParams {
         cache_bytes: (room - concurrent * cross_bytes) / concurrent,
@@ -134,38 +188,63 @@ pub fn fit_ovo_features(
     for xk in &xs {
         monitor.check()?;
         let mut k = Array2::<f32>::zeros((xk.nrows(), xk.nrows()));
-        kernel.block(xk.view(), xk.view(), k.view_mut());
+        kernel.block_symmetric(xk.view(), k.view_mut());
         diag.push(k);
     }
+    let perms = probability.map(|seed| permutations(seed, &pairs, &members));
     let order = largest_first(&pairs, &members);
     let done = AtomicUsize::new(0);
-    let mut sols = Vec::with_capacity(pairs.len());
-    for batch in order.chunks(concurrent) {
-        let part = batch
-            .par_iter()
-            .map(|&p| {
-                monitor.check()?;
-                let (a, b) = pairs[p];
-                let mut ab = Array2::<f32>::zeros((xs[a].nrows(), xs[b].nrows()));
-                kernel.block(xs[a].view(), xs[b].view(), ab.view_mut());
-                let g = PairGram {
-                    aa: &diag[a],
-                    bb: &diag[b],
-                    ab: &ab,
-                };
-                let index: Vec<usize> = (0..g.n()).collect();
-                let c: Vec<f64> = members[a]
-                    .iter()
-                    .chain(&members[b])
-                    .map(|&i| sample_c[i])
-                    .collect();
-                let sol = solve_pair_with_c(&g, &index, members[a].len(), &c, &sub, monitor)?;
-                report(monitor, &done, pairs.len(), &sol)?;
-                Ok((p, sol))
-            })
-            .collect::<Result<Vec<_>, SvmError>>()?;
-        sols.extend(part);
-    }
+    // `concurrent` workers take the pairs (largest first) from one queue: at most
+    // `concurrent` cross blocks exist at once, and no worker waits for a slower pair
+    // of a batch (as a batch barrier would make it).
+    let next = AtomicUsize::new(0);
+    let failed = std::sync::atomic::AtomicBool::new(false);
+    let solve = |p: usize| -> Result<PairFit, SvmError> {
+        monitor.check()?;
+        let (a, b) = pairs[p];
+        let mut ab = Array2::<f32>::zeros((xs[a].nrows(), xs[b].nrows()));
+        kernel.block(xs[a].view(), xs[b].view(), ab.view_mut());
+        let g = PairGram {
+            aa: &diag[a],
+            bb: &diag[b],
+            ab: &ab,
+        };
+        let index: Vec<usize> = (0..g.n()).collect();
+        let c: Vec<f64> = members[a]
+            .iter()
+            .chain(&members[b])
+            .map(|&i| sample_c[i])
+            .collect();
+        let na = members[a].len();
+        let sigmoid = match &perms {
+            Some(perms) => Some(pair_probability(
+                &g, &index, na, &c, &perms[p], &sub, monitor,
+            )?),
+            None => None,
+        };
+        let sol = solve_pair_with_c(&g, &index, na, &c, &sub, monitor)?;
+        report(monitor, &done, pairs.len(), &sol)?;
+        Ok((p, sol, sigmoid))
+    };
+    let parts = (0..concurrent)
+        .into_par_iter()
+        .map(|_| {
+            let mut mine = Vec::new();
+            while !failed.load(Ordering::Relaxed) {
+                let t = next.fetch_add(1, Ordering::SeqCst);
+                let Some(&p) = order.get(t) else { break };
+                match solve(p) {
+                    Ok(fit) => mine.push(fit),
+                    Err(e) => {
+                        failed.store(true, Ordering::Relaxed);
+                        return Err(e);
+                    }
+                }
+            }
+            Ok(mine)
+        })
+        .collect::<Result<Vec<_>, SvmError>>()?;
+    let sols: Vec<PairFit> = parts.into_iter().flatten().collect();
     Ok(assemble(n, n_classes, &members, &pairs, sols))
 }
 
@@ -276,19 +355,6 @@ fn report(
     }
 }
 
-/// Solve the pair problem over gram indices `index` (first `na` are the `+1` class).
-fn solve_pair(
-    gram: &dyn Gram,
-    index: &[usize],
-    na: usize,
-    sample_c: &[f64],
-    params: &SolverParams,
-    monitor: &Monitor<'_>,
-) -> Result<BinarySolution, SvmError> {
-    let c: Vec<f64> = index.iter().map(|&i| sample_c[i]).collect();
-    solve_pair_with_c(gram, index, na, &c, params, monitor)
-}
-
 fn solve_pair_with_c(
     gram: &dyn Gram,
     index: &[usize],
@@ -303,18 +369,21 @@ fn solve_pair_with_c(
     solve_binary(gram, index, &y, c, params, monitor)
 }
 
+/// One fitted pair: its index, its solution and (with a probability model) its sigmoid.
+type PairFit = (usize, BinarySolution, Option<(f64, f64)>);
+
 /// Build the model from the pair solutions (libsvm's `svm_train` bookkeeping).
 fn assemble(
     n: usize,
     n_classes: usize,
     members: &[Vec<usize>],
     pairs: &[(usize, usize)],
-    mut sols: Vec<(usize, BinarySolution)>,
+    mut sols: Vec<PairFit>,
 ) -> OvoModel {
-    sols.sort_by_key(|(p, _)| *p);
+    sols.sort_by_key(|(p, _, _)| *p);
     let total = pairs.len();
     let mut nonzero = vec![false; n];
-    for (p, sol) in &sols {
+    for (p, sol, _) in &sols {
         let (a, b) = pairs[*p];
         for (&i, &c) in members[a].iter().chain(&members[b]).zip(&sol.coef) {
             if c != 0.0 {
@@ -338,7 +407,7 @@ fn assemble(
     let mut rho = vec![0.0; total];
     let mut iterations = vec![0; total];
     let mut converged = true;
-    for (p, sol) in &sols {
+    for (p, sol, _) in &sols {
         let (a, b) = pairs[*p];
         let (ma, mb) = (&members[a], &members[b]);
         for (t, &i) in ma.iter().enumerate() {
@@ -355,6 +424,7 @@ fn assemble(
         iterations[*p] = sol.iterations;
         converged &= sol.converged;
     }
+    let (prob_a, prob_b) = sols.iter().filter_map(|(_, _, s)| *s).unzip();
     OvoModel {
         n_classes,
         support,
@@ -363,6 +433,8 @@ fn assemble(
         rho,
         iterations,
         converged,
+        prob_a,
+        prob_b,
     }
 }
 
@@ -376,14 +448,18 @@ impl OvoModel {
             || self.support.len() != n_sv
             || self.dual_coef.dim() != (self.n_classes - 1, n_sv)
             || self.rho.len() != n_pairs
+            || self.prob_a.len() != self.prob_b.len()
+            || (!self.prob_a.is_empty() && self.prob_a.len() != n_pairs)
         {
             return Err(SvmError::Shape(format!(
-                "inconsistent model: {} classes, n_support {:?}, {} support indices, dual_coef {:?}, {} biases",
+                "inconsistent model: {} classes, n_support {:?}, {} support indices, dual_coef {:?}, {} biases, {} / {} sigmoid parameters",
                 self.n_classes,
                 self.n_support,
                 self.support.len(),
                 self.dual_coef.dim(),
-                self.rho.len()
+                self.rho.len(),
+                self.prob_a.len(),
+                self.prob_b.len()
             )));
         }
         Ok(())
