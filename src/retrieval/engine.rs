@@ -1,11 +1,14 @@
-//! The CPU search engine: tiles of `queries x gallery` scores computed by the `gemm`
-//! crate (single-threaded per tile, AVX-512/AVX2/NEON kernels chosen at run time), each
-//! tile scanned right away into per-query streaming top-k selectors.
+//! The CPU search engine: tiles of `queries x gallery` scores computed by the kernels of
+//! [`super::kernel`] (single-threaded per tile; AVX-512 or AVX2 micro-kernels on packed
+//! panels chosen at run time, else the `gemm` crate), each tile scanned right away into
+//! per-query streaming top-k selectors. The gallery is packed once per search, each
+//! chunk of queries once per task.
 //!
 //! Parallelism: one rayon task per chunk of query rows, each walking the whole gallery
 //! (no synchronisation, no merging). When there are too few query chunks to keep the
 //! threads busy, the gallery is also split into shards whose partial lists are merged.
 
+use super::kernel::Kernel;
 use super::topk::{merge, Neighbor, TopK};
 use super::{standard, validate, validate_k, Blocks, KnnOptions, Metric, RetrievalError};
 use crate::runtime::Monitor;
@@ -152,39 +155,6 @@ impl Prepared {
     }
 }
 
-/// `dst (m x n, row-major) = a (m x d, row-major) * b (n x d, row-major)^T`.
-fn gemm_nt(dst: &mut [f32], a: &[f32], b: &[f32], m: usize, n: usize, d: usize) {
-    assert!(dst.len() >= m * n && a.len() >= m * d && b.len() >= n * d);
-    if m == 0 || n == 0 {
-        return;
-    }
-    // SAFETY: the slices hold at least the m*n, m*d and n*d elements addressed through
-    // the strides below (checked above); dst does not alias a or b.
-    unsafe {
-        gemm::gemm(
-            m,
-            n,
-            d,
-            dst.as_mut_ptr(),
-            1,
-            n as isize,
-            false,
-            a.as_ptr(),
-            1,
-            d as isize,
-            b.as_ptr(),
-            d as isize,
-            1,
-            0.0f32,
-            1.0f32,
-            false,
-            false,
-            false,
-            gemm::Parallelism::None,
-        );
-    }
-}
-
 /// Upper bound on the memory of the top-k selectors of one task.
 const SELECTOR_BYTES: usize = 64 << 20;
 
@@ -225,7 +195,11 @@ where
     // Keep the selectors of one task within SELECTOR_BYTES.
     let per_query = (2 * k).max(k + 64) * std::mem::size_of::<Neighbor>();
     let qb = qb.min((SELECTOR_BYTES / per_query).max(8)).min(n);
-    let gb = gb.min(m);
+    // Gallery tiles start on panel boundaries: their width is a multiple of the
+    // kernel's panel (unless one tile covers the whole gallery).
+    let kernel = Kernel::detect();
+    let gb = (gb.div_ceil(kernel.nr()) * kernel.nr()).min(m);
+    let packed_gallery = Kernel::pack(gs, m, d, kernel.nr());
 
     let n_chunks = n.div_ceil(qb);
     let n_blocks = m.div_ceil(gb);
@@ -237,7 +211,8 @@ where
     };
     let ctx = Ctx {
         q: qs,
-        g: gs,
+        g: &packed_gallery,
+        kernel,
         d,
         gb,
         k,
@@ -300,8 +275,11 @@ where
 
 /// What every task needs.
 struct Ctx<'a, 'm> {
+    /// Queries, row-major.
     q: &'a [f32],
+    /// Gallery, packed in panels of `kernel.nr()` rows.
     g: &'a [f32],
+    kernel: Kernel,
     d: usize,
     gb: usize,
     k: usize,
@@ -319,7 +297,12 @@ impl Ctx<'_, '_> {
     ) -> Result<Vec<Vec<Neighbor>>, RetrievalError> {
         let d = self.d;
         let qlen = rows.len();
-        let a = &self.q[rows.start * d..rows.end * d];
+        let a = Kernel::pack(
+            &self.q[rows.start * d..rows.end * d],
+            qlen,
+            d,
+            self.kernel.mr(),
+        );
         let mut tile = vec![0f32; qlen * self.gb.min(cols.len())];
         let mut tops: Vec<TopK> = (0..qlen).map(|_| TopK::new(self.k)).collect();
         let mut g0 = cols.start;
@@ -327,9 +310,10 @@ impl Ctx<'_, '_> {
             self.monitor.check()?;
             let g1 = (g0 + self.gb).min(cols.end);
             let glen = g1 - g0;
-            let b = &self.g[g0 * d..g1 * d];
+            // g0 is a multiple of the panel width: its panel starts at row g0.
+            let b = &self.g[g0 * d..];
             let tile = &mut tile[..qlen * glen];
-            gemm_nt(tile, a, b, qlen, glen, d);
+            self.kernel.tile(tile, &a, qlen, b, glen, d);
             for (r, (row, top)) in tile.chunks_exact_mut(glen).zip(&mut tops).enumerate() {
                 self.prepared.transform(row, g0);
                 let i = rows.start + r;
