@@ -50,8 +50,20 @@ def set_threads(n: int) -> None:
 
 
 VECTOR_FLAGS = (
-    "sse4_2", "avx", "avx2", "fma", "avx512f", "avx512bw", "avx512vl", "avx512_vnni",
-    "avx512_bf16", "avx512_fp16", "amx_bf16", "amx_int8", "asimd", "sve",
+    "sse4_2",
+    "avx",
+    "avx2",
+    "fma",
+    "avx512f",
+    "avx512bw",
+    "avx512vl",
+    "avx512_vnni",
+    "avx512_bf16",
+    "avx512_fp16",
+    "amx_bf16",
+    "amx_int8",
+    "asimd",
+    "sve",
 )
 
 
@@ -401,9 +413,7 @@ def report(info: dict, knn_rows: list, evs: list, mem: list, gemms: list) -> str
         "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for e in evs:
-        split = (
-            f"{e['faiss_wall']:.2f} / {e['faiss_cpu']:.2f}" if e.get("faiss_wall") else "-"
-        )
+        split = f"{e['faiss_wall']:.2f} / {e['faiss_cpu']:.2f}" if e.get("faiss_wall") else "-"
         lines.append(
             f"| {e['n']:,} x {e['n']:,} | `{e['pml_k']}` | {e['pml_wall']:.2f} "
             f"| {e['gm_wall']:.2f} | **{e['pml_wall'] / e['gm_wall']:.1f}x** "
@@ -447,7 +457,12 @@ def report(info: dict, knn_rows: list, evs: list, mem: list, gemms: list) -> str
             )
         lines.append("")
     elif info.get("old_memory"):
-        lines += [info["old_memory"].rstrip(), "", "(Peak-memory table kept from the previous run.)", ""]
+        lines += [
+            info["old_memory"].rstrip(),
+            "",
+            "(Peak-memory table kept from the previous run.)",
+            "",
+        ]
     lines += goals(knn_rows, evs, mem, info.get("old_memory_goals", []))
     lines += [
         "Why gridmatch is faster: the score tiles are computed by gridmatch's own f32 "

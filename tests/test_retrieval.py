@@ -467,6 +467,7 @@ def many_ties(metric, n_q, n_g, seed):
     """Exact-score data (see tie_data) of any size, with duplicate gallery rows."""
     rng = np.random.default_rng(seed)
     if metric == "cosine":
+
         def units(n):
             x = np.zeros((n, 16), np.float32)
             pos = np.argsort(rng.random((n, 16)), axis=1)[:, :4]
