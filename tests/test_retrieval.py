@@ -430,3 +430,117 @@ def test_cli_evaluate(tmp_path, capsys):
     assert "cannot read query ids" in capsys.readouterr().err
     assert cli.main(["evaluate", p[0], p[3], p[2], p[3]]) == 2  # 100 queries, 200 ids
     assert "ids_q has 200 ids" in capsys.readouterr().err
+
+
+# ------------------------------------------------- score kernels and rank counting
+
+
+KERNELS = ("default", "avx2", "portable")
+
+
+def with_kernel(monkeypatch, kernel):
+    """Cap the engine's score kernel (GRIDMATCH_KNN_KERNEL, read at every search)."""
+    if kernel == "default":
+        monkeypatch.delenv("GRIDMATCH_KNN_KERNEL", raising=False)
+    else:
+        monkeypatch.setenv("GRIDMATCH_KNN_KERNEL", kernel)
+
+
+@pytest.mark.parametrize("metric", METRICS)
+def test_knn_kernels_agree_bit_for_bit(monkeypatch, metric):
+    # float data (no exact arithmetic): AVX-512 and AVX2 compute the same FMA chain.
+    rng = np.random.default_rng(11)
+    q = rng.normal(size=(301, 37)).astype(np.float32)
+    g = rng.normal(size=(1003, 37)).astype(np.float32)
+    out = {}
+    for kernel in KERNELS:
+        with_kernel(monkeypatch, kernel)
+        out[kernel] = gm.retrieval.knn(q, g, 20, metric=metric, block_size=(64, 100))
+    np.testing.assert_array_equal(out["default"][0], out["avx2"][0])
+    np.testing.assert_array_equal(out["default"][1], out["avx2"][1])
+    # The gemm crate fallback: same ranking up to float32 rounding.
+    assert_same_ranking(q, g, 20, metric, *out["portable"])
+    assert_same_ranking(q, g, 20, metric, *out["default"])
+
+
+def many_ties(metric, n_q, n_g, seed):
+    """Exact-score data (see tie_data) of any size, with duplicate gallery rows."""
+    rng = np.random.default_rng(seed)
+    if metric == "cosine":
+
+        def units(n):
+            x = np.zeros((n, 16), np.float32)
+            pos = np.argsort(rng.random((n, 16)), axis=1)[:, :4]
+            np.put_along_axis(x, pos, rng.choice([-0.5, 0.5], (n, 4)).astype(np.float32), 1)
+            return x
+
+        q, g = units(n_q), units(n_g)
+    else:
+        q = rng.integers(-2, 3, size=(n_q, 6)).astype(np.float32)
+        g = rng.integers(-2, 3, size=(n_g, 6)).astype(np.float32)
+    half = n_g // 2
+    g[half : half + n_g // 4] = g[: n_g // 4]
+    return q, g
+
+
+@pytest.mark.parametrize("kernel", KERNELS)
+@pytest.mark.parametrize("metric", METRICS)
+def test_evaluate_small_r_ties_exact_every_kernel(monkeypatch, kernel, metric):
+    # Few relevant items per query (R <= 5): evaluate counts the rank of the first hit
+    # instead of keeping a top-max(ks) list (portable kernel: the list path). Ties
+    # everywhere, a relevant item often tied with irrelevant ones of lower index.
+    q, g = many_ties(metric, 120, 1500, seed=12)
+    rng = np.random.default_rng(13)
+    ids_g = rng.integers(0, 400, len(g))
+    ids_q = rng.integers(0, 420, len(q))  # some ids have no gallery item
+    ks = (1, 2, 7, 50, 1499, 1500, 4000)
+    with_kernel(monkeypatch, kernel)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        res = gm.retrieval.evaluate(q, ids_q, g, ids_g, ks=ks, metric=metric)
+        tiled = gm.retrieval.evaluate(q, ids_q, g, ids_g, ks=ks, metric=metric, block_size=(7, 50))
+    ref = ref_metrics(q, ids_q, g, ids_g, ks, metric)
+    assert {k: res[k] for k in ref} == pytest.approx(ref, abs=1e-12)
+    assert {k: tiled[k] for k in ref} == pytest.approx(ref, abs=1e-12)
+    assert res["recall@1"] <= res["recall@7"] <= res["recall@50"] <= res["recall@1500"] == 1.0
+    assert 0 < res["recall@50"] < 1
+    assert res["n_queries_without_match"] > 0
+
+
+@pytest.mark.parametrize("kernel", KERNELS)
+def test_evaluate_leave_one_out_ties_and_sharding(monkeypatch, kernel):
+    # exclude_self with duplicate rows (a query's twin scores like itself), and 3 queries
+    # only, so that the gallery is split into shards whose counts are summed.
+    _, E = many_ties("l2", 0, 2000, seed=14)
+    ids = np.random.default_rng(15).integers(0, 700, len(E))
+    with_kernel(monkeypatch, kernel)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        res = gm.retrieval.evaluate(E, ids, E, ids, ks=(1, 3, 30), metric="l2", exclude_self=True)
+        few = gm.retrieval.evaluate(
+            E[:3], ids[:3], E, ids, ks=(1, 3, 30), metric="ip", block_size=(2, 64)
+        )
+    ref = ref_metrics(E, ids, E, ids, (1, 3, 30), "l2", exclude_self=True)
+    assert {k: res[k] for k in ref} == pytest.approx(ref, abs=1e-12)
+    ref_few = ref_metrics(E[:3], ids[:3], E, ids, (1, 3, 30), "ip")
+    assert {k: few[k] for k in ref_few} == pytest.approx(ref_few, abs=1e-12)
+
+
+def test_evaluate_float_data_same_with_every_kernel(monkeypatch):
+    # Clustered float embeddings (near-ties by rounding only): the rank-counting path
+    # (default, avx2) and the list path (portable) give the same metrics, and match
+    # AccuracyCalculator.
+    E, ids = clustered(6000, 24, 1200, 0.9, seed=16)
+    Eq, iq, Eg, ig = E[:2000], ids[:2000], E[2000:], ids[2000:]
+    out = {}
+    for kernel in KERNELS:
+        with_kernel(monkeypatch, kernel)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            out[kernel] = gm.retrieval.evaluate(Eq, iq, Eg, ig, metric="l2")
+    assert out["default"] == out["avx2"]
+    assert out["portable"] == pytest.approx(out["default"], abs=1e-12)
+    pml = accuracy_calculator("l2", k="max_bin_count").get_accuracy(
+        *map(torch.from_numpy, (Eq, iq, Eg, ig))
+    )
+    check_against_pml(out["default"], pml)

@@ -169,7 +169,8 @@ def knn(
     block_size : int or (int, int), optional
         Tile shape ``(query rows, gallery rows)`` scored at once per thread; an int sets
         both. Default ``(256, 2048)`` on the CPU, ``(1024, 16384)`` on CUDA. The score
-        tiles take ``threads * q * g * 4`` bytes.
+        tiles take ``threads * q * g * 4`` bytes. On the CPU the gallery side is rounded
+        up to the kernel's panel width (48 rows with AVX-512, 16 with AVX2).
     exclude_self : bool, default=False
         Leave-one-out: when queries and gallery are the same set, query ``i`` never
         returns gallery item ``i``.

@@ -1,12 +1,15 @@
-//! The CPU search engine: tiles of `queries x gallery` scores computed by the `gemm`
-//! crate (single-threaded per tile, AVX-512/AVX2/NEON kernels chosen at run time), each
-//! tile scanned right away into per-query streaming top-k selectors.
+//! The CPU search engine: tiles of `queries x gallery` scores computed by the kernels of
+//! [`super::kernel`] (single-threaded per tile; AVX-512 or AVX2 micro-kernels on packed
+//! panels chosen at run time, else the `gemm` crate), each tile scanned right away into
+//! per-query streaming top-k selectors. The gallery is packed once per search, each
+//! chunk of queries once per task.
 //!
 //! Parallelism: one rayon task per chunk of query rows, each walking the whole gallery
 //! (no synchronisation, no merging). When there are too few query chunks to keep the
 //! threads busy, the gallery is also split into shards whose partial lists are merged.
 
-use super::topk::{merge, Neighbor, TopK};
+use super::kernel::Kernel;
+use super::topk::{merge, rank_order, Neighbor, TopK};
 use super::{standard, validate, validate_k, Blocks, KnnOptions, Metric, RetrievalError};
 use crate::runtime::Monitor;
 use ndarray::{Array2, ArrayView2};
@@ -53,7 +56,7 @@ pub fn knn_with(
 ) -> Result<Neighbors, RetrievalError> {
     let available = validate(&queries, &gallery, options.exclude_self)?;
     validate_k(k, available, options.exclude_self)?;
-    let lists = search(queries, gallery, k, options, monitor, |_, list| {
+    let lists = search(queries, gallery, k, None, options, monitor, |_, list, _| {
         list.to_vec()
     })?;
     let n = lists.len();
@@ -141,6 +144,17 @@ impl Prepared {
         }
     }
 
+    /// The internal score of gallery row `j` from its raw inner product (the same
+    /// operation as [`Self::transform`]).
+    #[inline]
+    fn internal(&self, j: usize, v: f32) -> f32 {
+        match self.metric {
+            Metric::InnerProduct => v,
+            Metric::Cosine => v * self.column[j],
+            Metric::L2 => v - self.column[j],
+        }
+    }
+
     /// The reported score of query `i` from an internal score.
     #[inline]
     fn report(&self, i: usize, v: f32) -> f32 {
@@ -152,56 +166,125 @@ impl Prepared {
     }
 }
 
-/// `dst (m x n, row-major) = a (m x d, row-major) * b (n x d, row-major)^T`.
-fn gemm_nt(dst: &mut [f32], a: &[f32], b: &[f32], m: usize, n: usize, d: usize) {
-    assert!(dst.len() >= m * n && a.len() >= m * d && b.len() >= n * d);
-    if m == 0 || n == 0 {
-        return;
-    }
-    // SAFETY: the slices hold at least the m*n, m*d and n*d elements addressed through
-    // the strides below (checked above); dst does not alias a or b.
-    unsafe {
-        gemm::gemm(
-            m,
-            n,
-            d,
-            dst.as_mut_ptr(),
-            1,
-            n as isize,
-            false,
-            a.as_ptr(),
-            1,
-            d as isize,
-            b.as_ptr(),
-            d as isize,
-            1,
-            0.0f32,
-            1.0f32,
-            false,
-            false,
-            false,
-            gemm::Parallelism::None,
-        );
-    }
-}
-
 /// Upper bound on the memory of the top-k selectors of one task.
 const SELECTOR_BYTES: usize = 64 << 20;
 
-/// Run the search and call `f(query, neighbours)` for every query with its final,
+/// The relevant gallery rows of every query, for [`search`] on behalf of the metrics:
+/// query `i`'s are `rows[start[i]..start[i + 1]]` (never `i` itself with `exclude_self`).
+pub(crate) struct Relevant<'a> {
+    /// Relevant gallery rows, query after query.
+    pub rows: &'a [u32],
+    /// `n_queries + 1` offsets into `rows`.
+    pub start: &'a [usize],
+}
+
+/// The best relevant item of every query that has one, as (internal score, gallery
+/// row), computed exactly as the tiles compute it (the kernels' FMA chain); `None`
+/// when the kernel does not guarantee that chain or the work would not pay.
+fn best_relevant(
+    kernel: Kernel,
+    q: &[f32],
+    g: &[f32],
+    d: usize,
+    prepared: &Prepared,
+    rel: &Relevant<'_>,
+) -> Option<Vec<Option<(f32, u32)>>> {
+    let n = rel.start.len() - 1;
+    let m = g.len() / d;
+    if kernel == Kernel::Portable || !fma_available() || !ranks_pay(rel.rows.len(), n, m) {
+        return None;
+    }
+    Some(
+        (0..n)
+            .into_par_iter()
+            .map(|i| {
+                let qi = &q[i * d..(i + 1) * d];
+                let mut best: Option<Neighbor> = None;
+                for &j in &rel.rows[rel.start[i]..rel.start[i + 1]] {
+                    let ju = j as usize;
+                    let v = prepared.internal(ju, fma_chain(qi, &g[ju * d..(ju + 1) * d]));
+                    let nb = Neighbor {
+                        score: v + 0.0,
+                        index: j,
+                    };
+                    if best.is_none_or(|b| rank_order(&nb, &b).is_lt()) {
+                        best = Some(nb);
+                    }
+                }
+                best.map(|b| (b.score, b.index))
+            })
+            .collect(),
+    )
+}
+
+/// Whether scoring `total` (query, relevant row) pairs one by one is cheap next to the
+/// `n x m` search: a scalar FMA chain costs about as much as 64 multiply-adds of the
+/// GEMM.
+pub(crate) fn ranks_pay(total: usize, n: usize, m: usize) -> bool {
+    total.saturating_mul(64) <= n.saturating_mul(m)
+}
+
+fn fma_available() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        std::arch::is_x86_feature_detected!("fma")
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
+    }
+}
+
+/// `fold(0, |s, (x, y)| fma(x, y, s))`: the score of the kernels. Only called when
+/// [`fma_available`].
+fn fma_chain(a: &[f32], b: &[f32]) -> f32 {
+    #[cfg(target_arch = "x86_64")]
+    {
+        #[target_feature(enable = "fma")]
+        fn chain(a: &[f32], b: &[f32]) -> f32 {
+            a.iter().zip(b).fold(0.0f32, |s, (&x, &y)| x.mul_add(y, s))
+        }
+        // SAFETY: callers check fma_available().
+        unsafe { chain(a, b) }
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        a.iter().zip(b).fold(0.0f32, |s, (&x, &y)| x.mul_add(y, s))
+    }
+}
+
+/// How many of `row` (gallery rows `first..`) rank before the item `(s, j)`: a higher
+/// score, or the same score and a lower row.
+#[inline]
+fn count_before(row: &[f32], first: usize, s: f32, j: usize) -> usize {
+    let split = j.saturating_sub(first).min(row.len());
+    let (lo, hi) = row.split_at(split);
+    let ge: u32 = lo.iter().map(|&v| u32::from(v >= s)).sum();
+    let gt: u32 = hi.iter().map(|&v| u32::from(v > s)).sum();
+    ge as usize + gt as usize
+}
+
+/// Run the search and call `f(query, neighbours, rank)` for every query with its final,
 /// ranked list (reported scores). Returns the values of `f` in query order. Inputs must
 /// already be validated.
+///
+/// Without `relevant`, every list holds the `k` best. With `relevant`, when the kernel
+/// allows it, query `i`'s list holds its best `max(R_i, 1)` only and `rank` is
+/// `Some(number of gallery items ranked before its best relevant item)` (the 0-based
+/// rank of its first hit; `None` for a query without relevant items); otherwise the
+/// lists hold `k` items and `rank` is `None`.
 pub(crate) fn search<T, F>(
     queries: ArrayView2<'_, f32>,
     gallery: ArrayView2<'_, f32>,
     k: usize,
+    relevant: Option<&Relevant<'_>>,
     options: &KnnOptions,
     monitor: &Monitor<'_>,
     f: F,
 ) -> Result<Vec<T>, RetrievalError>
 where
     T: Send,
-    F: Fn(usize, &[Neighbor]) -> T + Sync,
+    F: Fn(usize, &[Neighbor], Option<usize>) -> T + Sync,
 {
     let q = standard(queries);
     let g = standard(gallery);
@@ -222,10 +305,23 @@ where
             "block sizes must be positive, got {qb}x{gb}"
         )));
     }
+    let kernel = Kernel::detect();
+    let targets = relevant.and_then(|rel| best_relevant(kernel, qs, gs, d, &prepared, rel));
+    // List length of each query.
+    let ks: Vec<usize> = match (&targets, relevant) {
+        (Some(_), Some(rel)) => (0..n)
+            .map(|i| (rel.start[i + 1] - rel.start[i]).max(1))
+            .collect(),
+        _ => vec![k; n],
+    };
+    let k = ks.iter().copied().max().unwrap_or(1);
     // Keep the selectors of one task within SELECTOR_BYTES.
     let per_query = (2 * k).max(k + 64) * std::mem::size_of::<Neighbor>();
     let qb = qb.min((SELECTOR_BYTES / per_query).max(8)).min(n);
-    let gb = gb.min(m);
+    // Gallery tiles start on panel boundaries: their width is a multiple of the
+    // kernel's panel (unless one tile covers the whole gallery).
+    let gb = (gb.div_ceil(kernel.nr()) * kernel.nr()).min(m);
+    let packed_gallery = Kernel::pack(gs, m, d, kernel.nr());
 
     let n_chunks = n.div_ceil(qb);
     let n_blocks = m.div_ceil(gb);
@@ -237,10 +333,12 @@ where
     };
     let ctx = Ctx {
         q: qs,
-        g: gs,
+        g: &packed_gallery,
+        kernel,
         d,
         gb,
-        k,
+        ks: &ks,
+        targets: targets.as_deref(),
         exclude_self: options.exclude_self,
         prepared: &prepared,
         monitor,
@@ -251,16 +349,17 @@ where
         let b1 = (s + 1) * n_blocks / shards;
         (b0 * gb).min(m)..(b1 * gb).min(m)
     };
-    let finish = |q0: usize, lists: Vec<Vec<Neighbor>>| -> Vec<T> {
+    let finish = |q0: usize, lists: Vec<(Vec<Neighbor>, usize)>| -> Vec<T> {
         lists
             .into_iter()
             .enumerate()
-            .map(|(r, mut list)| {
+            .map(|(r, (mut list, before))| {
                 let i = q0 + r;
                 for nb in &mut list {
                     nb.score = prepared.report(i, nb.score);
                 }
-                f(i, &list)
+                let rank = targets.as_ref().and_then(|t| t[i].map(|_| before));
+                f(i, &list, rank)
             })
             .collect()
     };
@@ -275,7 +374,7 @@ where
             })
             .collect::<Result<_, RetrievalError>>()?
     } else {
-        let parts: Vec<Vec<Vec<Neighbor>>> = (0..n_chunks * shards)
+        let parts: Vec<Vec<(Vec<Neighbor>, usize)>> = (0..n_chunks * shards)
             .into_par_iter()
             .map(|t| ctx.run(chunk_range(t / shards), shard_range(t % shards)))
             .collect::<Result<_, RetrievalError>>()?;
@@ -287,8 +386,9 @@ where
                 let lists = (0..rows.len())
                     .map(|r| {
                         let mine: Vec<Vec<Neighbor>> =
-                            shard_lists.iter().map(|s| s[r].clone()).collect();
-                        merge(&mine, k)
+                            shard_lists.iter().map(|s| s[r].0.clone()).collect();
+                        let before = shard_lists.iter().map(|s| s[r].1).sum();
+                        (merge(&mine, ks[rows.start + r]), before)
                     })
                     .collect();
                 finish(rows.start, lists)
@@ -300,36 +400,50 @@ where
 
 /// What every task needs.
 struct Ctx<'a, 'm> {
+    /// Queries, row-major.
     q: &'a [f32],
+    /// Gallery, packed in panels of `kernel.nr()` rows.
     g: &'a [f32],
+    kernel: Kernel,
     d: usize,
     gb: usize,
-    k: usize,
+    /// List length of each query.
+    ks: &'a [usize],
+    /// Best relevant item of each query (internal score, row), when ranks are counted.
+    targets: Option<&'a [Option<(f32, u32)>]>,
     exclude_self: bool,
     prepared: &'a Prepared,
     monitor: &'a Monitor<'m>,
 }
 
 impl Ctx<'_, '_> {
-    /// Top-k lists (internal scores) of query rows `rows` over gallery rows `cols`.
+    /// Top-k lists (internal scores) of query rows `rows` over gallery rows `cols`, and
+    /// the number of those gallery rows ranked before each query's target (0 without).
     fn run(
         &self,
         rows: std::ops::Range<usize>,
         cols: std::ops::Range<usize>,
-    ) -> Result<Vec<Vec<Neighbor>>, RetrievalError> {
+    ) -> Result<Vec<(Vec<Neighbor>, usize)>, RetrievalError> {
         let d = self.d;
         let qlen = rows.len();
-        let a = &self.q[rows.start * d..rows.end * d];
+        let a = Kernel::pack(
+            &self.q[rows.start * d..rows.end * d],
+            qlen,
+            d,
+            self.kernel.mr(),
+        );
         let mut tile = vec![0f32; qlen * self.gb.min(cols.len())];
-        let mut tops: Vec<TopK> = (0..qlen).map(|_| TopK::new(self.k)).collect();
+        let mut tops: Vec<TopK> = rows.clone().map(|i| TopK::new(self.ks[i])).collect();
+        let mut before = vec![0usize; qlen];
         let mut g0 = cols.start;
         while g0 < cols.end {
             self.monitor.check()?;
             let g1 = (g0 + self.gb).min(cols.end);
             let glen = g1 - g0;
-            let b = &self.g[g0 * d..g1 * d];
+            // g0 is a multiple of the panel width: its panel starts at row g0.
+            let b = &self.g[g0 * d..];
             let tile = &mut tile[..qlen * glen];
-            gemm_nt(tile, a, b, qlen, glen, d);
+            self.kernel.tile(tile, &a, qlen, b, glen, d);
             for (r, (row, top)) in tile.chunks_exact_mut(glen).zip(&mut tops).enumerate() {
                 self.prepared.transform(row, g0);
                 let i = rows.start + r;
@@ -338,10 +452,13 @@ impl Ctx<'_, '_> {
                 }
                 // The gallery has at most u32::MAX rows (validated).
                 top.scan(row, g0 as u32);
+                if let Some((s, j)) = self.targets.and_then(|t| t[i]) {
+                    before[r] += count_before(row, g0, s, j as usize);
+                }
             }
             g0 = g1;
         }
-        Ok(tops.iter_mut().map(TopK::finish).collect())
+        Ok(tops.iter_mut().map(TopK::finish).zip(before).collect())
     }
 }
 

@@ -12,7 +12,7 @@
 //!   `1/R * sum_{i<=R} P(i) * rel(i)` with `P(i)` the precision at rank i.
 //! - R-precision: relevant items among the top R, divided by R.
 
-use super::engine::search;
+use super::engine::{ranks_pay, search, Relevant};
 use super::topk::Neighbor;
 use super::{validate, KnnOptions, Metric, RetrievalError};
 use crate::runtime::Monitor;
@@ -145,6 +145,31 @@ fn relevance(ids_q: &[i64], ids_g: &[i64], exclude_self: bool) -> Relevance {
     Relevance { r, max_r }
 }
 
+/// The gallery rows relevant to each query (`rows[start[i]..start[i + 1]]`, without the
+/// query itself under `exclude_self`); `total` is their number.
+fn relevant_rows(
+    ids_q: &[i64],
+    ids_g: &[i64],
+    exclude_self: bool,
+    total: usize,
+) -> (Vec<u32>, Vec<usize>) {
+    let mut by_id: HashMap<i64, Vec<u32>> = HashMap::new();
+    for (j, &id) in ids_g.iter().enumerate() {
+        // The gallery has at most u32::MAX rows (validated).
+        by_id.entry(id).or_default().push(j as u32);
+    }
+    let mut rows = Vec::with_capacity(total);
+    let mut start = Vec::with_capacity(ids_q.len() + 1);
+    start.push(0);
+    for (i, id) in ids_q.iter().enumerate() {
+        if let Some(js) = by_id.get(id) {
+            rows.extend(js.iter().filter(|&&j| !(exclude_self && j as usize == i)));
+        }
+        start.push(rows.len());
+    }
+    (rows, start)
+}
+
 fn check_ks(ks: &[usize]) -> Result<Vec<usize>, RetrievalError> {
     if ks.is_empty() {
         return Err(RetrievalError::InvalidParameter(
@@ -224,17 +249,28 @@ pub fn evaluate(
     if rel.max_r == 0 || k_search == 0 {
         return Ok(aggregate(&ks, &vec![None; ids_q.len()]));
     }
+    // The relevant rows of each query, when counting the rank of the first hit pays:
+    // then each query's list needs only its R best, not max(ks).
+    let total: usize = rel.r.iter().sum();
+    let lists = ranks_pay(total, queries.nrows(), gallery.nrows())
+        .then(|| relevant_rows(ids_q, ids_g, excl, total));
+    let relevant = lists.as_ref().map(|(rows, start)| Relevant { rows, start });
     let stats = search(
         queries,
         gallery,
         k_search,
+        relevant.as_ref(),
         &options.knn,
         monitor,
-        |i, list: &[Neighbor]| {
+        |i, list: &[Neighbor], rank: Option<usize>| {
             let r = rel.r[i];
             (r > 0).then(|| {
                 let id = ids_q[i];
-                query_stats(r, list.len(), |p| ids_g[list[p].index as usize] == id)
+                let mut s = query_stats(r, list.len(), |p| ids_g[list[p].index as usize] == id);
+                if let Some(rank) = rank {
+                    s.first_hit = rank;
+                }
+                s
             })
         },
     )?;

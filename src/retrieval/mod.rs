@@ -1,7 +1,8 @@
 //! Exact k-nearest-neighbour search and retrieval metrics.
 //!
 //! - [`knn`]: exact top-k gallery items for every query, by a blocked matrix product
-//!   (the `gemm` crate's f32 kernels, one tile per rayon task) fused with a streaming
+//!   (AVX-512 / AVX2 f32 micro-kernels chosen at run time, else the `gemm` crate; one
+//!   tile per rayon task) fused with a streaming
 //!   top-k selection. Memory stays bounded by the tile shape ([`Blocks`]): the full
 //!   query × gallery score matrix is never formed.
 //! - [`evaluate`]: recall@k (DeepFashion In-shop's top-k accuracy), precision@1, MAP@R
@@ -17,6 +18,7 @@
 //! [`crate::runtime::install`] to use gridmatch's pool.
 
 mod engine;
+mod kernel;
 mod metrics;
 mod topk;
 #[cfg(feature = "torch")]
@@ -158,7 +160,8 @@ impl FromStr for Metric {
 pub struct Blocks {
     /// Query rows per tile (at least 1).
     pub queries: usize,
-    /// Gallery rows per tile (at least 1).
+    /// Gallery rows per tile (at least 1; rounded up to a multiple of the kernel's
+    /// panel width, 48 rows with AVX-512, 16 with AVX2).
     pub gallery: usize,
 }
 
@@ -174,7 +177,7 @@ impl Default for Blocks {
 /// Where the search runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Device {
-    /// The pure-Rust engine on the CPU (rayon + `gemm`).
+    /// The pure-Rust engine on the CPU (rayon + f32 micro-kernels).
     #[default]
     Cpu,
     /// libtorch on a CUDA device (ordinal).
