@@ -165,11 +165,8 @@ fn gemm_nt(dst: &mut [f32], a: &[f32], b: &[f32], m: usize, n: usize, d: usize) 
     }
 }
 
-// The AVX-512 intrinsics are stable since Rust 1.89 while Cargo.toml still says 1.85:
-// building this module needs 1.89 (bumping rust-version makes clippy flag code in other
-// areas, left to their owners).
+// The AVX-512 intrinsics are stable since Rust 1.89 (the crate's rust-version).
 #[cfg(target_arch = "x86_64")]
-#[allow(clippy::incompatible_msrv)]
 mod x86 {
     use std::arch::x86_64::*;
 

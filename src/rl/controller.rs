@@ -276,7 +276,7 @@ impl Policy {
         loss.f_backward()?;
         self.opt.step();
         self.updates += 1;
-        if self.cfg.lr_decay_steps > 0 && self.updates % self.cfg.lr_decay_steps == 0 {
+        if self.cfg.lr_decay_steps > 0 && self.updates.is_multiple_of(self.cfg.lr_decay_steps) {
             self.lr *= self.cfg.lr_decay;
             self.opt.set_lr(self.lr);
         }

@@ -248,7 +248,7 @@ impl<'a> Solver<'a> {
                     self.do_shrinking();
                 }
             }
-            if iter % CHECK_EVERY == 0 {
+            if iter.is_multiple_of(CHECK_EVERY) {
                 monitor.check()?;
             }
             let (i, j) = match self.select_working_set() {
