@@ -17,12 +17,17 @@
 //! ([`Program::apply`]) without any `n×m×d` intermediate.
 
 mod ast;
+mod compile;
 mod eval;
 mod fastmath;
 mod parse;
+mod simd;
+mod sparse;
 
 pub use ast::{BinOp, Expr, Func, ValueType, ALL_FUNCS, VAR_NAMES};
-pub use eval::{PairEvaluator, Program};
+pub use compile::Program;
+pub use eval::PairEvaluator;
+pub use sparse::SparseRows;
 pub use parse::{parse, parse_with_vars};
 
 /// Errors of the expression language.
