@@ -185,7 +185,13 @@ unsafe fn kernel_row_avx2(
 
 /// One row of a kernel matrix with the best instruction set of this CPU (AVX2 when
 /// present; AVX-512 code generation crashed LLVM here, so it is not used).
-pub(super) fn kernel_row(ev: &mut PairEvaluator<'_>, xi: &[f64], ys: &[f64], from: usize, row: &mut [f64]) {
+pub(super) fn kernel_row(
+    ev: &mut PairEvaluator<'_>,
+    xi: &[f64],
+    ys: &[f64],
+    from: usize,
+    row: &mut [f64],
+) {
     #[cfg(target_arch = "x86_64")]
     {
         if has_avx2_fma() {
@@ -266,7 +272,6 @@ fn two_slots(buf: &mut [f64], d: usize, a: usize, b: usize) -> (&mut [f64], &[f6
 }
 
 impl Program {
-
     /// Number of vector scratch slots.
     pub fn n_slots(&self) -> usize {
         self.n_slots
@@ -407,7 +412,9 @@ impl Program {
                         return;
                     }
                     match &plan {
-                        Some(p) => sparse::kernel_row(ev, p, &xs, i, &ys, sparse::Cols::From(0), row),
+                        Some(p) => {
+                            sparse::kernel_row(ev, p, &xs, i, &ys, sparse::Cols::From(0), row)
+                        }
                         None => kernel_row(ev, &xs[i * d..(i + 1) * d], &ys, 0, row),
                     }
                 },
@@ -447,7 +454,9 @@ impl Program {
                         return;
                     }
                     match &plan {
-                        Some(p) => sparse::kernel_row(ev, p, &xs, i, &xs, sparse::Cols::From(i), row),
+                        Some(p) => {
+                            sparse::kernel_row(ev, p, &xs, i, &xs, sparse::Cols::From(i), row)
+                        }
                         None => kernel_row(ev, &xs[i * d..(i + 1) * d], &xs, i, row),
                     }
                 },

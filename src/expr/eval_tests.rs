@@ -35,8 +35,7 @@ fn paper_kernel_matches_direct_formula() {
             assert!((k[[i, j]] - want).abs() < 1e-12 * want.abs().max(1.0));
         }
     }
-    let p =
-        Program::compile(&parse("norm1(min(sin(x * y), sin(dot(x, y))))").unwrap()).unwrap();
+    let p = Program::compile(&parse("norm1(min(sin(x * y), sin(dot(x, y))))").unwrap()).unwrap();
     assert_eq!(p.n_slots(), 1);
 }
 
@@ -141,13 +140,7 @@ fn simd_and_portable_paths_agree() {
             let mut fast = vec![0.0; y.nrows()];
             let mut portable = vec![0.0; y.nrows()];
             kernel_row(&mut ev, &xs[i * d..(i + 1) * d], ys, 0, &mut fast);
-            kernel_row_generic::<Unfused>(
-                &mut ev,
-                &xs[i * d..(i + 1) * d],
-                ys,
-                0,
-                &mut portable,
-            );
+            kernel_row_generic::<Unfused>(&mut ev, &xs[i * d..(i + 1) * d], ys, 0, &mut portable);
             for (a, b) in fast.iter().zip(&portable) {
                 assert!(
                     (a - b).abs() <= 1e-12 * b.abs().max(1.0),

@@ -27,8 +27,8 @@ mod sparse;
 pub use ast::{BinOp, Expr, Func, ValueType, ALL_FUNCS, VAR_NAMES};
 pub use compile::Program;
 pub use eval::PairEvaluator;
-pub use sparse::SparseRows;
 pub use parse::{parse, parse_with_vars};
+pub use sparse::SparseRows;
 
 /// Errors of the expression language.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]

@@ -110,7 +110,13 @@ pub(super) fn reduce_bin<M: Madd>(red: Func, f: Bin, a: View<'_>, b: View<'_>, d
 /// The sum that `red(f(a, b))` scales ([`finish`] turns it into the reduction):
 /// `Σ |f(a, b)|` or `Σ f(a, b)²` (`d` counts a broadcast pair).
 #[inline(always)]
-pub(super) fn reduce_bin_raw<M: Madd>(red: Func, f: Bin, a: View<'_>, b: View<'_>, d: usize) -> f64 {
+pub(super) fn reduce_bin_raw<M: Madd>(
+    red: Func,
+    f: Bin,
+    a: View<'_>,
+    b: View<'_>,
+    d: usize,
+) -> f64 {
     match red {
         Func::Norm1 | Func::L1 => bin_dispatch!(f, sum_abs_of, a, b, d),
         Func::L2 => bin_dispatch!(f, sum_sq_of, a, b, d),

@@ -27,8 +27,14 @@ use super::fastmath::{Fused, Madd, Unfused};
 use super::simd::{finish, reduce_bin_raw, reduce_raw, unary_inplace, unary_scalar, View};
 use rayon::prelude::*;
 
-/// Lanes appended for the classes not visited (at most `A`, `B`, `Z`).
-pub(super) const EXTRA_LANES: usize = 3;
+/// Lanes appended for the classes not visited (at most `A`, `B`, `Z`), plus padding
+/// to a multiple of [`PAD`] lanes.
+pub(super) const EXTRA_LANES: usize = 3 + PAD;
+
+/// The gathered vectors are padded to a multiple of this many lanes, so that the
+/// elementwise loops (`sin` and `cos` in chunks of 16) never take their scalar tails;
+/// the padding lanes are computed and never summed.
+const PAD: usize = 16;
 
 /// Largest expected fraction of visited features for which the sparse path is used
 /// (measured: at this fraction the sparse and the dense paths take about as long; see
@@ -134,15 +140,15 @@ pub(super) enum Visit {
     Either,
 }
 
-impl Visit {
-    #[inline(always)]
-    fn word(self, a: u64, b: u64) -> u64 {
-        match self {
-            Visit::Both => a & b,
-            Visit::X => a,
-            Visit::Y => b,
-            Visit::Either => a | b,
-        }
+/// The visited features of one mask word for `V` = 0, 1, 2, 3 ([`Visit::Both`], `X`,
+/// `Y`, `Either`; a constant, so that the gather loops are compiled per kind).
+#[inline(always)]
+fn visit_word<const V: u8>(a: u64, b: u64) -> u64 {
+    match V {
+        0 => a & b,
+        1 => a,
+        2 => b,
+        _ => a | b,
     }
 }
 
@@ -431,7 +437,12 @@ fn sub(v: View<'_>, from: usize, len: usize) -> View<'_> {
 }
 
 #[inline(always)]
-fn weighted(a: View<'_>, b: View<'_>, w: &Weights, raw: impl Fn(View<'_>, View<'_>, usize) -> f64) -> f64 {
+fn weighted(
+    a: View<'_>,
+    b: View<'_>,
+    w: &Weights,
+    raw: impl Fn(View<'_>, View<'_>, usize) -> f64,
+) -> f64 {
     if let (View::C(_), View::C(_)) = (a, b) {
         return raw(a, b, w.d);
     }
@@ -473,25 +484,34 @@ const DENSE_PAIR_FRACTION: f64 = 0.7;
 
 /// `k(x_i, y_j)` on the sparse path.
 #[inline(always)]
-fn pair<M: Madd>(ev: &mut PairEvaluator<'_>, plan: &Plan<'_>, xi: &[f64], i: usize, yj: &[f64], j: usize) -> f64 {
+fn pair<M: Madd, const V: u8>(
+    ev: &mut PairEvaluator<'_>,
+    plan: &Plan<'_>,
+    xi: &[f64],
+    i: usize,
+    yj: &[f64],
+    j: usize,
+) -> f64 {
     let d = ev.d;
     let (mx, my) = (plan.xr.mask(i), plan.yr.mask(j));
     let mut inter = 0u32;
     let mut visited = 0u32;
     for (&a, &b) in mx.iter().zip(my) {
         inter += (a & b).count_ones();
-        visited += plan.visit.word(a, b).count_ones();
+        visited += visit_word::<V>(a, b).count_ones();
     }
     if f64::from(visited) > DENSE_PAIR_FRACTION * d as f64 {
         return ev.kernel::<M>(xi, yj);
     }
     let mut gx = std::mem::take(&mut ev.gx);
     let mut gy = std::mem::take(&mut ev.gy);
-    gx.resize(d + EXTRA_LANES, 0.0);
-    gy.resize(d + EXTRA_LANES, 0.0);
+    if gx.len() < d + EXTRA_LANES {
+        gx.resize(d + EXTRA_LANES, 0.0);
+        gy.resize(d + EXTRA_LANES, 0.0);
+    }
     let mut n = 0;
     for (w, (&a, &b)) in mx.iter().zip(my).enumerate() {
-        let mut s = plan.visit.word(a, b);
+        let mut s = visit_word::<V>(a, b);
         while s != 0 {
             let k = w * 64 + s.trailing_zeros() as usize;
             gx[n] = xi[k];
@@ -529,7 +549,9 @@ fn pair<M: Madd>(ev: &mut PairEvaluator<'_>, plan: &Plan<'_>, xi: &[f64], i: usi
             w.k += 1;
         }
     }
-    let len = n + w.k;
+    let len = (n + w.k).next_multiple_of(PAD);
+    gx[n + w.k..len].fill(0.0);
+    gy[n + w.k..len].fill(0.0);
     ev.d = len;
     ev.wt = Some(w);
     let v = ev.kernel::<M>(&gx[..len], &gy[..len]);
@@ -557,17 +579,35 @@ fn row_generic<M: Madd>(
     cols: Cols<'_>,
     out: &mut [f64],
 ) {
+    match plan.visit {
+        Visit::Both => row_visit::<M, 0>(ev, plan, xs, i, ys, cols, out),
+        Visit::X => row_visit::<M, 1>(ev, plan, xs, i, ys, cols, out),
+        Visit::Y => row_visit::<M, 2>(ev, plan, xs, i, ys, cols, out),
+        Visit::Either => row_visit::<M, 3>(ev, plan, xs, i, ys, cols, out),
+    }
+}
+
+#[inline(always)]
+fn row_visit<M: Madd, const V: u8>(
+    ev: &mut PairEvaluator<'_>,
+    plan: &Plan<'_>,
+    xs: &[f64],
+    i: usize,
+    ys: &[f64],
+    cols: Cols<'_>,
+    out: &mut [f64],
+) {
     let d = ev.d;
     let xi = &xs[i * d..(i + 1) * d];
     match cols {
         Cols::From(from) => {
             for (j, o) in out.iter_mut().enumerate().skip(from) {
-                *o = pair::<M>(ev, plan, xi, i, &ys[j * d..(j + 1) * d], j);
+                *o = pair::<M, V>(ev, plan, xi, i, &ys[j * d..(j + 1) * d], j);
             }
         }
         Cols::List(js) => {
             for (o, &j) in out.iter_mut().zip(js) {
-                *o = pair::<M>(ev, plan, xi, i, &ys[j * d..(j + 1) * d], j);
+                *o = pair::<M, V>(ev, plan, xi, i, &ys[j * d..(j + 1) * d], j);
             }
         }
     }

@@ -51,7 +51,12 @@ fn close(a: f64, b: f64) -> bool {
 }
 
 /// Dense and sparse `K(X, Y)`, row by row (no finiteness check). `None`: no plan.
-fn both(p: &Program, x: &Array2<f64>, y: &Array2<f64>, from_diag: bool) -> Option<(Vec<f64>, Vec<f64>, Visit)> {
+fn both(
+    p: &Program,
+    x: &Array2<f64>,
+    y: &Array2<f64>,
+    from_diag: bool,
+) -> Option<(Vec<f64>, Vec<f64>, Visit)> {
     let d = x.ncols();
     let (xs, ys) = (x.as_slice().unwrap(), y.as_slice().unwrap());
     let (xr, yr) = (SparseRows::new(xs, d), SparseRows::new(ys, d));
@@ -79,7 +84,10 @@ fn check(text: &str, x: &Array2<f64>, y: &Array2<f64>) -> Visit {
     let p = Program::compile(&parse(text).unwrap()).unwrap();
     let (dense, sparse, visit) = both(&p, x, y, false).expect("a sparse plan");
     for (k, (a, b)) in sparse.iter().zip(&dense).enumerate() {
-        assert!(close(*a, *b), "{text} ({visit:?}) at {k}: sparse {a} vs dense {b}");
+        assert!(
+            close(*a, *b),
+            "{text} ({visit:?}) at {k}: sparse {a} vs dense {b}"
+        );
     }
     visit
 }
@@ -230,7 +238,10 @@ fn random_expressions_agree() {
             let (dense, sparse, visit) = both(&p, a, b, false).expect("a sparse plan");
             sparse_visits += usize::from(visit != Visit::Either);
             for (k, (u, v)) in sparse.iter().zip(&dense).enumerate() {
-                assert!(close(*u, *v), "{e} ({visit:?}) at {k}: sparse {u} vs dense {v}");
+                assert!(
+                    close(*u, *v),
+                    "{e} ({visit:?}) at {k}: sparse {u} vs dense {v}"
+                );
             }
         }
     }
