@@ -17,13 +17,18 @@
 //! ([`Program::apply`]) without any `n×m×d` intermediate.
 
 mod ast;
+mod compile;
 mod eval;
 mod fastmath;
 mod parse;
+mod simd;
+mod sparse;
 
 pub use ast::{BinOp, Expr, Func, ValueType, ALL_FUNCS, VAR_NAMES};
-pub use eval::{PairEvaluator, Program};
+pub use compile::Program;
+pub use eval::PairEvaluator;
 pub use parse::{parse, parse_with_vars};
+pub use sparse::SparseRows;
 
 /// Errors of the expression language.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]

@@ -126,6 +126,8 @@ pub struct ExprGram<'a> {
     x: &'a [f64],
     n: usize,
     d: usize,
+    /// The nonzero pattern of `x`, built once (sparse data take the sparse evaluator).
+    rows: crate::expr::SparseRows,
     non_finite: std::sync::atomic::AtomicBool,
 }
 
@@ -139,6 +141,7 @@ impl<'a> ExprGram<'a> {
             x,
             n,
             d,
+            rows: crate::expr::SparseRows::new(x, d),
             non_finite: std::sync::atomic::AtomicBool::new(false),
         })
     }
@@ -150,7 +153,10 @@ impl<'a> ExprGram<'a> {
 
     fn fill(&self, i: usize, cols: &[usize], out: &mut [f32]) {
         let mut tmp = vec![0f64; cols.len()];
-        if !self.prog.kernel_row_of(self.x, self.d, i, cols, &mut tmp) {
+        if !self
+            .prog
+            .kernel_row_indexed(self.x, self.d, Some(&self.rows), i, cols, &mut tmp)
+        {
             tmp.fill(f64::NAN);
         }
         let mut bad = false;
@@ -176,7 +182,8 @@ impl Gram for ExprGram<'_> {
     fn diag(&self, i: usize) -> f64 {
         // In float64, as a precomputed matrix's diagonal is.
         let mut out = [f64::NAN];
-        self.prog.kernel_row_of(self.x, self.d, i, &[i], &mut out);
+        self.prog
+            .kernel_row_indexed(self.x, self.d, Some(&self.rows), i, &[i], &mut out);
         if out[0].is_finite() {
             out[0]
         } else {
