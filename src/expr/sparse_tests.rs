@@ -150,8 +150,16 @@ fn overflow_blocks_the_zero_shortcut() {
         check(text, &x, &y);
         check(text, &y, &x);
     }
+    // Bounded data: exp(x) is finite, so y = 0 makes the term 0 whatever x is, and where
+    // x = 0 (exp = 1) the term is y, which varies: y's nonzeros are visited (as for
+    // `y * cos(x)` above).
     let p = Program::compile(&parse("norm1(y * exp(x))").unwrap()).unwrap();
-    assert_eq!(visit_for(&p.expr, 1.0, 40), Visit::X);
+    assert_eq!(visit_for(&p.expr, 1.0, 40), Visit::Y);
+    check(
+        "norm1(y * exp(x))",
+        &sparse_data(6, 40, 0.2, 8),
+        &sparse_data(5, 40, 0.2, 9),
+    );
 }
 
 #[test]
