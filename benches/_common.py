@@ -32,3 +32,21 @@ def replace_block(name: str, block: str) -> None:
     else:
         text = text.rstrip() + "\n\n" + block + "\n"
     BENCHMARKS.write_text(text)
+
+
+def vector_extensions() -> str:
+    """The CPU's SIMD extensions that matter to the kernels (from /proc/cpuinfo's flags)."""
+    wanted = ["sse4_2", "avx", "avx2", "fma", "avx512f", "avx512bw", "avx512vl"]
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("flags"):
+                flags = set(line.split(":", 1)[1].split())
+                return ", ".join(f for f in wanted if f in flags) or "none of " + ", ".join(wanted)
+    except OSError:
+        pass
+    return "unknown"
+
+
+def quiet_label(load: float) -> str:
+    """'quiet' when the 1-minute load average is below 1 (the headline rule on 2 cores)."""
+    return "quiet" if load < 1.0 else "**loaded** (figures inflated; not a headline)"

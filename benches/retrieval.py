@@ -458,7 +458,9 @@ def report(info: dict, knn_rows: list, evs: list, mem: list, gemms: list) -> str
         lines.append("")
     elif info.get("old_memory"):
         lines += [
-            info["old_memory"].rstrip(),
+            info["old_memory"]
+            .replace("(Peak-memory table kept from the previous run.)", "")
+            .rstrip(),
             "",
             "(Peak-memory table kept from the previous run.)",
             "",
@@ -590,7 +592,7 @@ def main() -> None:
         "pml": pytorch_metric_learning.__version__,
         "torch": torch.__version__,
         "load_before": load(),
-        "loaded": os.getloadavg()[0] > 0.5 if hasattr(os, "getloadavg") else True,
+        "loaded": os.getloadavg()[0] >= 1.0 if hasattr(os, "getloadavg") else True,
         "vector": vector_extensions(),
         "kernel": engine_kernel(),
         "repeats": args.repeats,

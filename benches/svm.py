@@ -14,14 +14,13 @@ import argparse
 import json
 import math
 import os
-import platform
 import resource
 import statistics
 import subprocess
 import sys
 import time
 
-from _common import replace_block
+from _common import cpu_name, quiet_label, replace_block, vector_extensions
 
 THREADS = 2
 C, CACHE = 10.0, 200
@@ -146,8 +145,9 @@ def render(rows, full, repeats, sk_repeats, load_before) -> list[str]:
         "runs, each in a fresh process; peak memory is the growth of the process's max "
         "RSS during fit + predict.",
         "",
-        f"Machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, "
-        f"shared with other jobs (load average {load_before} at start, {load_avg()} at end). "
+        f"Machine: {cpu_name()}, {os.cpu_count()} CPUs (vector extensions: "
+        f"{vector_extensions()}); load average {load_before} at start "
+        f"({quiet_label(float(load_before.split()[0]))}), {load_avg()} at end. "
         f"`python benches/svm.py` ({time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}).",
         "",
         "| n train | fit sklearn (s) | fit gridmatch (s) | fit ratio | predict sklearn (s) "
