@@ -316,8 +316,7 @@ class GridSearchNetwork(BaseEstimator):
             "lr": number("lr", 0.0, strict=True),
             "weight_decay": number("weight_decay", 0.0),
             "augment": number("augment", 0.0),
-            "loss": json.dumps(loss.spec()),
-            "loss_name": loss.name,
+            "loss": loss.spec(),
             "progress": self._progress(),
             "negatives": miner.name,
             "seed": integer("seed", 0),
@@ -328,7 +327,7 @@ class GridSearchNetwork(BaseEstimator):
         """The training spec the core reads (one JSON value; see ``src/train/spec.rs``)."""
         return json.dumps(
             {
-                "loss": json.loads(p["loss"]),
+                "loss": p["loss"],
                 "grid": {"rows": p["rows"], "cols": p["cols"], "positives": p["positives"]},
                 "negatives": p["negatives"],
                 "epochs": p["epochs"],
@@ -511,7 +510,8 @@ class GridSearchNetwork(BaseEstimator):
         if p["progress"]:
             from tqdm.auto import tqdm
 
-            bar = tqdm(total=p["epochs"], desc=f"GSN {p['loss_name']}", unit="epoch", leave=False)
+            desc = f"GSN {p['loss']['name']}"
+            bar = tqdm(total=p["epochs"], desc=desc, unit="epoch", leave=False)
 
         def on_epoch(step: int, total: int | None, metrics: dict[str, float]) -> bool:
             if bar is not None:
