@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import os
+import re
 from pathlib import Path
 
 import pytest
@@ -46,11 +47,11 @@ def _no_network_downloads(monkeypatch):
 
 
 def pytest_terminal_summary(terminalreporter):
-    """Print the size of the bad-input suite (tests/test_bad_input.py) after a run."""
+    """Print the size of the bad-input suite (tests/test_bad_input*.py) after a run."""
     counts = {}
     for outcome in ("passed", "failed", "skipped"):
         for report in terminalreporter.stats.get(outcome, []):
-            if "test_bad_input.py::" in getattr(report, "nodeid", "") and (
+            if re.search(r"test_bad_input\w*\.py::", getattr(report, "nodeid", "")) and (
                 report.when == "call" or outcome == "skipped"
             ):
                 counts[outcome] = counts.get(outcome, 0) + 1
