@@ -62,6 +62,8 @@ lint: $(VENV)/.deps
 	cargo clippy --release --no-default-features --lib -- -D warnings
 	$(VENV)/bin/ruff check python tests benches tools notebooks/_make_notebooks.py
 	$(VENV)/bin/ruff format --check python tests benches tools notebooks/_make_notebooks.py
+	# type-check python/gridmatch against the extension's stub ([tool.mypy] in pyproject.toml)
+	$(VENV)/bin/mypy
 
 fmt: $(VENV)/.deps
 	cargo fmt

@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal, overload
 
 import numpy as np
 
@@ -102,6 +103,36 @@ def distort(X: np.ndarray, strength: float = 1.0, seed: int = 0, stream: int = 0
     return np.rint(out[:, 0] * 255.0).astype(np.uint8)
 
 
+@overload
+def fashion_shop(
+    split: Literal["train"],
+    views: int | None = None,
+    seed: int = 0,
+    *,
+    n_products: int | None = None,
+    strength: float = 1.0,
+    root: str | os.PathLike | None = None,
+) -> ShopSplit: ...
+@overload
+def fashion_shop(
+    split: Literal["test"] = "test",
+    views: int | None = None,
+    seed: int = 0,
+    *,
+    n_products: int | None = None,
+    strength: float = 1.0,
+    root: str | os.PathLike | None = None,
+) -> ShopBenchmark: ...
+@overload
+def fashion_shop(
+    split: str = "test",
+    views: int | None = None,
+    seed: int = 0,
+    *,
+    n_products: int | None = None,
+    strength: float = 1.0,
+    root: str | os.PathLike | None = None,
+) -> ShopSplit | ShopBenchmark: ...
 def fashion_shop(
     split: str = "test",
     views: int | None = None,
@@ -289,7 +320,7 @@ class InShop:
         for k, p in enumerate(paths):
             try:
                 with Image.open(p) as im:
-                    X[k] = np.asarray(im.convert("RGB").resize(size, Image.BILINEAR))
+                    X[k] = np.asarray(im.convert("RGB").resize(size, Image.Resampling.BILINEAR))
             except (OSError, ValueError) as e:
                 raise DataError(f"cannot read image {p}: {e}") from None
         return X, self.ids(split)

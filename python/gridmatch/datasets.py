@@ -144,9 +144,9 @@ def find(
     _check_name(name)
     stems = _FILES[_check_split(split)]
     for folder in _candidates(name, root):
-        paths = [_file_in(folder, s) for s in stems]
-        if all(p is not None for p in paths):
-            return paths[0], paths[1]
+        images, labels = (_file_in(folder, s) for s in stems)
+        if images is not None and labels is not None:
+            return images, labels
     return None
 
 
@@ -294,7 +294,8 @@ def load(
     images_path, labels_path = found
     images, labels = _core.read_idx_dataset(str(images_path), str(labels_path))
     if verify:
-        for arr, path, stem in zip((images, labels), found, _FILES[split]):
+        arrays: tuple[np.ndarray, np.ndarray] = (images, labels)
+        for arr, path, stem in zip(arrays, found, _FILES[split]):
             got = md5_of_idx(arr)
             if got != MD5[name][stem]:
                 raise DataError(

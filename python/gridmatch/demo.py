@@ -100,9 +100,9 @@ def _say(msg: str) -> None:
     print(msg, flush=True)
 
 
-def _load_all() -> tuple[dict[str, tuple[np.ndarray, np.ndarray]], str]:
+def _load_all() -> tuple[dict[tuple[str, str], tuple[np.ndarray, np.ndarray]], str]:
     """Fashion-MNIST and MNIST, train and test: the full files or the shipped sample."""
-    data = {}
+    data: dict[tuple[str, str], tuple[np.ndarray, np.ndarray]] = {}
     try:
         for name in ("fashion-mnist", "mnist"):
             for split in ("train", "test"):
@@ -196,7 +196,7 @@ def run_demo(
     ks = (1, 10, 20)
     metrics = {}
     metrics["raw pixels"] = retrieval.evaluate(_flat(q), qid, _flat(g), gid, ks=ks)
-    common = dict(
+    common: dict[str, Any] = dict(
         backbone="convnet",
         dim=64,
         positives=1,
@@ -209,7 +209,7 @@ def run_demo(
         progress=progress,
     )
     nets = {}
-    runs = (
+    runs: tuple[tuple[str, dict[str, Any]], ...] = (
         ("GSN grid-softmax", dict(loss="grid-softmax", grid=(4, 4))),
         ("GSN double-margin", dict(loss="double-margin", grid=(3, 3))),
         ("triplet", dict(loss="triplet")),
@@ -265,7 +265,11 @@ def run_demo(
     )
     best_t = ts.best_expr_
     before = metrics["GSN grid-softmax"]["recall@1"]
-    after = retrieval.evaluate(best_t.apply(Eq), qid, best_t.apply(Eg), gid, ks=(1,))["recall@1"]
+    if best_t is None:  # no valid candidate: the embeddings stay as they are
+        after = before
+    else:
+        Tq, Tg = best_t.apply(Eq), best_t.apply(Eg)
+        after = retrieval.evaluate(Tq, qid, Tg, gid, ks=(1,))["recall@1"]
     rows.append(("transform search", f"f(x) = {best_t}", f"test R@1 {before:.3f} -> {after:.3f}"))
     results["transform_search"] = {
         "best_expr": str(best_t),

@@ -79,4 +79,4 @@ def as_expr(obj: Expr | str) -> Expr:
     Expr
         The expression.
     """
-    return parse(obj)
+    return obj if isinstance(obj, Expr) else parse(obj)

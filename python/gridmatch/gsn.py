@@ -518,7 +518,9 @@ class GridSearchNetwork(BaseEstimator):
                 bar.update(1)
                 bar.set_postfix({k: round(v, 4) for k, v in metrics.items() if k != "lr"})
             if callback is not None:
-                return callback(step, total, dict(metrics)) is not False
+                # the training loop reports total = epochs (never None)
+                epochs = p["epochs"] if total is None else total
+                return callback(step, epochs, dict(metrics)) is not False
             return True
 
         try:
