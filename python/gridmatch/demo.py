@@ -1,10 +1,11 @@
 """``gridmatch demo``: every part of the package on the bundled datasets.
 
 1. Grid Search Network on the Fashion-MNIST instance benchmark (queries and gallery
-   are distorted views of held-out products): the grid-softmax and the double-margin
-   losses (4×4 grids, mined negatives: the settings chosen on validation data, see
-   BENCHMARKS.md) and a triplet baseline trained on the same budget; retrieval metrics
-   of raw pixels and the three networks.
+   are distorted views of held-out products): the grid-softmax loss on 4×4 grids and
+   the double-margin loss on 3×3 grids, both with mined negatives (the settings chosen
+   on validation data: see BENCHMARKS.md, section "Grid Search Network", findings), and
+   a triplet baseline trained on the same budget; retrieval metrics of raw pixels and
+   the three networks.
 2. RL transform search on the GSN embeddings (validation products), the best transform
    applied to the test embeddings.
 3. RL kernel search on MNIST (paper protocol, small budget) and the standard kernels,

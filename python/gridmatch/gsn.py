@@ -129,8 +129,8 @@ class GridSearchNetwork(BaseEstimator):
         ``"mined"``), or semi-hard under them (``SemiHard()``, ``"semihard"``: the most
         similar ones that are still less similar than the grid's positives, as in
         semi-hard triplet mining; then the least similar others). Similarities come from
-        the query network (in ``mode="stitched"`` too). On the Fashion-MNIST benchmarks
-        ``"mined"`` trains better than ``"semihard"`` (BENCHMARKS.md).
+        the query network (in ``mode="stitched"`` too). How the miners compare: see
+        BENCHMARKS.md, section "Grid Search Network", findings.
     loss : gridmatch.losses.Loss or str, default "double-margin"
         A loss object with its parameters (:mod:`gridmatch.losses`): the grid losses
         ``DoubleMargin(hi, lo, balance)`` (the paper's) and ``GridSoftmax(temperature)``,

@@ -193,9 +193,8 @@ class SearchResult:
         A small validation set cannot separate kernels whose accuracies differ by less
         than its noise (500 images: about ±1.3 points at 90 %), so the search's best is
         often just the luckiest of a group of equals. Re-scoring its best candidates on
-        more data, which the search never saw, is a cheap second stage: on MNIST it picked
-        out a kernel that beats RBF, which the 500-image reward had ranked below distance
-        kernels that do not (BENCHMARKS.md, kernel search findings).
+        more data, which the search never saw, is a cheap second stage (what it changed on
+        MNIST: see BENCHMARKS.md, section "Kernel search", findings).
 
         Each kernel is trained as ``gm.svm.SVC(kernel=expr, C=C)`` on
         ``(X_train, y_train)`` and scored by its accuracy on ``(X_holdout, y_holdout)``.
