@@ -1003,7 +1003,7 @@ CASES: list[Case] = [
         "GSN/steps_per_epoch=0",
         lambda: gsn_fit(steps_per_epoch=0),
         ValueError,
-        r"steps_per_epoch must be a positive integer",
+        r"steps_per_epoch must be None or a positive integer",
     ),
     Case("GSN/lr=0", lambda: gsn_fit(lr=0.0), ValueError, r"lr must be > 0"),
     Case("GSN/lr inf", lambda: gsn_fit(lr=INF), ValueError, r"lr must be finite"),

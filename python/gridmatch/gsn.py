@@ -418,10 +418,13 @@ class GridSearchNetwork(BaseEstimator):
 
         Raises
         ------
+        ConfigError
+            An invalid parameter, or parameters that contradict each other (the message
+            names them).
+        ShapeError
+            Badly shaped or non-finite images and ids, or fewer than 2 distinct ids.
         ValueError
-            Invalid parameters (``ShapeError`` for badly shaped or non-finite images and
-            ids, fewer than 2 distinct ids, or fewer images than grid cells), or one
-            image per id with ``augment=0``.
+            Fewer images than grid cells, or one image per id with ``augment=0``.
         BackendError
             If training diverged (the loss became NaN or infinite).
         DataError

@@ -152,6 +152,13 @@ class KernelSearch(_BaseSearch):
         -------
         KernelSearch
             ``self``.
+
+        Raises
+        ------
+        ConfigError
+            An invalid setting (checked first; the message names it).
+        ShapeError
+            Badly shaped, empty or non-finite samples or labels.
         """
         space = self._check_params()
         Xtr, ytr, Xva, yva = _split(X_train, y_train, X_val, y_val, "val")

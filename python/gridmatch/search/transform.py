@@ -114,6 +114,13 @@ class TransformSearch(_BaseSearch):
         -------
         TransformSearch
             ``self``.
+
+        Raises
+        ------
+        ConfigError
+            An invalid setting (checked first; the message names it).
+        ShapeError
+            Badly shaped or non-finite embeddings or ids, or no query id in the gallery.
         """
         space = self._check_params()
         Eq = _float_matrix(_to_numpy(E_query, "E_query"), "E_query")

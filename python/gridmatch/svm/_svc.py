@@ -192,9 +192,14 @@ class SVC(ClassifierMixin, BaseEstimator):
 
         Raises
         ------
+        ConfigError
+            On an invalid parameter (the message names it).
+        ExpressionError
+            If ``kernel`` is a string that is neither a built-in kernel nor a valid
+            scalar expression.
         ValueError
-            On invalid parameters, NaN/inf or badly shaped inputs, fewer than two
-            classes, or a non-square precomputed matrix.
+            On NaN/inf or badly shaped inputs, fewer than two classes, or a non-square
+            precomputed matrix.
         """
         self._check_params()
         # Drawn as scikit-learn draws it (always, also without a probability model).
