@@ -4,6 +4,7 @@ Every public entry point converts its array arguments through these helpers, so 
 input gets the same clear exception everywhere: torch tensors without data (``meta``
 device) or on a device that cannot be read raise :class:`~gridmatch.DeviceError`,
 complex / object / string arrays and wrong shapes raise :class:`~gridmatch.ShapeError`.
+Scalar settings (estimator parameters, options) are checked by :mod:`gridmatch._params`.
 """
 
 from __future__ import annotations

@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 
 from .. import _core, _params
-from ..exceptions import DataError, ExpressionError
+from ..exceptions import ConfigError, DataError, ExpressionError
 from ..expr import Expr
 from ._checks import _split
 
@@ -231,9 +231,10 @@ class SearchResult:
         k = _params.integer(k, "k", low=1)
         if C is None:
             if "C" not in self.settings:
-                raise ValueError("this result does not record its search's C: pass C=")
+                raise ConfigError("this result does not record its search's C: pass C=")
             C = self.settings["C"]
         _params.real(C, "C", low=0, low_open=True)
+        _params.flag(progress, "progress")
         Xtr, ytr, Xho, yho = _split(X_train, y_train, X_holdout, y_holdout, "holdout")
         if len(np.unique(ytr)) < 2:
             raise ValueError("y_train needs at least 2 classes")
