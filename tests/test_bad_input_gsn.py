@@ -81,8 +81,15 @@ CASES: list[Case] = [
         ValueError,
         r"positives must be in \[1, 4\)",
     ),
-    Case("GSN/positives=0", lambda: gsn_fit(positives=0), ValueError, r"positives must be >= 1"),
-    Case("GSN/grid 0 rows", lambda: gsn_fit(grid=(0, 3)), ValueError, r"grid must be >= 1"),
+    Case(
+        "GSN/positives=0",
+        lambda: gsn_fit(positives=0),
+        ValueError,
+        r"positives must be a positive integer",
+    ),
+    Case(
+        "GSN/grid 0 rows", lambda: gsn_fit(grid=(0, 3)), ValueError, r"grid must be \(rows, cols\)"
+    ),
     Case("GSN/grid shape", lambda: gsn_fit(grid=(3,)), ValueError, r"grid must be \(rows, cols\)"),
     Case(
         "GSN/batch too small",
@@ -90,13 +97,13 @@ CASES: list[Case] = [
         ValueError,
         r"batch_size=3 must hold at least 2 ids",
     ),
-    Case("GSN/dim=0", lambda: gsn_fit(dim=0), ValueError, r"dim must be >= 1"),
-    Case("GSN/epochs<0", lambda: gsn_fit(epochs=-1), ValueError, r"epochs must be >= 0"),
+    Case("GSN/dim=0", lambda: gsn_fit(dim=0), ValueError, r"dim must be a positive integer"),
+    Case("GSN/epochs<0", lambda: gsn_fit(epochs=-1), ValueError, r"epochs must be an integer >= 0"),
     Case(
         "GSN/steps_per_epoch=0",
         lambda: gsn_fit(steps_per_epoch=0),
         ValueError,
-        r"steps_per_epoch must be >= 1",
+        r"steps_per_epoch must be None or a positive integer",
     ),
     Case("GSN/lr=0", lambda: gsn_fit(lr=0.0), ValueError, r"lr must be > 0"),
     Case("GSN/lr inf", lambda: gsn_fit(lr=INF), ValueError, r"lr must be finite"),
@@ -122,7 +129,7 @@ CASES: list[Case] = [
     Case(
         "GSN/hi <= lo", lambda: gsn_fit(hi=0.0, lo=0.5), ValueError, r"hi must be greater than lo"
     ),
-    Case("GSN/seed<0", lambda: gsn_fit(seed=-1), ValueError, r"seed must be >= 0"),
+    Case("GSN/seed<0", lambda: gsn_fit(seed=-1), ValueError, r"seed must be an integer >= 0"),
     Case("GSN/loss", lambda: gsn_fit(loss="hinge"), ValueError, r"loss must be one of"),
     Case("GSN/device", lambda: gsn_fit(device="tpu"), ValueError, r"device must be 'auto', 'cpu'"),
     Case("GSN/balance", lambda: gsn_fit(balance="yes"), ValueError, r"balance must be a bool"),
@@ -175,19 +182,19 @@ CASES: list[Case] = [
         "GSN/embed batch_size=0",
         lambda: fitted_gsn().embed(IMG, batch_size=0),
         ValueError,
-        r"batch_size must be an integer >= 1",
+        r"batch_size must be a positive integer",
     ),
     Case(
         "GSN/embed batch_size<0",
         lambda: fitted_gsn().embed(IMG, batch_size=-1),
         ValueError,
-        r"batch_size must be an integer >= 1",
+        r"batch_size must be a positive integer",
     ),
     Case(
         "GSN/embed batch_size float",
         lambda: fitted_gsn().embed(IMG, batch_size=1.5),
         ValueError,
-        r"batch_size must be an integer",
+        r"batch_size must be a positive integer",
     ),
     Case(
         "GSN/embed meta",

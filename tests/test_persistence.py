@@ -229,7 +229,7 @@ TAMPERED = {
         r"support indices out of range",
     ),
     "missing config key": (None, lambda c: c.pop("classes"), r"invalid model config \(KeyError"),
-    "bad parameter": (None, lambda c: c["params"].update(C=-1), r"C must be a float > 0"),
+    "bad parameter": (None, lambda c: c["params"].update(C=-1), r"C must be > 0, got -1"),
     "unknown parameter": (None, lambda c: c["params"].update(evil=1), r"invalid model config"),
     "bad expression": (
         None,
@@ -408,7 +408,7 @@ GSN_TAMPERED = {
     ),
     "bad param": (
         lambda d: _edit_config(d, lambda c: c["params"].update(dim=0)),
-        r"dim must be >= 1",
+        r"dim must be a positive integer, got 0",
     ),
     "other dim": (
         lambda d: _edit_config(d, lambda c: c["params"].update(dim=16)),

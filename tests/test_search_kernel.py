@@ -251,7 +251,7 @@ def test_rerank_a_saved_result(tmp_path, mnist_small, mnist_holdout):
         loaded.rerank(*tr, *mnist_holdout, k=3)
     assert loaded.rerank(*tr, *mnist_holdout, k=3, C=0.01) == ranked
     assert loaded.rerank(*tr, *mnist_holdout, k=3, C=1.0) != ranked
-    with pytest.raises(ValueError, match="C must be a positive number"):
+    with pytest.raises(gm.ConfigError, match="C must be finite, got nan"):
         loaded.rerank(*tr, *mnist_holdout, k=3, C=float("nan"))
 
 

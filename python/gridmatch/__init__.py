@@ -20,6 +20,7 @@ from . import _core, datasets, exceptions, expr, losses, miners, retrieval, sear
 from ._threads import get_num_threads, set_num_threads
 from .exceptions import (
     BackendError,
+    ConfigError,
     ConvergenceWarning,
     DataError,
     DeviceError,
@@ -45,6 +46,7 @@ def __getattr__(name: str):
 
 __all__ = [
     "BackendError",
+    "ConfigError",
     "ConvergenceWarning",
     "DataError",
     "DeviceError",

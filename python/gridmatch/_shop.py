@@ -81,7 +81,8 @@ def distort(X: np.ndarray, strength: float = 1.0, seed: int = 0, stream: int = 0
     ValueError
         If ``strength`` is negative or not finite, or ``seed`` / ``stream`` is negative.
     """
-    from ._validate import host_array, positive_int
+    from ._params import integer
+    from ._validate import host_array
     from .exceptions import ShapeError
 
     X = np.asarray(host_array(X, "X"))
@@ -96,8 +97,8 @@ def distort(X: np.ndarray, strength: float = 1.0, seed: int = 0, stream: int = 0
         raise ValueError(f"strength must be a number >= 0, got {strength!r}")
     if not (np.isfinite(strength) and strength >= 0):
         raise ValueError(f"strength must be a finite number >= 0, got {strength!r}")
-    seed = positive_int(seed, "seed", low=0)
-    stream = positive_int(stream, "stream", low=0)
+    seed = integer(seed, "seed", low=0)
+    stream = integer(stream, "stream", low=0)
     xf = np.ascontiguousarray(X[:, None], dtype=np.float32) / 255.0
     out = _core.augment_images(xf, float(strength), int(seed), int(stream))
     return np.rint(out[:, 0] * 255.0).astype(np.uint8)

@@ -4,18 +4,18 @@ Every public entry point converts its array arguments through these helpers, so 
 input gets the same clear exception everywhere: torch tensors without data (``meta``
 device) or on a device that cannot be read raise :class:`~gridmatch.DeviceError`,
 complex / object / string arrays and wrong shapes raise :class:`~gridmatch.ShapeError`.
+Scalar settings (estimator parameters, options) are checked by :mod:`gridmatch._params`.
 """
 
 from __future__ import annotations
 
-import operator
 from typing import Any
 
 import numpy as np
 
-from .exceptions import DeviceError, ShapeError
+from .exceptions import DeviceError, NotFittedError, ShapeError
 
-__all__ = ["float64_matrix", "host_array", "is_tensor", "positive_int"]
+__all__ = ["check_fitted", "float64_matrix", "host_array", "is_tensor"]
 
 
 def is_tensor(x: Any) -> bool:
@@ -104,34 +104,26 @@ def float64_matrix(x: Any, name: str) -> np.ndarray:
     return np.ascontiguousarray(a, dtype=np.float64)
 
 
-def positive_int(value: Any, name: str, low: int = 1) -> int:
-    """``value`` as an ``int >= low``; ``ValueError`` naming ``name`` otherwise.
+def check_fitted(estimator: Any) -> None:
+    """scikit-learn's ``check_is_fitted``, raising :class:`gridmatch.NotFittedError`.
 
     Parameters
     ----------
-    value : object
-        The value to check (``bool`` is refused).
-    name : str
-        The parameter name used in error messages.
-    low : int, default 1
-        Smallest allowed value.
-
-    Returns
-    -------
-    int
-        The value.
+    estimator : object
+        A scikit-learn style estimator (fitted attributes end in ``_``).
 
     Raises
     ------
-    ValueError
-        If ``value`` is not an integer or is below ``low``.
+    NotFittedError
+        If ``estimator`` is not fitted (gridmatch's class, a subclass of
+        scikit-learn's).
     """
-    if isinstance(value, (bool, np.bool_)):
-        raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
+    from sklearn.exceptions import NotFittedError as SkNotFittedError
+    from sklearn.utils.validation import check_is_fitted
+
     try:
-        value = operator.index(value)
-    except TypeError:
-        raise ValueError(f"{name} must be an integer >= {low}, got {value!r}") from None
-    if value < low:
-        raise ValueError(f"{name} must be an integer >= {low}, got {value}")
-    return value
+        check_is_fitted(estimator)
+    except NotFittedError:
+        raise
+    except SkNotFittedError as e:
+        raise NotFittedError(str(e)) from None

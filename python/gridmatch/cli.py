@@ -81,7 +81,7 @@ def _train(args: argparse.Namespace) -> int:
         device=args.device,
         seed=args.seed,
         checkpoint_dir=args.out,
-        progress=not args.quiet,
+        progress=not args.no_progress,
     )
     gsn.fit(Xtr, ids, classes, X_val=Xv, ids_val=iv)
     print(f"{'epoch':>5} {'loss':>9} {'val R@1':>8} {'seconds':>8}")
@@ -113,7 +113,7 @@ def _search_common(p: argparse.ArgumentParser, budget: int) -> None:
         help="save the result (candidates, history, settings) there; "
         "gridmatch.search.SearchResult.load reads it",
     )
-    p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
 def _check_search_args(args: argparse.Namespace) -> None:
@@ -291,7 +291,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--device", default="auto")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument(
+        "--no-progress",
+        "--quiet",
+        dest="no_progress",
+        action="store_true",
+        help="no progress bar (--quiet: the earlier name)",
+    )
     p.set_defaults(func=_train)
     p = sub.add_parser("search-kernel", help="RL / random search of an SVM kernel")
     p.add_argument("--dataset", choices=datasets.NAMES, default="mnist")

@@ -7,6 +7,7 @@ gridmatch expects, so ``except ValueError`` keeps working.
 ======================  =========================================  =========================
 class                   raised when                                also a
 ======================  =========================================  =========================
+``ConfigError``         a setting has an invalid type or value     ``ValueError``
 ``ShapeError``          an array has the wrong shape, dtype, size  ``ValueError``
 ``DataError``           a dataset file is missing or malformed     ``ValueError``
 ``NotFittedError``      a model is used before ``fit``             sklearn ``NotFittedError``
@@ -23,6 +24,7 @@ from sklearn.exceptions import NotFittedError as _SkNotFittedError
 
 __all__ = [
     "BackendError",
+    "ConfigError",
     "ConvergenceWarning",
     "DataError",
     "DeviceError",
@@ -36,6 +38,18 @@ __all__ = [
 
 class GridmatchError(Exception):
     """Base class of every error gridmatch raises on purpose."""
+
+
+class ConfigError(GridmatchError, ValueError):
+    """A setting has an invalid type or value.
+
+    Raised for an estimator's parameters (checked when ``fit`` starts, as scikit-learn
+    does), a search's settings and the scalar options of functions (``k``,
+    ``batch_size``, ``seed``, ...); the message names the parameter, what it must be
+    and the value given, e.g. ``budget must be a positive integer, got 0``. Settings
+    that contradict each other (``positives`` for the ``grid``) raise it too. Being a
+    ``ValueError``, it is caught by scikit-learn's tools and by ``except ValueError``.
+    """
 
 
 class ShapeError(GridmatchError, ValueError):

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import operator
 import os
 import tempfile
 import warnings
@@ -21,9 +20,9 @@ from typing import Any
 import numpy as np
 from sklearn.base import BaseEstimator
 
-from . import _core, losses, miners
-from ._validate import host_array, positive_int
-from .exceptions import DataError, InterruptedWarning, NotFittedError, ShapeError
+from . import _core, _params, losses, miners
+from ._validate import host_array
+from .exceptions import ConfigError, DataError, InterruptedWarning, NotFittedError, ShapeError
 
 __all__ = ["GridSearchNetwork", "as_images"]
 
@@ -93,12 +92,6 @@ def _labels(y: Any, n: int, name: str) -> np.ndarray:
     if not (np.issubdtype(y.dtype, np.integer) or np.issubdtype(y.dtype, np.bool_)):
         _, y = np.unique(y, return_inverse=True)
     return np.ascontiguousarray(y, dtype=np.int64)
-
-
-def _flag(name: str, value: Any) -> bool:
-    if not isinstance(value, (bool, np.bool_)):
-        raise ValueError(f"{name} must be a bool, got {value!r}")
-    return bool(value)
 
 
 class GridSearchNetwork(BaseEstimator):
@@ -251,76 +244,45 @@ class GridSearchNetwork(BaseEstimator):
 
     # -- validation ---------------------------------------------------------------
     def _check_params(self) -> dict[str, Any]:
-        def choice(name: str, options: tuple[str, ...]) -> str:
-            value = getattr(self, name)
-            if value not in options:
-                raise ValueError(f"{name} must be one of {options}, got {value!r}")
-            return value
-
-        def integer(name: str, low: int, value: Any = None) -> int:
-            value = getattr(self, name) if value is None else value
-            try:
-                value = operator.index(value)
-            except TypeError:
-                raise ValueError(f"{name} must be an integer, got {value!r}") from None
-            if value < low:
-                raise ValueError(f"{name} must be >= {low}, got {value}")
-            return value
-
-        def number(name: str, low: float | None = None, strict: bool = False) -> float:
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, (int, float, np.number)):
-                raise ValueError(f"{name} must be a number, got {value!r}")
-            value = float(value)
-            if not np.isfinite(value):
-                raise ValueError(f"{name} must be finite, got {value}")
-            if low is not None and (value < low or (strict and value == low)):
-                raise ValueError(f"{name} must be {'>' if strict else '>='} {low}, got {value}")
-            return value
-
-        choice("backbone", BACKBONES)
+        """Check the parameters (``ConfigError`` naming the first bad one), converted."""
+        _params.choice(self.backbone, "backbone", BACKBONES)
         miner = miners.resolve(self.negatives)
         loss = self._loss()
-        choice("mode", ("batch", "stitched"))
-        choice("optimizer", ("adam", "sgd"))
-        choice("schedule", ("constant", "cosine", "step"))
-        try:
-            rows, cols = self.grid
-        except (TypeError, ValueError):
-            raise ValueError(f"grid must be (rows, cols), got {self.grid!r}") from None
-        rows, cols = integer("grid", 1, rows), integer("grid", 1, cols)
+        _params.choice(self.mode, "mode", ("batch", "stitched"))
+        _params.choice(self.optimizer, "optimizer", ("adam", "sgd"))
+        _params.choice(self.schedule, "schedule", ("constant", "cosine", "step"))
+        rows, cols = _params.int_tuple(self.grid, "grid", ("rows", "cols"), low=1)
         cells = rows * cols
-        positives = integer("positives", 1)
-        if not 1 <= positives < cells:
-            raise ValueError(f"positives must be in [1, {cells}) for a {rows}x{cols} grid")
+        positives = _params.integer(self.positives, "positives", low=1)
+        if positives >= cells:
+            raise ConfigError(
+                f"positives must be in [1, {cells}) for a {rows}x{cols} grid, got {positives}"
+            )
         if self.mode == "stitched" and not loss.is_grid:
-            raise ValueError("mode='stitched' needs a grid loss ('double-margin', 'grid-softmax')")
-        batch = integer("batch_size", 2)
+            raise ConfigError("mode='stitched' needs a grid loss ('double-margin', 'grid-softmax')")
+        batch = _params.integer(self.batch_size, "batch_size", low=2)
         if batch // (positives + 1) < 2:
-            raise ValueError(
+            raise ConfigError(
                 f"batch_size={batch} must hold at least 2 ids of positives+1={positives + 1} views"
             )
-        dev = self.device
-        if not isinstance(dev, str) or not (
-            dev in ("auto", "cpu", "cuda") or (dev.startswith("cuda:") and dev[5:].isdigit())
-        ):
-            raise ValueError(f"device must be 'auto', 'cpu', 'cuda' or 'cuda:N', got {dev!r}")
-        spe = self.steps_per_epoch
+        _params.device(self.device)
         return {
             "rows": rows,
             "cols": cols,
             "positives": positives,
-            "dim": integer("dim", 1),
-            "epochs": integer("epochs", 0),
+            "dim": _params.integer(self.dim, "dim", low=1),
+            "epochs": _params.integer(self.epochs, "epochs", low=0),
             "batch_size": batch,
-            "lr": number("lr", 0.0, strict=True),
-            "weight_decay": number("weight_decay", 0.0),
-            "augment": number("augment", 0.0),
+            "lr": _params.real(self.lr, "lr", low=0, low_open=True),
+            "weight_decay": _params.real(self.weight_decay, "weight_decay", low=0),
+            "augment": _params.real(self.augment, "augment", low=0),
             "loss": loss.spec(),
             "progress": self._progress(),
             "negatives": miner.name,
-            "seed": integer("seed", 0),
-            "steps_per_epoch": None if spe is None else integer("steps_per_epoch", 1),
+            "seed": _params.integer(self.seed, "seed", low=0),
+            "steps_per_epoch": _params.integer(
+                self.steps_per_epoch, "steps_per_epoch", low=1, optional=True
+            ),
         }
 
     def _train_spec(self, p: dict[str, Any]) -> str:
@@ -345,21 +307,21 @@ class GridSearchNetwork(BaseEstimator):
     def _progress(self) -> bool:
         """Whether to show a progress bar (``progress``, or the deprecated ``verbose``)."""
         if self.verbose is None:
-            return _flag("progress", self.progress)
+            return _params.flag(self.progress, "progress")
         warnings.warn(
             "GridSearchNetwork(verbose=...) is deprecated and will be removed in the next "
             "release: use progress=...",
             DeprecationWarning,
             stacklevel=4,
         )
-        return _flag("verbose", self.verbose)
+        return _params.flag(self.verbose, "verbose")
 
     def _loss(self) -> losses.Loss:
         """The loss object: ``loss`` resolved, with the deprecated flat parameters."""
         flat = {k: getattr(self, k) for k in _FLAT_LOSS_PARAMS if getattr(self, k) is not None}
         if isinstance(self.loss, losses.Loss):
             if flat:
-                raise ValueError(
+                raise ConfigError(
                     f"give the loss's parameters in the loss object, not as {sorted(flat)}"
                 )
             return self.loss
@@ -375,13 +337,13 @@ class GridSearchNetwork(BaseEstimator):
         )
         for k, v in flat.items():  # every flat value is checked by its rule, as before
             if k == "balance":
-                _flag("balance", v)
+                _params.flag(v, "balance")
             elif k == "temperature":
                 losses.GridSoftmax(temperature=v).spec()
             elif k == "margin":
                 losses.Triplet(margin=v).spec()
             else:
-                losses._number(loss.name, k, v)
+                _params.real(v, k)
         own = {k: v for k, v in flat.items() if k in loss.get_params()}
         return loss.set_params(**own)
 
@@ -456,10 +418,13 @@ class GridSearchNetwork(BaseEstimator):
 
         Raises
         ------
+        ConfigError
+            An invalid parameter, or parameters that contradict each other (the message
+            names them).
+        ShapeError
+            Badly shaped or non-finite images and ids, or fewer than 2 distinct ids.
         ValueError
-            Invalid parameters (``ShapeError`` for badly shaped or non-finite images and
-            ids, fewer than 2 distinct ids, or fewer images than grid cells), or one
-            image per id with ``augment=0``.
+            Fewer images than grid cells, or one image per id with ``augment=0``.
         BackendError
             If training diverged (the loss became NaN or infinite).
         DataError
@@ -584,7 +549,7 @@ class GridSearchNetwork(BaseEstimator):
             raise ShapeError(
                 f"X has {imgs.shape[1]} channels, the network was built for {self.n_channels_}"
             )
-        E = self.model_.embed(imgs, positive_int(batch_size, "batch_size"))
+        E = self.model_.embed(imgs, _params.integer(batch_size, "batch_size", low=1))
         if as_torch:
             import torch
 

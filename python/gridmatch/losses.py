@@ -18,12 +18,12 @@ map over its grid; pair losses (:class:`Triplet`, :class:`Contrastive`, :class:`
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 from sklearn.base import BaseEstimator
 
-from . import _core
+from . import _core, _params
+from .exceptions import ConfigError
 
 __all__ = [
     "Contrastive",
@@ -36,19 +36,6 @@ __all__ = [
     "from_spec",
     "resolve",
 ]
-
-
-def _number(owner: str, name: str, value: Any) -> float:
-    if (
-        isinstance(value, bool)
-        or not isinstance(value, (int, float))
-        and not hasattr(value, "__float__")
-    ):
-        raise ValueError(f"{name} must be a number, got {value!r}")
-    value = float(value)
-    if not math.isfinite(value):
-        raise ValueError(f"{name} must be finite, got {value}")
-    return value
 
 
 class Loss(BaseEstimator):
@@ -69,14 +56,14 @@ class Loss(BaseEstimator):
 
         Raises
         ------
-        ValueError
+        ConfigError
             A parameter is out of range (the message names it).
         """
         params = {k: self._check(k, v) for k, v in self.get_params().items()}
         return {"name": self.name, **params}
 
     def _check(self, key: str, value: Any) -> Any:
-        return _number(self.name, key, value)
+        return _params.real(value, key)
 
     def __eq__(self, other: object) -> bool:
         return type(other) is type(self) and other.get_params() == self.get_params()
@@ -111,16 +98,14 @@ class DoubleMargin(Loss):
 
     def _check(self, key: str, value: Any) -> Any:
         if key == "balance":
-            if not isinstance(value, bool) and type(value).__name__ != "bool_":
-                raise ValueError(f"balance must be a bool, got {value!r}")
-            return bool(value)
+            return _params.flag(value, key)
         return super()._check(key, value)
 
     def spec(self) -> dict[str, Any]:
         """The loss as its core spec (see :meth:`Loss.spec`); checks ``hi > lo``."""
         s = super().spec()
         if not s["hi"] > s["lo"]:
-            raise ValueError(
+            raise ConfigError(
                 f"hi must be greater than lo for the double-margin loss, got {s['hi']} <= {s['lo']}"
             )
         return s
@@ -142,10 +127,7 @@ class GridSoftmax(Loss):
         self.temperature = temperature
 
     def _check(self, key: str, value: Any) -> Any:
-        value = super()._check(key, value)
-        if value <= 0:
-            raise ValueError(f"temperature must be > 0, got {value}")
-        return value
+        return _params.real(value, key, low=0, low_open=True)
 
 
 class NTXent(GridSoftmax):
@@ -176,10 +158,7 @@ class Triplet(Loss):
         self.margin = margin
 
     def _check(self, key: str, value: Any) -> Any:
-        value = super()._check(key, value)
-        if value < 0:
-            raise ValueError(f"margin must be >= 0, got {value}")
-        return value
+        return _params.real(value, key, low=0)
 
 
 class Contrastive(Triplet):
@@ -227,10 +206,9 @@ class MultiSimilarity(Loss):
         self.base = base
 
     def _check(self, key: str, value: Any) -> Any:
-        value = super()._check(key, value)
-        if key in ("alpha", "beta") and value <= 0:
-            raise ValueError(f"{key} must be > 0, got {value}")
-        return value
+        if key in ("alpha", "beta"):
+            return _params.real(value, key, low=0, low_open=True)
+        return super()._check(key, value)
 
 
 _CLASSES: dict[str, type[Loss]] = {
@@ -257,14 +235,14 @@ def resolve(loss: Any) -> Loss:
 
     Raises
     ------
-    ValueError
+    ConfigError
         An unknown name or type.
     """
     if isinstance(loss, Loss):
         return loss
     if isinstance(loss, str) and loss in _CLASSES:
         return _CLASSES[loss]()
-    raise ValueError(f"loss must be one of {NAMES} or a gridmatch.losses object, got {loss!r}")
+    raise ConfigError(f"loss must be one of {NAMES} or a gridmatch.losses object, got {loss!r}")
 
 
 def from_spec(spec: dict[str, Any]) -> Loss:

@@ -18,6 +18,7 @@ from typing import Any
 from sklearn.base import BaseEstimator
 
 from . import _core
+from .exceptions import ConfigError
 
 __all__ = ["Mined", "Miner", "Random", "SameClass", "SemiHard", "from_spec", "resolve"]
 
@@ -97,14 +98,14 @@ def resolve(negatives: Any) -> Miner:
 
     Raises
     ------
-    ValueError
+    ConfigError
         An unknown name or type.
     """
     if isinstance(negatives, Miner):
         return negatives
     if isinstance(negatives, str) and negatives in _CLASSES:
         return _CLASSES[negatives]()
-    raise ValueError(
+    raise ConfigError(
         f"negatives must be one of {NAMES} or a gridmatch.miners object, got {negatives!r}"
     )
 

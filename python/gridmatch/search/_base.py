@@ -6,9 +6,8 @@ import warnings
 from collections.abc import Callable
 from typing import Any
 
-import numpy as np
-
-from ..exceptions import ExpressionError, InterruptedWarning, NotFittedError
+from .. import _params
+from ..exceptions import ConfigError, InterruptedWarning, NotFittedError
 from ..expr import Expr
 from .result import SearchResult
 from .space import Space, _resolve_space
@@ -46,34 +45,23 @@ class _BaseSearch:
         self.callback = callback
 
     def _check_params(self) -> Space:
-        if self.controller not in ("rl", "random"):
-            raise ExpressionError(f"controller must be 'rl' or 'random', got {self.controller!r}")
-        for name in ("budget", "batch_size"):
-            v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v <= 0:
-                raise ExpressionError(f"{name} must be a positive integer, got {v!r}")
-        if isinstance(self.seed, bool) or not isinstance(self.seed, (int, np.integer)):
-            raise ExpressionError(f"seed must be an integer, got {self.seed!r}")
-        if self.seed < 0:
-            raise ExpressionError(f"seed must be >= 0, got {self.seed}")
-        rs = self.risk_seeking
-        if rs is not None:
-            if isinstance(rs, (bool, np.bool_)) or not isinstance(
-                rs, (int, float, np.integer, np.floating)
-            ):
-                raise ExpressionError(
-                    f"risk_seeking must be a fraction in (0, 1] or None, got {rs!r}"
-                )
-            if not 0 < rs <= 1:
-                raise ExpressionError(
-                    f"risk_seeking must be a fraction in (0, 1] or None, got {rs!r}"
-                )
-            # samples exactly at the batch's cutoff carry no gradient: floor(eps·(n − 1)) do
-            if rs * (self.batch_size - 1) < 1 - 1e-9:
-                raise ExpressionError(
-                    f"risk_seeking={rs!r} learns from no sample of a batch of "
-                    f"{self.batch_size}: it needs risk_seeking * (batch_size - 1) >= 1"
-                )
+        """Check the settings (``ConfigError`` naming the first bad one); the space."""
+        _params.choice(self.controller, "controller", ("rl", "random"))
+        _params.integer(self.budget, "budget", low=1)
+        batch_size = _params.integer(self.batch_size, "batch_size", low=1)
+        _params.integer(self.seed, "seed", low=0)
+        _params.real(self.timeout, "timeout", low=0, low_open=True, optional=True)
+        _params.real(self.lr, "lr", low=0, low_open=True)
+        _params.real(self.entropy_weight, "entropy_weight", low=0)
+        _params.real(self.baseline_decay, "baseline_decay", low=0, high=1, high_open=True)
+        rs = _params.real(self.risk_seeking, "risk_seeking", 0, 1, low_open=True, optional=True)
+        # samples exactly at the batch's cutoff carry no gradient: floor(eps·(n − 1)) do
+        if rs is not None and rs * (batch_size - 1) < 1 - 1e-9:
+            raise ConfigError(
+                f"risk_seeking={self.risk_seeking!r} learns from no sample of a batch of "
+                f"{batch_size}: it needs risk_seeking * (batch_size - 1) >= 1"
+            )
+        _params.flag(self.progress, "progress")
         return _resolve_space(self.space, self._kind)
 
     def _callback(self) -> tuple[Callable[..., Any] | None, Any]:
@@ -187,8 +175,7 @@ class _BaseSearch:
         """
         return self._require().plot(ax)
 
-    def _run(self, fn: Callable[..., dict[str, Any]], *args: Any) -> None:
-        space = self._check_params()
+    def _run(self, space: Space, fn: Callable[..., dict[str, Any]], *args: Any) -> None:
         cb, bar = self._callback()
         try:
             raw = fn(

@@ -1,8 +1,10 @@
-"""Input checks of the searches (arrays, labels, C, train/validation splits)."""
+"""Input checks of the searches (arrays, labels, train/validation splits).
+
+Their settings are checked by :mod:`gridmatch._params`.
+"""
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import numpy as np
@@ -39,16 +41,6 @@ def _labels(a: Any, n: int, name: str) -> np.ndarray:
     if arr.ndim != 1 or arr.shape[0] != n:
         raise ShapeError(f"{name} must be 1-D with {n} entries, got shape {arr.shape}")
     return arr
-
-
-def _check_C(C: Any) -> None:
-    """``ValueError`` unless ``C`` is a finite number > 0 (``bool`` refused)."""
-    if (
-        isinstance(C, bool)
-        or not isinstance(C, (int, float, np.floating))
-        or not (math.isfinite(C) and C > 0)
-    ):
-        raise ValueError(f"C must be a positive number, got {C!r}")
 
 
 def _split(

@@ -7,10 +7,10 @@ from typing import Any
 
 import numpy as np
 
-from .. import _core
+from .. import _core, _params
 from ..expr import Expr
 from ._base import _BaseSearch
-from ._checks import _check_C, _split
+from ._checks import _split
 from .space import Space
 
 
@@ -102,6 +102,10 @@ class KernelSearch(_BaseSearch):
         )
         self.C = C
 
+    def _check_params(self) -> Space:
+        _params.real(self.C, "C", low=0, low_open=True)
+        return super()._check_params()
+
     def _settings(self, space: Space) -> dict[str, Any]:
         return {**super()._settings(space), "C": float(self.C)}
 
@@ -148,8 +152,15 @@ class KernelSearch(_BaseSearch):
         -------
         KernelSearch
             ``self``.
+
+        Raises
+        ------
+        ConfigError
+            An invalid setting (checked first; the message names it).
+        ShapeError
+            Badly shaped, empty or non-finite samples or labels.
         """
-        _check_C(self.C)
+        space = self._check_params()
         Xtr, ytr, Xva, yva = _split(X_train, y_train, X_val, y_val, "val")
         classes, ytr_idx = np.unique(ytr, return_inverse=True)
         if len(classes) < 2:
@@ -159,6 +170,7 @@ class KernelSearch(_BaseSearch):
         yva_idx = np.array([lookup.get(v, -1) for v in yva.tolist()], dtype=np.int64)
         self.classes_ = classes
         self._run(
+            space,
             _core.kernel_search,
             Xtr,
             ytr_idx.astype(np.int64),

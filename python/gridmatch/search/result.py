@@ -9,11 +9,10 @@ from typing import Any
 
 import numpy as np
 
-from .. import _core
-from .._validate import positive_int
-from ..exceptions import DataError, ExpressionError
+from .. import _core, _params
+from ..exceptions import ConfigError, DataError, ExpressionError
 from ..expr import Expr
-from ._checks import _check_C, _split
+from ._checks import _split
 
 _RESULT_FORMAT = "gridmatch.search.SearchResult"
 _RESULT_VERSION = 1
@@ -174,7 +173,7 @@ class SearchResult:
         list of (Expr, float)
             Candidates and rewards, best first (ties: first found first).
         """
-        k = positive_int(k, "k")
+        k = _params.integer(k, "k", low=1)
         order = sorted(range(len(self.candidates)), key=lambda i: -self.candidates[i]["reward"])
         return [(Expr(self.candidates[i]["expr"]), self.candidates[i]["reward"]) for i in order[:k]]
 
@@ -228,12 +227,13 @@ class SearchResult:
             kind = "kernel" if self.best_expr.value_type == "scalar" else "transform"
         if kind not in ("kernel", None):  # None: no valid candidate, nothing to re-score
             raise ValueError(f"rerank re-scores SVM kernels; this is a {kind} search's result")
-        k = positive_int(k, "k")
+        k = _params.integer(k, "k", low=1)
         if C is None:
             if "C" not in self.settings:
-                raise ValueError("this result does not record its search's C: pass C=")
+                raise ConfigError("this result does not record its search's C: pass C=")
             C = self.settings["C"]
-        _check_C(C)
+        _params.real(C, "C", low=0, low_open=True)
+        _params.flag(progress, "progress")
         Xtr, ytr, Xho, yho = _split(X_train, y_train, X_holdout, y_holdout, "holdout")
         if len(np.unique(ytr)) < 2:
             raise ValueError("y_train needs at least 2 classes")

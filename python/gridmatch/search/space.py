@@ -8,9 +8,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .. import _core
-from .._validate import positive_int
-from ..exceptions import ExpressionError
+from .. import _core, _params
+from ..exceptions import ConfigError, ExpressionError
 from ..expr import Expr
 
 #: Largest number of units of a :class:`Space`.
@@ -137,7 +136,7 @@ class Space:
         """
         if isinstance(actions, (str, bytes)) or not hasattr(actions, "__iter__"):
             raise ExpressionError(f"actions must be a sequence of integers, got {actions!r}")
-        acts = [positive_int(a, "each action", low=0) for a in actions]
+        acts = [_params.integer(a, "each action", low=0) for a in actions]
         return _core.space_build(self._spec(), acts)
 
     def sample(self, n: int, seed: int = 0) -> list[Expr]:
@@ -155,8 +154,8 @@ class Space:
         list of Expr
             The candidates.
         """
-        n = positive_int(n, "n", low=0)
-        seed = positive_int(seed, "seed", low=0)
+        n = _params.integer(n, "n", low=0)
+        seed = _params.integer(seed, "seed", low=0)
         return _core.space_sample(self._spec(), n, seed)
 
 
@@ -168,9 +167,9 @@ def _resolve_space(space: Space | str, kind: str) -> Space:
     elif space == "activation":
         sp = Space.activation()
     else:
-        raise ExpressionError(
-            f"space must be a gridmatch.search.Space or 'paper' / 'activation', got {space!r}"
+        raise ConfigError(
+            f"space must be a gridmatch.search.Space, 'paper' or 'activation', got {space!r}"
         )
     if sp.kind != kind:
-        raise ExpressionError(f"this search needs a {kind} space, got a {sp.kind} space")
+        raise ConfigError(f"this search needs a {kind} space, got a {sp.kind} space")
     return sp

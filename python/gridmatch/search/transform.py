@@ -114,7 +114,15 @@ class TransformSearch(_BaseSearch):
         -------
         TransformSearch
             ``self``.
+
+        Raises
+        ------
+        ConfigError
+            An invalid setting (checked first; the message names it).
+        ShapeError
+            Badly shaped or non-finite embeddings or ids, or no query id in the gallery.
         """
+        space = self._check_params()
         Eq = _float_matrix(_to_numpy(E_query, "E_query"), "E_query")
         Eg = _float_matrix(_to_numpy(E_gallery, "E_gallery"), "E_gallery")
         if Eq.shape[1] != Eg.shape[1]:
@@ -129,5 +137,5 @@ class TransformSearch(_BaseSearch):
                 "no query id appears in ids_gallery: every reward would be 0 "
                 "(queries and gallery must share ids)"
             )
-        self._run(_core.transform_search, Eq, inv[: len(iq)], Eg, inv[len(iq) :])
+        self._run(space, _core.transform_search, Eq, inv[: len(iq)], Eg, inv[len(iq) :])
         return self

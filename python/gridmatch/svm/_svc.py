@@ -1,43 +1,23 @@
-"""Kernel support vector classification with a Rust core.
-
-:class:`SVC` is a drop-in replacement for :class:`sklearn.svm.SVC` (C-SVC, one-vs-one
-multiclass): the same parameters, the same fitted attributes (same layout and signs),
-the same predictions. The solver is libsvm's algorithm (SMO with second-order
-working-set selection, shrinking, a kernel-row cache) in Rust: kernel rows are computed
-with SIMD in single precision, the one-vs-one problems run in parallel, and prediction
-is a matrix product against the support vectors.
-
-Examples
---------
->>> import numpy as np
->>> import gridmatch as gm
->>> X = np.array([[0.0, 0.0], [0.0, 1.0], [3.0, 3.0], [3.0, 4.0]])
->>> clf = gm.svm.SVC(kernel="linear").fit(X, [0, 0, 1, 1])
->>> clf.predict([[0.5, 0.5], [3.5, 3.5]]).tolist()
-[0, 1]
-"""
+"""The :class:`SVC` estimator: parameters, fit, decision function, prediction, probabilities."""
 
 from __future__ import annotations
 
-import json
-import numbers
 import os
 import warnings
-from typing import Any, Callable
 
 import numpy as np
 from sklearn.base import BaseEstimator, ClassifierMixin
-from sklearn.exceptions import NotFittedError as _SkNotFittedError
-from sklearn.utils import check_random_state
 from sklearn.utils.class_weight import compute_class_weight
 from sklearn.utils.metaestimators import available_if
 from sklearn.utils.multiclass import check_classification_targets
-from sklearn.utils.validation import check_is_fitted, column_or_1d
+from sklearn.utils.validation import column_or_1d
 
-from . import _core
-from ._validate import host_array
-from .exceptions import ConvergenceWarning, DataError, InterruptedWarning, NotFittedError
-from .expr import Expr as _Expr
+from .. import _core, _params
+from .._validate import check_fitted, host_array
+from ..exceptions import ConvergenceWarning, InterruptedWarning, NotFittedError
+from . import _persistence
+from ._kernel import expression_of, resolve_kernel
+from ._multiclass import ovo_votes, ovr_decision_function
 
 try:  # scikit-learn >= 1.6
     from sklearn.utils.validation import validate_data as _validate_data
@@ -48,146 +28,6 @@ except ImportError:  # pragma: no cover - older scikit-learn
 
 
 __all__ = ["SVC"]
-
-BUILTIN_KERNELS = ("linear", "poly", "rbf", "sigmoid", "precomputed")
-
-
-def _resolve_kernel(kernel: Any) -> str | Callable[[np.ndarray, np.ndarray], Any]:
-    """Map the ``kernel`` parameter to a built-in kernel name or a Gram callable.
-
-    Expression kernels (``gridmatch.expr``): an ``Expr`` object or an expression string
-    (``"norm1(min(sin(x * y), sin(dot(x, y))))"``) becomes its ``gram`` method, evaluated
-    in Rust.
-
-    Parameters
-    ----------
-    kernel : str or callable or object
-        The ``kernel`` parameter of :class:`SVC`.
-
-    Returns
-    -------
-    str or callable
-        A built-in kernel name, or a callable computing Gram matrices.
-
-    Raises
-    ------
-    ValueError
-        If ``kernel`` is neither a built-in name, a callable, nor a supported
-        expression.
-    """
-    if isinstance(kernel, str) and kernel in BUILTIN_KERNELS:
-        return kernel
-    if callable(kernel):
-        return kernel
-    from .exceptions import ExpressionError
-    from .expr import Expr, parse
-
-    if isinstance(kernel, str):
-        try:
-            kernel = parse(kernel)
-        except ExpressionError as e:
-            raise ExpressionError(
-                f"kernel={kernel!r} is neither one of {BUILTIN_KERNELS} nor a valid kernel "
-                f"expression: {e}"
-            ) from None
-    if isinstance(kernel, Expr) and kernel.value_type != "scalar":
-        raise ExpressionError(
-            f"kernel expression {str(kernel)!r} is vector-valued; a kernel must reduce to a "
-            "scalar, e.g. norm1(...)"
-        )
-    gram = getattr(kernel, "gram", None)
-    if callable(gram):  # an object computing Gram matrices (e.g. a parsed expression)
-        return gram
-    raise ValueError(
-        f"kernel must be one of {BUILTIN_KERNELS}, a callable or an expression, "
-        f"got {type(kernel).__name__}"
-    )
-
-
-def _ovr_decision_function(predictions, confidences, n_classes):
-    """One-vs-rest scores from one-vs-one votes and confidences (scikit-learn's rule).
-
-    Votes plus the summed confidences squashed into (-1/3, 1/3), so that confidences
-    only break ties between equal vote counts.
-    """
-    n = predictions.shape[0]
-    votes = np.zeros((n, n_classes))
-    conf = np.zeros((n, n_classes))
-    k = 0
-    for i in range(n_classes):
-        for j in range(i + 1, n_classes):
-            conf[:, i] -= confidences[:, k]
-            conf[:, j] += confidences[:, k]
-            votes[predictions[:, k] == 0, i] += 1
-            votes[predictions[:, k] == 1, j] += 1
-            k += 1
-    return votes + conf / (3 * (np.abs(conf) + 1))
-
-
-_SVC_FORMAT = "gridmatch.svm.SVC"
-_SVC_VERSION = 1
-#: Saved arrays: name -> (dtype, ndim).
-_SVC_ARRAYS = {
-    "support": ("i32", 1),
-    "support_vectors": ("f64", 2),
-    "n_support": ("i32", 1),
-    "dual_coef": ("f64", 2),
-    "intercept": ("f64", 1),
-    "class_weight": ("f64", 1),
-    "n_iter": ("i32", 1),
-}
-#: Saved array -> estimator attribute.
-_SVC_ATTRS = {
-    "support": "support_",
-    "support_vectors": "support_vectors_",
-    "n_support": "_n_support",
-    "dual_coef": "dual_coef_",
-    "intercept": "intercept_",
-    "class_weight": "class_weight_",
-    "n_iter": "n_iter_",
-}
-#: Saved only for a model with a probability model (files without them load with
-#: empty ``probA_`` / ``probB_``, as written before probabilities existed).
-_SVC_OPTIONAL_ARRAYS = {"prob_a": ("f64", 1), "prob_b": ("f64", 1)}
-_SVC_OPTIONAL_ATTRS = {"prob_a": "_probA", "prob_b": "_probB"}
-_NP_DTYPES = {"f64": "<f8", "f32": "<f4", "i64": "<i8", "i32": "<i4"}
-
-
-def _as_expression(kernel):
-    from .expr import parse
-
-    return parse(kernel)
-
-
-def _storable_kernel(kernel) -> bool:
-    from .expr import Expr
-
-    return isinstance(kernel, (str, Expr))
-
-
-def _storable_random_state(random_state) -> bool:
-    """Whether ``random_state`` fits in the JSON config (None or an integer)."""
-    return random_state is None or (
-        isinstance(random_state, numbers.Integral) and not isinstance(random_state, bool)
-    )
-
-
-def _check_fitted(estimator) -> None:
-    """scikit-learn's check, raising :class:`gridmatch.NotFittedError` (a subclass)."""
-    try:
-        check_is_fitted(estimator)
-    except NotFittedError:
-        raise
-    except _SkNotFittedError as e:
-        raise NotFittedError(str(e)) from None
-
-
-def _n_jobs(n_jobs: int | None) -> int:
-    if n_jobs is None:
-        return 0
-    if not isinstance(n_jobs, numbers.Integral) or n_jobs == 0 or n_jobs < -1:
-        raise ValueError(f"n_jobs must be None, -1 or a positive integer, got {n_jobs!r}")
-    return (os.cpu_count() or 1) if n_jobs == -1 else int(n_jobs)
 
 
 class SVC(ClassifierMixin, BaseEstimator):
@@ -312,55 +152,25 @@ class SVC(ClassifierMixin, BaseEstimator):
         return tags
 
     # ------------------------------------------------------------------ checks
-    def _check_params(self):
-        def positive(name, v):
-            if isinstance(v, bool) or not isinstance(v, numbers.Real) or not v > 0:
-                raise ValueError(f"{name} must be a float > 0, got {v!r}")
-            if not np.isfinite(v):
-                raise ValueError(f"{name} must be finite, got {v!r}")
-
-        positive("C", self.C)
-        positive("tol", self.tol)
-        positive("cache_size", self.cache_size)
-        if isinstance(self.degree, bool) or not isinstance(self.degree, numbers.Integral):
-            raise ValueError(f"degree must be an integer >= 0, got {self.degree!r}")
-        if self.degree < 0:
-            raise ValueError(f"degree must be an integer >= 0, got {self.degree!r}")
-        if (
-            isinstance(self.coef0, bool)
-            or not isinstance(self.coef0, numbers.Real)
-            or not np.isfinite(self.coef0)
-        ):
-            raise ValueError(f"coef0 must be a finite float, got {self.coef0!r}")
+    def _check_params(self) -> None:
+        """Check the parameters (``ConfigError`` naming the first bad one)."""
+        for name in ("C", "tol", "cache_size"):
+            _params.real(getattr(self, name), name, low=0, low_open=True)
+        _params.integer(self.degree, "degree", low=0)
+        _params.real(self.coef0, "coef0")
         if isinstance(self.gamma, str):
-            if self.gamma not in ("scale", "auto"):
-                raise ValueError(
-                    f"gamma must be 'scale', 'auto' or a float > 0, got {self.gamma!r}"
-                )
+            _params.choice(self.gamma, "gamma", ("scale", "auto"), other="a number > 0")
         else:
-            positive("gamma", self.gamma)
-        if (
-            isinstance(self.max_iter, bool)
-            or not isinstance(self.max_iter, numbers.Integral)
-            or (self.max_iter < 1 and self.max_iter != -1)
-        ):
-            raise ValueError(f"max_iter must be -1 or a positive integer, got {self.max_iter!r}")
-        if self.decision_function_shape not in ("ovr", "ovo"):
-            raise ValueError(
-                "decision_function_shape must be 'ovr' or 'ovo', got "
-                f"{self.decision_function_shape!r}"
+            _params.real(self.gamma, "gamma", low=0, low_open=True)
+        _params.integer(self.max_iter, "max_iter", low=1, also=(-1,))
+        _params.choice(self.decision_function_shape, "decision_function_shape", ("ovr", "ovo"))
+        if not isinstance(self.class_weight, dict):
+            _params.choice(
+                self.class_weight, "class_weight", ("balanced",), optional=True, other="a dict"
             )
-        if not (
-            self.class_weight is None
-            or self.class_weight == "balanced"
-            or isinstance(self.class_weight, dict)
-        ):
-            raise ValueError(
-                f"class_weight must be None, 'balanced' or a dict, got {self.class_weight!r}"
-            )
-        _n_jobs(self.n_jobs)
-        if not isinstance(self.probability, (bool, np.bool_)):
-            raise ValueError(f"probability must be a bool, got {self.probability!r}")
+        _params.n_jobs(self.n_jobs)
+        _params.flag(self.probability, "probability")
+        _params.random_state(self.random_state)
 
     # --------------------------------------------------------------------- fit
     def fit(self, X, y, sample_weight=None):
@@ -382,14 +192,19 @@ class SVC(ClassifierMixin, BaseEstimator):
 
         Raises
         ------
+        ConfigError
+            On an invalid parameter (the message names it).
+        ExpressionError
+            If ``kernel`` is a string that is neither a built-in kernel nor a valid
+            scalar expression.
         ValueError
-            On invalid parameters, NaN/inf or badly shaped inputs, fewer than two
-            classes, or a non-square precomputed matrix.
+            On NaN/inf or badly shaped inputs, fewer than two classes, or a non-square
+            precomputed matrix.
         """
         self._check_params()
         # Drawn as scikit-learn draws it (always, also without a probability model).
-        seed = int(check_random_state(self.random_state).randint(np.iinfo("i").max))
-        kernel = _resolve_kernel(self.kernel)
+        seed = int(_params.random_state(self.random_state).randint(np.iinfo("i").max))
+        kernel = resolve_kernel(self.kernel)
         X, y = host_array(X, "X"), host_array(y, "y")
         X, y = _validate_data(self, X, y, dtype=np.float64, order="C", accept_sparse=False)
         y_ = column_or_1d(y, warn=True)
@@ -429,10 +244,10 @@ class SVC(ClassifierMixin, BaseEstimator):
 
         gamma = 0.0
         expr = None
-        if callable(kernel) and isinstance(getattr(kernel, "__self__", None), _Expr):
+        if expression_of(kernel) is not None:
             # An expression kernel: rows are evaluated in Rust on demand and kept in the
             # solver's row cache, so memory stays within cache_size (no n x n matrix).
-            expr, data, kname = kernel.__self__, X, "expression"
+            expr, data, kname = expression_of(kernel), X, "expression"
         elif callable(kernel):
             gram = np.asarray(kernel(X, X), dtype=np.float64)
             if gram.shape != (n, n):
@@ -480,7 +295,7 @@ class SVC(ClassifierMixin, BaseEstimator):
             float(self.tol),
             float(self.cache_size),
             int(self.max_iter),
-            _n_jobs(self.n_jobs),
+            _params.n_jobs(self.n_jobs),
             expr=expr,
             probability_seed=seed if self.probability else None,
         )
@@ -522,224 +337,24 @@ class SVC(ClassifierMixin, BaseEstimator):
     @property
     def n_support_(self):
         """Number of support vectors of each class, ndarray of shape (n_classes,)."""
-        _check_fitted(self)
+        check_fitted(self)
         return self._n_support
 
     @property
     def probA_(self):
         """Platt sigmoid slopes of the pairs, ndarray of shape (n_pairs,) (empty without
         a probability model)."""
-        _check_fitted(self)
+        check_fitted(self)
         return self._probA
 
     @property
     def probB_(self):
         """Platt sigmoid offsets of the pairs, ndarray of shape (n_pairs,) (empty without
         a probability model)."""
-        _check_fitted(self)
+        check_fitted(self)
         return self._probB
 
     # ------------------------------------------------------------- persistence
-    def _to_arrays(self) -> tuple[list[tuple[str, str, list[int], bytes]], dict[str, str]]:
-        """The fitted model as named arrays and a JSON config (see :meth:`save`)."""
-        _check_fitted(self)
-        from .expr import Expr
-
-        kernel = self.kernel
-        if isinstance(kernel, str) and kernel in BUILTIN_KERNELS:
-            kernel_spec = {"type": "builtin", "name": kernel}
-        elif isinstance(kernel, (str, Expr)):
-            kernel_spec = {
-                "type": "expression",
-                "text": str(_as_expression(kernel)),
-                # the parameter as given (an expression string stays that string)
-                "param": kernel if isinstance(kernel, str) else None,
-            }
-        else:
-            raise TypeError(
-                f"an SVC with kernel={kernel!r} cannot be saved: a Python callable would need "
-                "pickle; use a built-in kernel or a gridmatch.expr expression"
-            )
-        classes = np.asarray(self.classes_)
-        if classes.dtype.kind not in "biufU":
-            raise TypeError(
-                f"classes of dtype {classes.dtype} cannot be saved; use integer, float, bool "
-                "or string labels"
-            )
-        params = self.get_params(deep=False)
-        params.pop("kernel")
-        if not _storable_random_state(params["random_state"]):
-            # A generator object has no JSON form; the fitted model does not need it.
-            params["random_state"] = None
-        elif params["random_state"] is not None:
-            params["random_state"] = int(params["random_state"])
-        cw = params["class_weight"]
-        if isinstance(cw, dict):
-            params["class_weight"] = [[np.asarray(k).tolist(), float(v)] for k, v in cw.items()]
-        config = {
-            "format": _SVC_FORMAT,
-            "version": _SVC_VERSION,
-            "gridmatch_version": _core.__version__,
-            "params": params,
-            "kernel": kernel_spec,
-            "classes": classes.tolist(),
-            "classes_dtype": classes.dtype.str,
-            "shape_fit": [int(v) for v in self.shape_fit_],
-            "fit_status": int(self.fit_status_),
-            "n_features_in": int(self.n_features_in_),
-            "feature_names_in": (
-                np.asarray(self.feature_names_in_).tolist()
-                if hasattr(self, "feature_names_in_")
-                else None
-            ),
-            "gamma": float(self._gamma),
-            "kernel_name": self._kernel_name,
-        }
-        arrays = []
-        for name, (dtype, _) in _SVC_ARRAYS.items():
-            a = np.ascontiguousarray(getattr(self, _SVC_ATTRS[name]), dtype=_NP_DTYPES[dtype])
-            arrays.append((name, dtype, [int(d) for d in a.shape], a.tobytes()))
-        if np.size(getattr(self, "_probA", ())) and np.size(getattr(self, "_probB", ())):
-            for name, (dtype, _) in _SVC_OPTIONAL_ARRAYS.items():
-                attr = _SVC_OPTIONAL_ATTRS[name]
-                a = np.ascontiguousarray(getattr(self, attr), dtype=_NP_DTYPES[dtype])
-                arrays.append((name, dtype, [int(d) for d in a.shape], a.tobytes()))
-        return arrays, {"gridmatch": json.dumps(config)}
-
-    @classmethod
-    def _from_arrays(cls, arrays: list, metadata: dict[str, str], where: str) -> SVC:
-        """Rebuild a fitted SVC from :meth:`_to_arrays` output; ``DataError`` if invalid."""
-
-        def bad(msg: str) -> DataError:
-            return DataError(f"{where}: {msg}")
-
-        try:
-            config = json.loads(metadata["gridmatch"])
-        except KeyError:
-            raise bad("not a saved gridmatch SVC (no 'gridmatch' metadata)") from None
-        except ValueError as e:
-            raise bad(f"the model config is not valid JSON ({e})") from None
-        if not isinstance(config, dict) or config.get("format") != _SVC_FORMAT:
-            raise bad("not a saved gridmatch SVC (wrong 'format')")
-        version = config.get("version")
-        if version != _SVC_VERSION:
-            raise bad(
-                f"format version {version!r} is not supported (this gridmatch reads version "
-                f"{_SVC_VERSION}); save the model again with this version"
-            )
-        got = {name: (dtype, shape, data) for name, dtype, shape, data in arrays}
-        optional = set(_SVC_OPTIONAL_ARRAYS) & set(got)
-        missing = sorted(set(_SVC_ARRAYS) - set(got))
-        if optional and optional != set(_SVC_OPTIONAL_ARRAYS):
-            missing += sorted(set(_SVC_OPTIONAL_ARRAYS) - optional)
-        extra = sorted(set(got) - set(_SVC_ARRAYS) - set(_SVC_OPTIONAL_ARRAYS))
-        if missing or extra:
-            raise bad(f"wrong arrays (missing {missing}, unexpected {extra})")
-        values = {}
-        expected = dict(_SVC_ARRAYS)
-        expected.update({k: v for k, v in _SVC_OPTIONAL_ARRAYS.items() if k in optional})
-        for name, (dtype, ndim) in expected.items():
-            d, shape, data = got[name]
-            if d != dtype or len(shape) != ndim:
-                raise bad(f"array {name!r} is {d} {len(shape)}-D, expected {dtype} {ndim}-D")
-            values[name] = np.frombuffer(data, dtype=_NP_DTYPES[dtype]).reshape(shape).copy()
-        try:
-            params = dict(config["params"])
-            kernel_spec = config["kernel"]
-            if kernel_spec["type"] == "builtin":
-                kernel = str(kernel_spec["name"])
-            elif kernel_spec["type"] == "expression":
-                kernel = _as_expression(str(kernel_spec["text"]))
-                param = kernel_spec.get("param")
-                if param is not None:
-                    if _as_expression(str(param)) != kernel:
-                        raise ValueError("the kernel text and its canonical form differ")
-                    kernel = str(param)
-            else:
-                raise ValueError(f"unknown kernel type {kernel_spec['type']!r}")
-            if isinstance(params.get("class_weight"), list):
-                params["class_weight"] = {
-                    (tuple(k) if isinstance(k, list) else k): float(v)
-                    for k, v in params["class_weight"]
-                }
-            est = cls(kernel=kernel, **params)
-            est._check_params()
-            classes = np.array(config["classes"], dtype=np.dtype(config["classes_dtype"]))
-            shape_fit = tuple(int(v) for v in config["shape_fit"])
-            fit_status = int(config["fit_status"])
-            n_features = int(config["n_features_in"])
-            gamma = float(config["gamma"])
-            kernel_name = str(config["kernel_name"])
-            names = config.get("feature_names_in")
-        except (KeyError, TypeError, ValueError) as e:
-            raise bad(f"invalid model config ({type(e).__name__}: {e})") from None
-        n_classes, n_sv = len(classes), len(values["support"])
-        for name in _SVC_OPTIONAL_ARRAYS:
-            values.setdefault(name, np.empty(0))
-        sv, dual = values["support_vectors"], values["dual_coef"]
-        checks = [
-            (n_classes >= 2, "fewer than 2 classes"),
-            (values["n_support"].shape == (n_classes,), "n_support does not match the classes"),
-            (int(values["n_support"].sum()) == n_sv, "n_support does not add up to the support"),
-            (bool((values["n_support"] >= 0).all()), "negative n_support"),
-            (dual.shape == (n_classes - 1, n_sv), "dual_coef has the wrong shape"),
-            (
-                values["intercept"].shape == (n_classes * (n_classes - 1) // 2,),
-                "intercept has the wrong shape",
-            ),
-            (values["class_weight"].shape == (n_classes,), "class_weight has the wrong shape"),
-            (values["n_iter"].shape == values["intercept"].shape, "n_iter has the wrong shape"),
-            (
-                all(
-                    values[k].shape in ((0,), values["intercept"].shape)
-                    for k in _SVC_OPTIONAL_ARRAYS
-                ),
-                "prob_a / prob_b have the wrong shape",
-            ),
-            (len(shape_fit) == 2 and shape_fit[1] == n_features, "inconsistent shape_fit"),
-            (kernel_name in BUILTIN_KERNELS, f"unknown kernel_name {kernel_name!r}"),
-            (np.isfinite(gamma) and gamma >= 0, "invalid gamma"),
-            (
-                bool(((values["support"] >= 0) & (values["support"] < shape_fit[0])).all())
-                if n_sv and len(shape_fit) == 2
-                else True,
-                "support indices out of range",
-            ),
-            (
-                sv.shape
-                == (
-                    (0, 0)
-                    if kernel_name == "precomputed" and kernel_spec["type"] == "builtin"
-                    else (n_sv, n_features)
-                ),
-                "support_vectors has the wrong shape",
-            ),
-        ]
-        for ok, msg in checks:
-            if not ok:
-                raise bad(msg)
-        for name in (
-            "dual_coef",
-            "intercept",
-            "support_vectors",
-            "class_weight",
-            "prob_a",
-            "prob_b",
-        ):
-            if not np.isfinite(values[name]).all():
-                raise bad(f"{name} holds NaN or infinite values")
-        for name, attr in {**_SVC_ATTRS, **_SVC_OPTIONAL_ATTRS}.items():
-            setattr(est, attr, values[name])
-        est.classes_ = classes
-        est.shape_fit_ = shape_fit
-        est.fit_status_ = fit_status
-        est.n_features_in_ = n_features
-        if names is not None:
-            est.feature_names_in_ = np.asarray(names, dtype=object)
-        est._gamma = gamma
-        est._kernel_name = kernel_name
-        return est
-
     def save(self, path: str | os.PathLike) -> str:
         """Save the fitted model to a file (safetensors arrays + JSON config).
 
@@ -772,10 +387,7 @@ class SVC(ClassifierMixin, BaseEstimator):
         DataError
             If the file cannot be written.
         """
-        arrays, meta = self._to_arrays()
-        path = os.fspath(path)
-        _core.store_save(path, arrays, meta)
-        return path
+        return _persistence.save(self, path)
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> SVC:
@@ -797,9 +409,7 @@ class SVC(ClassifierMixin, BaseEstimator):
             If the file is missing, truncated, modified (checksum mismatch), malformed
             (wrong arrays, shapes, dtypes or config) or of another format version.
         """
-        path = os.fspath(path)
-        arrays, meta = _core.store_load(path)
-        return cls._from_arrays(arrays, meta, path)
+        return _persistence.load(cls, path)
 
     def __getstate__(self):
         # Pickling (joblib, multiprocessing, copy) uses the same safetensors bytes as
@@ -807,22 +417,16 @@ class SVC(ClassifierMixin, BaseEstimator):
         # unpickling goes through load()'s validation. (Pickle files as such are never
         # safe to load from untrusted sources: use save()/load() for model files.)
         state = super().__getstate__()
-        if (
-            hasattr(self, "support_")
-            and _storable_kernel(self.kernel)
-            and _storable_random_state(getattr(self, "random_state", None))
-        ):
-            arrays, meta = self._to_arrays()
+        if _persistence.picklable_as_file(self):
             return {
-                "_gridmatch_svc": bytes(_core.store_dumps(arrays, meta)),
+                "_gridmatch_svc": _persistence.dumps(self),
                 "_sklearn_version": state.get("_sklearn_version"),
             }
         return state
 
     def __setstate__(self, state):
         if isinstance(state, dict) and "_gridmatch_svc" in state:
-            arrays, meta = _core.store_loads(state["_gridmatch_svc"])
-            other = type(self)._from_arrays(arrays, meta, "pickled SVC")
+            other = _persistence.loads(type(self), state["_gridmatch_svc"])
             self.__dict__.update(other.__dict__)
             return
         super().__setstate__(state)
@@ -830,8 +434,8 @@ class SVC(ClassifierMixin, BaseEstimator):
     # ----------------------------------------------------------------- predict
     def _ovo_decision(self, X) -> np.ndarray:
         """Pairwise decision values in libsvm's convention (positive: first class)."""
-        _check_fitted(self)
-        kernel = _resolve_kernel(self.kernel)
+        check_fitted(self)
+        kernel = resolve_kernel(self.kernel)
         X = _validate_data(
             self, host_array(X, "X"), dtype=np.float64, order="C", accept_sparse=False, reset=False
         )
@@ -871,7 +475,7 @@ class SVC(ClassifierMixin, BaseEstimator):
             float(self._gamma),
             float(self.coef0),
             int(self.degree),
-            _n_jobs(self.n_jobs),
+            _params.n_jobs(self.n_jobs),
         )
 
     def decision_function(self, X):
@@ -899,7 +503,7 @@ class SVC(ClassifierMixin, BaseEstimator):
         if n_classes == 2:
             return -dec.ravel()
         if self.decision_function_shape == "ovr":
-            return _ovr_decision_function(dec < 0, -dec, n_classes)
+            return ovr_decision_function(dec < 0, -dec, n_classes)
         return dec
 
     def predict(self, X):
@@ -921,16 +525,7 @@ class SVC(ClassifierMixin, BaseEstimator):
             If called before :meth:`fit`.
         """
         dec = self._ovo_decision(X)
-        n_classes = len(self.classes_)
-        votes = np.zeros((dec.shape[0], n_classes), dtype=np.int64)
-        k = 0
-        for i in range(n_classes):
-            for j in range(i + 1, n_classes):
-                pos = dec[:, k] > 0
-                votes[pos, i] += 1
-                votes[~pos, j] += 1
-                k += 1
-        return self.classes_[np.argmax(votes, axis=1)]
+        return self.classes_[np.argmax(ovo_votes(dec, len(self.classes_)), axis=1)]
 
     # ----------------------------------------------------------- probabilities
     def _check_proba(self):
@@ -976,7 +571,7 @@ class SVC(ClassifierMixin, BaseEstimator):
             np.ascontiguousarray(self._probA, dtype=np.float64),
             np.ascontiguousarray(self._probB, dtype=np.float64),
             len(self.classes_),
-            _n_jobs(self.n_jobs),
+            _params.n_jobs(self.n_jobs),
         )
 
     @available_if(_check_proba)
