@@ -256,6 +256,7 @@ class InShop:
         if len(rows) != count:
             raise DataError(f"{part}: header says {count} images, found {len(rows)} rows")
         self.items: dict[str, list[tuple[str, int]]] = {s: [] for s in self.SPLITS}
+        self._order: list[str] = []  # the split of each row, in the file's order
         for i, r in enumerate(rows, start=3):
             if len(r) != 3 or r[2] not in self.items or not r[1].startswith("id_"):
                 raise DataError(f"{part}:{i}: expected 'img/... id_NNNNNNNN train|query|gallery'")
@@ -264,6 +265,7 @@ class InShop:
             except ValueError:
                 raise DataError(f"{part}:{i}: bad item id {r[1]!r}") from None
             self.items[r[2]].append((r[0], item))
+            self._order.append(r[2])
 
     def ids(self, split: str) -> np.ndarray:
         """Item ids of a split.
@@ -295,6 +297,49 @@ class InShop:
         if split not in self.items:
             raise ValueError(f"split must be one of {self.SPLITS}, got {split!r}")
         return self.items[split]
+
+    def catalogue(self, split: str | None = None):
+        """The images as an :class:`~gridmatch.catalogue.ImageCatalogue` (paths, no pixels).
+
+        Ids are the integer item ids (``id_00000042`` → 42); split names are
+        ``"train"``, ``"query"``, ``"gallery"``; classes are ``"<group>/<category>"``
+        read from paths of the form ``img/<group>/<category>/id_…/<file>`` (such as
+        ``"WOMEN/Dresses"``), or ``None`` when a path has another form. Every image
+        must exist and lie inside ``root`` (checked now).
+
+        Parameters
+        ----------
+        split : {"train", "query", "gallery"}, optional
+            One split; default every image, in the partition file's order.
+
+        Returns
+        -------
+        ImageCatalogue
+
+        Raises
+        ------
+        DataError
+            A listed image is missing, listed twice or outside ``root``.
+        ValueError
+            Unknown ``split``.
+        """
+        from .catalogue import ImageCatalogue
+
+        if split is None:
+            cursor = {s: iter(self.items[s]) for s in self.SPLITS}
+            rows = [(*next(cursor[s]), s) for s in self._order]
+        else:
+            rows = [(p, i, split) for p, i in self._rows(split)]
+        if not rows:
+            raise DataError(f"{self.root}: the partition file lists no images for {split!r}")
+        parts = [Path(p).parts for p, _, _ in rows]
+        classes = None
+        if all(len(q) == 5 and q[0] == "img" for q in parts):
+            classes = [f"{q[1]}/{q[2]}" for q in parts]
+        paths, ids, names = zip(*rows)
+        return ImageCatalogue(
+            [self.root / p for p in paths], list(ids), classes, list(names), root=self.root
+        )
 
     def load(self, split: str, size: tuple[int, int] = (128, 128)) -> tuple[np.ndarray, np.ndarray]:
         """Load a split's images, resized.

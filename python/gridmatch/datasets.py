@@ -11,6 +11,10 @@ and otherwise downloads them from the official mirrors into
 ``~/.cache/gridmatch/<name>/``, verifying their MD5 checksums. Offline, with no files
 found, it raises :class:`~gridmatch.exceptions.DataError` saying where to put them.
 The IDX parser is Rust; malformed files raise ``DataError``, never crash.
+
+Photo catalogues (paths and product ids, never pixels) are :class:`ImageCatalogue`
+(``from_folder``, ``from_csv``, ``from_inshop``, ``from_paths``); DeepFashion In-shop's
+on-disk format is :class:`InShop`.
 """
 
 from __future__ import annotations
@@ -339,5 +343,6 @@ def load_sample(name: str, split: str = "train") -> tuple[np.ndarray, np.ndarray
 
 
 from ._shop import InShop, ShopBenchmark, ShopSplit, distort, fashion_shop  # noqa: E402
+from .catalogue import ImageCatalogue  # noqa: E402
 
-__all__ += ["InShop", "ShopBenchmark", "ShopSplit", "distort", "fashion_shop"]
+__all__ += ["ImageCatalogue", "InShop", "ShopBenchmark", "ShopSplit", "distort", "fashion_shop"]

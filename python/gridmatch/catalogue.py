@@ -1,0 +1,669 @@
+"""Image catalogues: product photos as file paths and product ids, never pixels.
+
+An :class:`ImageCatalogue` is an immutable list of images on disk, each with the id of
+the product it shows (a SKU string or an integer), optionally a class (category) and a
+split name. Pixels are decoded only on request (:meth:`ImageCatalogue.load`, meant for
+small sets).
+
+Paths are checked when a catalogue is built (eagerly: every file must exist, no path may
+appear twice, and with a ``root`` every path must lie inside it after resolving ``..``
+and symbolic links); the image *content* is read only by :meth:`~ImageCatalogue.load`.
+Training and embedding straight from a catalogue (a streaming Rust image pipeline) do
+not exist yet.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+import re
+from collections import Counter
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ._images import read_square
+from ._params import integer
+from ._validate import host_array
+from .exceptions import DataError, ShapeError
+
+__all__ = ["DEFAULT_EXTENSIONS", "LOAD_MAX_BYTES", "MAX_IMAGE_PIXELS", "ImageCatalogue"]
+
+#: File name extensions :meth:`ImageCatalogue.from_folder` treats as images (any case).
+DEFAULT_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff")
+
+#: Largest image (width × height, read from the file's header before decoding) that
+#: :meth:`ImageCatalogue.load` decodes; larger ones raise ``DataError``.
+MAX_IMAGE_PIXELS = 100_000_000
+
+#: Largest array (bytes) :meth:`ImageCatalogue.load` returns by default (1 GiB).
+LOAD_MAX_BYTES = 1 << 30
+
+_INT_TEXT = re.compile(r"-?[1-9][0-9]*|0")
+_INT64_MAX = np.iinfo(np.int64).max
+
+
+def _labels(values: Any, name: str, noun: str) -> np.ndarray:
+    """Ids or classes given by the caller: an int64 array or an object array of str."""
+    values = host_array(values, name)
+    if isinstance(values, (str, bytes)) or np.ndim(values) == 0:
+        raise ShapeError(f"{name} must be a sequence of strings or integers, got {values!r}")
+    if isinstance(values, np.ndarray) or hasattr(values, "__array__"):
+        arr = np.asarray(values)
+    else:  # a list or tuple: keep each element's own type (numpy would turn 1 into "1")
+        seq = list(values)
+        arr = np.empty(len(seq), dtype=object)
+        for i, v in enumerate(seq):
+            arr[i] = v
+    if arr.ndim != 1:
+        raise ShapeError(f"{name} must be 1-D, got shape {arr.shape}")
+    kind = arr.dtype.kind
+    if kind in "iu":
+        if kind == "u" and arr.size and int(arr.max()) > _INT64_MAX:
+            raise ShapeError(f"{name} holds integers beyond the int64 range")
+        return arr.astype(np.int64)
+    if kind == "f":
+        bad = np.flatnonzero(np.isnan(arr))
+        if bad.size:
+            raise ShapeError(f"{name}[{bad[0]}] is NaN; every image needs a {noun}")
+        raise ShapeError(f"{name} must hold strings or integers, got floats ({arr.dtype})")
+    if kind not in "UO":
+        raise ShapeError(f"{name} must hold strings or integers, got dtype {arr.dtype}")
+    out, types = np.empty(arr.shape[0], dtype=object), set()
+    for i, v in enumerate(arr.tolist()):
+        if v is None or (isinstance(v, (float, np.floating)) and v != v):
+            what = "None" if v is None else "NaN"
+            raise ShapeError(f"{name}[{i}] is {what}; every image needs a {noun}")
+        if isinstance(v, np.integer):
+            v = int(v)
+        if isinstance(v, str):
+            if not v:
+                raise ShapeError(f"{name}[{i}] is an empty string; every image needs a {noun}")
+            v, t = str(v), "str"
+        elif isinstance(v, int) and not isinstance(v, bool):
+            if not -_INT64_MAX - 1 <= v <= _INT64_MAX:
+                raise ShapeError(f"{name}[{i}] = {v} is beyond the int64 range")
+            t = "int"
+        else:
+            raise ShapeError(f"{name}[{i}] = {v!r}: {name} must be strings or integers")
+        types.add(t)
+        out[i] = v
+    if len(types) > 1:
+        raise ShapeError(f"{name} mix strings and integers; use one type (1 and '1' differ)")
+    return out.astype(np.int64) if types == {"int"} else out
+
+
+def _split_names(values: Any, n: int) -> np.ndarray:
+    if isinstance(values, str):
+        values = [values] * n
+    arr = _labels(values, "split", "split name")
+    if arr.dtype != object:
+        raise ShapeError("split must hold split names (strings) such as 'train'")
+    return arr
+
+
+def _frozen(a: np.ndarray) -> np.ndarray:
+    a.flags.writeable = False
+    return a
+
+
+def _resolve(paths: list[str], base: str, root: str | None, where: Callable[[int], str]):
+    """Canonical absolute paths; DataError for outside ``root``, missing or duplicate."""
+    real_root = os.path.realpath(root) if root is not None else None
+    out: list[str] = []
+    seen: dict[str, int] = {}
+    for i, p in enumerate(paths):
+        real = os.path.realpath(os.path.join(base, p))
+        if real_root is not None and os.path.commonpath([real_root, real]) != real_root:
+            raise DataError(f"{where(i)}: {p!r} lies outside root {root} (resolves to {real})")
+        if real in seen:
+            raise DataError(f"duplicate path {real} ({where(seen[real])} and {where(i)})")
+        if not os.path.isfile(real):
+            raise DataError(f"{where(i)}: no such image file {real}")
+        seen[real] = i
+        out.append(real)
+    return np.array(out, dtype=object) if out else np.empty(0, dtype=object)
+
+
+def _fspaths(paths: Any) -> list[str]:
+    if isinstance(paths, (str, bytes, os.PathLike)):
+        raise ShapeError(f"paths must be a sequence of paths, got the single path {paths!r}")
+    out = []
+    for i, p in enumerate(list(paths)):
+        if isinstance(p, os.PathLike):
+            p = os.fspath(p)
+        if not isinstance(p, str) or not p:
+            raise ShapeError(f"paths[{i}] = {p!r} is not a path (str or os.PathLike)")
+        out.append(p)
+    return out
+
+
+class ImageCatalogue:
+    """Images on disk with their product ids, optional classes and split names.
+
+    A catalogue never holds pixels; :meth:`load` decodes a small one into an array. It
+    is a value object: its arrays are read-only and :meth:`subset` returns a new
+    catalogue. Build one with :meth:`from_folder`, :meth:`from_csv`, :meth:`from_inshop`
+    or :meth:`from_paths` (the same as calling the class).
+
+    Parameters
+    ----------
+    paths : sequence of str or os.PathLike
+        Image files. Relative paths are resolved against ``root`` (or the working
+        folder).
+    ids : sequence of str or int
+        Product id of each image: strings (SKUs) or integers, not both, no ``None``/NaN.
+    classes : sequence of str or int, optional
+        Class (category) of each image.
+    split : str or sequence of str, optional
+        Split name of each image (one string: the same for every image).
+    root : path-like, optional
+        When given, every path must lie inside it after resolving ``..`` and symbolic
+        links.
+
+    Attributes
+    ----------
+    paths : ndarray of object (str), shape (n,)
+        Canonical absolute paths (``os.path.realpath``), unique.
+    ids : ndarray, shape (n,)
+        The ids as given: int64 for integer ids, object (``str``) for string ids.
+    codes : ndarray of int64, shape (n,)
+        Dense codes of the ids: the first distinct id gets 0, the next new one 1, …
+        (order of first appearance). Subsets keep their parent's codes.
+    classes : ndarray or None
+        Classes as given (int64 or object ``str``), or ``None``.
+    split : ndarray of object (str) or None
+        Split names, or ``None``.
+
+    Raises
+    ------
+    ShapeError
+        Lengths differ, no images, or an id/class is ``None``, NaN, a float, an empty
+        string, or strings and integers are mixed.
+    DataError
+        A file does not exist, a path appears twice, or a path lies outside ``root``.
+
+    Notes
+    -----
+    Files are checked for existence when the catalogue is built (one ``stat`` each);
+    their content is read only by :meth:`load`. Training and embedding straight from a
+    catalogue (streaming decoding in Rust) are not available yet.
+
+    Examples
+    --------
+    >>> cat = gm.datasets.ImageCatalogue.from_folder("photos/")  # doctest: +SKIP
+    >>> cat.subset("query").load(128).shape  # doctest: +SKIP
+    (1400, 128, 128, 3)
+    """
+
+    __slots__ = ("_paths", "_ids", "_codes", "_vocab", "_index", "_classes", "_split")
+
+    def __init__(self, paths, ids, classes=None, split=None, *, root=None):
+        base = os.getcwd() if root is None else os.fspath(Path(root).expanduser())
+        self._build(_fspaths(paths), ids, classes, split, root, base, "paths[{}]".format)
+
+    def _build(self, paths, ids, classes, split, root, base, where) -> None:
+        ids = _labels(ids, "ids", "product id")
+        n = len(paths)
+        if n == 0:
+            raise ShapeError("a catalogue needs at least one image; paths is empty")
+        if ids.shape[0] != n:
+            raise ShapeError(f"paths has {n} entries but ids has {ids.shape[0]}")
+        if classes is not None:
+            classes = _labels(classes, "classes", "class")
+            if classes.shape[0] != n:
+                raise ShapeError(f"paths has {n} entries but classes has {classes.shape[0]}")
+        if split is not None:
+            split = _split_names(split, n)
+            if split.shape[0] != n:
+                raise ShapeError(f"paths has {n} entries but split has {split.shape[0]}")
+        root = None if root is None else os.fspath(Path(root).expanduser())
+        index: dict = {}
+        codes = np.array([index.setdefault(v, len(index)) for v in ids.tolist()], np.int64)
+        vocab = np.empty(len(index), dtype=ids.dtype)
+        vocab[:] = list(index)
+        self._paths = _frozen(_resolve(paths, base, root, where))
+        self._ids, self._codes, self._vocab = _frozen(ids), _frozen(codes), _frozen(vocab)
+        self._index = index
+        self._classes = None if classes is None else _frozen(classes)
+        self._split = None if split is None else _frozen(split)
+
+    # ------------------------------------------------------------------ constructors
+    @classmethod
+    def from_paths(cls, paths, ids, classes=None, split=None, *, root=None) -> ImageCatalogue:
+        """A catalogue of the given files (the same as ``ImageCatalogue(...)``).
+
+        Parameters
+        ----------
+        paths, ids, classes, split, root
+            See :class:`ImageCatalogue`.
+
+        Returns
+        -------
+        ImageCatalogue
+        """
+        return cls(paths, ids, classes, split, root=root)
+
+    @classmethod
+    def from_folder(
+        cls, root: str | os.PathLike, extensions: Iterable[str] = DEFAULT_EXTENSIONS
+    ) -> ImageCatalogue:
+        """A catalogue of one folder per product, optionally grouped in class folders.
+
+        Two layouts are recognised (detected from the folders' content):
+
+        - ``root/<product>/<image>``: ids are the product folder names, no classes;
+        - ``root/<class>/<product>/<image>``: ids are the product folder names, classes
+          the class folder names.
+
+        Names starting with ``.`` and files with other extensions are ignored. Folders
+        and files are read in sorted (code-point) order, so the catalogue is the same
+        on every machine. Ids are strings (the folder names, also when numeric).
+
+        Parameters
+        ----------
+        root : path-like
+            The catalogue's folder; no image may resolve outside it.
+        extensions : iterable of str, default :data:`DEFAULT_EXTENSIONS`
+            File name endings counted as images (case-insensitive).
+
+        Returns
+        -------
+        ImageCatalogue
+
+        Raises
+        ------
+        DataError
+            ``root`` is not a folder, holds no images, holds images directly (one folder
+            per product is expected), mixes the two layouts, is nested deeper, a folder
+            holds both images and sub-folders, or one product name appears under two
+            class folders.
+        """
+        root = Path(root).expanduser()
+        if not root.is_dir():
+            raise DataError(f"{root}: not a folder")
+        if isinstance(extensions, str):
+            extensions = (extensions,)
+        exts = tuple("." + e.lower().lstrip(".") for e in extensions)
+        if not exts:
+            raise ValueError("extensions must name at least one file name ending")
+
+        def scan(folder: Path) -> tuple[list[str], list[Path]]:
+            images, folders = [], []
+            for e in sorted(os.scandir(folder), key=lambda e: e.name):
+                if e.name.startswith("."):
+                    continue
+                if e.is_dir():
+                    folders.append(Path(e.path))
+                elif e.is_file() and e.name.lower().endswith(exts):
+                    images.append(e.path)
+            if images and folders:
+                raise DataError(
+                    f"{folder} holds both images and sub-folders ({folders[0].name}/); "
+                    "expected root/<product>/<image> or root/<class>/<product>/<image>"
+                )
+            return images, folders
+
+        top_images, top = scan(root)
+        if top_images:
+            raise DataError(
+                f"{top_images[0]}: image directly in {root}; expected one folder per "
+                "product (root/<product>/<image>)"
+            )
+        paths, ids, classes, layouts = [], [], [], set()
+        owner: dict[str, Path] = {}
+        for folder in top:
+            images, sub = scan(folder)
+            if images:
+                layouts.add("product")
+                groups: list[tuple[Path, list[str], str | None]] = [(folder, images, None)]
+            elif sub:
+                layouts.add("class")
+                groups = []
+                for product in sub:
+                    imgs, deeper = scan(product)
+                    if deeper:
+                        raise DataError(
+                            f"{deeper[0]}: nested too deep; expected root/<class>/<product>/<image>"
+                        )
+                    groups.append((product, imgs, folder.name))
+            else:
+                continue
+            for product, imgs, klass in groups:
+                if imgs and product.name in owner:
+                    raise DataError(
+                        f"product {product.name!r} appears under two class folders "
+                        f"({owner[product.name]} and {product.parent}); product folder names "
+                        "must be unique (use from_csv for other layouts)"
+                    )
+                owner[product.name] = product.parent
+                paths += imgs
+                ids += [product.name] * len(imgs)
+                classes += [klass] * len(imgs)
+        if len(layouts) > 1:
+            raise DataError(
+                f"{root} mixes product folders (with images) and class folders (with "
+                "product sub-folders); use one layout"
+            )
+        if not paths:
+            raise DataError(f"{root}: no images (extensions {', '.join(exts)}) in its folders")
+        out = cls.__new__(cls)
+        out._build(
+            paths, ids, classes if layouts == {"class"} else None, None, root, "", "{}".format
+        )
+        return out
+
+    @classmethod
+    def from_csv(
+        cls, path: str | os.PathLike, root: str | os.PathLike | None = None, id_type: str = "auto"
+    ) -> ImageCatalogue:
+        """A catalogue listed in a CSV file with a header row.
+
+        Columns (by header name, in any order; other columns are ignored): ``path`` and
+        ``id`` are required, ``class`` and ``split`` optional. Cells are stripped of
+        surrounding spaces and may not be empty; blank lines are skipped.
+
+        Parameters
+        ----------
+        path : path-like
+            The CSV file (UTF-8, a byte-order mark is allowed).
+        root : path-like, optional
+            Relative image paths are resolved against ``root``, and every image must lie
+            inside it. Without it, relative paths are resolved against the CSV's folder
+            and not confined.
+        id_type : {"auto", "int", "str"}, default "auto"
+            ``"auto"``: integer ids when every id cell is a plain decimal integer (no
+            sign ``+``, no leading zero, within int64), else strings, so ``"007"`` stays
+            a string. The ``class`` column follows the same rule. ``"int"`` / ``"str"``
+            force the id type.
+
+        Returns
+        -------
+        ImageCatalogue
+
+        Raises
+        ------
+        DataError
+            The file is missing, empty or not UTF-8; a required column is missing
+            (named); a row is short or has an empty cell; ``id_type="int"`` and an id is
+            not an integer; or a listed image is missing, duplicated or outside ``root``
+            (the CSV line is named).
+        """
+        if id_type not in ("auto", "int", "str"):
+            raise ValueError(f"id_type must be 'auto', 'int' or 'str', got {id_type!r}")
+        path = Path(path).expanduser()
+        try:
+            with open(path, newline="", encoding="utf-8-sig") as f:
+                reader = csv.reader(f)
+                rows = [(reader.line_num, row) for row in reader]
+        except FileNotFoundError:
+            raise DataError(f"{path}: no such CSV file") from None
+        except (OSError, UnicodeDecodeError, csv.Error) as e:
+            raise DataError(f"{path}: cannot read CSV: {e}") from None
+        rows = [(ln, [c.strip() for c in row]) for ln, row in rows if any(c.strip() for c in row)]
+        if not rows:
+            raise DataError(f"{path}: empty CSV; expected a header row 'path,id[,class][,split]'")
+        header = rows[0][1]
+        if len(set(header)) != len(header):
+            raise DataError(f"{path}: repeated column name in header {header}")
+        for need in ("path", "id"):
+            if need not in header:
+                raise DataError(
+                    f"{path}: missing column {need!r} (header: {', '.join(header)}); "
+                    "expected 'path,id[,class][,split]'"
+                )
+        if len(rows) == 1:
+            raise DataError(f"{path}: header only, no images listed")
+        cols = {c: header.index(c) for c in ("path", "id", "class", "split") if c in header}
+        lines: list[int] = []
+        table: dict[str, list[str]] = {c: [] for c in cols}
+        for ln, row in rows[1:]:
+            if len(row) != len(header):
+                raise DataError(f"{path}:{ln}: {len(row)} cells, header has {len(header)}")
+            for c, j in cols.items():
+                if not row[j]:
+                    raise DataError(f"{path}:{ln}: empty {c!r} cell")
+                table[c].append(row[j])
+            lines.append(ln)
+
+        def typed(cells: list[str], kind: str, column: str) -> list:
+            ints = [
+                c if _INT_TEXT.fullmatch(c) and abs(int(c)) <= _INT64_MAX else None for c in cells
+            ]
+            if kind == "int" and None in ints:
+                k = ints.index(None)
+                raise DataError(f"{path}:{lines[k]}: {column} {cells[k]!r} is not an integer")
+            return [int(c) for c in cells] if kind != "str" and None not in ints else cells
+
+        ids = typed(table["id"], id_type, "id")
+        classes = typed(table["class"], "auto", "class") if "class" in cols else None
+        base = os.fspath(Path(root).expanduser() if root is not None else path.parent)
+
+        def where(i: int) -> str:
+            return f"{path}:{lines[i]}"
+
+        out = cls.__new__(cls)
+        out._build(table["path"], ids, classes, table.get("split"), root, base, where)
+        return out
+
+    @classmethod
+    def from_inshop(cls, root: str | os.PathLike, split: str | None = None) -> ImageCatalogue:
+        """DeepFashion In-shop's images (``list_eval_partition.txt`` + ``img/``).
+
+        The same as ``gm.datasets.InShop(root).catalogue(split)``; see
+        :meth:`gridmatch.datasets.InShop.catalogue`.
+
+        Parameters
+        ----------
+        root : path-like
+            The In-shop folder.
+        split : {"train", "query", "gallery"}, optional
+            One split; default all images, in the partition file's order.
+
+        Returns
+        -------
+        ImageCatalogue
+        """
+        from ._shop import InShop
+
+        return InShop(root).catalogue(split)
+
+    # ------------------------------------------------------------------ accessors
+    paths = property(lambda self: self._paths, doc="Canonical absolute paths (object array).")
+    ids = property(lambda self: self._ids, doc="The ids as given (int64 or object str).")
+    codes = property(lambda self: self._codes, doc="int64 codes of the ids.")
+    classes = property(lambda self: self._classes, doc="Classes as given, or None.")
+    split = property(lambda self: self._split, doc="Split names (object str), or None.")
+
+    def __len__(self) -> int:
+        return int(self._paths.shape[0])
+
+    def __repr__(self) -> str:
+        parts = [f"{len(self)} images", f"{len(np.unique(self._codes))} ids"]
+        if self._classes is not None:
+            parts.append(f"{len(set(self._classes.tolist()))} classes")
+        if self._split is not None:
+            counts = Counter(self._split.tolist())
+            parts.append("split " + " ".join(f"{k}={v}" for k, v in counts.items()))
+        return f"ImageCatalogue({', '.join(parts)})"
+
+    def codes_of(self, ids: Any) -> Any:
+        """Codes of ids (the inverse of :meth:`id_of`).
+
+        Parameters
+        ----------
+        ids : str, int or sequence of them
+            Ids known to this catalogue (or to the catalogue it is a subset of).
+
+        Returns
+        -------
+        int or ndarray of int64
+            An ``int`` for one id, else an array.
+
+        Raises
+        ------
+        ShapeError
+            An id is unknown.
+        """
+        ids = host_array(ids, "ids")
+        one = isinstance(ids, str) or np.ndim(ids) == 0
+        values = [ids] if one else np.asarray(ids, dtype=object).tolist()
+        want = str if self._ids.dtype == object else int
+        out = np.empty(len(values), dtype=np.int64)
+        for i, v in enumerate(values):
+            key = int(v) if isinstance(v, (np.integer, int)) and not isinstance(v, bool) else v
+            key = str(key) if isinstance(key, str) else key
+            if type(key) is not want or key not in self._index:
+                raise ShapeError(f"id {v!r} is not in this catalogue (its ids are {want.__name__})")
+            out[i] = self._index[key]
+        return int(out[0]) if one else out
+
+    def id_of(self, codes: Any) -> Any:
+        """Ids of codes (the inverse of :meth:`codes_of`).
+
+        Parameters
+        ----------
+        codes : int or array-like of int
+            Codes in ``[0, number of distinct ids)``.
+
+        Returns
+        -------
+        id or ndarray
+            One id (``str`` or ``int``) for one code, else an array like :attr:`ids`.
+
+        Raises
+        ------
+        ShapeError
+            A code is not an integer or out of range.
+        """
+        arr = np.asarray(host_array(codes, "codes"))
+        if arr.dtype.kind not in "iu" and arr.size:
+            raise ShapeError(f"codes must be integers, got dtype {arr.dtype}")
+        arr, m = arr.astype(np.int64), self._vocab.shape[0]
+        bad = arr[(arr < 0) | (arr >= m)]
+        if bad.size:
+            raise ShapeError(f"codes must lie in [0, {m}), got {bad.ravel()[0]}")
+        if arr.ndim == 0:
+            v = self._vocab[int(arr)]
+            return int(v) if self._vocab.dtype != object else v
+        return self._vocab[arr]
+
+    def subset(self, which: Any) -> ImageCatalogue:
+        """The images of a split, of a boolean mask or at indices.
+
+        Parameters
+        ----------
+        which : str, array-like of bool (length ``len(self)``) or of int
+            A split name, a mask, or indices (negative ones count from the end; no
+            index twice).
+
+        Returns
+        -------
+        ImageCatalogue
+            In this catalogue's order (mask, split) or the indices' order. Codes and the
+            id mappings are those of this catalogue. May be empty.
+
+        Raises
+        ------
+        ValueError
+            Unknown split name, or the catalogue has no split names.
+        ShapeError
+            A mask of the wrong length, an index out of range or repeated, another dtype.
+        """
+        n = len(self)
+        if isinstance(which, str):
+            if self._split is None:
+                raise ValueError(f"this catalogue has no split names; cannot select {which!r}")
+            idx = np.flatnonzero(self._split == which)
+            if idx.size == 0:
+                names = ", ".join(map(repr, dict.fromkeys(self._split.tolist())))
+                raise ValueError(f"no split {which!r} in this catalogue; it has {names}")
+        else:
+            arr = np.asarray(host_array(which, "which"))
+            if arr.ndim != 1:
+                raise ShapeError(f"which must be a split name, a 1-D mask or indices: {arr.shape}")
+            if arr.dtype == bool:
+                if arr.shape[0] != n:
+                    raise ShapeError(f"mask has {arr.shape[0]} entries, catalogue has {n}")
+                idx = np.flatnonzero(arr)
+            elif arr.dtype.kind in "iu" or arr.size == 0:
+                idx = arr.astype(np.int64)
+                bad = idx[(idx < -n) | (idx >= n)]
+                if bad.size:
+                    raise ShapeError(f"indices must lie in [-{n}, {n}), got {bad[0]}")
+                idx = np.where(idx < 0, idx + n, idx)
+                if np.unique(idx).size != idx.size:
+                    raise ShapeError("indices repeat; a catalogue holds each image once")
+            else:
+                raise ShapeError(f"which must be a split name, a bool mask or ints: {arr.dtype}")
+        out = object.__new__(type(self))
+        out._paths, out._ids = _frozen(self._paths[idx]), _frozen(self._ids[idx])
+        out._codes = _frozen(self._codes[idx])
+        out._vocab, out._index = self._vocab, self._index
+        out._classes = None if self._classes is None else _frozen(self._classes[idx])
+        out._split = None if self._split is None else _frozen(self._split[idx])
+        return out
+
+    # ------------------------------------------------------------------ pixels
+    def load(
+        self,
+        size: int,
+        mode: str = "RGB",
+        *,
+        max_bytes: int = LOAD_MAX_BYTES,
+        max_pixels: int = MAX_IMAGE_PIXELS,
+    ) -> np.ndarray:
+        """Decode every image into one array (for small sets), square and resized.
+
+        Each image is resized so that its shorter side is ``size`` and centre-cropped
+        to ``size × size`` (one bilinear resampling of the central square, as
+        ``PIL.ImageOps.fit``); smaller images (down to 1×1) are enlarged. Transparent
+        images (alpha channel or a transparent palette colour) are composited onto
+        white; grayscale and palette images are converted to RGB; 16-bit grayscale is
+        scaled to 8 bits. The first frame of animated files is read; EXIF orientation
+        is not applied.
+
+        Parameters
+        ----------
+        size : int
+            Side of the output images, in pixels.
+        mode : {"RGB", "L"}, default "RGB"
+            Colour (3 channels) or grayscale.
+        max_bytes : int, default :data:`LOAD_MAX_BYTES` (1 GiB)
+            Refuse to build a larger array.
+        max_pixels : int, default :data:`MAX_IMAGE_PIXELS` (100 million)
+            Refuse to decode an image whose header claims more pixels (a
+            decompression-bomb guard, checked before decoding whatever PIL's own limit).
+
+        Returns
+        -------
+        ndarray of uint8, shape (n, size, size, 3) for "RGB", (n, size, size) for "L"
+
+        Raises
+        ------
+        ShapeError
+            The array would exceed ``max_bytes`` (load a :meth:`subset`).
+        DataError
+            An image is missing, unreadable, truncated, too large or of an unsupported
+            mode (32-bit integer or float); the message names the file.
+        ValueError
+            Bad ``size`` or ``mode``.
+        """
+        size = integer(size, "size", 1)
+        if mode not in ("RGB", "L"):
+            raise ValueError(f"mode must be 'RGB' or 'L', got {mode!r}")
+        shape = (len(self), size, size) + ((3,) if mode == "RGB" else ())
+        nbytes = int(np.prod(shape, dtype=np.int64))
+        if nbytes > max_bytes:
+            raise ShapeError(
+                f"load({size}) of {len(self)} images needs {nbytes / 2**30:.2f} GiB, over "
+                f"max_bytes={max_bytes / 2**30:.2f} GiB; load() is for small sets: load a "
+                "subset (catalogue.subset(...)) or raise max_bytes. Streaming decoding for "
+                "training and embedding (a Rust image pipeline) is not available yet."
+            )
+        out = np.empty(shape, dtype=np.uint8)
+        for k, p in enumerate(self._paths.tolist()):
+            out[k] = read_square(p, size, mode, max_pixels)
+        return out
