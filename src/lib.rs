@@ -9,6 +9,7 @@
 //! - [`expr`]: the expression language of kernel / transform search.
 //! - [`rl`]: the RL controller and the kernel / transform search loop.
 //! - [`retrieval`]: exact kNN (blocked GEMM + top-k) and retrieval metrics.
+//! - [`rng`]: the one seeded generator (SplitMix64) of sampling, augmentation and search.
 //! - [`store`]: model files (checksummed safetensors + metadata, atomic writes).
 //! - [`runtime`]: thread pools, cancellation and progress reporting shared by every
 //!   long-running computation.
@@ -29,6 +30,7 @@ pub mod nets;
 pub mod retrieval;
 #[cfg(feature = "torch")]
 pub mod rl;
+pub mod rng;
 pub mod runtime;
 pub mod store;
 pub mod svm;

@@ -31,6 +31,7 @@ REPO = Path(__file__).resolve().parent.parent
         ("data", gm.DataError, (ValueError,)),
         ("not_fitted", gm.NotFittedError, (sklearn.exceptions.NotFittedError, ValueError)),
         ("expression", gm.ExpressionError, (ValueError,)),
+        ("config", gm.ConfigError, (ValueError,)),
         ("device", gm.DeviceError, (RuntimeError,)),
         ("backend", gm.BackendError, (RuntimeError,)),
     ],

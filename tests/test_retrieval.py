@@ -195,16 +195,17 @@ def test_torch_backend_same_results(metric, exclude_self):
     q, g = tie_data(metric, seed=6)
     q = g if exclude_self else q
     s, i = gm.retrieval.knn(q, g, 9, metric=metric, exclude_self=exclude_self)
-    ts, ti = _core.knn(
-        torch.from_numpy(q), torch.from_numpy(g), 9, metric, "cpu", (16, 70), exclude_self, "torch"
-    )
+    spec = {"metric": metric, "block_size": [16, 70], "exclude_self": exclude_self}
+    spec["backend"] = "torch"
+    ts, ti = _core.knn(torch.from_numpy(q), torch.from_numpy(g), 9, json.dumps(spec))
     np.testing.assert_array_equal(ti.numpy(), i)
     np.testing.assert_allclose(ts.numpy(), s, atol=1e-6)
     ids = np.arange(len(g)) % 37
     want = gm.retrieval.evaluate(q, ids[: len(q)], g, ids, metric=metric, exclude_self=exclude_self)
+    spec = {"metric": metric, "exclude_self": exclude_self, "backend": "torch"}
     pairs = _core.evaluate(
-        q, ids[: len(q)].astype(np.int64), g, ids.astype(np.int64), [1, 5, 10, 20, 50], metric,
-        exclude_self, "cpu", None, "torch",
+        q, ids[: len(q)].astype(np.int64), g, ids.astype(np.int64), [1, 5, 10, 20, 50],
+        json.dumps(spec),
     )  # fmt: skip
     assert dict(pairs) == pytest.approx(want, abs=1e-12)
 

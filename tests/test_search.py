@@ -3,6 +3,7 @@ test_search_kernel.py)."""
 
 from __future__ import annotations
 
+import json
 import math
 
 import numpy as np
@@ -194,10 +195,15 @@ def test_risk_seeking_learns_from_the_top_of_each_batch():
     assert plain.result_.settings["risk_seeking"] is None
     assert risky.plot().get_title() == "rl (risk-seeking 0.25) search"
     assert plain.plot().get_title() == "rl search"
-    # the bindings check the setting too (the Python layer checks first)
-    space = gm.search.Space.activation()._spec()
-    with pytest.raises(ValueError, match="learns from no sample of a batch of 10"):
-        gm._core.transform_search(space, *data, batch_size=10, risk_seeking=0.05)
+    # the core checks the spec too (the Python layer checks first): the stored settings
+    # are the spec that crossed into Rust
+    spec = dict(plain.result_.settings, batch_size=10, risk_seeking=0.05)
+    with pytest.raises(gm.ConfigError, match="learns from no sample of a batch of 10"):
+        gm._core.transform_search(json.dumps(spec), *data)
+    with pytest.raises(gm.ConfigError, match="unknown field `bogus`"):
+        gm._core.transform_search(json.dumps(dict(spec, risk_seeking=None, bogus=1)), *data)
+    with pytest.raises(gm.ConfigError, match="needs a transform space"):
+        gm._core.transform_search(json.dumps(dict(spec, kind="kernel", risk_seeking=None)), *data)
 
 
 def test_invalid_candidates_get_zero_reward():

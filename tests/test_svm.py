@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import pickle
 
 import numpy as np
@@ -236,7 +237,7 @@ def test_callback_false_stops_with_keyboard_interrupt(iris):
     Xf = np.ascontiguousarray(X, dtype=np.float32)
     yi = y.astype(np.int64)
     with pytest.raises(KeyboardInterrupt):
-        _core.svm_fit(Xf, yi, 3, c, "rbf", 0.1, 0.0, 3, 1e-3, 10.0, -1, 1, stop)
+        _core.svm_fit(Xf, yi, 3, c, _spec({"kind": "rbf", "gamma": 0.1}, n_jobs=1), stop)
     assert seen and seen[0][1] == 3
 
 
@@ -310,31 +311,74 @@ def test_not_fitted():
         SVC().decision_function(np.zeros((2, 2)))
 
 
+def _spec(kernel, **settings):
+    """An SVM spec (the JSON the core reads)."""
+    return json.dumps({"kernel": kernel, "tol": 1e-3, "cache_size": 10.0, **settings})
+
+
 def test_core_rejects_inconsistent_arrays():
     X = np.zeros((4, 2), dtype=np.float32)
     y = np.array([0, 0, 1, 1], dtype=np.int64)
+    rbf = _spec({"kind": "rbf", "gamma": 1.0})
     with pytest.raises(ValueError):
-        _core.svm_fit(X, y[:3], 2, np.ones(4), "rbf", 1.0, 0.0, 3, 1e-3, 10.0, -1)
-    with pytest.raises(ValueError):
-        _core.svm_fit(X, y, 2, np.ones(4), "nope", 1.0, 0.0, 3, 1e-3, 10.0, -1)
+        _core.svm_fit(X, y[:3], 2, np.ones(4), rbf)
+    with pytest.raises(gm.ConfigError, match="unknown variant `nope`"):
+        _core.svm_fit(X, y, 2, np.ones(4), _spec({"kind": "nope"}))
+    with pytest.raises(gm.ConfigError, match="missing field `gamma`"):
+        _core.svm_fit(X, y, 2, np.ones(4), _spec({"kind": "rbf"}))
+    with pytest.raises(gm.ConfigError, match="tol must be > 0"):
+        _core.svm_fit(X, y, 2, np.ones(4), _spec({"kind": "linear"}, tol=0.0))
     with pytest.raises(ValueError, match="square"):
-        _core.svm_fit(np.zeros((4, 3)), y, 2, np.ones(4), "precomputed", 0, 0, 3, 1e-3, 10.0, -1)
+        _core.svm_fit(np.zeros((4, 3)), y, 2, np.ones(4), _spec({"kind": "precomputed"}))
     with pytest.raises(ValueError):
-        _core.svm_fit(X, y + 5, 2, np.ones(4), "rbf", 1.0, 0.0, 3, 1e-3, 10.0, -1)
+        _core.svm_fit(X, y + 5, 2, np.ones(4), rbf)
     # A model whose arrays disagree is rejected, not read out of bounds.
+    model = {
+        "support": np.array([0, 1]),
+        "n_support": np.array([1, 5]),
+        "dual_coef": np.zeros((1, 2)),
+        "rho": np.zeros(1),
+    }
     with pytest.raises(ValueError, match="inconsistent model"):
-        _core.svm_decision(
-            X,
-            X[:2],
-            np.array([0, 1]),
-            np.array([1, 5]),
-            np.zeros((1, 2)),
-            np.zeros(1),
-            "rbf",
-            1.0,
-            0.0,
-            3,
-        )
+        _core.svm_decision(X, X[:2], model, rbf)
+    with pytest.raises(KeyError):
+        _core.svm_decision(X, X[:2], {k: v for k, v in model.items() if k != "rho"}, rbf)
+
+
+def test_expression_kernel_predicts_in_rust_like_its_gram_matrix(iris):
+    """An expression kernel's decision values are computed in Rust against the support
+    vectors; they equal those of the same model fitted on the precomputed Gram matrices
+    (scikit-learn's SVC with kernel="precomputed" on the expression's Gram as the
+    independent reference for the predictions)."""
+    from sklearn.svm import SVC as SkSVC
+
+    X, y = iris
+    k = gm.expr.parse("norm1(min(sin(x * y), sin(dot(x, y))))")
+    Xtr, ytr, Xte = X[::2], y[::2], X[1::2]
+    ours = SVC(kernel=k, C=10.0).fit(Xtr, ytr)
+    pre = SVC(kernel="precomputed", C=10.0).fit(k.gram(Xtr), ytr)
+    np.testing.assert_allclose(
+        ours.decision_function(Xte), pre.decision_function(k.gram(Xte, Xtr)), atol=1e-6
+    )
+    sk = SkSVC(kernel="precomputed", C=10.0).fit(k.gram(Xtr), ytr)
+    agree = (ours.predict(Xte) == sk.predict(k.gram(Xte, Xtr))).mean()
+    assert agree >= 0.98, agree
+    # bigger than one block of rows (256), in any order of rows
+    big = np.repeat(Xte, 7, axis=0)[::-1]
+    np.testing.assert_allclose(
+        ours.decision_function(big), pre.decision_function(k.gram(big, Xtr)), atol=1e-6
+    )
+
+
+def test_expression_kernel_prediction_rejects_non_finite_values(iris):
+    X, y = iris
+    X = X / 10  # exp(x * y) stays finite on the training data
+    clf = SVC(kernel="norm1(exp(x * y))").fit(X, y)
+    bad = np.repeat(X, 3, axis=0)  # 450 rows: two blocks
+    bad[280] = 1000.0  # exp(1000 * x) overflows against every support vector
+    with pytest.raises(gm.ExpressionError, match=r"non-finite.*first at row 280"):
+        clf.predict(bad)
+    assert clf.predict(bad[:280]).shape == (280,)
 
 
 # ------------------------------------------------------------ probabilities (issue 18)

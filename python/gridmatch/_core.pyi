@@ -12,6 +12,14 @@ __version__: str
 LOSS_NAMES: list[str]
 #: The names of the GSN's negative-selection rules (the miners' spec names).
 MINER_NAMES: list[str]
+#: The names of the SVM's kernels (an expression kernel is given by its text).
+KERNEL_NAMES: list[str]
+#: The names of the GSN's built-in backbones.
+BACKBONE_NAMES: list[str]
+#: The names of the search controllers.
+CONTROLLER_NAMES: list[str]
+#: The names of the retrieval metrics.
+METRIC_NAMES: list[str]
 
 def read_idx_dataset(
     images: str, labels: str
@@ -54,27 +62,14 @@ class GsnModel:
     def load_weights(self, path: str) -> None: ...
     def load_backbone(self, path: str) -> int: ...
 
-def knn(
-    queries: Any,
-    gallery: Any,
-    k: int,
-    metric: str = "cosine",
-    device: str = "cpu",
-    block_size: tuple[int, int] | None = None,
-    exclude_self: bool = False,
-    backend: str = "auto",
-) -> tuple[Any, Any]: ...
+def knn(queries: Any, gallery: Any, k: int, spec: str = "{}") -> tuple[Any, Any]: ...
 def evaluate(
     queries: Any,
     ids_q: npt.NDArray[np.int64],
     gallery: Any,
     ids_g: npt.NDArray[np.int64],
     ks: list[int],
-    metric: str = "cosine",
-    exclude_self: bool = False,
-    device: str = "cpu",
-    block_size: tuple[int, int] | None = None,
-    backend: str = "auto",
+    spec: str = "{}",
 ) -> list[tuple[str, float]]: ...
 
 # --- expression language (src/python/expr.rs) ---
@@ -104,20 +99,11 @@ def space_decisions(space: SpaceSpec) -> list[int]: ...
 def space_build(space: SpaceSpec, actions: list[int]) -> Expr: ...
 def space_sample(space: SpaceSpec, n: int, seed: int) -> list[Expr]: ...
 def transform_search(
-    space: SpaceSpec,
+    spec: str,
     E_query: Any,
     ids_query: Any,
     E_gallery: Any,
     ids_gallery: Any,
-    controller: str = "rl",
-    budget: int = 300,
-    batch_size: int = 10,
-    seed: int = 0,
-    timeout: float | None = None,
-    lr: float = 2e-4,
-    entropy_weight: float = 0.0025,
-    baseline_decay: float = 0.95,
-    risk_seeking: float | None = None,
     callback: Callable[[int, int | None, dict[str, float]], Any] | None = None,
 ) -> dict[str, Any]: ...
 def svm_fit(
@@ -125,30 +111,14 @@ def svm_fit(
     y: npt.NDArray[np.int64],
     n_classes: int,
     sample_c: npt.NDArray[np.float64],
-    kernel: str,
-    gamma: float,
-    coef0: float,
-    degree: int,
-    tol: float,
-    cache_size: float,
-    max_iter: int,
-    n_jobs: int = 0,
+    spec: str,
     callback: Callable[[int, int | None, dict[str, float]], Any] | None = None,
-    expr: Expr | None = None,
-    probability_seed: int | None = None,
 ) -> dict[str, Any]: ...
 def svm_decision(
     x: npt.NDArray[Any],
-    sv: npt.NDArray[np.float32] | None,
-    support: npt.NDArray[np.int64],
-    n_support: npt.NDArray[np.int64],
-    dual_coef: npt.NDArray[np.float64],
-    rho: npt.NDArray[np.float64],
-    kernel: str,
-    gamma: float,
-    coef0: float,
-    degree: int,
-    n_jobs: int = 0,
+    sv: npt.NDArray[Any] | None,
+    model: dict[str, npt.NDArray[Any]],
+    spec: str,
 ) -> npt.NDArray[np.float64]: ...
 def svm_proba(
     dec: npt.NDArray[np.float64],
@@ -161,21 +131,11 @@ def svm_sigmoid_train(
     dec: npt.NDArray[np.float64], positive: npt.NDArray[np.bool_]
 ) -> tuple[float, float]: ...
 def kernel_search(
-    space: SpaceSpec,
+    spec: str,
     X_train: Any,
     y_train: Any,
     X_val: Any,
     y_val: Any,
-    C: float = 1.0,
-    controller: str = "rl",
-    budget: int = 500,
-    batch_size: int = 10,
-    seed: int = 0,
-    timeout: float | None = None,
-    lr: float = 2e-4,
-    entropy_weight: float = 0.0025,
-    baseline_decay: float = 0.95,
-    risk_seeking: float | None = None,
     callback: Callable[[int, int | None, dict[str, float]], Any] | None = None,
 ) -> dict[str, Any]: ...
 

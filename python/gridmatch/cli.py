@@ -13,7 +13,7 @@ import os
 import sys
 import time
 
-from . import __version__, datasets
+from . import __version__, _core, datasets
 from ._threads import get_num_threads, set_num_threads
 
 __all__ = ["main"]
@@ -94,7 +94,7 @@ def _train(args: argparse.Namespace) -> int:
 
 
 def _search_common(p: argparse.ArgumentParser, budget: int) -> None:
-    p.add_argument("--controller", choices=("rl", "random"), default="rl")
+    p.add_argument("--controller", choices=_core.CONTROLLER_NAMES, default="rl")
     p.add_argument("--budget", type=int, default=budget, help="candidates to sample")
     p.add_argument("--batch-size", type=int, default=10)
     p.add_argument("--seed", type=int, default=0)

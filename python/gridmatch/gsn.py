@@ -28,7 +28,7 @@ __all__ = ["GridSearchNetwork", "as_images"]
 
 LOSSES = losses.NAMES
 NEGATIVES = miners.NAMES
-BACKBONES = ("convnet", "resnet18", "resnet50")
+BACKBONES: tuple[str, ...] = tuple(_core.BACKBONE_NAMES)
 #: Loss parameters that were estimator parameters before the loss objects (deprecated).
 _FLAT_LOSS_PARAMS = ("hi", "lo", "balance", "temperature", "margin")
 _FORMAT = "gridmatch.GridSearchNetwork"

@@ -23,6 +23,7 @@ Examples
 
 from __future__ import annotations
 
+import json
 import operator
 import warnings
 from typing import Any
@@ -36,7 +37,7 @@ from .exceptions import DeviceError, ShapeError
 __all__ = ["METRICS", "evaluate", "knn"]
 
 #: Names accepted by ``metric=``.
-METRICS = ("cosine", "ip", "l2")
+METRICS: tuple[str, ...] = tuple(_core.METRIC_NAMES)
 
 
 def _is_tensor(x: Any) -> bool:
@@ -213,8 +214,20 @@ def knn(
     else:
         q = _as_device_input(queries, "queries")
         g = _as_device_input(gallery, "gallery")
-    scores, indices = _core.knn(q, g, k, metric, device, blocks, bool(exclude_self))
+    scores, indices = _core.knn(q, g, k, _spec(metric, exclude_self, device, blocks))
     return _to_output(scores, indices, like)
+
+
+def _spec(metric: str, exclude_self: Any, device: str, blocks: Any) -> str:
+    """The settings as the one JSON spec the Rust side reads (``RetrievalSpec``)."""
+    return json.dumps(
+        {
+            "metric": metric,
+            "exclude_self": bool(exclude_self),
+            "device": device,
+            "block_size": None if blocks is None else [int(b) for b in blocks],
+        }
+    )
 
 
 def evaluate(
@@ -318,10 +331,7 @@ def evaluate(
         g,
         np.ascontiguousarray(codes[len(iq) :]),
         ks,
-        metric,
-        bool(exclude_self),
-        device,
-        blocks,
+        _spec(metric, exclude_self, device, blocks),
     )
     out: dict[str, float] = {}
     for name, value in pairs:

@@ -9,7 +9,7 @@
 //! depends only on the image and the generator, so batches distorted in parallel are
 //! reproducible for a seed whatever the thread count.
 
-use super::rng::Rng;
+use crate::rng::Rng;
 use rayon::prelude::*;
 
 /// Shape of planar images: channels, height, width.

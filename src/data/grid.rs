@@ -10,7 +10,7 @@
 //! the semi-hard triplet mining of Schroff et al. 2015). Cell positions are shuffled. The
 //! grids index into the batch, so each image is embedded once per step.
 
-use super::rng::Rng;
+use crate::rng::Rng;
 
 /// How the negative cells of a grid are chosen (spec names: `random`, `hard`, `mined`,
 /// `semihard`).

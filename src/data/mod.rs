@@ -1,14 +1,12 @@
 //! Dataset readers.
 //!
 //! - [`idx`]: the IDX format of MNIST and Fashion-MNIST (gzip or raw).
-//! - [`rng`]: the seeded generator of sampling and augmentation.
 //! - [`augment`]: seeded image distortions (views).
 //! - [`grid`]: the Grid Search Network's grid sampler.
 
 pub mod augment;
 pub mod grid;
 pub mod idx;
-pub mod rng;
 
 use std::path::PathBuf;
 

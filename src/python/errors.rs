@@ -1,12 +1,22 @@
 //! Mapping of core errors to the Python exception hierarchy of
-//! `gridmatch.exceptions`.
+//! `gridmatch.exceptions` — every `From<…> for PyErr` of the bindings lives here.
 //!
 //! The classes are defined in Python (so they can also derive from `ValueError`,
-//! scikit-learn's `NotFittedError`, ...) and looked up here once.
+//! scikit-learn's `NotFittedError`, ...) and looked up here once. The rule: wrong
+//! shapes or lengths of arrays → `ShapeError`; bad settings (a parameter out of range,
+//! an unknown name, an invalid spec) → `ConfigError`; unreadable or inconsistent files
+//! and data → `DataError`; expression syntax and evaluation → `ExpressionError`;
+//! devices → `DeviceError`; libtorch failures → `BackendError`; Ctrl-C or a stopping
+//! callback → `KeyboardInterrupt`.
 
 use crate::data::DataError;
+use crate::expr::ExprError;
+use crate::retrieval::RetrievalError;
+use crate::rl::RlError;
 use crate::runtime::Cancelled;
+use crate::store::StoreError;
 use crate::svm::SvmError;
+use crate::train::GsnError;
 use pyo3::exceptions::{PyKeyboardInterrupt, PyRuntimeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
@@ -14,7 +24,6 @@ use pyo3::types::PyType;
 
 /// The exception classes of `gridmatch.exceptions`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[allow(dead_code)] // variants are used as the areas of the core grow
 pub(crate) enum Kind {
     /// `gridmatch.GridmatchError` (base class).
     Base,
@@ -30,6 +39,8 @@ pub(crate) enum Kind {
     Device,
     /// `gridmatch.BackendError` (also a `RuntimeError`): libtorch or solver failure.
     Backend,
+    /// `gridmatch.ConfigError` (also a `ValueError`): a bad setting or spec.
+    Config,
 }
 
 impl Kind {
@@ -42,11 +53,13 @@ impl Kind {
             Kind::Expression => "ExpressionError",
             Kind::Device => "DeviceError",
             Kind::Backend => "BackendError",
+            Kind::Config => "ConfigError",
         }
     }
 
     fn cell(self) -> &'static PyOnceLock<Py<PyType>> {
-        static CELLS: [PyOnceLock<Py<PyType>>; 7] = [
+        static CELLS: [PyOnceLock<Py<PyType>>; 8] = [
+            PyOnceLock::new(),
             PyOnceLock::new(),
             PyOnceLock::new(),
             PyOnceLock::new(),
@@ -87,8 +100,68 @@ impl From<SvmError> for PyErr {
     fn from(e: SvmError) -> PyErr {
         match e {
             SvmError::Shape(m) => error(Kind::Shape, m),
-            SvmError::Value(m) => PyValueError::new_err(m),
+            SvmError::Value(m) => error(Kind::Config, m),
+            SvmError::Expr(e) => e.into(),
             SvmError::Cancelled(c) => c.into(),
+        }
+    }
+}
+
+impl From<StoreError> for PyErr {
+    fn from(e: StoreError) -> PyErr {
+        error(Kind::Data, e.to_string())
+    }
+}
+
+impl From<ExprError> for PyErr {
+    fn from(e: ExprError) -> PyErr {
+        match e {
+            ExprError::Shape(m) => error(Kind::Shape, m),
+            ExprError::Cancelled => Cancelled.into(),
+            other => error(Kind::Expression, other.to_string()),
+        }
+    }
+}
+
+impl From<RetrievalError> for PyErr {
+    fn from(e: RetrievalError) -> PyErr {
+        let msg = e.to_string();
+        match e {
+            RetrievalError::Empty { .. }
+            | RetrievalError::DimensionMismatch { .. }
+            | RetrievalError::BadK { .. }
+            | RetrievalError::NonFinite { .. }
+            | RetrievalError::LengthMismatch { .. } => error(Kind::Shape, msg),
+            RetrievalError::InvalidParameter(_) => error(Kind::Config, msg),
+            RetrievalError::Device(_) => error(Kind::Device, msg),
+            RetrievalError::Backend(_) => error(Kind::Backend, msg),
+            RetrievalError::Cancelled => Cancelled.into(),
+        }
+    }
+}
+
+impl From<GsnError> for PyErr {
+    fn from(e: GsnError) -> PyErr {
+        match e {
+            GsnError::Torch(t) => torch_error(t),
+            GsnError::Shape(m) => error(Kind::Shape, m),
+            GsnError::Config(m) => error(Kind::Config, m),
+            GsnError::ModelFile(m) => error(Kind::Data, m),
+            GsnError::Device(m) => error(Kind::Device, m),
+            GsnError::Interrupted => Cancelled.into(),
+            e @ GsnError::Io { .. } => error(Kind::Data, e.to_string()),
+        }
+    }
+}
+
+impl From<RlError> for PyErr {
+    fn from(e: RlError) -> PyErr {
+        match e {
+            RlError::Config(m) => error(Kind::Config, m),
+            RlError::Space(m) => error(Kind::Expression, m),
+            RlError::Expr(e) => e.into(),
+            RlError::Torch(m) => error(Kind::Backend, format!("libtorch: {m}")),
+            RlError::Cancelled => Cancelled.into(),
         }
     }
 }

@@ -9,16 +9,6 @@ use pyo3::prelude::*;
 use std::collections::hash_map::DefaultHasher;
 use std::hash::{Hash, Hasher};
 
-impl From<ExprError> for PyErr {
-    fn from(e: ExprError) -> PyErr {
-        match e {
-            ExprError::Shape(m) => errors::error(Kind::Shape, m),
-            ExprError::Cancelled => crate::runtime::Cancelled.into(),
-            other => errors::error(Kind::Expression, other.to_string()),
-        }
-    }
-}
-
 /// A parsed, compiled expression (kernel or transform).
 #[pyclass(name = "Expr", module = "gridmatch._core", frozen)]
 pub(crate) struct PyExpr {

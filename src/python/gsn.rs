@@ -7,7 +7,6 @@ use super::heavy::run_heavy;
 use crate::data::augment::{augment_batch, ImageShape};
 use crate::data::grid::Negatives;
 use crate::losses::Loss;
-use crate::runtime::Cancelled;
 use crate::train::{self, GsnError, Model, ModelSpec, TrainData, TrainSpec, ValData};
 use numpy::{
     IntoPyArray, PyArrayMethods, PyReadonlyArray1, PyReadonlyArray4, PyUntypedArrayMethods,
@@ -26,19 +25,6 @@ type TrainArrays<'py> = (
 /// Validation arrays from Python: images and ids.
 type ValArrays<'py> = (PyReadonlyArray4<'py, f32>, PyReadonlyArray1<'py, i64>);
 type FitResult = (Vec<Vec<(String, f64)>>, bool);
-
-impl From<GsnError> for PyErr {
-    fn from(e: GsnError) -> PyErr {
-        match e {
-            GsnError::Torch(t) => torch_error(t),
-            GsnError::Config(m) => error(Kind::Shape, m),
-            GsnError::ModelFile(m) => error(Kind::Data, m),
-            GsnError::Device(m) => error(Kind::Device, m),
-            GsnError::Interrupted => Cancelled.into(),
-            e @ GsnError::Io { .. } => error(Kind::Data, e.to_string()),
-        }
-    }
-}
 
 fn shape_of(x: &PyReadonlyArray4<'_, f32>) -> ImageShape {
     let s = x.shape();
@@ -130,9 +116,11 @@ impl GsnModel {
             Some((dir, config)) => (Some(dir), config),
             None => (None, String::new()),
         };
-        let cfg = TrainSpec::from_json(spec)
-            .map_err(|e| error(Kind::Shape, e.to_string()))?
-            .into_config(checkpoint_dir, checkpoint_config);
+        let cfg = train::TrainConfig {
+            spec: TrainSpec::from_json(spec)?,
+            checkpoint_dir,
+            checkpoint_config,
+        };
         let (x, ids, classes_arr) = train;
         let shape = shape_of(&x);
         let xs = slice_of(&x)?;
@@ -288,5 +276,6 @@ pub(crate) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(_loss_and_grad, m)?)?;
     m.add("LOSS_NAMES", Loss::NAMES.to_vec())?;
     m.add("MINER_NAMES", Negatives::NAMES.to_vec())?;
+    m.add("BACKBONE_NAMES", crate::nets::BACKBONES.to_vec())?;
     Ok(())
 }

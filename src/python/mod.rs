@@ -132,11 +132,13 @@ fn _raise(kind: &str, message: &str) -> PyResult<()> {
         "expression" => Kind::Expression,
         "device" => Kind::Device,
         "backend" => Kind::Backend,
+        "config" => Kind::Config,
         "cancelled" => return Err(Cancelled.into()),
         other => {
-            return Err(pyo3::exceptions::PyValueError::new_err(format!(
-                "unknown kind {other:?}"
-            )))
+            return Err(errors::error(
+                Kind::Config,
+                format!("unknown kind {other:?}"),
+            ))
         }
     };
     Err(errors::error(k, message))

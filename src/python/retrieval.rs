@@ -5,31 +5,12 @@
 //! torch backend) it passes torch tensors or arrays, moved here to the device.
 
 use super::convert::{tensor_from_py, tensor_to_py};
-use super::errors::{error, Kind};
 use super::heavy::run_heavy;
 use crate::retrieval::{
-    self, torch_backend, Blocks, Device, EvalOptions, KnnOptions, Metric, RetrievalError,
+    self, torch_backend, Blocks, Device, EvalOptions, KnnOptions, RetrievalError, RetrievalSpec,
 };
 use numpy::{IntoPyArray, PyReadonlyArray1, PyReadonlyArray2};
-use pyo3::exceptions::{PyKeyboardInterrupt, PyValueError};
 use pyo3::prelude::*;
-
-impl From<RetrievalError> for PyErr {
-    fn from(e: RetrievalError) -> PyErr {
-        let msg = e.to_string();
-        match e {
-            RetrievalError::Empty { .. }
-            | RetrievalError::DimensionMismatch { .. }
-            | RetrievalError::BadK { .. }
-            | RetrievalError::NonFinite { .. }
-            | RetrievalError::LengthMismatch { .. } => error(Kind::Shape, msg),
-            RetrievalError::InvalidParameter(_) => PyValueError::new_err(msg),
-            RetrievalError::Device(_) => error(Kind::Device, msg),
-            RetrievalError::Backend(_) => error(Kind::Backend, msg),
-            RetrievalError::Cancelled => PyKeyboardInterrupt::new_err("interrupted"),
-        }
-    }
-}
 
 /// Which implementation runs the search.
 enum Backend {
@@ -53,21 +34,12 @@ fn backend(device: &str, backend: &str) -> Result<Backend, RetrievalError> {
     }
 }
 
-fn options(
-    metric: &str,
-    exclude_self: bool,
-    block_size: Option<(usize, usize)>,
-    torch: bool,
-) -> Result<KnnOptions, RetrievalError> {
-    let blocks = match block_size {
-        Some((queries, gallery)) => Blocks { queries, gallery },
-        None if torch => torch_backend::CUDA_BLOCKS,
-        None => Blocks::default(),
-    };
-    Ok(KnnOptions {
-        metric: metric.parse::<Metric>()?,
-        exclude_self,
-        blocks,
+/// The engine's options of `spec`; the torch backend's default blocks are larger.
+fn options(spec: &RetrievalSpec, torch: bool) -> Result<KnnOptions, RetrievalError> {
+    spec.knn_options(if torch {
+        torch_backend::CUDA_BLOCKS
+    } else {
+        Blocks::default()
     })
 }
 
@@ -78,24 +50,21 @@ fn device_tensor(obj: &Bound<'_, PyAny>, dev: tch::Device) -> PyResult<tch::Tens
 }
 
 /// Exact k nearest neighbours: `(scores, indices)`, numpy arrays for the Rust engine,
-/// torch tensors (on `device`) for the torch backend.
+/// torch tensors (on the spec's device) for the torch backend. `spec`: a
+/// [`RetrievalSpec`] as JSON (metric, exclude_self, device, block_size, backend).
 #[pyfunction]
-#[pyo3(signature = (queries, gallery, k, metric="cosine", device="cpu", block_size=None, exclude_self=false, backend="auto"))]
-#[allow(clippy::too_many_arguments)]
+#[pyo3(signature = (queries, gallery, k, spec="{}"))]
 pub(crate) fn knn<'py>(
     py: Python<'py>,
     queries: &Bound<'py, PyAny>,
     gallery: &Bound<'py, PyAny>,
     k: usize,
-    metric: &str,
-    device: &str,
-    block_size: Option<(usize, usize)>,
-    exclude_self: bool,
-    backend: &str,
+    spec: &str,
 ) -> PyResult<(Bound<'py, PyAny>, Bound<'py, PyAny>)> {
-    match self::backend(device, backend)? {
+    let spec = RetrievalSpec::from_json(spec)?;
+    match backend(&spec.device, &spec.backend)? {
         Backend::Rust => {
-            let opts = options(metric, exclude_self, block_size, false)?;
+            let opts = options(&spec, false)?;
             let q: PyReadonlyArray2<'py, f32> = queries.extract()?;
             let g: PyReadonlyArray2<'py, f32> = gallery.extract()?;
             let (qv, gv) = (q.as_array(), g.as_array());
@@ -106,7 +75,7 @@ pub(crate) fn knn<'py>(
             ))
         }
         Backend::Torch(dev) => {
-            let opts = options(metric, exclude_self, block_size, true)?;
+            let opts = options(&spec, true)?;
             let q = device_tensor(queries, dev)?;
             let g = device_tensor(gallery, dev)?;
             let (s, i) = run_heavy(py, None, move |mon| {
@@ -118,10 +87,10 @@ pub(crate) fn knn<'py>(
     }
 }
 
-/// Retrieval metrics as `[(name, value), ...]` (see `gridmatch.retrieval.evaluate`).
+/// Retrieval metrics as `[(name, value), ...]` (see `gridmatch.retrieval.evaluate`);
+/// `spec` as for [`knn`].
 #[pyfunction]
-#[pyo3(signature = (queries, ids_q, gallery, ids_g, ks, metric="cosine", exclude_self=false, device="cpu", block_size=None, backend="auto"))]
-#[allow(clippy::too_many_arguments)]
+#[pyo3(signature = (queries, ids_q, gallery, ids_g, ks, spec="{}"))]
 pub(crate) fn evaluate<'py>(
     py: Python<'py>,
     queries: &Bound<'py, PyAny>,
@@ -129,19 +98,16 @@ pub(crate) fn evaluate<'py>(
     gallery: &Bound<'py, PyAny>,
     ids_g: PyReadonlyArray1<'py, i64>,
     ks: Vec<usize>,
-    metric: &str,
-    exclude_self: bool,
-    device: &str,
-    block_size: Option<(usize, usize)>,
-    backend: &str,
+    spec: &str,
 ) -> PyResult<Vec<(String, f64)>> {
+    let spec = RetrievalSpec::from_json(spec)?;
     let ids_q = ids_q.as_slice()?;
     let ids_g = ids_g.as_slice()?;
-    let ev = match self::backend(device, backend)? {
+    let ev = match backend(&spec.device, &spec.backend)? {
         Backend::Rust => {
             let options = EvalOptions {
                 ks,
-                knn: options(metric, exclude_self, block_size, false)?,
+                knn: options(&spec, false)?,
             };
             let q: PyReadonlyArray2<'py, f32> = queries.extract()?;
             let g: PyReadonlyArray2<'py, f32> = gallery.extract()?;
@@ -154,7 +120,7 @@ pub(crate) fn evaluate<'py>(
         Backend::Torch(dev) => {
             let options = EvalOptions {
                 ks,
-                knn: options(metric, exclude_self, block_size, true)?,
+                knn: options(&spec, true)?,
             };
             let q = device_tensor(queries, dev)?;
             let g = device_tensor(gallery, dev)?;
@@ -169,6 +135,7 @@ pub(crate) fn evaluate<'py>(
 
 /// Register the retrieval functions in the extension module.
 pub(crate) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add("METRIC_NAMES", crate::retrieval::Metric::NAMES.to_vec())?;
     m.add_function(wrap_pyfunction!(knn, m)?)?;
     m.add_function(wrap_pyfunction!(evaluate, m)?)?;
     Ok(())

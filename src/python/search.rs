@@ -4,99 +4,75 @@ use super::errors::{self, Kind};
 use super::expr::{as_f64_2d, check_nesting, PyExpr};
 use super::heavy::run_heavy;
 use crate::rl::reward;
-use crate::rl::rng::Rng;
 use crate::rl::search::EvalContext;
-use crate::rl::{
-    search, ControllerConfig, ControllerKind, RlError, SearchConfig, SearchOutcome, Space,
-    SpaceKind,
-};
+use crate::rl::spec::{kind_from_name, kind_name, SearchSpec, SpaceSpec};
+use crate::rl::{search, SearchOutcome, Space, SpaceKind};
+use crate::rng::Rng;
 use numpy::PyReadonlyArray1;
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyList};
-use std::time::Duration;
-
-impl From<RlError> for PyErr {
-    fn from(e: RlError) -> PyErr {
-        match e {
-            RlError::Config(m) => errors::error(Kind::Expression, m),
-            RlError::Expr(e) => e.into(),
-            RlError::Torch(m) => errors::error(Kind::Backend, format!("libtorch: {m}")),
-            RlError::Cancelled => crate::runtime::Cancelled.into(),
-        }
-    }
-}
 
 /// `(kind, operands, unary, binary, units, final)` as passed from Python.
-type SpaceSpec = (String, Vec<String>, Vec<String>, Vec<String>, usize, String);
+type SpaceTuple = (String, Vec<String>, Vec<String>, Vec<String>, usize, String);
 
-fn space_from_spec(spec: &SpaceSpec) -> PyResult<Space> {
-    let (kind, ops, un, bi, units, fin) = spec;
-    let kind = match kind.as_str() {
-        "kernel" => SpaceKind::Kernel,
-        "transform" => SpaceKind::Transform,
-        other => {
-            return Err(errors::error(
-                Kind::Expression,
-                format!("space kind must be 'kernel' or 'transform', got {other:?}"),
-            ))
-        }
+fn space_from_spec(spec: &SpaceTuple) -> PyResult<Space> {
+    let (kind, operands, unary, binary, units, final_op) = spec.clone();
+    let spec = SpaceSpec {
+        operands,
+        unary,
+        binary,
+        units,
+        final_op,
     };
-    fn v(l: &[String]) -> Vec<&str> {
-        l.iter().map(String::as_str).collect()
-    }
-    for t in ops.iter().chain(un).chain(bi).chain(std::iter::once(fin)) {
+    for t in spec.texts() {
         check_nesting(t, "a template of the space")?;
     }
-    Ok(Space::new(kind, &v(ops), &v(un), &v(bi), *units, fin)?)
+    Ok(spec.build(kind_from_name(&kind)?)?)
 }
 
 /// The built-in space `name` (`"paper"` or `"activation"`) as a spec tuple.
 #[pyfunction]
-pub(crate) fn builtin_space(name: &str) -> PyResult<SpaceSpec> {
+pub(crate) fn builtin_space(name: &str) -> PyResult<SpaceTuple> {
     let s = match name {
         "paper" => Space::paper_kernel(),
         "activation" => Space::activation_transform(),
         other => {
             return Err(errors::error(
-                Kind::Expression,
+                Kind::Config,
                 format!("unknown search space {other:?}; built-in: 'paper', 'activation'"),
             ))
         }
     };
-    let kind = match s.kind {
-        SpaceKind::Kernel => "kernel",
-        SpaceKind::Transform => "transform",
-    };
-    let names = |l: &[(String, crate::expr::Expr)]| l.iter().map(|(n, _)| n.clone()).collect();
+    let spec = SpaceSpec::of(&s);
     Ok((
-        kind.to_string(),
-        names(&s.operands),
-        names(&s.unary),
-        names(&s.binary),
-        s.units,
-        s.final_op.0.clone(),
+        kind_name(s.kind).to_string(),
+        spec.operands,
+        spec.unary,
+        spec.binary,
+        spec.units,
+        spec.final_op,
     ))
 }
 
 /// Number of choices of each decision of a space (validates the spec).
 #[pyfunction]
-pub(crate) fn space_decisions(space: SpaceSpec) -> PyResult<Vec<usize>> {
+pub(crate) fn space_decisions(space: SpaceTuple) -> PyResult<Vec<usize>> {
     Ok(space_from_spec(&space)?.decisions())
 }
 
 /// The candidate of a decision sequence.
 #[pyfunction]
-pub(crate) fn space_build(space: SpaceSpec, actions: Vec<usize>) -> PyResult<PyExpr> {
+pub(crate) fn space_build(space: SpaceTuple, actions: Vec<usize>) -> PyResult<PyExpr> {
     let s = space_from_spec(&space)?;
     Ok(PyExpr::from_expr(s.build(&actions)?)?)
 }
 
 /// `n` uniformly random candidates of a space.
 #[pyfunction]
-pub(crate) fn space_sample(space: SpaceSpec, n: usize, seed: u64) -> PyResult<Vec<PyExpr>> {
+pub(crate) fn space_sample(space: SpaceTuple, n: usize, seed: u64) -> PyResult<Vec<PyExpr>> {
     let s = space_from_spec(&space)?;
     let dec = s.decisions();
-    let mut rng = Rng::new(seed);
+    let mut rng = Rng::raw(seed);
     (0..n)
         .map(|_| {
             let a: Vec<usize> = dec.iter().map(|&k| rng.below(k)).collect();
@@ -105,84 +81,21 @@ pub(crate) fn space_sample(space: SpaceSpec, n: usize, seed: u64) -> PyResult<Ve
         .collect()
 }
 
-#[allow(clippy::too_many_arguments)]
-fn config(
-    controller: &str,
-    budget: i64,
-    batch_size: i64,
-    seed: u64,
-    timeout: Option<f64>,
-    lr: f64,
-    entropy_weight: f64,
-    baseline_decay: f64,
-    risk_seeking: Option<f64>,
-) -> PyResult<SearchConfig> {
-    let bad = |m: String| errors::error(Kind::Expression, m);
-    let controller = match controller {
-        "rl" => ControllerKind::Rl,
-        "random" => ControllerKind::Random,
-        other => {
-            return Err(bad(format!(
-                "controller must be 'rl' or 'random', got {other:?}"
-            )))
-        }
-    };
-    if budget <= 0 {
-        return Err(bad(format!(
-            "budget must be a positive number of candidates, got {budget}"
-        )));
+/// Read a search spec (JSON) and build its space, which must be of `kind`.
+fn read_spec(spec: &str, kind: SpaceKind) -> PyResult<(SearchSpec, Space)> {
+    let spec = SearchSpec::from_json(spec)?;
+    if spec.space_kind()? != kind {
+        let name = kind_name(kind);
+        return Err(errors::error(
+            Kind::Config,
+            format!("a {name} search needs a {name} space (kind={name:?})"),
+        ));
     }
-    if batch_size <= 0 {
-        return Err(bad(format!(
-            "batch_size must be positive, got {batch_size}"
-        )));
+    for t in spec.space.texts() {
+        check_nesting(t, "a template of the space")?;
     }
-    if !(lr > 0.0 && lr.is_finite()) {
-        return Err(bad(format!("lr must be positive, got {lr}")));
-    }
-    if !(entropy_weight >= 0.0 && entropy_weight.is_finite()) {
-        return Err(bad(format!(
-            "entropy_weight must be >= 0, got {entropy_weight}"
-        )));
-    }
-    if !(0.0..1.0).contains(&baseline_decay) {
-        return Err(bad(format!(
-            "baseline_decay must be in [0, 1), got {baseline_decay}"
-        )));
-    }
-    if let Some(eps) = risk_seeking {
-        if !(eps > 0.0 && eps <= 1.0) {
-            return Err(bad(format!(
-                "risk_seeking must be a fraction in (0, 1] or None, got {eps}"
-            )));
-        }
-        // samples exactly at the batch's cutoff carry no gradient: ⌊eps·(n − 1)⌋ do
-        if eps * ((batch_size - 1) as f64) < 1.0 - 1e-9 {
-            return Err(bad(format!(
-                "risk_seeking={eps} learns from no sample of a batch of {batch_size}: \
-                 it needs risk_seeking * (batch_size - 1) >= 1"
-            )));
-        }
-    }
-    let timeout = match timeout {
-        None => None,
-        Some(t) if t > 0.0 && t.is_finite() => Some(Duration::from_secs_f64(t)),
-        Some(t) => return Err(bad(format!("timeout must be positive seconds, got {t}"))),
-    };
-    Ok(SearchConfig {
-        budget: budget as usize,
-        batch_size: batch_size as usize,
-        seed,
-        controller,
-        controller_config: ControllerConfig {
-            lr,
-            entropy_weight,
-            baseline_decay,
-            risk_seeking,
-            ..ControllerConfig::default()
-        },
-        timeout,
-    })
+    let space = spec.space()?;
+    Ok((spec, space))
 }
 
 fn outcome_to_py<'py>(
@@ -242,44 +155,19 @@ fn ids_vec(a: &Bound<'_, PyAny>, what: &str) -> PyResult<Vec<i64>> {
 /// against the transformed gallery. Returns a dict of candidates, history, best index
 /// and whether it was interrupted.
 #[pyfunction]
-#[pyo3(signature = (space, E_query, ids_query, E_gallery, ids_gallery, controller="rl", budget=300, batch_size=10, seed=0, timeout=None, lr=2e-4, entropy_weight=0.0025, baseline_decay=0.95, risk_seeking=None, callback=None))]
-#[allow(non_snake_case, clippy::too_many_arguments)]
+#[pyo3(signature = (spec, E_query, ids_query, E_gallery, ids_gallery, callback=None))]
+#[allow(non_snake_case)]
 pub(crate) fn transform_search<'py>(
     py: Python<'py>,
-    space: SpaceSpec,
+    spec: &str,
     E_query: &Bound<'py, PyAny>,
     ids_query: &Bound<'py, PyAny>,
     E_gallery: &Bound<'py, PyAny>,
     ids_gallery: &Bound<'py, PyAny>,
-    controller: &str,
-    budget: i64,
-    batch_size: i64,
-    seed: u64,
-    timeout: Option<f64>,
-    lr: f64,
-    entropy_weight: f64,
-    baseline_decay: f64,
-    risk_seeking: Option<f64>,
     callback: Option<&Bound<'py, PyAny>>,
 ) -> PyResult<Bound<'py, PyDict>> {
-    let space = space_from_spec(&space)?;
-    if space.kind != SpaceKind::Transform {
-        return Err(errors::error(
-            Kind::Expression,
-            "transform search needs a transform space (kind='transform')",
-        ));
-    }
-    let cfg = config(
-        controller,
-        budget,
-        batch_size,
-        seed,
-        timeout,
-        lr,
-        entropy_weight,
-        baseline_decay,
-        risk_seeking,
-    )?;
+    let (spec, space) = read_spec(spec, SpaceKind::Transform)?;
+    let cfg = spec.config()?;
     let q = as_f64_2d(py, E_query, "E_query")?;
     let g = as_f64_2d(py, E_gallery, "E_gallery")?;
     let qid = ids_vec(ids_query, "ids_query")?;
@@ -320,50 +208,20 @@ pub(crate) fn transform_search<'py>(
 /// candidate kernel. `y_train` are class indices `0..k`; `y_val` class indices or -1 for
 /// classes absent from training. Returns a dict like `transform_search`.
 #[pyfunction]
-#[pyo3(signature = (space, X_train, y_train, X_val, y_val, C=1.0, controller="rl", budget=500, batch_size=10, seed=0, timeout=None, lr=2e-4, entropy_weight=0.0025, baseline_decay=0.95, risk_seeking=None, callback=None))]
-#[allow(non_snake_case, clippy::too_many_arguments)]
+#[pyo3(signature = (spec, X_train, y_train, X_val, y_val, callback=None))]
+#[allow(non_snake_case)]
 pub(crate) fn kernel_search<'py>(
     py: Python<'py>,
-    space: SpaceSpec,
+    spec: &str,
     X_train: &Bound<'py, PyAny>,
     y_train: &Bound<'py, PyAny>,
     X_val: &Bound<'py, PyAny>,
     y_val: &Bound<'py, PyAny>,
-    C: f64,
-    controller: &str,
-    budget: i64,
-    batch_size: i64,
-    seed: u64,
-    timeout: Option<f64>,
-    lr: f64,
-    entropy_weight: f64,
-    baseline_decay: f64,
-    risk_seeking: Option<f64>,
     callback: Option<&Bound<'py, PyAny>>,
 ) -> PyResult<Bound<'py, PyDict>> {
-    let space = space_from_spec(&space)?;
-    if space.kind != SpaceKind::Kernel {
-        return Err(errors::error(
-            Kind::Expression,
-            "kernel search needs a kernel space (kind='kernel')",
-        ));
-    }
-    if !(C > 0.0 && C.is_finite()) {
-        return Err(pyo3::exceptions::PyValueError::new_err(format!(
-            "C must be a positive number, got {C}"
-        )));
-    }
-    let cfg = config(
-        controller,
-        budget,
-        batch_size,
-        seed,
-        timeout,
-        lr,
-        entropy_weight,
-        baseline_decay,
-        risk_seeking,
-    )?;
+    let (spec, space) = read_spec(spec, SpaceKind::Kernel)?;
+    let cfg = spec.config()?;
+    let c = spec.svm_c()?;
     let xt = as_f64_2d(py, X_train, "X_train")?;
     let xv = as_f64_2d(py, X_val, "X_val")?;
     let yt = ids_vec(y_train, "y_train")?;
@@ -405,7 +263,7 @@ pub(crate) fn kernel_search<'py>(
         x_val: xvv,
         y_val: &y_val,
         n_classes: n_classes as usize,
-        c: C,
+        c,
         params: crate::svm::SolverParams {
             cache_bytes: 16 << 20,
             ..crate::svm::SolverParams::default()
@@ -420,6 +278,10 @@ pub(crate) fn kernel_search<'py>(
 }
 
 pub(crate) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add(
+        "CONTROLLER_NAMES",
+        crate::rl::spec::CONTROLLER_NAMES.to_vec(),
+    )?;
     m.add_function(wrap_pyfunction!(builtin_space, m)?)?;
     m.add_function(wrap_pyfunction!(space_decisions, m)?)?;
     m.add_function(wrap_pyfunction!(space_build, m)?)?;

@@ -1,19 +1,12 @@
 //! Bindings of the model-file store (`crate::store`): named arrays + string metadata
 //! in a checksummed safetensors file, written atomically.
 
-use super::errors::{self, Kind};
 use super::heavy::run_heavy;
-use crate::store::{self, Array, StoreError};
+use crate::store::{self, Array};
 use pyo3::prelude::*;
 use pyo3::types::PyBytes;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
-
-impl From<StoreError> for PyErr {
-    fn from(e: StoreError) -> PyErr {
-        errors::error(Kind::Data, e.to_string())
-    }
-}
 
 /// `(name, dtype, shape, bytes)` of one array as exchanged with Python.
 type PyArrayEntry = (String, String, Vec<usize>, Vec<u8>);

@@ -1,130 +1,113 @@
-//! Bindings of the SVM area: `svm_fit` and `svm_decision` (numpy in, numpy out).
+//! Bindings of the SVM area: `svm_fit` and `svm_decision` (numpy in, numpy out), each
+//! taking the fit's [`SvmSpec`] as JSON.
 
+use super::errors::{self, Kind};
 use super::heavy::run_heavy;
 use crate::svm::{
-    fit_ovo_features_with, fit_ovo_with, predict_proba, BuiltinKernel, ExprGram, Gram, OvoModel,
-    PrecomputedGram, SolverParams, SvmError,
+    fit_ovo_features_with, fit_ovo_with, predict_proba, ExprGram, Gram, KernelSpec, OvoModel,
+    PrecomputedGram, SolverParams, SvmError, SvmSpec, KERNEL_NAMES,
 };
 use numpy::{IntoPyArray, PyArray2, PyReadonlyArray1, PyReadonlyArray2, ToPyArray};
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
 
-fn builtin(kernel: &str, gamma: f64, coef0: f64, degree: i32) -> PyResult<Option<BuiltinKernel>> {
-    Ok(Some(match kernel {
-        "linear" => BuiltinKernel::Linear,
-        "rbf" => BuiltinKernel::Rbf { gamma },
-        "poly" => BuiltinKernel::Poly { gamma, coef0, degree },
-        "sigmoid" => BuiltinKernel::Sigmoid { gamma, coef0 },
-        "precomputed" | "expression" => return Ok(None),
-        other => {
-            return Err(pyo3::exceptions::PyValueError::new_err(format!(
-                "unknown kernel {other:?}: expected 'linear', 'poly', 'rbf', 'sigmoid' or 'precomputed'"
-            )))
-        }
-    }))
+/// The arrays of a fitted model as Python passes them back for prediction.
+#[derive(FromPyObject)]
+pub(crate) struct ModelArrays<'py> {
+    #[pyo3(item)]
+    support: PyReadonlyArray1<'py, i64>,
+    #[pyo3(item)]
+    n_support: PyReadonlyArray1<'py, i64>,
+    #[pyo3(item)]
+    dual_coef: PyReadonlyArray2<'py, f64>,
+    #[pyo3(item)]
+    rho: PyReadonlyArray1<'py, f64>,
 }
 
-/// Fit a one-vs-one C-SVC. `x` is float32 `(n, d)` features, or float64 `(n, n)` Gram
-/// matrix when `kernel == "precomputed"`; `y` int64 class indices `0..n_classes`;
-/// `sample_c` float64 per-sample box bounds. With `probability_seed` (a `u32`), also
-/// fits libsvm's probability model (5-fold cross-validation shuffled from that seed).
-/// Returns a dict with `support`, `n_support`, `dual_coef`, `rho`, `iterations`,
-/// `converged`, `interrupted`, `prob_a`, `prob_b` (empty without a probability model).
+fn read_spec(spec: &str) -> PyResult<SvmSpec> {
+    Ok(SvmSpec::from_json(spec)?)
+}
+
+/// Fit a one-vs-one C-SVC. `spec` is the fit's [`SvmSpec`] as JSON (kernel, tol,
+/// cache, iteration limit, threads, probability seed). `x` is float32 `(n, d)` features
+/// for built-in kernels, float64 `(n, d)` features for an expression kernel, or the
+/// float64 `(n, n)` Gram matrix for `"precomputed"`; `y` int64 class indices
+/// `0..n_classes`; `sample_c` float64 per-sample box bounds. Returns a dict with
+/// `support`, `n_support`, `dual_coef`, `rho`, `iterations`, `converged`,
+/// `interrupted`, `prob_a`, `prob_b` (empty without a probability model).
 #[pyfunction]
-#[pyo3(signature = (x, y, n_classes, sample_c, kernel, gamma, coef0, degree, tol, cache_size, max_iter, n_jobs=0, callback=None, expr=None, probability_seed=None))]
-#[allow(clippy::too_many_arguments)]
+#[pyo3(signature = (x, y, n_classes, sample_c, spec, callback=None))]
 pub(crate) fn svm_fit<'py>(
     py: Python<'py>,
     x: &Bound<'py, PyAny>,
     y: PyReadonlyArray1<'py, i64>,
     n_classes: usize,
     sample_c: PyReadonlyArray1<'py, f64>,
-    kernel: &str,
-    gamma: f64,
-    coef0: f64,
-    degree: i32,
-    tol: f64,
-    cache_size: f64,
-    max_iter: i64,
-    n_jobs: usize,
+    spec: &str,
     callback: Option<&Bound<'py, PyAny>>,
-    expr: Option<PyRef<'py, super::expr::PyExpr>>,
-    probability_seed: Option<u32>,
 ) -> PyResult<Bound<'py, PyDict>> {
-    let prob = probability_seed;
-    let kern = builtin(kernel, gamma, coef0, degree)?;
+    let spec = read_spec(spec)?;
+    let prob = spec.probability_seed;
+    let n_jobs = spec.n_jobs;
     let y: Vec<usize> = y
         .as_array()
         .iter()
         .map(|&v| usize::try_from(v).map_err(|_| SvmError::Value(format!("negative label {v}"))))
         .collect::<Result<_, _>>()?;
     let c = sample_c.as_array().to_vec();
-    if tol.is_nan() || tol <= 0.0 {
-        return Err(SvmError::Value(format!("tol must be > 0, got {tol}")).into());
-    }
-    let params = SolverParams {
-        tol,
-        cache_bytes: (cache_size.max(1.0) * (1u64 << 20) as f64) as usize,
-        max_iter: usize::try_from(max_iter).ok(),
-        shrinking: true,
-    };
-    let fitted = match kern {
-        None if kernel == "expression" => {
-            // An expression kernel on float64 features: rows computed on demand and
-            // cached by the solver, so memory is bounded by `cache_size`.
-            let e = expr
-                .as_ref()
-                .ok_or_else(|| SvmError::Value("kernel 'expression' needs expr".into()))?;
-            let prog = &e.program;
-            let xa: PyReadonlyArray2<'py, f64> = x.extract()?;
-            let xv = xa.as_array();
-            let (n, dim) = xv.dim();
-            let xs = xv.as_slice().ok_or_else(|| {
-                SvmError::Shape("the features must be a C-contiguous float64 array".into())
-            })?;
-            let g = ExprGram::new(prog, xs, n, dim).ok_or_else(|| {
-                SvmError::Shape(format!(
-                    "an expression kernel needs a scalar expression and features (got {n}x{dim})"
-                ))
-            })?;
-            let out = run_heavy(py, callback, |mon| {
-                with_threads(n_jobs, || fit(&g, &y, n_classes, &c, &params, prob, mon))
-            })?;
-            if g.saw_non_finite() {
-                return Err(crate::python::errors::error(
-                    crate::python::errors::Kind::Expression,
-                    format!(
-                        "the kernel expression {} gave non-finite values (NaN or infinity) \
-                         on the training data",
-                        e.text
-                    ),
-                ));
-            }
-            out
+    let params = spec.solver_params();
+    let fitted = if let Some(prog) = spec.kernel.program()? {
+        // An expression kernel on float64 features: rows computed on demand and
+        // cached by the solver, so memory is bounded by `cache_size`.
+        let xa: PyReadonlyArray2<'py, f64> = x.extract()?;
+        let xv = xa.as_array();
+        let (n, dim) = xv.dim();
+        let xs = xv.as_slice().ok_or_else(|| {
+            SvmError::Shape("the features must be a C-contiguous float64 array".into())
+        })?;
+        let g = ExprGram::new(&prog, xs, n, dim).ok_or_else(|| {
+            SvmError::Shape(format!(
+                "an expression kernel needs a scalar expression and features (got {n}x{dim})"
+            ))
+        })?;
+        let out = run_heavy(py, callback, |mon| {
+            with_threads(n_jobs, || fit(&g, &y, n_classes, &c, &params, prob, mon))
+        })?;
+        if g.saw_non_finite() {
+            let text = match &spec.kernel {
+                KernelSpec::Expression { text } => text.as_str(),
+                _ => "",
+            };
+            return Err(errors::error(
+                Kind::Expression,
+                format!(
+                    "the kernel expression {text} gave non-finite values (NaN or infinity) \
+                     on the training data"
+                ),
+            ));
         }
-        Some(k) => {
-            let xa: PyReadonlyArray2<'py, f32> = x.extract()?;
-            let xv = xa.as_array();
-            run_heavy(py, callback, |mon| {
-                with_threads(n_jobs, || {
-                    fit_ovo_features_with(&k, xv, &y, n_classes, &c, &params, prob, mon)
-                })
-            })?
-        }
-        None => {
-            let ka: PyReadonlyArray2<'py, f64> = x.extract()?;
-            let kv = ka.as_array();
-            let g = PrecomputedGram::new(kv).ok_or_else(|| {
-                SvmError::Shape(format!(
-                    "Precomputed matrix must be a square matrix. Input is a {}x{} matrix.",
-                    kv.nrows(),
-                    kv.ncols()
-                ))
-            })?;
-            run_heavy(py, callback, |mon| {
-                with_threads(n_jobs, || fit(&g, &y, n_classes, &c, &params, prob, mon))
-            })?
-        }
+        out
+    } else if let Some(k) = spec.kernel.builtin() {
+        let xa: PyReadonlyArray2<'py, f32> = x.extract()?;
+        let xv = xa.as_array();
+        run_heavy(py, callback, |mon| {
+            with_threads(n_jobs, || {
+                fit_ovo_features_with(&k, xv, &y, n_classes, &c, &params, prob, mon)
+            })
+        })?
+    } else {
+        let ka: PyReadonlyArray2<'py, f64> = x.extract()?;
+        let kv = ka.as_array();
+        let g = PrecomputedGram::new(kv).ok_or_else(|| {
+            SvmError::Shape(format!(
+                "Precomputed matrix must be a square matrix. Input is a {}x{} matrix.",
+                kv.nrows(),
+                kv.ncols()
+            ))
+        })?;
+        run_heavy(py, callback, |mon| {
+            with_threads(n_jobs, || fit(&g, &y, n_classes, &c, &params, prob, mon))
+        })?
     };
     let m = fitted.value;
     let d = PyDict::new(py);
@@ -169,68 +152,73 @@ fn fit(
     fit_ovo_with(g, y, n_classes, c, params, probability, mon)
 }
 
-/// Decision values `(n, n_pairs)` (libsvm's sign convention) of a fitted model.
-/// `x` is float32 `(n, d)` (with `sv` float32 `(n_sv, d)`), or float64 `(n, n_train)`
-/// kernel values when `kernel == "precomputed"` (then `sv` is ignored).
+/// Decision values `(n, n_pairs)` (libsvm's sign convention) of a fitted model
+/// (`model`: a dict of `support`, `n_support`, `dual_coef`, `rho`) under the fit's
+/// `spec` (JSON). `x` is float32 `(n, d)` with `sv` float32 `(n_sv, d)` for built-in
+/// kernels; float64 features and support vectors for an expression kernel (evaluated
+/// here against the support vectors, a block of rows at a time); float64 `(n,
+/// n_train)` kernel values for `"precomputed"` (then `sv` is ignored).
 #[pyfunction]
-#[pyo3(signature = (x, sv, support, n_support, dual_coef, rho, kernel, gamma, coef0, degree, n_jobs=0))]
-#[allow(clippy::too_many_arguments)]
+#[pyo3(signature = (x, sv, model, spec))]
 pub(crate) fn svm_decision<'py>(
     py: Python<'py>,
     x: &Bound<'py, PyAny>,
-    sv: Option<PyReadonlyArray2<'py, f32>>,
-    support: PyReadonlyArray1<'py, i64>,
-    n_support: PyReadonlyArray1<'py, i64>,
-    dual_coef: PyReadonlyArray2<'py, f64>,
-    rho: PyReadonlyArray1<'py, f64>,
-    kernel: &str,
-    gamma: f64,
-    coef0: f64,
-    degree: i32,
-    n_jobs: usize,
+    sv: Option<&Bound<'py, PyAny>>,
+    model: ModelArrays<'py>,
+    spec: &str,
 ) -> PyResult<Bound<'py, PyArray2<f64>>> {
-    let kern = builtin(kernel, gamma, coef0, degree)?;
+    let spec = read_spec(spec)?;
+    let n_jobs = spec.n_jobs;
     let to_usize =
         |v: &i64| usize::try_from(*v).map_err(|_| SvmError::Value(format!("negative index {v}")));
-    let n_support: Vec<usize> = n_support
+    let n_support: Vec<usize> = model
+        .n_support
         .as_array()
         .iter()
         .map(to_usize)
         .collect::<Result<_, _>>()?;
     let model = OvoModel {
         n_classes: n_support.len(),
-        support: support
+        support: model
+            .support
             .as_array()
             .iter()
             .map(to_usize)
             .collect::<Result<_, _>>()?,
         n_support,
-        dual_coef: dual_coef.as_array().to_owned(),
-        rho: rho.as_array().to_vec(),
+        dual_coef: model.dual_coef.as_array().to_owned(),
+        rho: model.rho.as_array().to_vec(),
         iterations: Vec::new(),
         converged: true,
         prob_a: Vec::new(),
         prob_b: Vec::new(),
     };
-    let dec = match kern {
-        Some(k) => {
-            let sv = sv.ok_or_else(|| SvmError::Value("support vectors are required".into()))?;
-            let svv = sv.as_array();
-            let xa: PyReadonlyArray2<'py, f32> = x.extract()?;
-            let xv = xa.as_array();
-            run_heavy(py, None, |_| {
-                with_threads(n_jobs, || model.decision_function(&k, svv, xv))
-            })?
-            .value
-        }
-        None => {
-            let ka: PyReadonlyArray2<'py, f64> = x.extract()?;
-            let kv = ka.as_array();
-            run_heavy(py, None, |_| {
-                with_threads(n_jobs, || model.decision_precomputed(kv))
-            })?
-            .value
-        }
+    let need_sv = || SvmError::Value("support vectors are required".into());
+    let dec = if let Some(prog) = spec.kernel.program()? {
+        let sv: PyReadonlyArray2<'py, f64> = sv.ok_or_else(need_sv)?.extract()?;
+        let xa: PyReadonlyArray2<'py, f64> = x.extract()?;
+        let (svv, xv) = (sv.as_array(), xa.as_array());
+        run_heavy(py, None, |mon| {
+            let token = mon.token();
+            with_threads(n_jobs, || model.decision_expression(&prog, svv, xv, token))
+        })?
+        .value
+    } else if let Some(k) = spec.kernel.builtin() {
+        let sv: PyReadonlyArray2<'py, f32> = sv.ok_or_else(need_sv)?.extract()?;
+        let svv = sv.as_array();
+        let xa: PyReadonlyArray2<'py, f32> = x.extract()?;
+        let xv = xa.as_array();
+        run_heavy(py, None, |_| {
+            with_threads(n_jobs, || model.decision_function(&k, svv, xv))
+        })?
+        .value
+    } else {
+        let ka: PyReadonlyArray2<'py, f64> = x.extract()?;
+        let kv = ka.as_array();
+        run_heavy(py, None, |_| {
+            with_threads(n_jobs, || model.decision_precomputed(kv))
+        })?
+        .value
     };
     Ok(dec.into_pyarray(py))
 }
@@ -287,6 +275,7 @@ pub(crate) fn svm_sigmoid_train(
 
 /// Register the SVM functions in `_core`.
 pub(crate) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add("KERNEL_NAMES", KERNEL_NAMES.to_vec())?;
     m.add_function(wrap_pyfunction!(svm_fit, m)?)?;
     m.add_function(wrap_pyfunction!(svm_decision, m)?)?;
     m.add_function(wrap_pyfunction!(svm_proba, m)?)?;

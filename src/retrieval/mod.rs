@@ -20,12 +20,14 @@
 mod engine;
 mod kernel;
 mod metrics;
+pub mod spec;
 mod topk;
 #[cfg(feature = "torch")]
 pub mod torch_backend;
 
 pub use engine::{knn, knn_with, Neighbors};
 pub use metrics::{evaluate, metrics_from_ranking, recall_at_k, EvalOptions, Evaluation};
+pub use spec::RetrievalSpec;
 pub use topk::Neighbor;
 
 use crate::runtime::Cancelled;
@@ -136,6 +138,11 @@ impl Metric {
     pub fn smaller_is_better(self) -> bool {
         matches!(self, Metric::L2)
     }
+}
+
+impl Metric {
+    /// The metrics' names (aliases aside).
+    pub const NAMES: &'static [&'static str] = &["cosine", "ip", "l2"];
 }
 
 impl FromStr for Metric {

@@ -11,8 +11,8 @@
 //! global one), and every tensor op runs on the calling thread, so a search is
 //! reproducible.
 
-use super::rng::Rng;
 use super::RlError;
+use crate::rng::Rng;
 use tch::nn::{self, OptimizerConfig};
 use tch::{Kind, Tensor};
 
@@ -264,7 +264,7 @@ impl Policy {
             // Nothing above the cutoff (ties, a short last batch): no signal to learn.
             return Ok(baseline);
         }
-        let mut dummy = Rng::new(0);
+        let mut dummy = Rng::raw(0);
         let (_, logp, ent) = self.forward(chosen.len(), Some(&chosen), &mut dummy)?;
         let adv = Tensor::from_slice(&adv);
         let pg = adv.f_mul(&logp)?.f_mean(Kind::Float)?.f_neg()?;
@@ -310,7 +310,7 @@ mod tests {
             lr: 0.05,
             ..ControllerConfig::default()
         };
-        let mut rng = Rng::new(0);
+        let mut rng = Rng::raw(0);
         let mut pol = Policy::new(&dec, cfg, &mut rng).unwrap();
         let mut last = 0.0;
         for _ in 0..60 {
@@ -361,9 +361,9 @@ mod tests {
                 risk_seeking: risk,
                 ..ControllerConfig::default()
             };
-            let mut rng = Rng::new(7);
+            let mut rng = Rng::raw(7);
             let mut pol = Policy::new(&dec, cfg, &mut rng).unwrap();
-            let mut luck = Rng::new(11);
+            let mut luck = Rng::raw(11);
             let mut ones = 0usize;
             for step in 0..80 {
                 let s = pol.sample(20, &mut rng).unwrap();
@@ -398,7 +398,7 @@ mod tests {
     fn same_seed_same_samples() {
         let dec = [5usize, 5, 7];
         let run = || {
-            let mut rng = Rng::new(42);
+            let mut rng = Rng::raw(42);
             let mut p = Policy::new(&dec, ControllerConfig::default(), &mut rng).unwrap();
             let mut all = Vec::new();
             for _ in 0..3 {

@@ -1,24 +1,29 @@
 //! Reinforcement-learning search over expressions (the paper's kernel and transform
 //! search): search spaces as data ([`space`]), the GRU controller trained with
 //! REINFORCE ([`controller`]), and the search loop with caching, invalid-candidate
-//! accounting and progress reporting ([`search`]).
+//! accounting and progress reporting ([`search`]), and the search spec that crosses
+//! the Python boundary and is stored with results ([`spec`]).
 
 pub mod controller;
 pub mod reward;
-pub mod rng;
 pub mod search;
 pub mod space;
+pub mod spec;
 
 pub use controller::{ControllerConfig, ControllerKind};
 pub use search::{search, Candidate, EvalContext, SearchConfig, SearchOutcome, StepRecord};
 pub use space::{Space, SpaceKind};
+pub use spec::{SearchSpec, SpaceSpec};
 
 /// Errors of the search area.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum RlError {
-    /// A search space or search setting is invalid.
+    /// A search setting is invalid.
     #[error("{0}")]
     Config(String),
+    /// A search space is invalid (no operations, a bad template, a wrong-kind result).
+    #[error("{0}")]
+    Space(String),
     /// An expression template of a space does not parse.
     #[error("{0}")]
     Expr(#[from] crate::expr::ExprError),

@@ -4,10 +4,10 @@
 //! [`StepRecord`] and report progress per step.
 
 use super::controller::{uniform_entropy, ControllerConfig, ControllerKind, Policy};
-use super::rng::Rng;
 use super::space::Space;
 use super::RlError;
 use crate::expr::Expr;
+use crate::rng::Rng;
 use crate::runtime::{CancelToken, Monitor, Progress};
 use rayon::prelude::*;
 use std::collections::HashMap;
@@ -122,7 +122,7 @@ where
         return Err(RlError::Config("batch_size must be at least 1".into()));
     }
     let decisions = space.decisions();
-    let mut rng = Rng::new(cfg.seed);
+    let mut rng = Rng::raw(cfg.seed);
     // The controller is tiny: one libtorch thread, restored afterwards.
     let torch_threads = tch::get_num_threads();
     tch::set_num_threads(1);

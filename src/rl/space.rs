@@ -101,14 +101,14 @@ fn lookup(
     let is_name = !item.is_empty() && item.chars().all(|c| c.is_alphanumeric() || c == '_');
     if is_name && !vars.contains(&item) {
         let known: Vec<&str> = table.iter().map(|(n, _)| *n).collect();
-        return Err(RlError::Config(format!(
+        return Err(RlError::Space(format!(
             "unknown {what} {item:?}; known names: {}; or give a template expression in {}",
             known.join(", "),
             vars.join(", ")
         )));
     }
     let e = parse_with_vars(item, vars).map_err(|e| {
-        RlError::Config(format!(
+        RlError::Space(format!(
             "{what} template {item:?} (variables {}): {e}",
             vars.join(", ")
         ))
@@ -132,11 +132,11 @@ impl Space {
             (binary, "binary operations"),
         ] {
             if list.is_empty() {
-                return Err(RlError::Config(format!("the search space has no {what}")));
+                return Err(RlError::Space(format!("the search space has no {what}")));
             }
         }
         if units == 0 {
-            return Err(RlError::Config(
+            return Err(RlError::Space(
                 "the search space needs at least 1 unit".into(),
             ));
         }
@@ -154,7 +154,7 @@ impl Space {
                     }
                 }
                 let e = parse_with_vars(o, var_names).map_err(|e| {
-                    RlError::Config(format!(
+                    RlError::Space(format!(
                         "operand {o:?} (variables {}): {e}",
                         var_names.join(", ")
                     ))
@@ -174,7 +174,7 @@ impl Space {
         if kind == SpaceKind::Kernel
             && final_op.1.substitute(&[Expr::x()]).value_type() != ValueType::Scalar
         {
-            return Err(RlError::Config(format!(
+            return Err(RlError::Space(format!(
                 "a kernel space's final operation must reduce to a scalar (e.g. norm1), got {:?}",
                 final_op.0
             )));
@@ -274,7 +274,7 @@ impl Space {
         const MAX_CANDIDATE_NODES: usize = 100_000;
         let dec = self.decisions();
         if actions.len() != dec.len() || actions.iter().zip(&dec).any(|(&a, &n)| a >= n) {
-            return Err(RlError::Config(format!(
+            return Err(RlError::Space(format!(
                 "invalid decisions {actions:?} for a space with choices {dec:?}"
             )));
         }
@@ -293,7 +293,7 @@ impl Space {
             let out = self.binary[a[4]].1.substitute(&[o1, o2]);
             let size = out.size();
             if size > MAX_CANDIDATE_NODES {
-                return Err(RlError::Config(format!(
+                return Err(RlError::Space(format!(
                     "the candidate grows to {size} nodes at unit {} (limit \
                      {MAX_CANDIDATE_NODES}): templates that use their variable several times \
                      multiply the size with every unit; use fewer units or simpler templates",
@@ -310,7 +310,7 @@ impl Space {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::rl::rng::Rng;
+    use crate::rng::Rng;
 
     #[test]
     fn paper_space_shape_and_kernel() {
@@ -343,7 +343,7 @@ mod tests {
         }
         let e = s.build(&a);
         assert!(
-            matches!(e, Err(RlError::Config(ref m)) if m.contains("nodes")),
+            matches!(e, Err(RlError::Space(ref m)) if m.contains("nodes")),
             "{e:?}"
         );
     }
@@ -352,7 +352,7 @@ mod tests {
     fn random_candidates_round_trip() {
         for s in [Space::paper_kernel(), Space::activation_transform()] {
             let dec = s.decisions();
-            let mut r = Rng::new(1);
+            let mut r = Rng::raw(1);
             for _ in 0..2000 {
                 let a: Vec<usize> = dec.iter().map(|&n| r.below(n)).collect();
                 let e = s.build(&a).unwrap();

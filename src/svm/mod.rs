@@ -9,6 +9,9 @@
 //!   [`Gram`]; [`fit_ovo_features`] takes a [`Kernel`] and feature rows and shares the
 //!   within-class kernel blocks between the problems when they fit the cache budget.
 //!   [`fit_ovo_with`] / [`fit_ovo_features_with`] also fit libsvm's probability model.
+//! - [`predict`]: decision values and votes of a fitted model (built-in, expression or
+//!   precomputed kernels).
+//! - [`spec`]: the kernel and fit settings as typed specs (JSON across the boundary).
 //! - [`probability`]: Platt scaling on 5-fold cross-validation decision values, and
 //!   pairwise coupling of the pair probabilities ([`predict_proba`]).
 //!
@@ -29,15 +32,17 @@
 pub(crate) mod cache;
 pub mod kernel;
 pub mod multiclass;
+pub mod predict;
 pub mod probability;
 pub mod solver;
+pub mod spec;
 
 pub use kernel::{BuiltinKernel, ExprGram, FeatureGram, Gram, Kernel, PrecomputedGram};
-pub use multiclass::{
-    fit_ovo, fit_ovo_features, fit_ovo_features_with, fit_ovo_with, predict_from_decision, OvoModel,
-};
+pub use multiclass::{fit_ovo, fit_ovo_features, fit_ovo_features_with, fit_ovo_with, OvoModel};
+pub use predict::predict_from_decision;
 pub use probability::predict_proba;
 pub use solver::{solve_binary, BinarySolution, SolverParams};
+pub use spec::{KernelSpec, SvmSpec, KERNEL_NAMES};
 
 use crate::runtime::Cancelled;
 
@@ -50,6 +55,9 @@ pub enum SvmError {
     /// Invalid values (labels, weights, parameters).
     #[error("{0}")]
     Value(String),
+    /// An expression kernel failed (non-finite values, not a kernel).
+    #[error("{0}")]
+    Expr(#[from] crate::expr::ExprError),
     /// The fit was cancelled (Ctrl-C or a progress callback).
     #[error("interrupted")]
     Cancelled(#[from] Cancelled),

@@ -2,11 +2,10 @@
 //! thread, per-epoch validation, progress and checkpoints.
 
 use super::step::step_loss;
-use super::{GsnError, Model, Optim, Schedule};
+use super::{GsnError, Model, Optim, TrainSpec};
 use crate::data::augment::{augment, ImageShape};
-use crate::data::grid::{plan_batch, GridSpec, Negatives};
-use crate::data::rng::Rng;
-use crate::losses::Loss;
+use crate::data::grid::plan_batch;
+use crate::rng::Rng;
 use crate::runtime::{Monitor, Progress};
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -17,30 +16,8 @@ use tch::{Device, Tensor};
 /// Training parameters.
 #[derive(Debug, Clone)]
 pub struct TrainConfig {
-    /// The loss.
-    pub loss: Loss,
-    /// Grid layout (its `positives` also sets views per id = positives + 1).
-    pub grid: GridSpec,
-    /// Negative selection.
-    pub negatives: Negatives,
-    /// Epochs.
-    pub epochs: usize,
-    /// Steps per epoch (`None`: one pass over the images, `ceil(n / batch)`).
-    pub steps_per_epoch: Option<usize>,
-    /// Images per step.
-    pub batch_size: usize,
-    /// Learning rate.
-    pub lr: f64,
-    /// Optimiser.
-    pub optimizer: Optim,
-    /// Schedule.
-    pub schedule: Schedule,
-    /// Weight decay.
-    pub weight_decay: f64,
-    /// Augmentation strength (0 = none).
-    pub augment: f64,
-    /// Seed of sampling and augmentation.
-    pub seed: u64,
+    /// Every setting of the run.
+    pub spec: TrainSpec,
     /// Folder for per-epoch checkpoints (weights + `checkpoint_config`).
     pub checkpoint_dir: Option<PathBuf>,
     /// JSON written beside checkpoint weights.
@@ -91,7 +68,7 @@ pub fn validation_metrics(e: &Tensor, ids: &[i64]) -> Result<Vec<(String, f64)>,
             .f_flatten(0, -1)?,
     )?;
     let view = ndarray::ArrayView2::from_shape((n, dim), &values)
-        .map_err(|err| GsnError::Config(format!("validation embeddings: {err}")))?;
+        .map_err(|err| GsnError::Shape(format!("validation embeddings: {err}")))?;
     let ks: Vec<usize> = [1usize, 10].into_iter().filter(|&k| k < n).collect();
     let options = EvalOptions {
         ks: if ks.is_empty() { vec![1] } else { ks },
@@ -101,7 +78,7 @@ pub fn validation_metrics(e: &Tensor, ids: &[i64]) -> Result<Vec<(String, f64)>,
         },
     };
     let ev = evaluate(view, ids, view, ids, &options, &Monitor::none())
-        .map_err(|err| GsnError::Config(format!("validation metrics: {err}")))?;
+        .map_err(|err| GsnError::Shape(format!("validation metrics: {err}")))?;
     let mut out: Vec<(String, f64)> = ev
         .recall
         .iter()
@@ -132,35 +109,35 @@ pub fn fit(
     let len = data.shape.len();
     let n = data.x.len().checked_div(len).unwrap_or(0);
     if n == 0 || data.ids.len() != n {
-        return Err(GsnError::Config(format!(
+        return Err(GsnError::Shape(format!(
             "{n} images but {} ids",
             data.ids.len()
         )));
     }
     if let Some(c) = data.classes {
         if c.len() != n {
-            return Err(GsnError::Config(format!(
+            return Err(GsnError::Shape(format!(
                 "{n} images but {} classes",
                 c.len()
             )));
         }
     }
-    let cells = cfg.grid.cells();
-    if cfg.grid.positives < 1 || cfg.grid.positives >= cells {
+    let cells = cfg.spec.grid.cells();
+    if cfg.spec.grid.positives < 1 || cfg.spec.grid.positives >= cells {
         return Err(GsnError::Config(format!(
             "positives must be in 1..{cells} for a {}x{} grid, got {}",
-            cfg.grid.rows, cfg.grid.cols, cfg.grid.positives
+            cfg.spec.grid.rows, cfg.spec.grid.cols, cfg.spec.grid.positives
         )));
     }
-    let views = cfg.grid.positives + 1;
-    let groups = cfg.batch_size / views;
+    let views = cfg.spec.grid.positives + 1;
+    let groups = cfg.spec.batch_size / views;
     if groups < 2 {
         return Err(GsnError::Config(format!(
             "batch_size {} holds fewer than 2 ids of {views} views each",
-            cfg.batch_size
+            cfg.spec.batch_size
         )));
     }
-    if cfg.loss.is_grid() && model.spec.stitched != model.target.is_some() {
+    if cfg.spec.loss.is_grid() && model.spec.stitched != model.target.is_some() {
         return Err(GsnError::Config("model mode does not match".into()));
     }
     // Group images by id.
@@ -181,28 +158,29 @@ pub fn fit(
         ));
     }
     let steps = cfg
+        .spec
         .steps_per_epoch
-        .unwrap_or_else(|| n.div_ceil(cfg.batch_size))
+        .unwrap_or_else(|| n.div_ceil(cfg.spec.batch_size))
         .max(1);
-    let total_steps = steps * cfg.epochs;
-    let mut opt = match cfg.optimizer {
+    let total_steps = steps * cfg.spec.epochs;
+    let mut opt = match cfg.spec.optimizer {
         Optim::Adam => nn::Adam {
-            wd: cfg.weight_decay,
+            wd: cfg.spec.weight_decay,
             ..Default::default()
         }
-        .build(&model.vs, cfg.lr)?,
+        .build(&model.vs, cfg.spec.lr)?,
         Optim::Sgd => nn::Sgd {
             momentum: 0.9,
-            wd: cfg.weight_decay,
+            wd: cfg.spec.weight_decay,
             ..Default::default()
         }
-        .build(&model.vs, cfg.lr)?,
+        .build(&model.vs, cfg.spec.lr)?,
     };
     // Batches (ids, views, augmentations) are prepared one step ahead on a helper
     // thread while libtorch computes the current step; grids (which may mine the
     // current embeddings) are built on the training thread. Both streams are seeded, so
     // results do not depend on timing.
-    let mut rng = Rng::new(cfg.seed);
+    let mut rng = Rng::new(cfg.spec.seed);
     let shape = data.shape;
     let dims = [shape.c as i64, shape.h as i64, shape.w as i64];
     let mut history = Vec::new();
@@ -211,7 +189,7 @@ pub fn fit(
     let members = &members;
     let id_of_group = &id_of_group;
     let producer = move || {
-        let mut rng = Rng::derive(cfg.seed, 0xBA7C, 0);
+        let mut rng = Rng::derive(cfg.spec.seed, 0xBA7C, 0);
         let (mut order, mut cursor) = (Vec::new(), 0usize);
         for step in 0..total_steps {
             let (idx, groups_of) =
@@ -220,7 +198,14 @@ pub fn fit(
             let classes = data
                 .classes
                 .map(|c| idx.iter().map(|&i| c[i]).collect::<Vec<_>>());
-            let pixels = augment_seq(data.x, shape, &idx, cfg.augment, cfg.seed, step as u64 + 1);
+            let pixels = augment_seq(
+                data.x,
+                shape,
+                &idx,
+                cfg.spec.augment,
+                cfg.spec.seed,
+                step as u64 + 1,
+            );
             if tx
                 .send(Prepared {
                     pixels,
@@ -239,17 +224,17 @@ pub fn fit(
             producer()
         });
         let rx = rx;
-        'epochs: for epoch in 1..=cfg.epochs {
+        'epochs: for epoch in 1..=cfg.spec.epochs {
             let t0 = Instant::now();
             let mut loss_acc: Option<Tensor> = None;
             let mut loss_n = 0usize;
             // The rate of the epoch's last step (reported in the epoch's metrics).
-            let mut epoch_lr = cfg.lr * cfg.schedule.factor(step_no, total_steps);
+            let mut epoch_lr = cfg.spec.lr * cfg.spec.schedule.factor(step_no, total_steps);
             for _ in 0..steps {
                 if monitor.is_cancelled() {
                     break 'epochs;
                 }
-                let lr = cfg.lr * cfg.schedule.factor(step_no, total_steps);
+                let lr = cfg.spec.lr * cfg.spec.schedule.factor(step_no, total_steps);
                 opt.set_lr(lr);
                 epoch_lr = lr;
                 let Ok(prep) = rx.recv() else {
@@ -298,7 +283,7 @@ pub fn fit(
             history.push(rec.clone());
             let keep_going = monitor.report(&Progress {
                 step: epoch,
-                total: Some(cfg.epochs),
+                total: Some(cfg.spec.epochs),
                 metrics: rec.metrics,
             });
             if !keep_going || loss_n < steps {

@@ -37,7 +37,10 @@ pub enum GsnError {
     /// A libtorch operation failed.
     #[error("libtorch: {0}")]
     Torch(#[from] tch::TchError),
-    /// Inconsistent shapes or parameters.
+    /// Arrays of inconsistent shapes or lengths.
+    #[error("{0}")]
+    Shape(String),
+    /// An invalid setting (parameter, spec, backbone name).
     #[error("{0}")]
     Config(String),
     /// The requested device is not available.
@@ -92,22 +95,24 @@ mod tests {
 
     fn cfg(loss: Loss, epochs: usize) -> TrainConfig {
         TrainConfig {
-            loss,
-            grid: GridSpec {
-                rows: 2,
-                cols: 2,
-                positives: 1,
+            spec: TrainSpec {
+                loss,
+                grid: GridSpec {
+                    rows: 2,
+                    cols: 2,
+                    positives: 1,
+                },
+                negatives: Negatives::Random,
+                epochs,
+                steps_per_epoch: Some(4),
+                batch_size: 16,
+                lr: 1e-3,
+                optimizer: Optim::Adam,
+                schedule: Schedule::Constant,
+                weight_decay: 0.0,
+                augment: 0.5,
+                seed: 0,
             },
-            negatives: Negatives::Random,
-            epochs,
-            steps_per_epoch: Some(4),
-            batch_size: 16,
-            lr: 1e-3,
-            optimizer: Optim::Adam,
-            schedule: Schedule::Constant,
-            weight_decay: 0.0,
-            augment: 0.5,
-            seed: 0,
             checkpoint_dir: None,
             checkpoint_config: "{}".into(),
         }

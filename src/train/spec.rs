@@ -9,11 +9,10 @@
 //!  "seed": 0}
 //! ```
 
-use super::{GsnError, Optim, Schedule, TrainConfig};
+use super::{GsnError, Optim, Schedule};
 use crate::data::grid::{GridSpec, Negatives};
 use crate::losses::Loss;
 use serde::{Deserialize, Serialize};
-use std::path::PathBuf;
 
 /// Every setting of a training run (see the module docs for its JSON).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -87,30 +86,6 @@ impl TrainSpec {
             }
         }
         Ok(())
-    }
-
-    /// The loop's configuration: this spec plus where checkpoints go.
-    pub fn into_config(
-        self,
-        checkpoint_dir: Option<PathBuf>,
-        checkpoint_config: String,
-    ) -> TrainConfig {
-        TrainConfig {
-            loss: self.loss,
-            grid: self.grid,
-            negatives: self.negatives,
-            epochs: self.epochs,
-            steps_per_epoch: self.steps_per_epoch,
-            batch_size: self.batch_size,
-            lr: self.lr,
-            optimizer: self.optimizer,
-            schedule: self.schedule,
-            weight_decay: self.weight_decay,
-            augment: self.augment,
-            seed: self.seed,
-            checkpoint_dir,
-            checkpoint_config,
-        }
     }
 }
 

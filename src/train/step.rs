@@ -4,7 +4,7 @@
 use super::fit::{StepBatch, TrainConfig};
 use super::{GsnError, Model};
 use crate::data::grid::{build_grids, Negatives};
-use crate::data::rng::Rng;
+use crate::rng::Rng;
 use tch::{Device, Tensor};
 
 /// Loss of one step (with the autograd graph).
@@ -16,14 +16,14 @@ pub(super) fn step_loss(
 ) -> Result<Tensor, GsnError> {
     let b = batch.labels.len() as i64;
     let dev = model.device;
-    if !cfg.loss.is_grid() {
+    if !cfg.spec.loss.is_grid() {
         let e = model.query.embed(&batch.x, true)?;
         let labels = Tensor::f_from_slice(&batch.labels)?.f_to_device(dev)?;
-        return Ok(cfg.loss.pairs(&e, &labels)?);
+        return Ok(cfg.spec.loss.pairs(&e, &labels)?);
     }
-    let cells = cfg.grid.cells() as i64;
-    let need_sim = matches!(cfg.negatives, Negatives::Mined | Negatives::SemiHard)
-        || (cfg.negatives == Negatives::Hard && batch.classes.is_none());
+    let cells = cfg.spec.grid.cells() as i64;
+    let need_sim = matches!(cfg.spec.negatives, Negatives::Mined | Negatives::SemiHard)
+        || (cfg.spec.negatives == Negatives::Hard && batch.classes.is_none());
     // The CPU copy of a batch's similarity matrix, for the negatives mined from it.
     let to_cpu = |s: &Tensor| -> Result<Vec<f32>, GsnError> {
         let s = s.f_detach()?.f_to_device(Device::Cpu)?;
@@ -36,8 +36,8 @@ pub(super) fn step_loss(
             &batch.labels,
             batch.classes.as_deref(),
             sim.as_deref(),
-            cfg.grid,
-            cfg.negatives,
+            cfg.spec.grid,
+            cfg.spec.negatives,
         );
         let g = Tensor::f_from_slice(&g)?.f_to_device(dev)?;
         let t = Tensor::f_from_slice(&t)?
@@ -51,7 +51,7 @@ pub(super) fn step_loss(
             let full = e.f_matmul(&e.f_tr()?)?;
             let (g, t) = grids(need_sim.then(|| to_cpu(&full)).transpose()?)?;
             let sim = full.f_gather(1, &g.f_view([b, cells])?, false)?;
-            Ok(cfg.loss.grid(&sim, &t)?)
+            Ok(cfg.spec.loss.grid(&sim, &t)?)
         }
         Some(target) => {
             let q = model.query.embed(&batch.x, true)?;
@@ -62,10 +62,21 @@ pub(super) fn step_loss(
                 None
             };
             let (g, t) = grids(sim)?;
-            let stitched = stitch(&batch.x, &g, b, cfg.grid.rows as i64, cfg.grid.cols as i64)?;
-            let vol = target.volume(&stitched, cfg.grid.rows as i64, cfg.grid.cols as i64, true)?; // (b, cells, d)
+            let stitched = stitch(
+                &batch.x,
+                &g,
+                b,
+                cfg.spec.grid.rows as i64,
+                cfg.spec.grid.cols as i64,
+            )?;
+            let vol = target.volume(
+                &stitched,
+                cfg.spec.grid.rows as i64,
+                cfg.spec.grid.cols as i64,
+                true,
+            )?; // (b, cells, d)
             let sim = vol.f_bmm(&q.f_unsqueeze(2)?)?.f_squeeze_dim(2)?;
-            Ok(cfg.loss.grid(&sim, &t)?)
+            Ok(cfg.spec.loss.grid(&sim, &t)?)
         }
     }
 }

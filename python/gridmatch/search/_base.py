@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import warnings
 from collections.abc import Callable
 from typing import Any
 
-from .. import _params
+from .. import _core, _params
 from ..exceptions import ConfigError, InterruptedWarning, NotFittedError
 from ..expr import Expr
 from .result import SearchResult
@@ -46,7 +47,7 @@ class _BaseSearch:
 
     def _check_params(self) -> Space:
         """Check the settings (``ConfigError`` naming the first bad one); the space."""
-        _params.choice(self.controller, "controller", ("rl", "random"))
+        _params.choice(self.controller, "controller", tuple(_core.CONTROLLER_NAMES))
         _params.integer(self.budget, "budget", low=1)
         batch_size = _params.integer(self.batch_size, "batch_size", low=1)
         _params.integer(self.seed, "seed", low=0)
@@ -176,23 +177,12 @@ class _BaseSearch:
         return self._require().plot(ax)
 
     def _run(self, space: Space, fn: Callable[..., dict[str, Any]], *args: Any) -> None:
+        # One spec crosses into Rust (checked there) and is what the result stores.
+        settings = self._settings(space)
         cb, bar = self._callback()
         try:
-            raw = fn(
-                space._spec(),
-                *args,
-                controller=self.controller,
-                budget=int(self.budget),
-                batch_size=int(self.batch_size),
-                seed=int(self.seed),
-                timeout=None if self.timeout is None else float(self.timeout),
-                lr=float(self.lr),
-                entropy_weight=float(self.entropy_weight),
-                baseline_decay=float(self.baseline_decay),
-                risk_seeking=None if self.risk_seeking is None else float(self.risk_seeking),
-                callback=cb,
-            )
+            raw = fn(json.dumps(settings), *args, callback=cb)
         finally:
             if bar is not None:
                 bar.close()
-        self._finish(raw, self._settings(space))
+        self._finish(raw, settings)

@@ -176,6 +176,5 @@ class KernelSearch(_BaseSearch):
             ytr_idx.astype(np.int64),
             Xva,
             yva_idx,
-            float(self.C),
         )
         return self

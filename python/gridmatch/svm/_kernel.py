@@ -6,11 +6,12 @@ from typing import Any, Callable
 
 import numpy as np
 
+from .. import _core
 from ..exceptions import ConfigError, ExpressionError
 from ..expr import Expr, parse
 
 #: The kernels the Rust solver computes itself.
-BUILTIN_KERNELS = ("linear", "poly", "rbf", "sigmoid", "precomputed")
+BUILTIN_KERNELS: tuple[str, ...] = tuple(_core.KERNEL_NAMES)
 
 
 def resolve_kernel(kernel: Any) -> str | Callable[[np.ndarray, np.ndarray], Any]:

@@ -123,6 +123,8 @@ def to_arrays(est: Any) -> tuple[Arrays, dict[str, str]]:
         ),
         "gamma": float(est._gamma),
         "kernel_name": est._kernel_name,
+        # the spec that crosses into Rust for prediction (SvmSpec)
+        "spec": est._svm_spec(),
     }
     names = dict(ARRAYS)
     if np.size(getattr(est, "_probA", ())) and np.size(getattr(est, "_probB", ())):

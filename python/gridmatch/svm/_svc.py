@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import os
 import warnings
+from typing import Any
 
 import numpy as np
 from sklearn.base import BaseEstimator, ClassifierMixin
@@ -243,11 +245,10 @@ class SVC(ClassifierMixin, BaseEstimator):
             )
 
         gamma = 0.0
-        expr = None
         if expression_of(kernel) is not None:
             # An expression kernel: rows are evaluated in Rust on demand and kept in the
             # solver's row cache, so memory stays within cache_size (no n x n matrix).
-            expr, data, kname = expression_of(kernel), X, "expression"
+            data, kname = X, "expression"
         elif callable(kernel):
             gram = np.asarray(kernel(X, X), dtype=np.float64)
             if gram.shape != (n, n):
@@ -283,21 +284,13 @@ class SVC(ClassifierMixin, BaseEstimator):
         self._gamma = gamma
         self._kernel_name = "precomputed" if kname == "expression" else kname
 
+        spec = self._svm_spec(probability_seed=seed if self.probability else None)
         out = _core.svm_fit(
             data,
             np.ascontiguousarray(y_enc, dtype=np.int64),
             len(classes),
             np.ascontiguousarray(sample_c),
-            kname,
-            gamma,
-            float(self.coef0),
-            int(self.degree),
-            float(self.tol),
-            float(self.cache_size),
-            int(self.max_iter),
-            _params.n_jobs(self.n_jobs),
-            expr=expr,
-            probability_seed=seed if self.probability else None,
+            json.dumps(spec),
         )
         finite = [np.isfinite(out[k]).all() for k in ("dual_coef", "rho", "prob_a", "prob_b")]
         if not all(finite):
@@ -445,38 +438,76 @@ class SVC(ClassifierMixin, BaseEstimator):
         n_support = np.asarray(self._n_support, dtype=np.int64)
         if n_support.sum() != len(self.support_) or dual.shape[1] != len(self.support_):
             raise ValueError("The internal representation of SVC was altered")
-        if callable(kernel):
+        spec = self._svm_spec()
+        if spec["kernel"]["kind"] == "expression":
+            # evaluated in Rust against the support vectors, a block of rows at a time
+            data = np.ascontiguousarray(X, dtype=np.float64)
+            sv = np.ascontiguousarray(self.support_vectors_, dtype=np.float64)
+            support = self.support_
+        elif callable(kernel):
             k = np.asarray(kernel(X, self.support_vectors_), dtype=np.float64)
             if k.shape != (X.shape[0], len(self.support_)):
                 raise ValueError(
                     f"the kernel callable returned shape {k.shape}, "
                     f"expected {(X.shape[0], len(self.support_))}"
                 )
-            data, sv, support, kname = k, None, np.arange(len(self.support_)), "precomputed"
+            data, sv, support = k, None, np.arange(len(self.support_))
         elif self._kernel_name == "precomputed":
             if X.shape[1] != self.shape_fit_[0]:
                 raise ValueError(
                     f"X.shape[1] = {X.shape[1]} should be equal to {self.shape_fit_[0]}, "
                     "the number of samples at training time"
                 )
-            data, sv, support, kname = X, None, self.support_, "precomputed"
+            data, sv, support = X, None, self.support_
         else:
             data = np.ascontiguousarray(X, dtype=np.float32)
             sv = np.ascontiguousarray(self.support_vectors_, dtype=np.float32)
-            support, kname = self.support_, self._kernel_name
-        return _core.svm_decision(
-            data,
-            sv,
-            np.asarray(support, dtype=np.int64),
-            n_support,
-            np.ascontiguousarray(dual, dtype=np.float64),
-            np.ascontiguousarray(rho, dtype=np.float64),
-            kname,
-            float(self._gamma),
-            float(self.coef0),
-            int(self.degree),
-            _params.n_jobs(self.n_jobs),
-        )
+            support = self.support_
+        model = {
+            "support": np.asarray(support, dtype=np.int64),
+            "n_support": n_support,
+            "dual_coef": np.ascontiguousarray(dual, dtype=np.float64),
+            "rho": np.ascontiguousarray(rho, dtype=np.float64),
+        }
+        return _core.svm_decision(data, sv, model, json.dumps(spec))
+
+    def _svm_spec(self, probability_seed: int | None = None) -> dict[str, Any]:
+        """The fit's spec as it crosses into Rust (and is stored in model files).
+
+        The kernel: a built-in one with the fitted ``gamma``; an expression by its
+        canonical text; ``precomputed`` for precomputed matrices and Python callables
+        (their Gram matrices are computed in Python).
+        """
+        name, gamma = self._kernel_name, float(self._gamma)
+        expr_text = None
+        if name == "precomputed" and not (isinstance(self.kernel, str) and self.kernel == name):
+            owner = expression_of(resolve_kernel(self.kernel))
+            if owner is not None:  # an expression kernel (a callable's Gram is precomputed)
+                expr_text = str(owner)
+        if expr_text is not None:
+            kernel: dict = {"kind": "expression", "text": expr_text}
+        elif name in ("linear", "precomputed"):
+            kernel = {"kind": name}
+        elif name == "rbf":
+            kernel = {"kind": "rbf", "gamma": gamma}
+        elif name == "sigmoid":
+            kernel = {"kind": "sigmoid", "gamma": gamma, "coef0": float(self.coef0)}
+        else:
+            kernel = {
+                "kind": "poly",
+                "gamma": gamma,
+                "coef0": float(self.coef0),
+                "degree": int(self.degree),
+            }
+        max_iter = int(self.max_iter)
+        return {
+            "kernel": kernel,
+            "tol": float(self.tol),
+            "cache_size": float(self.cache_size),
+            "max_iter": None if max_iter < 0 else max_iter,
+            "n_jobs": _params.n_jobs(self.n_jobs),
+            "probability_seed": probability_seed,
+        }
 
     def decision_function(self, X):
         """Evaluate the decision function.

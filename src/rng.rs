@@ -1,17 +1,31 @@
-//! A small, seedable, platform-independent random number generator (SplitMix64) used
-//! wherever results must be reproducible for a seed: grid sampling, augmentations,
-//! distorted views.
+//! The crate's one seeded generator (SplitMix64, Steele, Lea & Flood 2014): small,
+//! platform-independent and reproducible for a seed, used wherever results must repeat
+//! — grid sampling, augmentations and distorted views, the RL controller's actions and
+//! the searches' random candidates — without touching libtorch's global generator.
+//!
+//! Two constructors: [`Rng::new`] mixes the seed and discards one output (sampling,
+//! augmentation, training); [`Rng::raw`] starts SplitMix64 at `seed ^ GOLDEN` without
+//! that first draw, the stream the kernel and transform searches have always used, so
+//! their seeded histories stay those of earlier releases.
 
-/// SplitMix64 generator (Steele, Lea & Flood 2014).
+const GOLDEN: u64 = 0x9E37_79B9_7F4A_7C15;
+
+/// SplitMix64 generator.
 #[derive(Debug, Clone)]
 pub struct Rng(u64);
 
 impl Rng {
     /// A generator seeded with `seed`.
     pub fn new(seed: u64) -> Self {
-        let mut r = Rng(seed ^ 0x9E37_79B9_7F4A_7C15);
+        let mut r = Rng(seed ^ GOLDEN);
         r.next_u64();
         r
+    }
+
+    /// SplitMix64 started at `seed ^ GOLDEN` (no discarded first output): the stream of
+    /// [`Rng::new`]`(seed)` is this one's from its second draw on.
+    pub fn raw(seed: u64) -> Self {
+        Rng(seed ^ GOLDEN)
     }
 
     /// An independent generator for the stream `(seed, a, b)` (e.g. step and image).
@@ -25,7 +39,7 @@ impl Rng {
 
     /// The next 64 random bits.
     pub fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        self.0 = self.0.wrapping_add(GOLDEN);
         let mut z = self.0;
         z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
         z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
@@ -70,6 +84,23 @@ impl Rng {
             xs.swap(i, j);
         }
     }
+
+    /// Index drawn from the (unnormalised, non-negative) weights.
+    #[allow(clippy::neg_cmp_op_on_partial_ord)] // NaN totals take the uniform path
+    pub fn categorical(&mut self, weights: &[f32]) -> usize {
+        let total: f64 = weights.iter().map(|&w| f64::from(w.max(0.0))).sum();
+        if !(total > 0.0) || !total.is_finite() {
+            return self.below(weights.len());
+        }
+        let mut u = self.uniform() * total;
+        for (i, &w) in weights.iter().enumerate() {
+            u -= f64::from(w.max(0.0));
+            if u < 0.0 {
+                return i;
+            }
+        }
+        weights.len().saturating_sub(1)
+    }
 }
 
 #[cfg(test)]
@@ -92,5 +123,31 @@ mod tests {
             Rng::derive(1, 2, 3).next_u64(),
             Rng::derive(1, 3, 2).next_u64()
         );
+    }
+
+    #[test]
+    fn categorical_frequencies() {
+        let mut r = Rng::new(3);
+        let w = [1.0f32, 0.0, 3.0];
+        let mut c = [0usize; 3];
+        for _ in 0..40000 {
+            c[r.categorical(&w)] += 1;
+        }
+        assert_eq!(c[1], 0);
+        let f = c[2] as f64 / 40000.0;
+        assert!((f - 0.75).abs() < 0.01, "{f}");
+        let mut a = Rng::new(9);
+        let mut b = Rng::new(9);
+        assert_eq!(a.next_u64(), b.next_u64());
+    }
+
+    #[test]
+    fn raw_is_new_one_draw_earlier() {
+        let mut a = Rng::raw(12345);
+        a.next_u64();
+        let mut b = Rng::new(12345);
+        for _ in 0..10 {
+            assert_eq!(a.next_u64(), b.next_u64());
+        }
     }
 }
