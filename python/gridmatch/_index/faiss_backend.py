@@ -94,7 +94,8 @@ class FaissIndex:
         ``None``: use GPU 0 when faiss reports one and the index type has a GPU version;
         ``True``: require it; ``False``: stay on the CPU.
     index : faiss.Index, optional
-        A deserialised ``IndexIDMap2`` (when loading) instead of a new one.
+        A deserialised index (``IndexIDMap2``, or IVF holding its own ids) instead of a
+        new one (when loading).
     tombstones : bool, default=False
         Whether removed slots stay in the faiss index and are filtered out of results
         (always so for index types that cannot remove vectors: HNSW, refine, ...).
