@@ -34,6 +34,10 @@ JOBS: dict[str, tuple[list[str], str]] = {
         ["retrieval.py", "--no-memory"],
         "exact kNN vs faiss IndexFlatIP; evaluate vs pytorch-metric-learning",
     ),
+    "index": (
+        ["index.py"],
+        "Index(backend='faiss') vs faiss directly, 1M x 128: build, query, recall@10",
+    ),
     "throughput": (
         ["kernel_search.py", "--skip", "speed", "learning", "protocol"],
         "kernel-search candidates per minute (paper protocol)",

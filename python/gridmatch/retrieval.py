@@ -4,7 +4,10 @@
 matrix product fused with a streaming top-k selection (Rust, multi-threaded; the full
 query x gallery score matrix is never formed). :func:`evaluate` computes the retrieval
 metrics of the paper and of *A Metric Learning Reality Check*: recall@k (DeepFashion
-In-shop's top-k accuracy), precision@1, MAP@R and R-precision.
+In-shop's top-k accuracy), precision@1, MAP@R and R-precision. :class:`Index` keeps
+vectors with the caller's ids (int64 or strings) for repeated search: exact (this
+engine) or faiss-backed (IVF, PQ, HNSW, ... through ``faiss.index_factory``), with
+``remove``, ``save`` / ``load`` and ``recall`` against exact search.
 
 Metrics: ``"cosine"`` (cosine similarity, largest first), ``"ip"`` (inner product,
 largest first) and ``"l2"`` (squared Euclidean distance, smallest first). Ties are broken
@@ -31,10 +34,11 @@ from typing import Any
 import numpy as np
 
 from . import _core
+from ._index import Index
 from ._validate import host_array
 from .exceptions import DeviceError, ShapeError
 
-__all__ = ["METRICS", "evaluate", "knn"]
+__all__ = ["METRICS", "Index", "evaluate", "knn"]
 
 #: Names accepted by ``metric=``.
 METRICS: tuple[str, ...] = tuple(_core.METRIC_NAMES)
