@@ -20,6 +20,7 @@
 mod engine;
 mod kernel;
 mod metrics;
+mod scan;
 mod topk;
 #[cfg(feature = "torch")]
 pub mod torch_backend;
