@@ -186,8 +186,8 @@ mod x86 {
         s: f32,
     ) -> u32 {
         let mut count = 0;
-        for q in p..raw.len() {
-            let x = map::<OP>(raw[q], c, q);
+        for (q, &v) in raw.iter().enumerate().skip(p) {
+            let x = map::<OP>(v, c, q);
             top.push(x, base + q as u32);
             if COUNT {
                 count += u32::from(if CMP == _CMP_GE_OQ { x >= s } else { x > s });
