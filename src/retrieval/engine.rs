@@ -1,7 +1,7 @@
 //! The CPU search engine: tiles of `queries x gallery` scores computed by the kernels of
 //! [`super::kernel`] (single-threaded per tile; AVX-512 or AVX2 micro-kernels on packed
-//! panels chosen at run time, else the `gemm` crate), each tile scanned right away into
-//! per-query streaming top-k selectors. The gallery is packed once per search, each
+//! panels chosen at run time, else the `gemm` crate), each tile row scanned right away, in one
+//! pass ([`super::scan`]), into per-query streaming top-k selectors. The gallery is packed once per search, each
 //! chunk of queries once per task.
 //!
 //! Parallelism: one rayon task per chunk of query rows, each walking the whole gallery
@@ -9,6 +9,7 @@
 //! threads busy, the gallery is also split into shards whose partial lists are merged.
 
 use super::kernel::Kernel;
+use super::scan::{scan_row, Columns};
 use super::topk::{merge, rank_order, Neighbor, TopK};
 use super::{standard, validate, validate_k, Blocks, KnnOptions, Metric, RetrievalError};
 use crate::runtime::Monitor;
@@ -127,25 +128,19 @@ impl Prepared {
         }
     }
 
-    /// Turn the raw inner products of one tile row (gallery columns `first..`) into
+    /// The map of the raw inner products of gallery rows `first..first + len` to
     /// internal scores.
     #[inline]
-    fn transform(&self, row: &mut [f32], first: usize) {
+    fn columns(&self, first: usize, len: usize) -> Columns<'_> {
         match self.metric {
-            Metric::InnerProduct => {}
-            Metric::Cosine => {
-                let c = &self.column[first..first + row.len()];
-                row.iter_mut().zip(c).for_each(|(x, s)| *x *= s);
-            }
-            Metric::L2 => {
-                let c = &self.column[first..first + row.len()];
-                row.iter_mut().zip(c).for_each(|(x, h)| *x -= h);
-            }
+            Metric::InnerProduct => Columns::Raw,
+            Metric::Cosine => Columns::Scale(&self.column[first..first + len]),
+            Metric::L2 => Columns::Shift(&self.column[first..first + len]),
         }
     }
 
     /// The internal score of gallery row `j` from its raw inner product (the same
-    /// operation as [`Self::transform`]).
+    /// operation as the map of [`Self::columns`]).
     #[inline]
     fn internal(&self, j: usize, v: f32) -> f32 {
         match self.metric {
@@ -251,17 +246,6 @@ fn fma_chain(a: &[f32], b: &[f32]) -> f32 {
     {
         a.iter().zip(b).fold(0.0f32, |s, (&x, &y)| x.mul_add(y, s))
     }
-}
-
-/// How many of `row` (gallery rows `first..`) rank before the item `(s, j)`: a higher
-/// score, or the same score and a lower row.
-#[inline]
-fn count_before(row: &[f32], first: usize, s: f32, j: usize) -> usize {
-    let split = j.saturating_sub(first).min(row.len());
-    let (lo, hi) = row.split_at(split);
-    let ge: u32 = lo.iter().map(|&v| u32::from(v >= s)).sum();
-    let gt: u32 = hi.iter().map(|&v| u32::from(v > s)).sum();
-    ge as usize + gt as usize
 }
 
 /// Run the search and call `f(query, neighbours, rank)` for every query with its final,
@@ -444,17 +428,12 @@ impl Ctx<'_, '_> {
             let b = &self.g[g0 * d..];
             let tile = &mut tile[..qlen * glen];
             self.kernel.tile(tile, &a, qlen, b, glen, d);
+            let cols = self.prepared.columns(g0, glen);
             for (r, (row, top)) in tile.chunks_exact_mut(glen).zip(&mut tops).enumerate() {
-                self.prepared.transform(row, g0);
                 let i = rows.start + r;
-                if self.exclude_self && (g0..g1).contains(&i) {
-                    row[i - g0] = f32::NEG_INFINITY;
-                }
-                // The gallery has at most u32::MAX rows (validated).
-                top.scan(row, g0 as u32);
-                if let Some((s, j)) = self.targets.and_then(|t| t[i]) {
-                    before[r] += count_before(row, g0, s, j as usize);
-                }
+                let skip = (self.exclude_self && (g0..g1).contains(&i)).then(|| i - g0);
+                let target = self.targets.and_then(|t| t[i]);
+                before[r] += scan_row(self.kernel, row, cols, g0, skip, top, target);
             }
             g0 = g1;
         }

@@ -20,6 +20,7 @@
 mod engine;
 mod kernel;
 mod metrics;
+mod scan;
 pub mod spec;
 mod topk;
 #[cfg(feature = "torch")]
