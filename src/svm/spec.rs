@@ -204,8 +204,8 @@ mod tests {
         assert_eq!((s.tol, s.cache_size, s.max_iter), (1e-3, 200.0, None));
         let back: SvmSpec = serde_json::from_str(&serde_json::to_string(&s).unwrap()).unwrap();
         assert_eq!(back, s);
-        let e =
-            SvmSpec::from_json(r#"{"kernel": {"kind": "expression", "text": "x * y"}}"#).unwrap();
+        let e = SvmSpec::from_json(r#"{"kernel": {"kind": "expression", "text": "norm1(x * y)"}}"#)
+            .unwrap();
         assert!(e.kernel.builtin().is_none());
         assert!(e.kernel.program().unwrap().is_some());
         let p = SvmSpec::from_json(r#"{"kernel": {"kind": "precomputed"}}"#).unwrap();
