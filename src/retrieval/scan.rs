@@ -342,10 +342,13 @@ mod tests {
             .collect()
     }
 
+    /// One test row: raw scores, column terms, first gallery row, skipped position.
+    type Row = (Vec<f32>, Vec<f32>, usize, Option<usize>);
+
     /// The k best internal scores of the rows (gallery rows `first..` each, position
     /// `skip` left out) by sorting, and the items ranked before the target.
     fn reference(
-        rows: &[(Vec<f32>, Vec<f32>, usize, Option<usize>)],
+        rows: &[Row],
         op: u8,
         k: usize,
         target: Option<(f32, u32)>,
