@@ -248,6 +248,49 @@ def test_load_crops_the_centre_hand_computed(tmp_path):
     assert (X[0] == (0, 0, 255)).all()
 
 
+# What a viewer shows for each EXIF orientation (TIFF/EXIF spec), as numpy operations.
+EXIF_VIEW = {
+    1: lambda a: a,
+    2: np.fliplr,
+    3: lambda a: np.rot90(a, 2),
+    4: np.flipud,
+    5: lambda a: a.transpose(1, 0, 2),
+    6: lambda a: np.rot90(a, -1),
+    7: lambda a: np.rot90(a, 2).transpose(1, 0, 2),
+    8: lambda a: np.rot90(a, 1),
+}
+
+
+def with_orientation(im, orientation):
+    exif = Image.Exif()
+    exif[0x0112] = orientation  # the Orientation tag
+    return {"exif": exif.tobytes()}
+
+
+@pytest.mark.parametrize("orientation", sorted(EXIF_VIEW))
+def test_load_applies_the_exif_orientation(tmp_path, orientation):
+    a = np.asarray(noise(16, 16, seed=orientation))
+    im = Image.fromarray(a)
+    p = write(tmp_path / "o.png", im, **with_orientation(im, orientation))
+    with Image.open(p) as check:
+        assert check.getexif().get(0x0112) == orientation  # the tag was written
+    X = ImageCatalogue([p], [0]).load(16)
+    np.testing.assert_array_equal(X[0], EXIF_VIEW[orientation](a))
+
+
+def test_load_crops_the_upright_photo(tmp_path):
+    # Stored 10 wide x 20 tall, top half white; orientation 8 shows it rotated 90 degrees
+    # counter-clockwise, 20 wide x 10 tall, white on the left. The centre square of the
+    # upright photo is half white (left), half black; the stored photo's centre square
+    # would be white on top instead, and a crop box from the stored size all white.
+    b = np.zeros((20, 10, 3), np.uint8)
+    b[:10] = (255, 255, 255)  # top half white, bottom black (stored)
+    im = Image.fromarray(b)
+    p = write(tmp_path / "half.png", im, **with_orientation(im, 8))
+    X = ImageCatalogue([p], [0]).load(10)
+    assert (X[0][:, :4] == 255).all() and (X[0][:, 6:] == 0).all()
+
+
 def test_load_converts_colour_modes(tmp_path):
     gray = write(tmp_path / "gray.jpg", noise(20, 20, mode="L"), quality=95)
     one = write(tmp_path / "one.png", Image.new("RGB", (1, 1), (12, 34, 56)))

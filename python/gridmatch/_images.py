@@ -20,7 +20,8 @@ def read_square(path: str, size: int, mode: str, max_pixels: int) -> np.ndarray:
     """One image as uint8 ``(size, size, 3)`` ("RGB") or ``(size, size)`` ("L").
 
     The central square (side = the shorter side) is resampled bilinearly to
-    ``size × size``, as ``PIL.ImageOps.fit``. Transparency is composited onto white;
+    ``size × size``, as ``PIL.ImageOps.fit``, after the EXIF orientation is applied
+    (phone photos stored sideways come out upright). Transparency is composited onto white;
     16-bit grayscale is scaled to 8 bits; 32-bit integer and float images are refused.
 
     Parameters
@@ -43,7 +44,7 @@ def read_square(path: str, size: int, mode: str, max_pixels: int) -> np.ndarray:
     DataError
         Missing, unreadable, truncated, too large or unsupported; names the file.
     """
-    from PIL import Image
+    from PIL import Image, ImageOps
 
     try:
         with warnings.catch_warnings():
@@ -66,10 +67,13 @@ def read_square(path: str, size: int, mode: str, max_pixels: int) -> np.ndarray:
             raise DataError(f"{path}: empty image ({w}×{h})")
         try:
             im.load()
-            im = _convert(im, mode, path)
+            # Upright as viewers show it: EXIF orientations 2-8 flip / rotate the pixels.
+            upright = ImageOps.exif_transpose(im) or im
+            w, h = upright.size
+            rgb = _convert(upright, mode, path)
             side = min(w, h)
             box = ((w - side) / 2, (h - side) / 2, (w + side) / 2, (h + side) / 2)
-            return np.asarray(im.resize((size, size), Image.Resampling.BILINEAR, box=box))
+            return np.asarray(rgb.resize((size, size), Image.Resampling.BILINEAR, box=box))
         except DataError:
             raise
         except (OSError, ValueError, SyntaxError, EOFError, MemoryError) as e:

@@ -622,8 +622,9 @@ class ImageCatalogue:
         ``PIL.ImageOps.fit``); smaller images (down to 1×1) are enlarged. Transparent
         images (alpha channel or a transparent palette colour) are composited onto
         white; grayscale and palette images are converted to RGB; 16-bit grayscale is
-        scaled to 8 bits. The first frame of animated files is read; EXIF orientation
-        is not applied.
+        scaled to 8 bits. The EXIF orientation is applied first (a photo stored sideways
+        with orientation 6 comes out upright, as viewers show it). The first frame of
+        animated files is read.
 
         Parameters
         ----------
