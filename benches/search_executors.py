@@ -6,7 +6,8 @@ The kernel search of the throughput benchmark (MNIST pixels in [0, 1], the first
 ``--n-train`` training images, the next ``--n-val`` for validation, C = 1, the paper's
 space, random controller so every run evaluates the same candidates, seed 0), run
 
-- in-process with gridmatch's pool at 1 thread and at ``--threads`` threads,
+- in-process with gridmatch's pool at 1 thread and at ``--threads`` threads, after a
+  warm-up search,
 - on a local Ray cluster of 1 and of 2 CPUs (``ray.init(num_cpus=k)``, one candidate per
   CPU: ``cpus_per_candidate=1``), after a warm-up search that starts the workers.
 
@@ -69,9 +70,11 @@ def main() -> None:
     tr, va = load(args.n_train, args.n_val)
     rows, per_cand = [], {}
     before = gm.get_num_threads()["rayon"]
+    warm = argparse.Namespace(**{**vars(args), "budget": 2, "batch_size": 2})
     try:
         for threads in (1, args.threads):
             gm.set_num_threads(threads)
+            run(warm, tr, va)  # the controller's and the pool's first-use costs
             dt, s = run(args, tr, va)
             n = s.result_.n_unique
             per_cand[f"in-process {threads}"] = dt / n
@@ -83,8 +86,7 @@ def main() -> None:
     for cpus in (1, 2):
         ray.init(num_cpus=cpus, include_dashboard=False, log_to_driver=False)
         try:
-            warm = argparse.Namespace(**{**vars(args), "budget": cpus, "batch_size": cpus})
-            run(warm, tr, va, executor="ray")
+            run(warm, tr, va, executor="ray")  # starts the workers
             dt, s = run(args, tr, va, executor="ray")
         finally:
             ray.shutdown()

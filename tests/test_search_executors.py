@@ -39,6 +39,7 @@ def mnist_small(data_root):
     small = X[:200, ::4]  # 196 features
     return {
         "small": ((small[:120], y[:120]), (small[120:200], y[120:200])),
+        "medium": ((X[:400], y[:400]), (X[400:600], y[400:600])),
         "large": ((X[:1000], y[:1000]), (X[1000:1200], y[1000:1200])),
     }
 
@@ -203,20 +204,20 @@ def test_ray_force_cancels_a_task_past_its_deadline(ray_cluster, mnist_small, mo
 
 
 def test_ray_worker_killed_mid_search_loses_nothing(ray_cluster, mnist_small):
-    tr, va = mnist_small["small"]
-    here = kernel_search(budget=24).fit(*tr, *va)
+    # 400 x 784: a candidate takes a good fraction of a second, so a kill 0.05 s into
+    # step 2 lands on a busy worker (both are busy then); Ray retries its task.
+    tr, va = mnist_small["medium"]
+    here = kernel_search(budget=8).fit(*tr, *va)
     killed = []
 
     def kill_a_worker(step, total, metrics):
         if step == 1:
             pid = ray.get(ray.remote(num_cpus=1)(_executors._warm).remote())  # a worker's pid
-            # land in the middle of step 2's tasks (or between them: Ray retries either way)
             threading.Timer(0.05, os.kill, (pid, signal.SIGKILL)).start()
             killed.append(pid)
         return True
 
-    there = kernel_search(budget=24, executor="ray", callback=kill_a_worker).fit(*tr, *va)
+    there = kernel_search(budget=8, executor="ray", callback=kill_a_worker).fit(*tr, *va)
     assert killed
     assert timeless(there) == timeless(here)
-    step1 = [c for c in there.result_.candidates if c["step"] == 1]
-    assert step1 and all(c["error"] is None or "task failed" not in c["error"] for c in step1)
+    assert all("task failed" not in (c["error"] or "") for c in there.result_.candidates)

@@ -50,7 +50,7 @@ from ..exceptions import ConfigError, GridmatchError
 #: Seconds a task may run past its ``timeout`` (from its submission: worker start-up,
 #: data transfer) before the search cancels it; until then the worker's own deadline
 #: is what stops a slow candidate.
-_CANCEL_GRACE_S = 5.0
+_CANCEL_GRACE_S = 10.0
 
 #: How often the loop wakes up while waiting for results (Ctrl-C, deadlines).
 _POLL_S = 0.1

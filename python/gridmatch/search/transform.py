@@ -54,8 +54,9 @@ class TransformSearch(_BaseSearch):
         threads). ``"ray"``: tasks on the running Ray cluster (a local one is started,
         with a warning, when none is initialised); the data goes into Ray's object
         store once and the workers read it zero-copy, candidates travel as canonical
-        texts, and a task still running a few seconds past ``timeout`` is cancelled
-        with ``ray.cancel(force=True)`` (its candidate is invalid). Any
+        texts, and a task still running 10 s past ``timeout`` (the worker's own
+        deadline normally stops it at ``timeout``) is cancelled with
+        ``ray.cancel(force=True)`` (its candidate is invalid). Any
         ``concurrent.futures.Executor`` (Dask's ``client.get_executor()`` included,
         whose data is scattered to the workers once) works the same way, except that a
         running task cannot be force-cancelled: the worker's own deadline stops it and
