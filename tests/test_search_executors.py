@@ -160,6 +160,23 @@ def test_driver_and_reward_misuse(mnist_small):
         d.record([])
     with pytest.raises(gm.ShapeError, match="seconds must be"):
         d.record([(0.5, None, float("nan"))] * len(texts))
+    # Results are judged by the search's rules: a reward past the timeout timed out, a
+    # non-finite one is invalid, an error (the executor's own, say) is kept as given.
+    d = gm._core.SearchDriver(json.dumps(dict(s.result_.settings, timeout=1.0)))
+    cases = [
+        ((0.5, None, 0.1), None),
+        ((0.5, None, 2.0), "timed out after 1.0 s"),
+        (
+            (None, "timed out after 1.0 s (task cancelled)", 11.0),
+            "timed out after 1.0 s (task cancelled)",
+        ),
+        ((float("inf"), None, 0.1), "reward is inf"),
+    ]
+    n = len(d.propose())
+    rec = d.record([cases[i % 4][0] for i in range(n)])
+    assert rec["step"] == 1 and rec["unique"] == n
+    got = [c["error"] for c in d.outcome(False)["candidates"]]
+    assert got == [cases[i % 4][1] for i in range(n)]
     # The per-candidate reward is the in-process search's.
     y_idx = np.unique(tr[1], return_inverse=True)[1]
     lookup = {c: i for i, c in enumerate(np.unique(tr[1]).tolist())}

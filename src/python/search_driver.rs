@@ -89,13 +89,16 @@ impl PySearchDriver {
                     ));
                 }
             };
-            let raw = match (reward, error) {
+            // An error is final (the worker judged its own result; the executor's own
+            // errors, a cancelled or failed task, say more than the timeout rule);
+            // a reward is judged like the in-process search's.
+            let timeout = self.driver.config().timeout;
+            let r = match (reward, error) {
                 (_, Some(e)) => Err(e),
-                (Some(v), None) => Ok(v),
+                (Some(v), None) => judge(Ok(v), elapsed, timeout, false),
                 (None, None) => Err("no reward".to_string()),
             };
-            let timeout = self.driver.config().timeout;
-            judged.push((judge(raw, elapsed, timeout, false), seconds));
+            judged.push((r, seconds));
         }
         let driver = &mut self.driver;
         let rec = py.detach(|| driver.record(batch, judged))?;
