@@ -43,6 +43,10 @@ JOBS: dict[str, tuple[list[str], str]] = {
         "kernel-search candidates per minute (paper protocol)",
     ),
     "gsn-speed": (["gsn.py", "--skip-quality"], "GSN training step vs a PyTorch eager loop"),
+    "executors": (
+        ["search_executors.py"],
+        "kernel-search candidates per minute in-process vs Ray (1, 2 CPUs); Ray's overhead",
+    ),
 }
 
 

@@ -139,6 +139,53 @@ def kernel_search(
     callback: Callable[[int, int | None, dict[str, float]], Any] | None = None,
 ) -> dict[str, Any]: ...
 
+# --- search driver and per-candidate rewards (src/python/search_driver.rs, search_reward.rs) ---
+ScoredCandidate = tuple[float | None, str | None, float]
+
+class SearchDriver:
+    """A search whose candidates are evaluated elsewhere (the controller's sample / update).
+
+    Parameters
+    ----------
+    spec : str
+        The search spec (JSON: what ``SearchResult.settings`` holds).
+    """
+
+    def __init__(self, spec: str) -> None: ...
+    def propose(self) -> list[str] | None:
+        """Sample the next batch: canonical texts of its new distinct candidates (None:
+        the budget is spent)."""
+    def record(self, results: list[ScoredCandidate]) -> dict[str, Any]:
+        """Finish the step with one ``(reward, error, seconds)`` per proposed text; the
+        step's history record."""
+    def outcome(self, interrupted: bool) -> dict[str, Any]:
+        """The result so far, as ``kernel_search`` returns it."""
+    @property
+    def total_steps(self) -> int: ...
+    @property
+    def steps_done(self) -> int: ...
+
+def kernel_reward(
+    spec: str,
+    text: str,
+    X_train: Any,
+    y_train: Any,
+    X_val: Any,
+    y_val: Any,
+    threads: int = 1,
+    timeout: float | None = None,
+) -> ScoredCandidate: ...
+def transform_reward(
+    spec: str,
+    text: str,
+    E_query: Any,
+    ids_query: Any,
+    E_gallery: Any,
+    ids_gallery: Any,
+    threads: int = 1,
+    timeout: float | None = None,
+) -> ScoredCandidate: ...
+
 # --- model files (src/python/store.rs) ---
 StoreArray = tuple[str, str, list[int], bytes]
 

@@ -10,6 +10,8 @@ mod gsn;
 mod heavy;
 mod retrieval;
 mod search;
+mod search_driver;
+mod search_reward;
 mod store;
 mod svm;
 
@@ -159,6 +161,8 @@ fn core_module(m: &Bound<'_, PyModule>) -> PyResult<()> {
     gsn::register(m)?;
     retrieval::register(m)?;
     search::register(m)?;
+    search_driver::register(m)?;
+    search_reward::register(m)?;
     store::register(m)?;
     svm::register(m)?;
     Ok(())

@@ -1,16 +1,19 @@
 //! Reinforcement-learning search over expressions (the paper's kernel and transform
 //! search): search spaces as data ([`space`]), the GRU controller trained with
-//! REINFORCE ([`controller`]), and the search loop with caching, invalid-candidate
-//! accounting and progress reporting ([`search`]), and the search spec that crosses
-//! the Python boundary and is stored with results ([`spec`]).
+//! REINFORCE ([`controller`]), the search loop's steps with caching and invalid-candidate
+//! accounting, for any evaluator ([`driver`]), the in-process loop with parallel
+//! evaluation and progress reporting ([`search`]), and the search spec that crosses the
+//! Python boundary and is stored with results ([`spec`]).
 
 pub mod controller;
+pub mod driver;
 pub mod reward;
 pub mod search;
 pub mod space;
 pub mod spec;
 
 pub use controller::{ControllerConfig, ControllerKind};
+pub use driver::{judge, Batch, Driver};
 pub use search::{search, Candidate, EvalContext, SearchConfig, SearchOutcome, StepRecord};
 pub use space::{Space, SpaceKind};
 pub use spec::{SearchSpec, SpaceSpec};

@@ -3,14 +3,13 @@
 //! give invalid candidates reward 0 and count them, update the controller, record one
 //! [`StepRecord`] and report progress per step.
 
-use super::controller::{uniform_entropy, ControllerConfig, ControllerKind, Policy};
+use super::controller::{ControllerConfig, ControllerKind};
+use super::driver::{evaluate, Driver};
 use super::space::Space;
 use super::RlError;
 use crate::expr::Expr;
-use crate::rng::Rng;
-use crate::runtime::{CancelToken, Monitor, Progress};
+use crate::runtime::{CancelToken, Monitor};
 use rayon::prelude::*;
-use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 /// Search settings.
@@ -105,7 +104,7 @@ pub struct SearchOutcome {
 /// Run a search over `space`, scoring candidates with `reward` (called in parallel; an
 /// `Err` marks the candidate invalid). Stops early, returning what it has, when the
 /// monitor is cancelled after at least one step; before that, returns
-/// [`RlError::Cancelled`].
+/// [`RlError::Cancelled`]. The loop is a [`Driver`] fed by rayon.
 pub fn search<R>(
     space: &Space,
     cfg: &SearchConfig,
@@ -115,187 +114,40 @@ pub fn search<R>(
 where
     R: Fn(&Expr, &EvalContext<'_>) -> Result<f64, String> + Sync,
 {
-    if cfg.budget == 0 {
-        return Err(RlError::Config("budget must be at least 1".into()));
-    }
-    if cfg.batch_size == 0 {
-        return Err(RlError::Config("batch_size must be at least 1".into()));
-    }
-    let decisions = space.decisions();
-    let mut rng = Rng::raw(cfg.seed);
-    // The controller is tiny: one libtorch thread, restored afterwards.
-    let torch_threads = tch::get_num_threads();
-    tch::set_num_threads(1);
-    let result = run(space, cfg, &decisions, &mut rng, &reward, monitor);
-    tch::set_num_threads(torch_threads);
-    result
-}
-
-fn run<R>(
-    space: &Space,
-    cfg: &SearchConfig,
-    decisions: &[usize],
-    rng: &mut Rng,
-    reward: &R,
-    monitor: &Monitor<'_>,
-) -> Result<SearchOutcome, RlError>
-where
-    R: Fn(&Expr, &EvalContext<'_>) -> Result<f64, String> + Sync,
-{
-    let mut policy = match cfg.controller {
-        ControllerKind::Rl => Some(Policy::new(decisions, cfg.controller_config.clone(), rng)?),
-        ControllerKind::Random => None,
-    };
-    let start = Instant::now();
-    let mut cache: HashMap<String, usize> = HashMap::new();
-    let mut out = SearchOutcome {
-        candidates: Vec::new(),
-        history: Vec::new(),
-        best: None,
-    };
-    let steps = cfg.budget.div_ceil(cfg.batch_size);
-    let mut sampled = 0usize;
-    let mut invalid = 0usize;
-    for step in 1..=steps {
+    let mut driver = Driver::new(space.clone(), cfg.clone())?;
+    let token = monitor.token();
+    loop {
         if monitor.is_cancelled() {
             break;
         }
-        let b = cfg.batch_size.min(cfg.budget - sampled);
-        let (actions, entropy) = match &policy {
-            Some(p) => {
-                let s = p.sample(b, rng)?;
-                (s.actions, s.entropy)
-            }
-            None => (
-                (0..b)
-                    .map(|_| decisions.iter().map(|&n| rng.below(n)).collect())
-                    .collect::<Vec<Vec<usize>>>(),
-                uniform_entropy(decisions),
-            ),
+        let Some(batch) = driver.propose()? else {
+            break;
         };
-        let exprs = actions
-            .iter()
-            .map(|a| space.build(a))
-            .collect::<Result<Vec<_>, _>>()?;
-        let texts: Vec<String> = exprs.iter().map(|e| e.to_string()).collect();
-        // New distinct candidates of this batch, in order.
-        let mut new: Vec<usize> = Vec::new();
-        let mut seen_now: HashMap<&str, ()> = HashMap::new();
-        for (i, t) in texts.iter().enumerate() {
-            if !cache.contains_key(t) && seen_now.insert(t.as_str(), ()).is_none() {
-                new.push(i);
-            }
-        }
-        let cache_hits = b - new.len();
-        let token = monitor.token();
-        let results: Vec<(Result<f64, String>, f64)> = new
+        let results: Vec<(Result<f64, String>, f64)> = batch
+            .new
             .par_iter()
-            .map(|&i| {
-                let t0 = Instant::now();
-                let ctx = EvalContext {
-                    token,
-                    deadline: cfg.timeout.map(|d| t0 + d),
-                };
-                let r = match reward(&exprs[i], &ctx) {
-                    Ok(v) if v.is_finite() => Ok(v),
-                    Ok(v) => Err(format!("reward is {v}")),
-                    Err(e) => Err(e),
-                };
-                // Past the deadline, whatever the reward returned (a value or the error
-                // of work stopped by the deadline) the candidate timed out.
-                let r = match cfg.timeout {
-                    Some(lim) if t0.elapsed() > lim && !token.is_cancelled() => {
-                        Err(format!("timed out after {:.1} s", lim.as_secs_f64()))
-                    }
-                    _ => r,
-                };
-                (r, t0.elapsed().as_secs_f64())
-            })
+            .map(|&i| evaluate(&reward, &batch.exprs[i], token, cfg.timeout))
             .collect();
         if monitor.is_cancelled() {
             // The batch may be incomplete: keep what finished before this step.
             break;
         }
-        for (&i, (r, secs)) in new.iter().zip(results) {
-            let (reward, error) = match r {
-                Ok(v) => (v, None),
-                Err(e) => {
-                    invalid += 1;
-                    (0.0, Some(e))
-                }
-            };
-            cache.insert(texts[i].clone(), out.candidates.len());
-            out.candidates.push(Candidate {
-                expr: exprs[i].clone(),
-                text: texts[i].clone(),
-                reward,
-                error,
-                step,
-                count: 0,
-                seconds: secs,
-            });
-        }
-        let mut rewards = Vec::with_capacity(b);
-        for t in &texts {
-            let k = cache[t];
-            out.candidates[k].count += 1;
-            rewards.push(out.candidates[k].reward);
-        }
-        for (k, c) in out.candidates.iter().enumerate() {
-            let better = match out.best {
-                None => true,
-                Some(bk) => c.reward > out.candidates[bk].reward,
-            };
-            if better {
-                out.best = Some(k);
-            }
-        }
-        let mean = rewards.iter().sum::<f64>() / b as f64;
-        let baseline = match policy.as_mut() {
-            Some(p) => p.update(&actions, &rewards)?,
-            None => mean,
-        };
-        sampled += b;
-        let best_so_far = out.best.map_or(0.0, |k| out.candidates[k].reward);
-        let rec = StepRecord {
-            step,
-            sampled,
-            reward_mean: mean,
-            reward_max: rewards.iter().copied().fold(f64::NEG_INFINITY, f64::max),
-            best_so_far,
-            entropy,
-            unique: out.candidates.len(),
-            invalid,
-            cache_hits,
-            baseline,
-            elapsed: start.elapsed().as_secs_f64(),
-        };
-        let progress = Progress {
-            step,
-            total: Some(steps),
-            metrics: vec![
-                ("reward".into(), rec.reward_mean),
-                ("best".into(), rec.best_so_far),
-                ("entropy".into(), rec.entropy),
-                ("unique".into(), rec.unique as f64),
-                ("invalid".into(), rec.invalid as f64),
-            ],
-        };
-        out.history.push(rec);
-        if !monitor.report(&progress) {
+        let rec = driver.record(batch, results)?;
+        if !monitor.report(&driver.progress(&rec)) {
             break;
         }
     }
-    if out.history.is_empty() && monitor.is_cancelled() {
+    if driver.steps_done() == 0 && monitor.is_cancelled() {
         return Err(RlError::Cancelled);
     }
-    Ok(out)
+    Ok(driver.into_outcome())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::rl::space::Space;
+    use crate::runtime::Progress;
 
     fn toy_reward(e: &Expr, _: &EvalContext<'_>) -> Result<f64, String> {
         let t = e.to_string();

@@ -10,6 +10,7 @@ from typing import Any
 from .. import _core, _params
 from ..exceptions import ConfigError, InterruptedWarning, NotFittedError
 from ..expr import Expr
+from . import _executors
 from .result import SearchResult
 from .space import Space, _resolve_space
 
@@ -31,6 +32,8 @@ class _BaseSearch:
         risk_seeking: float | None,
         progress: bool,
         callback: Callable[[int, int | None, dict[str, float]], Any] | None,
+        executor: Any = None,
+        cpus_per_candidate: int = 1,
     ) -> None:
         self.space = space
         self.controller = controller
@@ -44,6 +47,8 @@ class _BaseSearch:
         self.risk_seeking = risk_seeking
         self.progress = progress
         self.callback = callback
+        self.executor = executor
+        self.cpus_per_candidate = cpus_per_candidate
 
     def _check_params(self) -> Space:
         """Check the settings (``ConfigError`` naming the first bad one); the space."""
@@ -63,6 +68,8 @@ class _BaseSearch:
                 f"{batch_size}: it needs risk_seeking * (batch_size - 1) >= 1"
             )
         _params.flag(self.progress, "progress")
+        _executors.check_executor(self.executor)
+        _params.integer(self.cpus_per_candidate, "cpus_per_candidate", low=1)
         return _resolve_space(self.space, self._kind)
 
     def _callback(self) -> tuple[Callable[..., Any] | None, Any]:
@@ -178,10 +185,23 @@ class _BaseSearch:
 
     def _run(self, space: Space, fn: Callable[..., dict[str, Any]], *args: Any) -> None:
         # One spec crosses into Rust (checked there) and is what the result stores.
+        # The executor is a run-time choice, not a setting of the search: the result
+        # records the same settings (and holds the same candidates) with any executor.
         settings = self._settings(space)
         cb, bar = self._callback()
         try:
-            raw = fn(json.dumps(settings), *args, callback=cb)
+            if self.executor is None:
+                raw = fn(json.dumps(settings), *args, callback=cb)
+            else:
+                raw = _executors.run(
+                    json.dumps(settings),
+                    self._kind,
+                    args,
+                    self.executor,
+                    int(self.cpus_per_candidate),
+                    settings["timeout"],
+                    cb,
+                )
         finally:
             if bar is not None:
                 bar.close()

@@ -49,6 +49,27 @@ class TransformSearch(_BaseSearch):
         Show a tqdm progress bar.
     callback : callable, optional
         ``callback(step, total, metrics)`` after each step; returning ``False`` stops.
+    executor : None, "ray" or concurrent.futures.Executor, default=None
+        Where candidates are evaluated. ``None``: in this process, in parallel (Rust
+        threads). ``"ray"``: tasks on the running Ray cluster (a local one is started,
+        with a warning, when none is initialised); the data goes into Ray's object
+        store once and the workers read it zero-copy, candidates travel as canonical
+        texts, and a task still running 10 s past ``timeout`` (the worker's own
+        deadline normally stops it at ``timeout``) is cancelled with
+        ``ray.cancel(force=True)`` (its candidate is invalid). Any
+        ``concurrent.futures.Executor`` (Dask's ``client.get_executor()`` included,
+        whose data is scattered to the workers once) works the same way, except that a
+        running task cannot be force-cancelled: the worker's own deadline stops it and
+        its future is cancelled best effort. Ray and Dask are optional
+        (``pip install 'gridmatch[ray]'`` / ``'gridmatch[dask]'``) and imported only
+        here. A seeded search gives the same candidates, rewards and history (timings
+        aside) with any executor, so the executor is a run-time choice, not a setting:
+        ``result_.settings`` does not record it. The loop is driven from Python by
+        :class:`gridmatch._core.SearchDriver` (the controller's sample / update steps).
+    cpus_per_candidate : int, default=1
+        Threads of each candidate's evaluation on its worker (with ``"ray"``, also the
+        task's ``num_cpus``); at most ``workers // cpus_per_candidate`` candidates run
+        at once. Unused when ``executor`` is ``None``.
 
     Attributes
     ----------
@@ -60,6 +81,19 @@ class TransformSearch(_BaseSearch):
         Its recall@1.
     history_ : list of dict
         Per-step history.
+
+    Examples
+    --------
+    Candidates evaluated by a Ray cluster or by Dask workers:
+
+    >>> import ray  # doctest: +SKIP
+    >>> ray.init(num_cpus=8)  # doctest: +SKIP
+    >>> s = TransformSearch(budget=200, executor="ray", cpus_per_candidate=2)  # doctest: +SKIP
+    >>> s.fit(E_query, ids_query, E_gallery, ids_gallery)  # doctest: +SKIP
+    >>> from dask.distributed import Client, LocalCluster  # doctest: +SKIP
+    >>> client = Client(LocalCluster(n_workers=4, threads_per_worker=1))  # doctest: +SKIP
+    >>> s = TransformSearch(budget=200, executor=client.get_executor())  # doctest: +SKIP
+    >>> s.fit(E_query, ids_query, E_gallery, ids_gallery)  # doctest: +SKIP
     """
 
     _kind = "transform"
@@ -78,6 +112,8 @@ class TransformSearch(_BaseSearch):
         risk_seeking: float | None = None,
         progress: bool = True,
         callback: Callable[[int, int | None, dict[str, float]], Any] | None = None,
+        executor: Any = None,
+        cpus_per_candidate: int = 1,
     ) -> None:
         super().__init__(
             space,
@@ -92,6 +128,8 @@ class TransformSearch(_BaseSearch):
             risk_seeking,
             progress,
             callback,
+            executor,
+            cpus_per_candidate,
         )
 
     def fit(
