@@ -8,6 +8,7 @@ mod errors;
 mod expr;
 mod gsn;
 mod heavy;
+mod images;
 mod retrieval;
 mod search;
 mod store;
@@ -157,6 +158,7 @@ fn core_module(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(_raise, m)?)?;
     expr::register(m)?;
     gsn::register(m)?;
+    images::register(m)?;
     retrieval::register(m)?;
     search::register(m)?;
     store::register(m)?;
