@@ -43,6 +43,10 @@ JOBS: dict[str, tuple[list[str], str]] = {
         "kernel-search candidates per minute (paper protocol)",
     ),
     "gsn-speed": (["gsn.py", "--skip-quality"], "GSN training step vs a PyTorch eager loop"),
+    "images": (
+        ["images.py"],
+        "ImageLoader vs DataLoader(num_workers=2) + torchvision v2, generated 256-px JPEGs",
+    ),
 }
 
 
