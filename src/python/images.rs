@@ -70,7 +70,7 @@ impl ImagePipeline {
         d.set_item("exclusive", p.exclusive)?;
         d.set_item("flip", p.flip)?;
         d.set_item("factors", p.factors.to_vec())?;
-        d.set_item("order", p.order.to_vec())?;
+        d.set_item("order", p.order.map(u32::from).to_vec())?;
         Ok(d)
     }
 
