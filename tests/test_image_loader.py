@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
-from test_catalogue import bomb_png, noise, write
+from test_catalogue import EXIF_VIEW, bomb_png, noise, with_orientation, write
 from torchvision.transforms.v2 import functional as F
 
 import gridmatch as gm
@@ -85,6 +85,40 @@ def test_decode_modes_alpha_gray_one_pixel(tmp_path):
     assert (x[0] == x[0, :, :1, :1]).all()
     x, _ = collect(ImageLoader(catalogue([one]), 4, 8, augment=True, normalize=None))
     assert x.shape == (1, 3, 8, 8)  # a 1×1 crop, enlarged
+
+
+@pytest.mark.parametrize("ext", [".png", ".jpg"])
+def test_decode_applies_the_exif_orientation(tmp_path, ext):
+    for orientation in sorted(EXIF_VIEW):
+        a = np.asarray(noise(16, 12, seed=orientation))
+        im = Image.fromarray(a)
+        p = write(
+            tmp_path / f"o{orientation}{ext}", im, quality=95, **with_orientation(im, orientation)
+        )
+        ours = _core.decode_image(str(p), 10**8).astype(float)
+        stored = np.asarray(Image.open(p).convert("RGB")).astype(float)  # PIL: not rotated
+        ref = EXIF_VIEW[orientation](stored)
+        assert ours.shape == ref.shape, orientation
+        assert np.abs(ours - ref).mean() < (0 if ext == ".png" else 2.0) + 1e-9, orientation
+
+
+def test_decode_webp_16_bit_and_palette(tmp_path):
+    a = np.asarray(noise(30, 20, seed=6))
+    webp = write(tmp_path / "a.webp", Image.fromarray(a), lossless=True)
+    np.testing.assert_array_equal(_core.decode_image(str(webp), 10**8), a)
+    g16 = (np.arange(64 * 8, dtype=np.uint32).reshape(8, 64) * 127).astype(np.uint16)
+    p16 = write(tmp_path / "g16.png", Image.fromarray(g16))
+    with Image.open(p16) as check:
+        assert check.mode.startswith("I;16")
+    ref = (g16.astype(np.uint32) * 255 + 32767) // 65535  # the PIL path's scaling
+    d = _core.decode_image(str(p16), 10**8).astype(int)
+    assert np.abs(d - ref[..., None]).max() <= 1
+    pal = Image.new("P", (6, 4), 0)
+    pal.putpalette([10, 20, 30, 200, 100, 50] + [0] * 762)
+    pal.putpixel((0, 0), 1)
+    pp = write(tmp_path / "pal.png", pal, transparency=0)  # colour 0 fully transparent
+    d = _core.decode_image(str(pp), 10**8)
+    assert (d[0, 0] == (200, 100, 50)).all() and (d[1:] == 255).all()
 
 
 # ---------------------------------------------------------------------- geometry

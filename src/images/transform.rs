@@ -210,18 +210,19 @@ impl Renderer {
         let s = self.size as usize;
         let src = self.dst.buffer();
         let px = &mut self.pixels;
+        let lut = unit_lut();
         for y in 0..s {
             let row = &src[y * s * 3..(y + 1) * s * 3];
             let dst = &mut px[y * s * 3..(y + 1) * s * 3];
             if plan.flip {
                 for (d, p) in dst.chunks_exact_mut(3).zip(row.chunks_exact(3).rev()) {
-                    d[0] = f32::from(p[0]) / 255.0;
-                    d[1] = f32::from(p[1]) / 255.0;
-                    d[2] = f32::from(p[2]) / 255.0;
+                    d[0] = lut[p[0] as usize];
+                    d[1] = lut[p[1] as usize];
+                    d[2] = lut[p[2] as usize];
                 }
             } else {
                 for (d, &p) in dst.iter_mut().zip(row) {
-                    *d = f32::from(p) / 255.0;
+                    *d = lut[p as usize];
                 }
             }
         }
@@ -256,6 +257,12 @@ impl Renderer {
             }
         }
     }
+}
+
+/// `v / 255` for every byte `v` (the same `f32` division, looked up).
+fn unit_lut() -> &'static [f32; 256] {
+    static LUT: std::sync::OnceLock<[f32; 256]> = std::sync::OnceLock::new();
+    LUT.get_or_init(|| std::array::from_fn(|v| v as f32 / 255.0))
 }
 
 fn brightness(px: &mut [f32], f: f32) {

@@ -149,7 +149,7 @@ fn decode_image<'py>(
 ) -> PyResult<Bound<'py, PyArray3<u8>>> {
     let img = run_heavy(py, None, |_| decode_file(&path, max_pixels))?.value;
     let (h, w) = (img.height as usize, img.width as usize);
-    Ok(img.data.into_pyarray(py).reshape([h, w, 3])?)
+    img.data.into_pyarray(py).reshape([h, w, 3])
 }
 
 pub(crate) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
