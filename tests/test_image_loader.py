@@ -6,10 +6,13 @@ files. Files are written by the tests with PIL."""
 from __future__ import annotations
 
 import os
+import signal
+import time
 
 import numpy as np
 import pytest
 import torch
+from _subproc import Child
 from PIL import Image
 from test_catalogue import EXIF_VIEW, bomb_png, noise, with_orientation, write
 from torchvision.transforms.v2 import functional as F
@@ -361,3 +364,43 @@ def test_breaking_out_stops_the_workers(tmp_path):
     next(it)
     it.close()  # joins the workers; a second epoch runs normally
     assert len(collect(loader)[1]) == 20
+
+
+CTRL_C = """
+import os, pathlib, signal
+signal.signal(signal.SIGINT, signal.default_int_handler)
+import numpy as np
+from PIL import Image
+import gridmatch as gm
+root = pathlib.Path(ROOT)
+a = (np.add.outer(np.arange(2500), np.arange(2500)) % 256).astype(np.uint8)
+Image.fromarray(np.stack([a, a.T, a], -1)).save(root / "big.png", compress_level=1)
+paths = []
+for i in range(1500):
+    os.link(root / "big.png", root / f"l{i}.png")
+    paths.append(root / f"l{i}.png")
+cat = gm.datasets.ImageCatalogue(paths, list(range(1500)))
+loader = gm.datasets.ImageLoader(cat, batch_size=1500, image_size=64, workers=1)
+print("ready", flush=True)
+try:
+    next(iter(loader))
+    print("finished", flush=True)
+except KeyboardInterrupt:
+    print("interrupted", flush=True)
+"""
+
+
+def test_ctrl_c_stops_a_waiting_loader(tmp_path):
+    # one batch of 1500 decodes of a 2500 x 2500 PNG: ~10 s of work here; Ctrl-C while the
+    # consumer waits raises KeyboardInterrupt and stops the worker at its next image.
+    code = CTRL_C.replace("ROOT", repr(str(tmp_path)))
+    with Child(code) as child:
+        assert child.line(timeout=120) == "ready"
+        time.sleep(1.5)
+        sent = time.perf_counter()
+        child.proc.send_signal(signal.SIGINT)
+        line = child.line(timeout=30)
+        elapsed = time.perf_counter() - sent
+        rc, err = child.finish(timeout=60)
+    assert rc == 0, err
+    assert line == "interrupted" and elapsed < 2.0, (line, elapsed)
