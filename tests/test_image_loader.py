@@ -293,6 +293,34 @@ def test_zero_strength_augment_equals_plain_resized_crop(tmp_path):
     assert a.shape == b.shape
 
 
+def test_occlusion_zeroes_torchvisions_random_erasing_box(tmp_path):
+    paths = folder(tmp_path, [(40, 36)] * 6)
+    kw = dict(batch_size=6, image_size=24, shuffle=False, seed=4)
+    plain, _ = collect(ImageLoader(catalogue(paths), **kw))
+    loader = ImageLoader(catalogue(paths), occlusion=1.0, **kw)
+    occluded, _ = collect(loader)
+    erased = 0
+    for k in range(6):
+        box = loader._plan(0, k, 40, 36)["erase"]
+        ref = plain[k].clone()
+        if box is not None:
+            left, top, w, h = box
+            ref[:, top : top + h, left : left + w] = 0
+            erased += 1
+        assert torch.equal(occluded[k], ref)  # the same crop / flip / jitter, plus the box
+    assert erased >= 5
+    assert ImageLoader(catalogue(paths), **kw)._plan(0, 0, 40, 36)["erase"] is None
+    big = ImageLoader(catalogue(paths), 1, 224, occlusion=0.5, seed=1)
+    boxes = [big._plan(0, i, 300, 300)["erase"] for i in range(2000)]
+    drawn = [b for b in boxes if b is not None]
+    assert abs(len(drawn) / 2000 - 0.5) < 4 * np.sqrt(0.25 / 2000)
+    area = np.array([b[2] * b[3] for b in drawn]) / 224**2
+    aspect = np.array([b[3] / b[2] for b in drawn])
+    assert area.min() >= 0.019 and area.max() <= 0.34
+    assert aspect.min() >= 0.3 * 0.9 and aspect.max() <= 3.3 / 0.9
+    assert all(b[0] + b[2] <= 224 and b[1] + b[3] <= 224 for b in drawn)
+
+
 # ---------------------------------------------------------------------- bad input
 
 
@@ -346,6 +374,7 @@ def test_bad_settings_and_empty_catalogue(tmp_path):
         dict(flip=1.5),
         dict(jitter=(0.1, 0.2)),
         dict(jitter=-0.1),
+        dict(occlusion=2.0),
         dict(seed=-1),
         dict(max_pixels=0),
         dict(prefetch=0),

@@ -102,6 +102,10 @@ class ImageLoader:
     jitter : float or (float, float, float), default=0.4
         Colour jitter strength (brightness, contrast, saturation; each in [0, 1]; the
         factor is drawn in ``[1 − s, 1 + s]``; 0 leaves the colours exactly unchanged).
+    occlusion : float, default=0.0
+        Probability of occluding a random rectangle (torchvision's ``RandomErasing``
+        after normalisation: area 2–33 % of the output, aspect 0.3–3.3, value 0); off by
+        default (not part of the standard recipe).
     prefetch : int, optional
         Batches the workers may run ahead of the consumer (default ``2 · workers``).
 
@@ -127,8 +131,7 @@ class ImageLoader:
     of those images: a ``torch.int64`` tensor for integer ids, a list of ``str`` for
     string ids (as ``DataLoader``'s default collation). ``n`` is ``batch_size`` except
     for the last batch and for batches that lost images with ``on_error="skip"``.
-    Breaking out of the loop stops the workers. Affine warps, occlusion and blur are not
-    offered.
+    Breaking out of the loop stops the workers. Affine warps and blur are not offered.
 
     Examples
     --------
@@ -156,6 +159,7 @@ class ImageLoader:
         ratio=(3.0 / 4.0, 4.0 / 3.0),
         flip=0.5,
         jitter=0.4,
+        occlusion=0.0,
         prefetch=None,
     ) -> None:
         self.catalogue = catalogue
@@ -173,6 +177,7 @@ class ImageLoader:
         self.ratio = ratio
         self.flip = flip
         self.jitter = jitter
+        self.occlusion = occlusion
         self.prefetch = prefetch
         self.epoch = 0
         self.skipped: list[tuple[Any, str]] = []
@@ -202,6 +207,7 @@ class ImageLoader:
                 "ratio": ratio,
                 "flip": float(real(self.flip, "flip", 0.0, 1.0)),
                 "jitter": _jitter(self.jitter),
+                "erase": float(real(self.occlusion, "occlusion", 0.0, 1.0)),
             }
             if augment
             else None,

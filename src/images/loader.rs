@@ -83,6 +83,9 @@ impl LoaderConfig {
             if !(0.0..=1.0).contains(&a.flip) {
                 return bad(format!("flip must lie in [0, 1], got {}", a.flip));
             }
+            if !(0.0..=1.0).contains(&a.erase) {
+                return bad(format!("occlusion must lie in [0, 1], got {}", a.erase));
+            }
             if a.jitter.iter().any(|&j| !(0.0..=1.0).contains(&j)) {
                 return bad(format!(
                     "jitter strengths must lie in [0, 1], got {:?}",

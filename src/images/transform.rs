@@ -31,6 +31,10 @@ pub struct Augment {
     pub flip: f64,
     /// Colour jitter strengths: brightness, contrast, saturation.
     pub jitter: [f32; 3],
+    /// Probability of an occlusion: torchvision's `RandomErasing` (area 2–33 %, aspect
+    /// 0.3–3.3, value 0, after normalisation); 0 (the default) draws nothing.
+    #[serde(default)]
+    pub erase: f64,
 }
 
 impl Default for Augment {
@@ -40,6 +44,7 @@ impl Default for Augment {
             ratio: (3.0 / 4.0, 4.0 / 3.0),
             flip: 0.5,
             jitter: [0.4, 0.4, 0.4],
+            erase: 0.0,
         }
     }
 }
@@ -59,6 +64,8 @@ pub struct Plan {
     /// The order the three jitter operations are applied in (0 brightness, 1 contrast,
     /// 2 saturation).
     pub order: [u8; 3],
+    /// Occluded rectangle of the output `(left, top, width, height)`, set to 0.
+    pub erase: Option<[u32; 4]>,
 }
 
 /// Python's `round` (half to even) as an integer.
@@ -100,6 +107,27 @@ pub fn random_resized_crop(
     [(width - w) / 2, (height - h) / 2, w, h]
 }
 
+/// torchvision's `RandomErasing.get_params` on a `size × size` image (scale (0.02, 0.33),
+/// ratio (0.3, 3.3)): `(left, top, width, height)`, or `None` after 10 failed tries.
+pub fn random_erasing(rng: &mut Rng, size: u32) -> Option<[u32; 4]> {
+    let s = i64::from(size);
+    let area = (s * s) as f64;
+    let (lr0, lr1) = (0.3f64.ln(), 3.3f64.ln());
+    for _ in 0..10 {
+        let target = area * rng.range(0.02, 0.33);
+        let aspect = rng.range(lr0, lr1).exp();
+        let h = round_even((target * aspect).sqrt());
+        let w = round_even((target / aspect).sqrt());
+        if !(h < s && w < s) {
+            continue;
+        }
+        let top = rng.below((s - h + 1) as usize) as u32;
+        let left = rng.below((s - w + 1) as usize) as u32;
+        return Some([left, top, w as u32, h as u32]);
+    }
+    None
+}
+
 /// The source box of "resize the shorter side to `size`, then centre-crop `size`".
 pub fn centre_box(width: u32, height: u32, size: u32) -> [f64; 4] {
     let (wf, hf, s) = (f64::from(width), f64::from(height), f64::from(size));
@@ -123,6 +151,7 @@ pub fn plan(augment: Option<&Augment>, rng: &mut Rng, width: u32, height: u32, s
             flip: false,
             factors: [1.0; 3],
             order: [0, 1, 2],
+            erase: None,
         },
         Some(a) => {
             let c = random_resized_crop(rng, width, height, a.scale, a.ratio);
@@ -134,12 +163,16 @@ pub fn plan(augment: Option<&Augment>, rng: &mut Rng, width: u32, height: u32, s
             }
             let mut order = [0u8, 1, 2];
             rng.shuffle(&mut order);
+            let erase = (a.erase > 0.0 && rng.chance(a.erase))
+                .then(|| random_erasing(rng, size))
+                .flatten();
             Plan {
                 crop: c.map(f64::from),
                 exclusive: true,
                 flip,
                 factors,
                 order,
+                erase,
             }
         }
     }
@@ -253,6 +286,14 @@ impl Renderer {
                     *a = p[0];
                     *b = p[1];
                     *c = p[2];
+                }
+            }
+        }
+        if let Some([l, t, w, h]) = plan.erase {
+            let (l, t, w, h) = (l as usize, t as usize, w as usize, h as usize);
+            for plane in out.chunks_exact_mut(hw) {
+                for row in plane.chunks_exact_mut(s).skip(t).take(h) {
+                    row[l..l + w].fill(0.0);
                 }
             }
         }

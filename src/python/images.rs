@@ -55,7 +55,8 @@ impl ImagePipeline {
     }
 
     /// The plan of image `index` in `epoch` for a `width × height` photo: a dict with
-    /// `crop` (left, top, width, height), `exclusive`, `flip`, `factors`, `order`.
+    /// `crop` (left, top, width, height), `exclusive`, `flip`, `factors`, `order`,
+    /// `erase` (left, top, width, height of the occluded output rectangle, or `None`).
     fn plan<'py>(
         &self,
         py: Python<'py>,
@@ -71,6 +72,7 @@ impl ImagePipeline {
         d.set_item("flip", p.flip)?;
         d.set_item("factors", p.factors.to_vec())?;
         d.set_item("order", p.order.map(u32::from).to_vec())?;
+        d.set_item("erase", p.erase.map(|e| e.to_vec()))?;
         Ok(d)
     }
 
