@@ -47,6 +47,10 @@ JOBS: dict[str, tuple[list[str], str]] = {
         ["search_executors.py"],
         "kernel-search candidates per minute in-process vs Ray (1, 2 CPUs); Ray's overhead",
     ),
+    "images": (
+        ["images.py"],
+        "ImageLoader vs DataLoader(num_workers=2) + torchvision v2, generated 256-px JPEGs",
+    ),
 }
 
 

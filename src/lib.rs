@@ -5,6 +5,7 @@
 //!
 //! Areas:
 //! - [`data`]: dataset readers (IDX), augmentations, the GSN grid sampler.
+//! - [`images`]: the streaming photo pipeline (decode, crop / resize, augment, batches).
 //! - [`losses`], [`nets`], [`train`]: the Grid Search Network.
 //! - [`expr`]: the expression language of kernel / transform search.
 //! - [`rl`]: the RL controller and the kernel / transform search loop.
@@ -23,6 +24,7 @@
 
 pub mod data;
 pub mod expr;
+pub mod images;
 #[cfg(feature = "torch")]
 pub mod losses;
 #[cfg(feature = "torch")]

@@ -8,8 +8,8 @@ small sets).
 Paths are checked when a catalogue is built (eagerly: every file must exist, no path may
 appear twice, and with a ``root`` every path must lie inside it after resolving ``..``
 and symbolic links); the image *content* is read only by :meth:`~ImageCatalogue.load`.
-Training and embedding straight from a catalogue (a streaming Rust image pipeline) do
-not exist yet.
+Training straight from a catalogue streams it with
+:class:`~gridmatch.image_loader.ImageLoader` (decoding and augmentation in Rust).
 """
 
 from __future__ import annotations
@@ -188,8 +188,8 @@ class ImageCatalogue:
     Notes
     -----
     Files are checked for existence when the catalogue is built (one ``stat`` each);
-    their content is read only by :meth:`load`. Training and embedding straight from a
-    catalogue (streaming decoding in Rust) are not available yet.
+    their content is read only by :meth:`load`. For training, stream the catalogue with
+    :class:`~gridmatch.image_loader.ImageLoader` (decoding and augmentation in Rust).
 
     Examples
     --------
@@ -661,8 +661,8 @@ class ImageCatalogue:
             raise ShapeError(
                 f"load({size}) of {len(self)} images needs {nbytes / 2**30:.2f} GiB, over "
                 f"max_bytes={max_bytes / 2**30:.2f} GiB; load() is for small sets: load a "
-                "subset (catalogue.subset(...)) or raise max_bytes. Streaming decoding for "
-                "training and embedding (a Rust image pipeline) is not available yet."
+                "subset (catalogue.subset(...)), raise max_bytes, or stream batches with "
+                "gm.datasets.ImageLoader."
             )
         out = np.empty(shape, dtype=np.uint8)
         for k, p in enumerate(self._paths.tolist()):

@@ -14,7 +14,8 @@ The IDX parser is Rust; malformed files raise ``DataError``, never crash.
 
 Photo catalogues (paths and product ids, never pixels) are :class:`ImageCatalogue`
 (``from_folder``, ``from_csv``, ``from_inshop``, ``from_paths``); DeepFashion In-shop's
-on-disk format is :class:`InShop`.
+on-disk format is :class:`InShop`. :class:`ImageLoader` streams a catalogue as
+augmented, normalised torch batches (decoded in Rust worker threads).
 """
 
 from __future__ import annotations
@@ -344,5 +345,14 @@ def load_sample(name: str, split: str = "train") -> tuple[np.ndarray, np.ndarray
 
 from ._shop import InShop, ShopBenchmark, ShopSplit, distort, fashion_shop  # noqa: E402
 from .catalogue import ImageCatalogue  # noqa: E402
+from .image_loader import ImageLoader  # noqa: E402
 
-__all__ += ["ImageCatalogue", "InShop", "ShopBenchmark", "ShopSplit", "distort", "fashion_shop"]
+__all__ += [
+    "ImageCatalogue",
+    "ImageLoader",
+    "InShop",
+    "ShopBenchmark",
+    "ShopSplit",
+    "distort",
+    "fashion_shop",
+]

@@ -11,6 +11,7 @@
 
 use crate::data::DataError;
 use crate::expr::ExprError;
+use crate::images::ImageError;
 use crate::retrieval::RetrievalError;
 use crate::rl::RlError;
 use crate::runtime::Cancelled;
@@ -93,6 +94,16 @@ pub(crate) fn error(kind: Kind, message: impl Into<String>) -> PyErr {
 impl From<DataError> for PyErr {
     fn from(e: DataError) -> PyErr {
         error(Kind::Data, e.to_string())
+    }
+}
+
+impl From<ImageError> for PyErr {
+    fn from(e: ImageError) -> PyErr {
+        match e {
+            ImageError::File { .. } => error(Kind::Data, e.to_string()),
+            ImageError::Config(m) => error(Kind::Config, m),
+            ImageError::Cancelled => Cancelled.into(),
+        }
     }
 }
 

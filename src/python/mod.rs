@@ -8,6 +8,7 @@ mod errors;
 mod expr;
 mod gsn;
 mod heavy;
+mod images;
 mod retrieval;
 mod search;
 mod search_driver;
@@ -159,6 +160,7 @@ fn core_module(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(_raise, m)?)?;
     expr::register(m)?;
     gsn::register(m)?;
+    images::register(m)?;
     retrieval::register(m)?;
     search::register(m)?;
     search_driver::register(m)?;
