@@ -58,6 +58,13 @@ try:  # 3 ids: rank 1's shard would hold one
 except gm.ConfigError as e:
     res["few_ids"] = str(e)
 
+try:  # rank 1 without the last id's images: the ranks must notice, not hang
+    keep = slice(None) if rank == 0 else slice(0, -5)
+    gm.GridSearchNetwork(**STEP).fit(X[keep], ids[keep])
+    res["mismatch"] = "no error"
+except gm.ConfigError as e:
+    res["mismatch"] = str(e)
+
 (out / f"result_{rank}.json").write_text(json.dumps(res))
 dist.destroy_process_group()
 print("done", flush=True)

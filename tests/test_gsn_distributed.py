@@ -154,6 +154,14 @@ def test_too_few_ids_per_rank_is_a_config_error_on_every_rank(runs):
         assert "2 distinct ids per rank" in msg and "fewer ranks or more ids" in msg, msg
 
 
+def test_ranks_given_different_data_fail_together(runs):
+    assert (
+        "rank 1 was given different numbers of images, ids than rank 0"
+        in result(runs, 1)["mismatch"]
+    )
+    assert "another rank was given different data" in result(runs, 0)["mismatch"]
+
+
 def test_distributed_true_without_a_group_is_a_config_error():
     gsn = gm.GridSearchNetwork(epochs=1, distributed=True, device="cpu", progress=False)
     with pytest.raises(gm.ConfigError, match="process group"):

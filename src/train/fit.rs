@@ -209,7 +209,7 @@ pub fn fit_parallel(
         // rank (else the ranks would wait for each other forever).
         let checksum = data.ids.iter().fold(0u64, |h, &id| {
             (h ^ id as u64).wrapping_mul(0x0000_0100_0000_01B3)
-        }) % (1 << 24);
+        }) % (1 << 52);
         p.agree(
             &[
                 ("numbers of images", n as f64),

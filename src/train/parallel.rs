@@ -79,31 +79,36 @@ impl DataParallel<'_> {
         Ok(Vec::<f64>::try_from(t.f_to_device(Device::Cpu)?)?)
     }
 
-    /// Check that every rank holds the same values (counts, checksums that fix the
-    /// sequence of collectives): one all-reduce of the values and their squares; the
-    /// ranks agree exactly when the variance is 0, and every rank sees the same means,
-    /// so all of them reach the same verdict.
+    /// Check that every rank holds the same values (counts, checksums: what fixes the
+    /// sequence of collectives): rank 0's values are broadcast, each rank compares them
+    /// with its own, and the verdicts are averaged, so every rank fails or none does.
+    /// Exact for integers below 2^53.
     pub(super) fn agree(&self, what: &[(&str, f64)], device: Device) -> Result<(), GsnError> {
-        let mut v: Vec<f64> = what.iter().map(|&(_, x)| x).collect();
-        v.extend(what.iter().map(|&(_, x)| x * x));
-        let m = self.mean(&v, device)?;
-        let k = what.len();
-        let differ: Vec<&str> = (0..k)
-            .filter(|&i| {
-                let var = m[k + i] - m[i] * m[i];
-                var > 1e-9 * m[k + i].abs().max(1.0)
-            })
+        let own: Vec<f64> = what.iter().map(|&(_, x)| x).collect();
+        let t = Tensor::f_from_slice(&own)?.f_to_device(device)?;
+        self.run(Collective::Broadcast, std::slice::from_ref(&t))?;
+        let first = Vec::<f64>::try_from(t.f_to_device(Device::Cpu)?)?;
+        let differ: Vec<&str> = (0..what.len())
+            .filter(|&i| first[i] != own[i])
             .map(|i| what[i].0)
             .collect();
-        if differ.is_empty() {
-            Ok(())
-        } else {
-            Err(GsnError::Config(format!(
-                "data-parallel training: the ranks were given different {} (every rank \
-                 must call fit with the same images, ids and settings)",
-                differ.join(", ")
-            )))
+        let any = self.mean(&[if differ.is_empty() { 0.0 } else { 1.0 }], device)?[0];
+        if any == 0.0 {
+            return Ok(());
         }
+        let which = if differ.is_empty() {
+            "another rank was given different data or settings than rank 0".to_string()
+        } else {
+            format!(
+                "rank {} was given different {} than rank 0",
+                self.rank,
+                differ.join(", ")
+            )
+        };
+        Err(GsnError::Config(format!(
+            "data-parallel training: {which} (every rank must call fit with the same \
+             images, ids and settings)"
+        )))
     }
 
     /// Broadcast from rank 0 every variable of `model` (sorted by name), or only the
