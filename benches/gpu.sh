@@ -12,7 +12,11 @@
 #   4. runs tests/test_gsn.py (device="auto" picks CUDA on that host) and
 #      tests/test_cuda.py (kNN ties and exclude_self, evaluate, GSN training and
 #      load(device=), CUDA against CPU; skipped on a host without CUDA) there,
-# and writes $OUT/gpu_results.txt and $OUT/gpu_pytest.txt (OUT defaults to /tmp).
+#   5. trains data-parallel on one rank over NCCL (torchrun --nproc_per_node=1
+#      examples/train_torchrun.py --device cuda: the collectives on CUDA tensors shared
+#      between libtorch and PyTorch; gloo with GPU_SH_DEVICE=cpu),
+# and writes $OUT/gpu_results.txt, $OUT/gpu_pytest.txt and $OUT/gpu_ddp.txt (OUT
+# defaults to /tmp).
 #
 # Usage: benches/gpu.sh [path/to/gridmatch-*.whl] (default: newest dist/ or target/wheels/)
 # Needs: python3 with torch==2.11.0 (CUDA build), numpy, scikit-learn, tqdm, pytest;
@@ -107,4 +111,12 @@ if [ "${GPU_SH_TESTS:-1}" = 1 ]; then
   timeout 300 "$PY" -m pytest -q -p no:cacheprovider -o addopts="" -rfEs tests/test_gsn.py \
     tests/test_cuda.py 2>&1 \
     | tee "$OUTDIR/gpu_pytest.txt" || true
+fi
+# 5. data-parallel training, one rank, NCCL on CUDA (gloo on CPU for the dry run)
+if [ "${GPU_SH_DDP:-1}" = 1 ]; then
+  { timeout 300 "$PY" -m torch.distributed.run --standalone --nproc_per_node=1 \
+      examples/train_torchrun.py --device "$GPU_SH_DEVICE" --images 4000 --epochs 2 \
+      --steps "$([ "$GPU_SH_QUICK" = 1 ] && echo 5 || echo 50)" \
+      && echo "ddp (1 rank, $([ "$GPU_SH_DEVICE" = cpu ] && echo gloo || echo nccl)): OK" \
+      || echo "ddp: FAILED"; } 2>&1 | tee "$OUTDIR/gpu_ddp.txt"
 fi

@@ -94,6 +94,7 @@ GSN_CASES = [
     ("schedule", "linear", "'constant', 'cosine' or 'step'"),
     ("device", "tpu", "'auto', 'cpu', 'cuda' or 'cuda:N'"),
     ("progress", "yes", "a bool"),
+    ("distributed", "yes", "'auto', True or False"),
 ]
 
 

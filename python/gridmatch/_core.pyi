@@ -54,6 +54,7 @@ class GsnModel:
         val: tuple[npt.NDArray[np.float32], npt.NDArray[np.int64]] | None = None,
         checkpoint: tuple[str, str] | None = None,
         callback: Callable[[int, int | None, dict[str, float]], Any] | None = None,
+        parallel: tuple[int, int, Callable[[str, list[Any]], Any]] | None = None,
     ) -> tuple[list[list[tuple[str, float]]], bool]: ...
     def embed(
         self, x: npt.NDArray[np.float32], batch_size: int = 256

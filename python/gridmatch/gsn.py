@@ -3,7 +3,9 @@
 The network is trained on grids of ``rows × cols`` images holding ``positives`` other
 views of the query's product and negatives of other products; the loss acts on the
 similarity map of the query against the grid. Training runs in Rust (libtorch through
-``tch``) with the GIL released; progress is reported once per epoch.
+``tch``) with the GIL released; progress is reported once per epoch. Inside an
+initialised ``torch.distributed`` process group (``torchrun``, Ray Train) training is
+data-parallel.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from typing import Any
 import numpy as np
 from sklearn.base import BaseEstimator
 
-from . import _core, _params, losses, miners
+from . import _core, _distributed, _params, losses, miners
 from ._validate import host_array
 from .exceptions import ConfigError, DataError, InterruptedWarning, NotFittedError, ShapeError
 
@@ -167,6 +169,22 @@ class GridSearchNetwork(BaseEstimator):
     verbose : bool, optional
         Deprecated name of ``progress`` (a ``DeprecationWarning``; removed in the next
         release).
+    distributed : {"auto", True, False}, default "auto"
+        Data-parallel training over ``torch.distributed``. ``"auto"``: when a default
+        process group is initialised (by ``torchrun``, Ray Train's ``TorchTrainer`` or
+        ``torch.distributed.init_process_group``), :meth:`fit` trains data-parallel
+        over it; ``True``: it must be (``ConfigError`` otherwise); ``False``: train
+        alone. Every rank calls :meth:`fit` with the same data and parameters; rank
+        ``r`` of ``w`` trains on the distinct ids (sorted) whose ordinal ``% w == r``,
+        rank 0's initial weights are broadcast, and every step's gradients are averaged
+        over the ranks (so the effective batch is ``w · batch_size``, and an epoch is
+        ``ceil(n / (w · batch_size))`` steps unless ``steps_per_epoch`` is set). Gloo
+        for ``device="cpu"``, NCCL for CUDA: ``"auto"`` and ``"cuda"`` mean the
+        process's current CUDA device (call ``torch.cuda.set_device(local_rank)``).
+        Only rank 0 shows progress, validates and writes checkpoints; ``callback``
+        runs on every rank, and a stop on any rank stops all of them after the same
+        step or epoch. All ranks end with the same model. A failing rank leaves the
+        others waiting until the process group's timeout.
 
     Attributes
     ----------
@@ -184,6 +202,11 @@ class GridSearchNetwork(BaseEstimator):
     --------
     >>> gsn = gm.GridSearchNetwork(epochs=1).fit(X, ids)  # doctest: +SKIP
     >>> E = gsn.embed(X_test)  # doctest: +SKIP
+
+    Data-parallel on two processes (a script calling ``fit`` as usual; see
+    ``examples/train_torchrun.py`` and ``examples/train_ray.py``)::
+
+        torchrun --nproc_per_node=2 examples/train_torchrun.py
     """
 
     def __init__(
@@ -214,6 +237,7 @@ class GridSearchNetwork(BaseEstimator):
         checkpoint_dir: str | os.PathLike | None = None,
         progress: bool = True,
         verbose: bool | None = None,
+        distributed: Any = "auto",
     ):
         self.backbone = backbone
         self.dim = dim
@@ -241,6 +265,7 @@ class GridSearchNetwork(BaseEstimator):
         self.checkpoint_dir = checkpoint_dir
         self.progress = progress
         self.verbose = verbose
+        self.distributed = distributed
 
     # -- validation ---------------------------------------------------------------
     def _check_params(self) -> dict[str, Any]:
@@ -266,6 +291,7 @@ class GridSearchNetwork(BaseEstimator):
                 f"batch_size={batch} must hold at least 2 ids of positives+1={positives + 1} views"
             )
         _params.device(self.device)
+        _distributed.check(self.distributed)
         return {
             "rows": rows,
             "cols": cols,
@@ -368,9 +394,14 @@ class GridSearchNetwork(BaseEstimator):
             indent=2,
         )
 
-    def _new_model(self, p: dict[str, Any], n_channels: int) -> Any:
+    def _new_model(self, p: dict[str, Any], n_channels: int, device: str | None = None) -> Any:
         model = _core.GsnModel(
-            self.backbone, n_channels, p["dim"], self.mode == "stitched", self.device, p["seed"]
+            self.backbone,
+            n_channels,
+            p["dim"],
+            self.mode == "stitched",
+            self.device if device is None else device,
+            p["seed"],
         )
         if self.weights is not None:
             if not Path(self.weights).is_file():
@@ -405,7 +436,26 @@ class GridSearchNetwork(BaseEstimator):
             Validation images and ids: leave-one-out recall@1 is reported per epoch.
         callback : callable, optional
             ``callback(epoch, epochs, metrics)`` after every epoch; returning ``False``
-            stops training (the model trained so far is kept).
+            stops training (the model trained so far is kept). Data-parallel, it runs
+            on every rank (``loss`` is the mean over the ranks; validation metrics only
+            on rank 0), and ``False`` on any rank stops all ranks after that epoch.
+
+        Notes
+        -----
+        Inside an initialised ``torch.distributed`` process group (and unless
+        ``distributed=False``) training is data-parallel: see the ``distributed``
+        parameter. For example, with this script as ``train.py``::
+
+            import torch.distributed as dist
+            import gridmatch as gm
+
+            dist.init_process_group("gloo")  # "nccl" with device="cuda"
+            X, y = gm.datasets.load("fashion-mnist", "train")
+            gsn = gm.GridSearchNetwork(device="cpu").fit(X, y)  # same call on every rank
+            if dist.get_rank() == 0:
+                gsn.save("model")
+
+        run ``torchrun --nproc_per_node=2 train.py``.
 
         Returns
         -------
@@ -420,17 +470,21 @@ class GridSearchNetwork(BaseEstimator):
         ------
         ConfigError
             An invalid parameter, or parameters that contradict each other (the message
-            names them).
+            names them); ``distributed=True`` without a process group; data-parallel
+            with fewer than 2 distinct ids per rank, or ranks given different data.
         ShapeError
             Badly shaped or non-finite images and ids, or fewer than 2 distinct ids.
         ValueError
             Fewer images than grid cells, or one image per id with ``augment=0``.
         BackendError
-            If training diverged (the loss became NaN or infinite).
+            If training diverged (the loss became NaN or infinite), or a collective of
+            data-parallel training failed.
         DataError
             If ``weights`` names a missing file.
         """
         p = self._check_params()
+        dp = _distributed.group(self.distributed)
+        lead = dp is None or dp[0] == 0  # the rank that shows progress, validates, saves
         X = as_images(X)
         ids = _labels(ids, X.shape[0], "ids")
         cls = None if classes is None else _labels(classes, X.shape[0], "classes")
@@ -465,14 +519,16 @@ class GridSearchNetwork(BaseEstimator):
                 raise ShapeError(f"X_val images {xv.shape[1:]} differ from X's {X.shape[1:]}")
         self.n_channels_ = int(X.shape[1])
         self.image_shape_ = tuple(int(s) for s in X.shape[1:])
-        model = self._new_model(p, self.n_channels_)
+        model = self._new_model(
+            p, self.n_channels_, None if dp is None else _distributed.device_for(self.device)
+        )
         self.history_ = []
         self.interrupted_ = False
         if p["epochs"] == 0:
             self.model_ = model
             return self
         bar = None
-        if p["progress"]:
+        if p["progress"] and lead:
             from tqdm.auto import tqdm
 
             desc = f"GSN {p['loss']['name']}"
@@ -489,13 +545,14 @@ class GridSearchNetwork(BaseEstimator):
             return True
 
         try:
-            ckpt = self.checkpoint_dir
+            ckpt = self.checkpoint_dir if lead else None
             history, interrupted = model.fit(
                 (X, ids, cls),
                 self._train_spec(p),
-                None if xv is None else (xv, iv),
+                None if xv is None or not lead else (xv, iv),
                 None if ckpt is None else (str(ckpt), self._config_json(self.n_channels_)),
                 on_epoch,
+                None if dp is None else (dp[0], dp[1], _distributed.hook(dp[1])),
             )
         finally:
             if bar is not None:

@@ -159,6 +159,7 @@ impl From<GsnError> for PyErr {
             GsnError::Config(m) => error(Kind::Config, m),
             GsnError::ModelFile(m) => error(Kind::Data, m),
             GsnError::Device(m) => error(Kind::Device, m),
+            GsnError::Distributed(m) => error(Kind::Backend, m),
             GsnError::Interrupted => Cancelled.into(),
             e @ GsnError::Io { .. } => error(Kind::Data, e.to_string()),
         }

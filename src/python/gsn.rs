@@ -7,11 +7,14 @@ use super::heavy::run_heavy;
 use crate::data::augment::{augment_batch, ImageShape};
 use crate::data::grid::Negatives;
 use crate::losses::Loss;
-use crate::train::{self, GsnError, Model, ModelSpec, TrainData, TrainSpec, ValData};
+use crate::train::{
+    self, Collective, DataParallel, GsnError, Model, ModelSpec, TrainData, TrainSpec, ValData,
+};
 use numpy::{
     IntoPyArray, PyArrayMethods, PyReadonlyArray1, PyReadonlyArray4, PyUntypedArrayMethods,
 };
 use pyo3::prelude::*;
+use pyo3::types::PyList;
 use std::path::PathBuf;
 use std::sync::{Mutex, MutexGuard};
 
@@ -25,6 +28,24 @@ type TrainArrays<'py> = (
 /// Validation arrays from Python: images and ids.
 type ValArrays<'py> = (PyReadonlyArray4<'py, f32>, PyReadonlyArray1<'py, i64>);
 type FitResult = (Vec<Vec<(String, f64)>>, bool);
+/// Data-parallel setting from Python: `(rank, world, hook)`.
+type ParallelArgs<'py> = (usize, usize, Bound<'py, PyAny>);
+
+/// Run a collective through the Python `hook(event, tensors)` (GIL taken; the tensors
+/// are torch tensors sharing the memory of `tensors`, changed in place by the hook).
+fn call_hook(hook: &Py<PyAny>, op: Collective, tensors: &[tch::Tensor]) -> Result<(), String> {
+    Python::attach(|py| {
+        let wrapped = tensors
+            .iter()
+            .map(|t| tensor_to_py(py, t))
+            .collect::<PyResult<Vec<_>>>()
+            .map_err(|e| e.to_string())?;
+        let list = PyList::new(py, wrapped).map_err(|e| e.to_string())?;
+        hook.call1(py, (op.name(), list))
+            .map(|_| ())
+            .map_err(|e| e.to_string())
+    })
+}
 
 fn shape_of(x: &PyReadonlyArray4<'_, f32>) -> ImageShape {
     let s = x.shape();
@@ -102,7 +123,12 @@ impl GsnModel {
     /// `(history, interrupted)` with one list of `(name, value)` pairs per epoch.
     /// `train` is `(images, ids, classes or None)`, `val` an optional `(images, ids)`,
     /// `checkpoint` an optional `(folder, config JSON)` written after every epoch.
-    #[pyo3(signature = (train, spec, val=None, checkpoint=None, callback=None))]
+    /// `parallel`, an optional `(rank, world, hook)`, trains data-parallel: `hook(event,
+    /// tensors)` runs the collective `event` (`"broadcast"` from rank 0 or
+    /// `"all_reduce_mean"`) in place on a list of torch tensors that share the model's
+    /// memory; it is called from the training thread with the GIL taken.
+    #[pyo3(signature = (train, spec, val=None, checkpoint=None, callback=None, parallel=None))]
+    #[allow(clippy::too_many_arguments)]
     fn fit(
         &self,
         py: Python<'_>,
@@ -111,6 +137,7 @@ impl GsnModel {
         val: Option<ValArrays<'_>>,
         checkpoint: Option<(PathBuf, String)>,
         callback: Option<&Bound<'_, PyAny>>,
+        parallel: Option<ParallelArgs<'_>>,
     ) -> PyResult<FitResult> {
         let (checkpoint_dir, checkpoint_config) = match checkpoint {
             Some((dir, config)) => (Some(dir), config),
@@ -150,10 +177,20 @@ impl GsnModel {
             ids,
             classes,
         };
+        let parallel = parallel.map(|(rank, world, hook)| (rank, world, hook.unbind()));
+        let sync = |op: Collective, tensors: &[tch::Tensor]| match &parallel {
+            Some((_, _, hook)) => call_hook(hook, op, tensors),
+            None => Ok(()),
+        };
+        let dp = parallel.as_ref().map(|&(rank, world, _)| DataParallel {
+            rank,
+            world,
+            sync: &sync,
+        });
         let mut model = self.lock()?;
         let model = &mut *model;
         let done = run_heavy(py, callback, |mon| {
-            train::fit(model, &data, val.as_ref(), &cfg, mon)
+            train::fit_parallel(model, &data, val.as_ref(), &cfg, dp.as_ref(), mon)
         })?;
         let hist = done.value.into_iter().map(|r| r.metrics).collect();
         Ok((hist, done.interrupted))

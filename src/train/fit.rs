@@ -1,6 +1,7 @@
 //! The training loop: configuration, batches prepared one step ahead on a helper
 //! thread, per-epoch validation, progress and checkpoints.
 
+use super::parallel::{shard, DataParallel};
 use super::step::step_loss;
 use super::{GsnError, Model, Optim, TrainSpec};
 use crate::data::augment::{augment, ImageShape};
@@ -106,6 +107,30 @@ pub fn fit(
     cfg: &TrainConfig,
     monitor: &Monitor<'_>,
 ) -> Result<Vec<EpochRecord>, GsnError> {
+    fit_parallel(model, data, val, cfg, None, monitor)
+}
+
+/// [`fit`], data-parallel when `parallel` is given (see [`super::parallel`]): every rank
+/// calls it with the same `data` and `cfg`, and trains on its shard of the ids (the
+/// distinct ids sorted, those whose ordinal `% world == rank`; so one process given
+/// exactly a shard's images samples the same batches as that rank). Steps per epoch
+/// come from the whole data: `ceil(n / (batch_size · world))` unless `steps_per_epoch`
+/// is set. The reported `loss` is the mean over the ranks; validation and checkpoints
+/// run where `val` and `cfg.checkpoint_dir` are given (the caller gives them to one
+/// rank). A stop (monitor cancelled, progress sink returning `false`) on any rank stops
+/// every rank at the same step (mid-epoch) or after the same epoch. All ranks end with
+/// rank 0's buffers and the same parameters.
+pub fn fit_parallel(
+    model: &mut Model,
+    data: &TrainData<'_>,
+    val: Option<&ValData<'_>>,
+    cfg: &TrainConfig,
+    parallel: Option<&DataParallel<'_>>,
+    monitor: &Monitor<'_>,
+) -> Result<Vec<EpochRecord>, GsnError> {
+    if let Some(p) = parallel {
+        p.check()?;
+    }
     let len = data.shape.len();
     let n = data.x.len().checked_div(len).unwrap_or(0);
     if n == 0 || data.ids.len() != n {
@@ -140,11 +165,16 @@ pub fn fit(
     if cfg.spec.loss.is_grid() && model.spec.stitched != model.target.is_some() {
         return Err(GsnError::Config("model mode does not match".into()));
     }
-    // Group images by id.
+    // Group images by id (this rank's shard of them), in order of first appearance.
+    let kept: Vec<usize> = match parallel {
+        Some(p) => shard(data.ids, p.rank, p.world)?,
+        None => (0..n).collect(),
+    };
     let mut by_id: HashMap<i64, usize> = HashMap::new();
     let mut members: Vec<Vec<usize>> = Vec::new();
     let mut id_of_group: Vec<i64> = Vec::new();
-    for (i, &id) in data.ids.iter().enumerate() {
+    for i in kept {
+        let id = data.ids[i];
         let k = *by_id.entry(id).or_insert_with(|| {
             members.push(Vec::new());
             id_of_group.push(id);
@@ -160,9 +190,38 @@ pub fn fit(
     let steps = cfg
         .spec
         .steps_per_epoch
-        .unwrap_or_else(|| n.div_ceil(cfg.spec.batch_size))
+        .unwrap_or_else(|| n.div_ceil(cfg.spec.batch_size * parallel.map_or(1, |p| p.world)))
         .max(1);
     let total_steps = steps * cfg.spec.epochs;
+    // The trainable variables in an order every rank shares (for the gradient bucket).
+    let trainable: Vec<Tensor> = {
+        let mut named: Vec<(String, Tensor)> = model
+            .vs
+            .variables()
+            .into_iter()
+            .filter(|(_, v)| v.requires_grad())
+            .collect();
+        named.sort_by(|a, b| a.0.cmp(&b.0));
+        named.into_iter().map(|(_, v)| v).collect()
+    };
+    if let Some(p) = parallel {
+        // Everything that fixes the sequence of collectives must be the same on every
+        // rank (else the ranks would wait for each other forever).
+        let checksum = data.ids.iter().fold(0u64, |h, &id| {
+            (h ^ id as u64).wrapping_mul(0x0000_0100_0000_01B3)
+        }) % (1 << 52);
+        p.agree(
+            &[
+                ("numbers of images", n as f64),
+                ("ids", checksum as f64),
+                ("numbers of epochs", cfg.spec.epochs as f64),
+                ("numbers of steps per epoch", steps as f64),
+                ("numbers of trainable variables", trainable.len() as f64),
+            ],
+            model.device,
+        )?;
+        p.broadcast_vars(model, false)?;
+    }
     let mut opt = match cfg.spec.optimizer {
         Optim::Adam => nn::Adam {
             wd: cfg.spec.weight_decay,
@@ -231,7 +290,8 @@ pub fn fit(
             // The rate of the epoch's last step (reported in the epoch's metrics).
             let mut epoch_lr = cfg.spec.lr * cfg.spec.schedule.factor(step_no, total_steps);
             for _ in 0..steps {
-                if monitor.is_cancelled() {
+                // Data-parallel: a stop is decided with the step's gradients, together.
+                if parallel.is_none() && monitor.is_cancelled() {
                     break 'epochs;
                 }
                 let lr = cfg.spec.lr * cfg.spec.schedule.factor(step_no, total_steps);
@@ -254,6 +314,10 @@ pub fn fit(
                 let loss = step_loss(model, &batch, cfg, &mut rng)?;
                 opt.zero_grad();
                 loss.f_backward()?;
+                let stop = match parallel {
+                    Some(p) => p.all_reduce_grads(&trainable, monitor.is_cancelled())? > 0.0,
+                    None => false,
+                };
                 opt.step();
                 let l = loss.f_detach()?;
                 loss_acc = Some(match loss_acc {
@@ -262,13 +326,22 @@ pub fn fit(
                 });
                 loss_n += 1;
                 step_no += 1;
+                if stop {
+                    monitor.token().cancel(); // another rank's stop is this one's too
+                    break 'epochs;
+                }
             }
             let loss_sum = match &loss_acc {
                 Some(t) => t.f_double_value(&[])?,
                 None => f64::NAN,
             };
+            let mut loss_mean = loss_sum / loss_n.max(1) as f64;
+            if let Some(p) = parallel {
+                loss_mean = p.mean(&[loss_mean], model.device)?[0];
+                p.broadcast_vars(model, true)?;
+            }
             let mut metrics = vec![
-                ("loss".to_string(), loss_sum / loss_n.max(1) as f64),
+                ("loss".to_string(), loss_mean),
                 ("lr".to_string(), epoch_lr),
             ];
             if let Some(v) = val {
@@ -281,11 +354,18 @@ pub fn fit(
             }
             let rec = EpochRecord { epoch, metrics };
             history.push(rec.clone());
-            let keep_going = monitor.report(&Progress {
+            let mut keep_going = monitor.report(&Progress {
                 step: epoch,
                 total: Some(cfg.spec.epochs),
                 metrics: rec.metrics,
             });
+            if let Some(p) = parallel {
+                let stop = !keep_going || monitor.is_cancelled();
+                keep_going = p.mean(&[if stop { 1.0 } else { 0.0 }], model.device)?[0] == 0.0;
+                if !keep_going {
+                    monitor.token().cancel(); // another rank's stop is this one's too
+                }
+            }
             if !keep_going || loss_n < steps {
                 break;
             }
@@ -293,6 +373,9 @@ pub fn fit(
         drop(rx);
         Ok(())
     })?;
+    if let Some(p) = parallel {
+        p.broadcast_vars(model, true)?;
+    }
     Ok(history)
 }
 

@@ -12,19 +12,24 @@
 //!
 //! Files: `device` (device names), `model` (networks, weights files, embedding),
 //! `schedule` (optimiser, learning-rate schedule), `spec` (the training spec that crosses
-//! the Python boundary), `fit` (configuration and the loop),
+//! the Python boundary), `fit` (configuration and the loop), `parallel` (data-parallel
+//! training: shards, collectives through the caller's transport),
 //! `step` (one step's loss, grid stitching).
 
 mod device;
 mod fit;
 mod model;
+mod parallel;
 mod schedule;
 mod spec;
 mod step;
 
 pub use device::resolve_device;
-pub use fit::{fit, validation_metrics, EpochRecord, TrainConfig, TrainData, ValData};
+pub use fit::{
+    fit, fit_parallel, validation_metrics, EpochRecord, TrainConfig, TrainData, ValData,
+};
 pub use model::{Model, ModelSpec};
+pub use parallel::{Collective, DataParallel, SyncFn};
 pub use schedule::{Optim, Schedule};
 pub use spec::TrainSpec;
 pub use step::stitch;
@@ -49,6 +54,9 @@ pub enum GsnError {
     /// The computation was interrupted (Ctrl-C or callback) before it had a result.
     #[error("interrupted")]
     Interrupted,
+    /// A collective of data-parallel training failed (the message names it).
+    #[error("{0}")]
+    Distributed(String),
     /// A model file does not fit the network (missing, extra or mismatched variables)
     /// or cannot be parsed.
     #[error("{0}")]
@@ -158,6 +166,105 @@ mod tests {
         let mut m = Model::new(st, Device::Cpu).unwrap();
         let h = fit(&mut m, &data, None, &cfg(dm, 1), &Monitor::none()).unwrap();
         assert!(h[0].metrics[0].1.is_finite());
+    }
+
+    /// An in-memory transport for ranks on threads: each rank deposits its tensors'
+    /// values, waits for the others, and takes rank 0's values or the mean.
+    struct Threads {
+        world: usize,
+        slots: std::sync::Mutex<Vec<Vec<Vec<f64>>>>,
+        barrier: std::sync::Barrier,
+    }
+
+    impl Threads {
+        fn run(&self, rank: usize, op: Collective, ts: &[Tensor]) -> Result<(), String> {
+            let values =
+                |t: &Tensor| Vec::<f64>::try_from(t.to_kind(Kind::Double).flatten(0, -1)).unwrap();
+            self.slots.lock().unwrap()[rank] = ts.iter().map(values).collect();
+            self.barrier.wait();
+            let out: Vec<Vec<f64>> = {
+                let slots = self.slots.lock().unwrap();
+                (0..ts.len())
+                    .map(|i| match op {
+                        Collective::Broadcast => slots[0][i].clone(),
+                        Collective::AllReduceMean => (0..slots[0][i].len())
+                            .map(|j| {
+                                (0..self.world).map(|r| slots[r][i][j]).sum::<f64>()
+                                    / self.world as f64
+                            })
+                            .collect(),
+                    })
+                    .collect()
+            };
+            self.barrier.wait();
+            for (t, v) in ts.iter().zip(out) {
+                let src = Tensor::from_slice(&v)
+                    .to_kind(t.kind())
+                    .view(t.size().as_slice());
+                t.shallow_clone().copy_(&src);
+            }
+            Ok(())
+        }
+    }
+
+    /// A rank's variables (sorted by name) and epoch losses.
+    type RankOutcome = (Vec<(String, Tensor)>, Vec<f64>);
+
+    #[test]
+    fn data_parallel_ranks_end_equal() {
+        let (x, ids) = toy(16, 2);
+        let world = 2;
+        let net = Threads {
+            world,
+            slots: std::sync::Mutex::new(vec![Vec::new(); world]),
+            barrier: std::sync::Barrier::new(world),
+        };
+        let results: Vec<RankOutcome> = std::thread::scope(|s| {
+            let handles: Vec<_> = (0..world)
+                .map(|rank| {
+                    let (net, x, ids) = (&net, &x, &ids);
+                    s.spawn(move || {
+                        let data = TrainData {
+                            x,
+                            shape: ImageShape { c: 1, h: 28, w: 28 },
+                            ids,
+                            classes: None,
+                        };
+                        // Other initial weights on rank 1: the broadcast must replace them.
+                        let spec = ModelSpec {
+                            backbone: "convnet".into(),
+                            in_channels: 1,
+                            dim: 8,
+                            stitched: false,
+                            seed: 1 + rank as u64,
+                        };
+                        let mut m = Model::new(spec, Device::Cpu).unwrap();
+                        let sync = |op: Collective, ts: &[Tensor]| net.run(rank, op, ts);
+                        let dp = DataParallel {
+                            rank,
+                            world,
+                            sync: &sync,
+                        };
+                        let c = cfg(Loss::GridSoftmax { temperature: 0.1 }, 2);
+                        let h = fit_parallel(&mut m, &data, None, &c, Some(&dp), &Monitor::none())
+                            .unwrap();
+                        let mut vars: Vec<(String, Tensor)> =
+                            m.vs.variables().into_iter().collect();
+                        vars.sort_by(|a, b| a.0.cmp(&b.0));
+                        (vars, h.iter().map(|r| r.metrics[0].1).collect())
+                    })
+                })
+                .collect();
+            handles.into_iter().map(|h| h.join().unwrap()).collect()
+        });
+        let (v0, l0) = &results[0];
+        let (v1, l1) = &results[1];
+        assert_eq!(l0, l1); // the loss is the mean over the ranks
+        assert_eq!(v0.len(), v1.len());
+        for ((n0, t0), (n1, t1)) in v0.iter().zip(v1) {
+            assert_eq!(n0, n1);
+            assert!(t0.equal(t1), "{n0} differs between the ranks");
+        }
     }
 
     #[test]
