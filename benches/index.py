@@ -2,7 +2,8 @@
 
 Side by side in one run, on the same data, 2 threads on both sides: for an IVF index
 (``IVF4096,Flat``, ``nprobe=16``) and an HNSW index (``HNSW32``, ``efSearch=64``), the
-build time (train on the same sample + add) and the query time (10k queries, k = 10)
+build time (train on the same sample + add; median of alternating builds) and the
+query time (10k queries, k = 10)
 through ``gm.retrieval.Index(backend="faiss")`` and through faiss's own
 ``index_factory`` / ``train`` / ``add`` / ``search``; the overhead of the wrapper; and
 recall@10 of both against exact search through gridmatch's Rust engine
@@ -63,7 +64,7 @@ def recall(got: np.ndarray, truth: np.ndarray) -> float:
     return float(np.mean([len(np.intersect1d(a, b)) for a, b in zip(got, truth)]) / truth.shape[1])
 
 
-def bench_one(name: str, E, Q, sample, truth, repeats: int) -> dict:
+def bench_one(name: str, E, Q, sample, truth, repeats: int, build_repeats: int) -> dict:
     import faiss
 
     import gridmatch as gm
@@ -72,7 +73,11 @@ def bench_one(name: str, E, Q, sample, truth, repeats: int) -> dict:
     d = E.shape[1]
 
     def build_gm():
-        index = gm.retrieval.Index(d, metric="l2", backend="faiss", factory=factory, gpu=False)
+        # train_size=None: train on all of the sample, as faiss does below (same rows,
+        # same faiss k-means defaults: both sides call the same IndexIVF.train)
+        index = gm.retrieval.Index(
+            d, metric="l2", backend="faiss", factory=factory, gpu=False, train_size=None
+        )
         index.train(sample)
         index.add(E)
         return index
@@ -83,10 +88,25 @@ def bench_one(name: str, E, Q, sample, truth, repeats: int) -> dict:
         index.add(E)
         return index
 
-    g_build, g_build_cpu, gi = clock(build_gm)
-    print(f"  {name}: gridmatch build {g_build:.1f} s", flush=True)
-    f_build, f_build_cpu, fi = clock(build_faiss)
-    print(f"  {name}: faiss build {f_build:.1f} s", flush=True)
+    # Builds alternate (gridmatch first, then faiss first, ...) and each side's previous
+    # index is freed before it builds again, so that neither side always runs first (the
+    # first large allocations of a process are slower on some VMs: fresh memory) and a
+    # load that changes during the run falls on both sides.
+    g_b, f_b, g_bc, f_bc = [], [], [], []
+    gi = fi = None
+    for r in range(build_repeats):
+        for side in ("gm", "faiss") if r % 2 == 0 else ("faiss", "gm"):
+            if side == "gm":
+                gi = None
+                w, c, gi = clock(build_gm)
+                g_b.append(w)
+                g_bc.append(c)
+            else:
+                fi = None
+                w, c, fi = clock(build_faiss)
+                f_b.append(w)
+                f_bc.append(c)
+            print(f"  {name}: {side} build {w:.1f} s ({c:.1f} s CPU)", flush=True)
 
     def search_faiss():
         space = faiss.ParameterSpace()
@@ -95,21 +115,26 @@ def bench_one(name: str, E, Q, sample, truth, repeats: int) -> dict:
         return fi.search(Q, K)
 
     g_q, f_q, g_qc, f_qc = [], [], [], []
-    for _ in range(repeats):  # alternate, so that both see the same (noisy) machine
-        w, c, (_, f_ids) = clock(search_faiss)
-        f_q.append(w)
-        f_qc.append(c)
-        w, c, (_, g_ids) = clock(lambda: gi.search(Q, K, **params))
-        g_q.append(w)
-        g_qc.append(c)
+    for r in range(repeats):  # alternate, so that both see the same (noisy) machine
+        for side in ("faiss", "gm") if r % 2 == 0 else ("gm", "faiss"):
+            if side == "faiss":
+                w, c, (_, f_ids) = clock(search_faiss)
+                f_q.append(w)
+                f_qc.append(c)
+            else:
+                w, c, (_, g_ids) = clock(lambda: gi.search(Q, K, **params))
+                g_q.append(w)
+                g_qc.append(c)
     return {
         "name": name,
         "factory": factory,
         "params": ", ".join(f"{k}={v}" for k, v in params.items()),
-        "gm_build": g_build,
-        "faiss_build": f_build,
-        "gm_build_cpu": g_build_cpu,
-        "faiss_build_cpu": f_build_cpu,
+        "gm_build": statistics.median(g_b),
+        "faiss_build": statistics.median(f_b),
+        "gm_build_cpu": statistics.median(g_bc),
+        "faiss_build_cpu": statistics.median(f_bc),
+        "gm_builds": g_b,
+        "faiss_builds": f_b,
         "gm_query": statistics.median(g_q),
         "faiss_query": statistics.median(f_q),
         "gm_query_cpu": statistics.median(g_qc),
@@ -139,8 +164,10 @@ def report(info: dict, rows: list) -> str:
         f"available here): {info['n']:,} x {info['d']} float32 from 4096 Gaussian clusters, "
         f"{info['nq']:,} queries from the same clusters, squared-L2 metric, k = {K}. Both "
         f"sides train on the same sample of {info['n_train']:,} vectors, add all "
-        f"{info['n']:,} and search with the same parameters. Build = train + add, once each; "
-        f"query = median of {info['repeats']} alternating runs. Recall@{K} against exact "
+        f"{info['n']:,} and search with the same parameters. Build = train + add, median of "
+        f"{info['build_repeats']} builds per side in alternating order (gridmatch first, "
+        f"then faiss first, ...); query = median of {info['repeats']} runs per side, "
+        f"alternating likewise. Recall@{K} against exact "
         f'search through gridmatch\'s Rust engine (`Index(backend="exact")`, '
         f"{info['exact_s']:.1f} s for the {info['nq']:,} queries).",
         "",
@@ -161,15 +188,14 @@ def report(info: dict, rows: list) -> str:
         )
     lines += [
         "",
-        "The wrapper adds input checks (shape, NaN/inf), a float32 copy of the vectors "
-        "(kept for `recall` and `save`), the `IndexIDMap2` id map (HNSW; IVF stores the "
-        "ids itself) and the id lookup of the results. 'same ids' is the share of result "
-        "places where both sides return the same id (HNSW's multi-threaded insertion can "
-        "build two slightly different graphs from the same data). Each build runs once, "
-        "gridmatch's first, so on a loaded machine a load that changes during the run falls "
-        "on one side only: the wrapper's own work in a build is a few O(n) passes (checks, "
-        "a copy, the id map), about 2 s at 1M x 128 (measured apart), so differences of "
-        "several percent in minutes-long builds are the machine's noise, not the wrapper's cost.",
+        "The wrapper adds input checks (shape; NaN/inf through the array's min and max, "
+        "which allocate nothing), the `IndexIDMap2` id map (HNSW; IVF stores the ids "
+        "itself) and the id lookup of the results. It keeps no copy of the vectors for "
+        "index types that store them unchanged (`Flat`, `IVF...,Flat`, `HNSW...`): "
+        "`recall` and `save` read them back from faiss (other types, PQ / SQ, keep a "
+        "float32 copy). 'same ids' is the share of result places where both sides return "
+        "the same id (HNSW's multi-threaded insertion can build two slightly different "
+        "graphs from the same data).",
         "",
         "### Goals",
         "",
@@ -195,7 +221,8 @@ def load() -> str:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="100k x 128, 1k queries (no write)")
-    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--repeats", type=int, default=3, help="query runs per side")
+    ap.add_argument("--build-repeats", type=int, default=3, help="builds per side")
     ap.add_argument("--only", choices=sorted(INDEXES), nargs="*", help="a subset of indexes")
     args = ap.parse_args()
 
@@ -219,6 +246,7 @@ def main() -> None:
         "nq": nq,
         "d": d,
         "repeats": args.repeats,
+        "build_repeats": args.build_repeats,
     }
     allv = clustered(n + nq, d, 4096, seed=0)
     E, Q = allv[:n], np.ascontiguousarray(allv[n:])
@@ -235,7 +263,7 @@ def main() -> None:
     print(f"exact ground truth: {info['exact_s']:.1f} s", flush=True)
     rows = []
     for name in args.only or list(INDEXES):
-        r = bench_one(name, E, Q, sample, truth, args.repeats)
+        r = bench_one(name, E, Q, sample, truth, args.repeats, args.build_repeats)
         print(json.dumps(r), flush=True)
         rows.append(r)
     info["load_after"] = load()

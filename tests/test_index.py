@@ -254,6 +254,52 @@ def test_import_orders(first):
     assert r.returncode == 0 and r.stdout.strip() == "ok", r.stderr
 
 
+@pytest.mark.parametrize(
+    ("factory", "stores"),
+    [("Flat", True), ("IVF16,Flat", True), ("HNSW16", True), ("IVF16,SQ8", False)],
+)
+def test_faiss_keeps_vectors_in_faiss_when_it_stores_them(data, faiss, tmp_path, factory, stores):
+    """Index types that store the vectors unchanged keep no copy: recall and save read
+    them back from faiss, with the same results as a copy (the others keep one)."""
+    E, Q = data
+    added = E.copy()  # the caller's arrays, changed after adding below
+    index = Index(DIM, metric="l2", backend="faiss", factory=factory, gpu=False)
+    index.add(added[:1200], [f"a{i}" for i in range(1200)])
+    index.add(added[1200:], [f"a{i}" for i in range(1200, len(E))])
+    assert (index._vectors is None) == stores
+    gone = np.unique(brute(Q, E, 2, "l2")[1][:, 0])
+    index.remove([f"a{i}" for i in gone])
+    added[:] = 0  # the index has its own vectors
+    live = np.setdiff1d(np.arange(len(E)), gone)
+    np.testing.assert_array_equal(index._kept_vectors()[live], E[live])
+    params = {"nprobe": 4} if "IVF" in factory else {"efSearch": 32} if "HNSW" in factory else {}
+    _, got = index.search(Q, 10, **params)
+    truth = np.array([f"a{i}" for i in live])[brute(Q, E[live], 10, "l2")[1]]
+    by_hand = np.mean([len(set(a) & set(b)) / 10 for a, b in zip(got, truth)])
+    assert index.recall(Q, 10, **params) == pytest.approx(by_hand)
+    # the file holds the live vectors either way; loading keeps no copy when faiss has them
+    path = index.save(tmp_path / "index.safetensors")
+    arrays = {name: (shape, data) for name, _, shape, data in gm._core.store_load(path)[0]}
+    shape, raw = arrays["vectors"]
+    np.testing.assert_array_equal(np.frombuffer(raw, np.float32).reshape(shape)[live], E[live])
+    for other in (Index.load(path), pickle.loads(pickle.dumps(index))):
+        assert (other._vectors is None) == stores
+        assert other.recall(Q, 10, **params) == pytest.approx(by_hand)
+
+
+@pytest.mark.parametrize("row", [0, 77, 1999])
+@pytest.mark.parametrize("value", [np.nan, np.inf, -np.inf, 1e39])
+def test_non_finite_values_anywhere_are_refused(data, row, value):
+    E = data[0].astype(np.float64)  # 1e39 is finite in float64 but not in float32
+    E[row, row % DIM] = value
+    index = Index(DIM)
+    with pytest.raises(gm.ShapeError, match=f"NaN or inf .* in 1 rows, first row {row}$"):
+        index.add(E)
+    with pytest.raises(gm.ShapeError, match=f"first row {row}$"):
+        index.search(E, 1)
+    assert len(index) == 0
+
+
 # --------------------------------------------------------------------------- save / load
 
 

@@ -8,6 +8,11 @@ The index is ``faiss.index_factory(dim, factory, metric)`` wrapped in an
 ``IndexIDMap2`` whose labels are the slots of :mod:`.ids`. When faiss reports a GPU,
 the whole index is copied to GPU 0 (``faiss.index_cpu_to_gpu``; index types without a
 GPU version stay on the CPU) and copied back for saving.
+
+Index types that store the vectors themselves, unchanged (``Flat``, ``IVF...,Flat``,
+``HNSW...`` over flat storage, on the CPU), give them back (:meth:`FaissIndex.vectors`),
+so the :class:`~gridmatch.retrieval.Index` need not keep a copy of its own for ``recall``
+and ``save``.
 """
 
 from __future__ import annotations
@@ -77,6 +82,14 @@ def _get_param(faiss: Any, index: Any, name: str) -> Any:
         if name != "efSearch" and hasattr(ix, name) and not callable(getattr(ix, name)):
             return getattr(ix, name)
     return None
+
+
+def _flat_storage(faiss: Any, index: Any) -> Any:
+    """The ``IndexFlat`` holding ``index``'s vectors verbatim (itself or HNSW's storage)."""
+    ix = faiss.downcast_index(index)
+    if type(ix) is faiss.IndexHNSWFlat:
+        ix = faiss.downcast_index(ix.storage)
+    return ix if type(ix) in (faiss.IndexFlat, faiss.IndexFlatL2, faiss.IndexFlatIP) else None
 
 
 class FaissIndex:
@@ -169,6 +182,48 @@ class FaissIndex:
     @property
     def ntotal(self) -> int:
         return int(self.index.ntotal)
+
+    @property
+    def stores_vectors(self) -> bool:
+        """Whether :meth:`vectors` can give the added vectors back exactly.
+
+        True for a CPU index whose storage is the float32 vectors themselves: an
+        ``IndexIVFFlat``, or an id map over an ``IndexFlat`` or an ``IndexHNSWFlat``.
+        """
+        if self.on_gpu:
+            return False
+        faiss, ix = self.faiss, self.faiss.downcast_index(self.index)
+        if isinstance(ix, faiss.IndexIDMap2):
+            return _flat_storage(faiss, ix.index) is not None
+        return type(ix) is faiss.IndexIVFFlat
+
+    def vectors(self, n_slots: int) -> np.ndarray:
+        """The stored vectors by slot, shape ``(n_slots, dim)`` (zeros for slots not held).
+
+        Only when :attr:`stores_vectors`.
+        """
+        faiss, ix = self.faiss, self.faiss.downcast_index(self.index)
+        out = np.zeros((n_slots, ix.d), dtype=np.float32)
+        if isinstance(ix, faiss.IndexIDMap2):
+            labels = faiss.vector_to_array(ix.id_map)
+            flat = _flat_storage(faiss, ix.index)
+            if len(labels):
+                out[labels] = flat.reconstruct_n(0, len(labels))
+            return out
+        lists = ix.invlists  # IndexIVFFlat: the codes of a list are its float32 vectors
+        for no in range(ix.nlist):
+            size = lists.list_size(no)
+            if not size:
+                continue
+            ids_ptr, codes_ptr = lists.get_ids(no), lists.get_codes(no)
+            try:
+                ids = faiss.rev_swig_ptr(ids_ptr, size)
+                codes = faiss.rev_swig_ptr(codes_ptr, size * ix.code_size)
+                out[ids] = codes.view(np.float32).reshape(size, ix.d)
+            finally:
+                lists.release_ids(no, ids_ptr)
+                lists.release_codes(no, codes_ptr)
+        return out
 
     def train(self, X: np.ndarray) -> None:
         try:

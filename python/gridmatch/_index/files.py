@@ -9,7 +9,8 @@ safetensors file, SHA-256 checksummed, written atomically). Arrays, one row per 
 ``ids`` (i64), or ``ids_utf8`` (u8) and ``ids_offsets`` (i64, slots + 1)
     the caller's ids: integers, or strings as UTF-8 bytes with their offsets;
 ``vectors`` (f32, slots x dim)
-    the vectors (always for the exact backend; faiss with ``keep_vectors``);
+    the vectors (always for the exact backend; faiss with ``keep_vectors``, read back
+    from the faiss index when it stores them unchanged: then zeros for removed slots);
 ``faiss_index`` (u8)
     faiss's own bytes of its ``IndexIDMap2`` (``faiss.serialize_index``).
 
@@ -55,8 +56,9 @@ def encode(index: Any) -> tuple[list, dict[str, str]]:
         arrays.append(_entry("ids_offsets", "i64", offsets))
     else:
         arrays.append(_entry("ids", "i64", book.ids))
-    if index._vectors is not None:
-        arrays.append(_entry("vectors", "f32", index._vectors))
+    vectors = index._kept_vectors()
+    if vectors is not None:
+        arrays.append(_entry("vectors", "f32", vectors))
     tombstones = False
     if index._faiss is not None:
         arrays.append(_entry("faiss_index", "u8", index._faiss.serialize()))
@@ -238,4 +240,6 @@ def decode(arrays: list, metadata: dict[str, str], where: str, gpu: bool | None)
             raise bad("the faiss index's labels do not match the stored ids")
         fi.set_dead(np.flatnonzero(~alive) if config["tombstones"] else np.empty(0))
         index._faiss = fi
+        if fi.stores_vectors:
+            index._vectors = None  # faiss holds them: the file's copy is not kept twice
     return index

@@ -46,7 +46,10 @@ def _vectors(x: Any, name: str, dim: int, allow_empty: bool) -> np.ndarray:
         raise ShapeError(f"{name} is empty (0 rows)")
     with np.errstate(over="ignore", invalid="ignore"):
         a = np.ascontiguousarray(a, dtype=np.float32)
-    if not np.isfinite(a).all():
+        # min and max are finite exactly when every value is (NaN propagates through
+        # both), and unlike isfinite(a) they allocate no temporary the size of ``a``.
+        finite = not a.size or bool(np.isfinite(a.min()) and np.isfinite(a.max()))
+    if not finite:
         bad = np.flatnonzero(~np.isfinite(a).all(axis=1))
         raise ShapeError(
             f"{name} holds NaN or inf values (or values beyond float32) in {len(bad)} rows, "
@@ -94,8 +97,10 @@ class Index:
         faiss backend: ``None`` uses GPU 0 when faiss reports one (and the index type
         has a GPU version), ``True`` requires it, ``False`` stays on the CPU.
     keep_vectors : bool, default=True
-        faiss backend: keep a float32 copy of the vectors, which :meth:`recall` needs
-        (the exact backend always keeps them: they are its index).
+        faiss backend: keep the vectors, which :meth:`recall` needs (the exact backend
+        always keeps them: they are its index). Index types that store the vectors
+        unchanged (``Flat``, ``IVF...,Flat``, ``HNSW...`` on the CPU) keep them in faiss
+        and read them back when needed; the others keep a float32 copy.
 
     Attributes
     ----------
@@ -183,8 +188,8 @@ class Index:
             from .faiss_backend import FaissIndex
 
             self._faiss = FaissIndex(self.dim, metric, self.factory or "Flat", gpu)
-            if not self.keep_vectors:
-                self._vectors = None
+            if not self.keep_vectors or self._faiss.stores_vectors:
+                self._vectors = None  # none, or faiss holds them (see _kept_vectors)
 
     # ------------------------------------------------------------------ state
     def __len__(self) -> int:
@@ -209,8 +214,23 @@ class Index:
 
     @property
     def faiss_index(self) -> Any:
-        """The underlying ``faiss.IndexIDMap2``, or ``None`` for the exact backend."""
+        """The underlying faiss index, or ``None`` for the exact backend.
+
+        An ``IndexIDMap2``, or an IVF index holding the slots as its own ids.
+        """
         return None if self._faiss is None else self._faiss.index
+
+    def _kept_vectors(self) -> np.ndarray | None:
+        """The kept vectors by slot (``None`` with ``keep_vectors=False``).
+
+        The copy the index keeps, or, when the faiss index stores the vectors unchanged,
+        an array read back from it (rows of removed slots may be zeros).
+        """
+        if self._vectors is not None:
+            return self._vectors
+        if self.keep_vectors and self._faiss is not None and self._faiss.stores_vectors:
+            return self._faiss.vectors(self._book.n_slots)
+        return None
 
     # --------------------------------------------------------------- building
     def train(self, E: Any) -> Index:
@@ -415,7 +435,8 @@ class Index:
         gridmatch.ShapeError, ValueError
             As for :meth:`search`.
         """
-        if self._vectors is None:
+        V = self._kept_vectors()
+        if V is None:
             raise NotFittedError(
                 "recall needs the index's vectors: create the Index with keep_vectors=True"
             )
@@ -424,7 +445,7 @@ class Index:
         from ..retrieval import knn
 
         live = np.flatnonzero(self._book.alive)
-        G = self._vectors if len(live) == len(self._vectors) else self._vectors[live]
+        G = V if len(live) == len(V) else V[live]
         truth = live[knn(X, G, k, metric=self.metric)[1]]
         hits = 0
         step = max(1, 2**22 // (k * k))
