@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 from sklearn.base import BaseEstimator
 
-from . import _core, _distributed, _params, losses, miners
+from . import _backbone_weights, _core, _distributed, _params, losses, miners
 from ._validate import host_array
 from .exceptions import ConfigError, DataError, InterruptedWarning, NotFittedError, ShapeError
 
@@ -157,8 +157,32 @@ class GridSearchNetwork(BaseEstimator):
         Deprecated (a ``DeprecationWarning``; removed in the next release): the loss's
         parameters belong to the loss object, e.g. ``loss=DoubleMargin(hi=0.8)``. Given
         with a loss *name*, they override its defaults as before.
-    weights : path-like, optional
-        A safetensors file of backbone weights (torchvision names, e.g. ResNet weights).
+    weights : path-like, mapping, torch.nn.Module or "imagenet", optional
+        Initial backbone weights, with torchvision's names (the ResNets follow
+        torchvision's): a ``.safetensors`` file; a ``.pth`` / ``.pt`` state dict (read
+        with ``torch.load(weights_only=True)``: the file runs no code); a mapping name →
+        tensor (torch tensors or numpy arrays); a torch module (e.g.
+        ``torchvision.models.resnet50()``, its ``state_dict()``); or ``"imagenet"``:
+        torchvision's ImageNet weights (``ResNet18_Weights.IMAGENET1K_V1``,
+        ``ResNet50_Weights.IMAGENET1K_V2``) through torchvision's download and cache
+        (``ConfigError`` without torchvision, ``DataError`` when the download fails,
+        e.g. offline). A ``module.`` prefix (DDP) is stripped; torchvision's classifier
+        ``fc.*`` and BatchNorm's ``num_batches_tracked`` are ignored, as is everything
+        but ``query.backbone.*`` in a gridmatch model's ``weights.safetensors``. Loading
+        is strict: a tensor that names no backbone variable, a variable without a
+        tensor, or a shape that differs is a ``DataError`` naming it. The head always
+        starts from the seeded initialisation. Stored as given (a module or state dict
+        too); a saved model's config records only the path or the type.
+    normalize : {"auto", "imagenet", "legacy"} or None, default "auto"
+        Input normalisation: images are scaled to ``[0, 1]`` (``uint8`` divided by 255),
+        then each channel has a mean subtracted and is divided by a std.
+        ``"imagenet"``: ImageNet's mean (0.485, 0.456, 0.406) and std (0.229, 0.224,
+        0.225) per RGB channel, as torchvision's pretrained weights expect (for 1-channel
+        images: the three channels' average, 0.449 and 0.226). ``"auto"``:
+        ``"imagenet"`` for the ResNets, ``"legacy"`` for the convnet. ``"legacy"``: one
+        scalar, mean 0.5 / std 0.25 for the convnet and 0.45 / 0.225 for the ResNets
+        (what models saved before this setting used; they load with it). ``None``: the
+        ``[0, 1]`` values pass through.
     device : {"auto", "cpu", "cuda"} or "cuda:N", default "auto"
     seed : int, default 0
         Seeds initialisation, sampling and augmentation (CPU training is deterministic).
@@ -231,7 +255,8 @@ class GridSearchNetwork(BaseEstimator):
         balance: bool | None = None,
         temperature: float | None = None,
         margin: float | None = None,
-        weights: str | os.PathLike | None = None,
+        weights: Any = None,
+        normalize: str | None = "auto",
         device: str = "auto",
         seed: int = 0,
         checkpoint_dir: str | os.PathLike | None = None,
@@ -260,6 +285,7 @@ class GridSearchNetwork(BaseEstimator):
         self.temperature = temperature
         self.margin = margin
         self.weights = weights
+        self.normalize = normalize
         self.device = device
         self.seed = seed
         self.checkpoint_dir = checkpoint_dir
@@ -292,6 +318,8 @@ class GridSearchNetwork(BaseEstimator):
             )
         _params.device(self.device)
         _distributed.check(self.distributed)
+        _backbone_weights.check(self.weights, self.backbone)
+        _params.choice(self.normalize, "normalize", ("auto", "imagenet", "legacy"), optional=True)
         return {
             "rows": rows,
             "cols": cols,
@@ -379,9 +407,9 @@ class GridSearchNetwork(BaseEstimator):
             params["loss"] = params["loss"].spec()
         if isinstance(params["negatives"], miners.Miner):
             params["negatives"] = params["negatives"].spec()
-        for k in ("weights", "checkpoint_dir"):
-            if params[k] is not None:
-                params[k] = str(params[k])
+        params["weights"] = _backbone_weights.describe(params["weights"])
+        if params["checkpoint_dir"] is not None:
+            params["checkpoint_dir"] = str(params["checkpoint_dir"])
         params["grid"] = list(params["grid"])
         return json.dumps(
             {
@@ -402,11 +430,9 @@ class GridSearchNetwork(BaseEstimator):
             self.mode == "stitched",
             self.device if device is None else device,
             p["seed"],
+            "none" if self.normalize is None else self.normalize,
         )
-        if self.weights is not None:
-            if not Path(self.weights).is_file():
-                raise DataError(f"weights file {str(self.weights)!r} does not exist")
-            model.load_backbone(str(self.weights))
+        _backbone_weights.load_into(model, self.weights, self.backbone)
         return model
 
     # -- training -----------------------------------------------------------------
@@ -480,7 +506,8 @@ class GridSearchNetwork(BaseEstimator):
             If training diverged (the loss became NaN or infinite), or a collective of
             data-parallel training failed.
         DataError
-            If ``weights`` names a missing file.
+            If ``weights`` names a missing file or does not fit the backbone, or
+            ``weights="imagenet"`` cannot be downloaded.
         """
         p = self._check_params()
         dp = _distributed.group(self.distributed)
@@ -600,18 +627,46 @@ class GridSearchNetwork(BaseEstimator):
             L2-normalised embeddings; a torch tensor (on ``X``'s device) when ``X`` is one.
         """
         self._check_fitted()
+        return self._forward(X, batch_size, self.model_.embed)
+
+    def features(self, X: Any, batch_size: int = 256) -> Any:
+        """Pooled backbone features of the query network, before the head.
+
+        The images are normalised as ``normalize`` says, run through the backbone, and
+        its last feature map is averaged over its positions: for the ResNets, what
+        torchvision's model gives with ``fc = nn.Identity()`` (eval mode).
+
+        Parameters
+        ----------
+        X : array-like or torch.Tensor
+            Images, in the layout accepted by :meth:`fit`.
+        batch_size : int, default 256
+            Images per forward pass.
+
+        Returns
+        -------
+        ndarray of float32, shape (n, channels), or torch.Tensor
+            Features (512 channels for ResNet-18, 2048 for ResNet-50, 128 for the
+            convnet); a torch tensor (on ``X``'s device) when ``X`` is one.
+        """
+        self._check_fitted()
+        return self._forward(X, batch_size, self.model_.features)
+
+    def _forward(self, X: Any, batch_size: int, run: Callable[..., Any]) -> Any:
+        """``run(images, batch_size)`` on ``X`` (checked, as :func:`as_images`), returned
+        as numpy, or as a torch tensor on ``X``'s device when ``X`` is one."""
         as_torch = _is_torch(X)
         imgs = as_images(X)
         if imgs.shape[1] != self.n_channels_:
             raise ShapeError(
                 f"X has {imgs.shape[1]} channels, the network was built for {self.n_channels_}"
             )
-        E = self.model_.embed(imgs, _params.integer(batch_size, "batch_size", low=1))
+        out = run(imgs, _params.integer(batch_size, "batch_size", low=1))
         if as_torch:
             import torch
 
-            return torch.from_numpy(E).to(X.device)
-        return E
+            return torch.from_numpy(out).to(X.device)
+        return out
 
     def transform(self, X: Any) -> Any:
         """Alias of :meth:`embed` (scikit-learn transformer convention).
@@ -740,6 +795,8 @@ class GridSearchNetwork(BaseEstimator):
             if device is not None:
                 params["device"] = device
             params["weights"] = None
+            # models saved before the setting normalised as "legacy" does
+            params.setdefault("normalize", "legacy")
             est = cls(**params)
             p = est._check_params()
             est.n_channels_ = int(config["n_channels"])

@@ -5,12 +5,18 @@
 //!   (3 conv + batch-norm layers, 32/64/128 channels, two 2×2 max-pools: a 7×7×128 map
 //!   per 28×28).
 //! - `"resnet18"`, `"resnet50"`: torchvision's ResNets without pooling and classifier
-//!   (variable names follow torchvision, so its weights exported to safetensors load
-//!   with [`Net::load_backbone`]).
+//!   (variable names follow torchvision, so its state dicts load with
+//!   [`Net::load_backbone`]).
 //!
-//! The head is a linear map of the pooled features to `dim`, then L2 normalisation.
-//! [`Net::embed`] pools the whole map (one vector per image); [`Net::volume`] pools it
-//! into `rows × cols` regions — the stitched-grid mode's `rows×cols×dim` volume.
+//! The input is normalised per channel first (see [`Normalize`]). The head is a linear
+//! map of the pooled features to `dim`, then L2 normalisation. [`Net::features`] gives
+//! the pooled backbone features, [`Net::embed`] the head's normalised output (one
+//! vector per image); [`Net::volume`] pools the map into `rows × cols` regions — the
+//! stitched-grid mode's `rows×cols×dim` volume.
+
+mod normalize;
+
+pub use normalize::{Normalize, IMAGENET_MEAN, IMAGENET_STD};
 
 use std::collections::HashMap;
 use tch::nn::{self, ModuleT};
@@ -20,9 +26,42 @@ use tch::{Kind, Tensor};
 pub struct Net {
     features: nn::FuncT<'static>,
     head: nn::Linear,
-    mean: f64,
-    std: f64,
+    /// Per-channel input mean and std, `(1, c, 1, 1)` float32 (not variables: they are
+    /// not trained and not saved; the model's spec sets them).
+    mean: Tensor,
+    std: Tensor,
+    /// Channels of the pooled features.
+    channels: i64,
     prefix: String,
+}
+
+/// Loading backbone weights failed.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    /// The tensors do not fit the backbone (unknown, missing or misshapen ones).
+    #[error("{0}")]
+    Mismatch(String),
+    /// A libtorch operation failed.
+    #[error("libtorch: {0}")]
+    Torch(#[from] tch::TchError),
+}
+
+/// The backbone variable (its name after `backbone.`) that a weights key names, or
+/// `None` for a key that is skipped: a `module.` prefix (DDP) is stripped; torchvision's
+/// classifier `fc.*` and BatchNorm's `num_batches_tracked` counters are skipped; in a
+/// saved gridmatch model (`query.*`, `target.*`) only `query.backbone.*` is used.
+pub fn backbone_key(key: &str) -> Option<&str> {
+    let key = key.strip_prefix("module.").unwrap_or(key);
+    if key.ends_with("num_batches_tracked") || key.starts_with("fc.") {
+        return None;
+    }
+    if let Some(rest) = key.strip_prefix("query.backbone.") {
+        return Some(rest);
+    }
+    if key.starts_with("query.") || key.starts_with("target.") {
+        return None;
+    }
+    Some(key.strip_prefix("backbone.").unwrap_or(key))
 }
 
 impl std::fmt::Debug for Net {
@@ -214,47 +253,78 @@ fn resnet(p: &nn::Path, cin: i64, blocks: [i64; 4], deep: bool) -> (nn::FuncT<'s
 
 impl Net {
     /// Build the network `backbone` with `cin` input channels and embedding size `dim`
-    /// under `p` (its variables are named `<prefix>.backbone.*` and `<prefix>.head.*`).
+    /// under `p` (its variables are named `<prefix>.backbone.*` and `<prefix>.head.*`),
+    /// normalising its input as [`Normalize::Legacy`] (see [`Net::set_normalization`]).
     /// Returns `None` for an unknown backbone name.
     pub fn new(p: &nn::Path, backbone: &str, cin: i64, dim: i64) -> Option<Net> {
         let bp = p / "backbone";
-        let (features, c, mean, std) = match backbone {
-            "convnet" => {
-                let (f, c) = convnet(&bp, cin);
-                (f, c, 0.5, 0.25)
-            }
-            "resnet18" => {
-                let (f, c) = resnet(&bp, cin, [2, 2, 2, 2], false);
-                (f, c, 0.45, 0.225)
-            }
-            "resnet50" => {
-                let (f, c) = resnet(&bp, cin, [3, 4, 6, 3], true);
-                (f, c, 0.45, 0.225)
-            }
+        let (features, c) = match backbone {
+            "convnet" => convnet(&bp, cin),
+            "resnet18" => resnet(&bp, cin, [2, 2, 2, 2], false),
+            "resnet50" => resnet(&bp, cin, [3, 4, 6, 3], true),
             _ => return None,
         };
         let head = nn::linear(p / "head", c, dim, Default::default());
+        let (mean, std) = Normalize::Legacy.mean_std(backbone, cin.max(1) as usize);
+        let channel = |v: &[f64]| {
+            let v: Vec<f32> = v.iter().map(|&x| x as f32).collect();
+            Tensor::from_slice(&v).view([1, -1, 1, 1])
+        };
         Some(Net {
             features,
             head,
-            mean,
-            std,
+            mean: channel(&mean),
+            std: channel(&std),
+            channels: c,
             prefix: p.components().collect::<Vec<_>>().join("."),
         })
     }
 
+    /// Set the per-channel input normalisation (one mean and std per input channel),
+    /// kept on `device`.
+    pub fn set_normalization(
+        &mut self,
+        mean: &[f64],
+        std: &[f64],
+        device: tch::Device,
+    ) -> Result<(), tch::TchError> {
+        let as_tensor = |v: &[f64]| -> Result<Tensor, tch::TchError> {
+            let v: Vec<f32> = v.iter().map(|&x| x as f32).collect();
+            Tensor::f_from_slice(&v)?
+                .f_view([1, -1, 1, 1])?
+                .f_to_device(device)
+        };
+        self.mean = as_tensor(mean)?;
+        self.std = as_tensor(std)?;
+        Ok(())
+    }
+
+    /// Channels of the pooled features ([`Net::features`]).
+    pub fn feature_channels(&self) -> i64 {
+        self.channels
+    }
+
     fn feature_map(&self, xs: &Tensor, train: bool) -> Result<Tensor, tch::TchError> {
-        let xs = xs.f_sub_scalar(self.mean)?.f_div_scalar(self.std)?;
+        // as torchvision's Normalize: (x - mean) / std, float32, per channel
+        let dev = xs.device();
+        let xs = xs
+            .f_sub(&self.mean.f_to_device(dev)?)?
+            .f_div(&self.std.f_to_device(dev)?)?;
         Ok(self.features.forward_t(&xs, train))
+    }
+
+    /// Pooled backbone features `(n, c)` (before the head) of images `(n, c, h, w)` in
+    /// `[0, 1]`: the feature map averaged over its positions, as torchvision's ResNets
+    /// before their classifier.
+    pub fn features(&self, xs: &Tensor, train: bool) -> Result<Tensor, tch::TchError> {
+        self.feature_map(xs, train)?
+            .f_adaptive_avg_pool2d([1i64, 1].as_slice())?
+            .f_flatten(1, -1)
     }
 
     /// L2-normalised embeddings `(n, dim)` of images `(n, c, h, w)` in `[0, 1]`.
     pub fn embed(&self, xs: &Tensor, train: bool) -> Result<Tensor, tch::TchError> {
-        let f = self.feature_map(xs, train)?;
-        let pooled = f
-            .f_adaptive_avg_pool2d([1i64, 1].as_slice())?
-            .f_flatten(1, -1)?;
-        normalize(&pooled.apply(&self.head))
+        normalize(&self.features(xs, train)?.apply(&self.head))
     }
 
     /// The `(n, rows·cols, dim)` volume of normalised cell embeddings of stitched grid
@@ -275,44 +345,81 @@ impl Net {
         normalize(&e.f_reshape([n, rows * cols, -1])?)
     }
 
-    /// Load backbone weights from a safetensors file: a variable `<prefix>.backbone.X`
-    /// takes the file's `X` (torchvision naming), `backbone.X` or `query.backbone.X` (a
-    /// saved gridmatch model). Returns how many
-    /// variables were loaded.
+    /// Load backbone weights `tensors` (name, tensor) into the variables
+    /// `<prefix>.backbone.*` of `vs`; names are read with [`backbone_key`] (torchvision
+    /// naming, `backbone.X`, a saved gridmatch model's `query.backbone.X`). Strict: a
+    /// tensor that names no variable, a variable without a tensor, a name given twice or
+    /// a shape that differs is an error naming it. Values are converted to the
+    /// variables' dtype and device. Returns how many variables were loaded.
     pub fn load_backbone(
         vs: &nn::VarStore,
         prefix: &str,
-        path: &std::path::Path,
-    ) -> Result<usize, tch::TchError> {
-        let file: HashMap<String, Tensor> = Tensor::read_safetensors(path)?.into_iter().collect();
-        let mut loaded = 0;
+        tensors: &[(String, Tensor)],
+    ) -> Result<usize, LoadError> {
+        let mut by_name: HashMap<&str, (&str, &Tensor)> = HashMap::new();
+        for (key, t) in tensors {
+            let Some(name) = backbone_key(key) else {
+                continue;
+            };
+            if let Some((first, _)) = by_name.insert(name, (key, t)) {
+                return Err(LoadError::Mismatch(format!(
+                    "tensors {first:?} and {key:?} both give the variable {name:?}"
+                )));
+            }
+        }
         let vars = vs.variables();
         let head = format!("{prefix}.backbone.");
+        let mut wanted: Vec<(&str, &Tensor)> = vars
+            .iter()
+            .filter_map(|(n, v)| n.strip_prefix(&head).map(|rest| (rest, v)))
+            .collect();
+        wanted.sort_by(|a, b| a.0.cmp(b.0));
+        if let Some((_, (key, _))) = by_name
+            .iter()
+            .filter(|(name, _)| !wanted.iter().any(|(w, _)| w == *name))
+            .min_by(|a, b| a.0.cmp(b.0))
+        {
+            return Err(LoadError::Mismatch(format!(
+                "tensor {key:?} matches no variable of the backbone"
+            )));
+        }
+        let missing: Vec<&str> = wanted
+            .iter()
+            .filter(|(w, _)| !by_name.contains_key(w))
+            .map(|(w, _)| *w)
+            .collect();
+        if !missing.is_empty() {
+            let shown = missing
+                .iter()
+                .take(5)
+                .copied()
+                .collect::<Vec<_>>()
+                .join(", ");
+            let more = if missing.len() > 5 { ", ..." } else { "" };
+            return Err(LoadError::Mismatch(format!(
+                "{} backbone variable(s) have no tensor: {shown}{more}",
+                missing.len()
+            )));
+        }
+        for (name, var) in &wanted {
+            let (key, src) = by_name[name];
+            if src.size() != var.size() {
+                return Err(LoadError::Mismatch(format!(
+                    "tensor {key:?} has shape {:?}, the variable {name:?} {:?}",
+                    src.size(),
+                    var.size()
+                )));
+            }
+        }
         tch::no_grad(|| -> Result<(), tch::TchError> {
-            for (name, var) in vars.iter() {
-                let Some(rest) = name.strip_prefix(&head) else {
-                    continue;
-                };
-                let src = file
-                    .get(rest)
-                    .or_else(|| file.get(&format!("backbone.{rest}")))
-                    .or_else(|| file.get(&format!("query.backbone.{rest}")));
-                if let Some(src) = src {
-                    if src.size() != var.size() {
-                        return Err(tch::TchError::Shape(format!(
-                            "{rest}: file has shape {:?}, the network {:?}",
-                            src.size(),
-                            var.size()
-                        )));
-                    }
-                    let mut v = var.shallow_clone();
-                    v.f_copy_(&src.f_to_kind(var.kind())?)?;
-                    loaded += 1;
-                }
+            for (name, var) in &wanted {
+                let (_, src) = by_name[name];
+                let mut v = var.shallow_clone();
+                v.f_copy_(&src.f_to_kind(var.kind())?)?;
             }
             Ok(())
         })?;
-        Ok(loaded)
+        Ok(wanted.len())
     }
 }
 
@@ -364,5 +471,20 @@ mod tests {
         assert!(vs
             .variables()
             .contains_key("query.backbone.layer4.1.bn2.running_mean"));
+        assert_eq!(net.features(&x, false).unwrap().size(), vec![2, 512]);
+    }
+
+    #[test]
+    fn backbone_keys() {
+        assert_eq!(backbone_key("module.conv1.weight"), Some("conv1.weight"));
+        assert_eq!(backbone_key("fc.weight"), None);
+        assert_eq!(backbone_key("bn1.num_batches_tracked"), None);
+        assert_eq!(backbone_key("query.backbone.bn1.bias"), Some("bn1.bias"));
+        assert_eq!(backbone_key("query.head.weight"), None);
+        assert_eq!(backbone_key("target.backbone.bn1.bias"), None);
+        assert_eq!(
+            backbone_key("backbone.layer1.0.conv1.weight"),
+            Some("layer1.0.conv1.weight")
+        );
     }
 }

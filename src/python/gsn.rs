@@ -7,6 +7,7 @@ use super::heavy::run_heavy;
 use crate::data::augment::{augment_batch, ImageShape};
 use crate::data::grid::Negatives;
 use crate::losses::Loss;
+use crate::nets::Normalize;
 use crate::train::{
     self, Collective, DataParallel, GsnError, Model, ModelSpec, TrainData, TrainSpec, ValData,
 };
@@ -15,6 +16,7 @@ use numpy::{
 };
 use pyo3::prelude::*;
 use pyo3::types::PyList;
+use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::{Mutex, MutexGuard};
 
@@ -80,9 +82,10 @@ impl GsnModel {
 
 #[pymethods]
 impl GsnModel {
-    /// Build an initialised model (weights seeded by `seed`) on `device`.
+    /// Build an initialised model (weights seeded by `seed`) on `device`; `normalize`
+    /// names the input normalisation (`"auto"`, `"imagenet"`, `"legacy"`, `"none"`).
     #[new]
-    #[pyo3(signature = (backbone, in_channels, dim, stitched, device, seed))]
+    #[pyo3(signature = (backbone, in_channels, dim, stitched, device, seed, normalize="auto"))]
     fn new(
         backbone: &str,
         in_channels: i64,
@@ -90,14 +93,25 @@ impl GsnModel {
         stitched: bool,
         device: &str,
         seed: u64,
+        normalize: &str,
     ) -> PyResult<Self> {
         let dev = train::resolve_device(device)?;
+        let normalize = Normalize::parse(normalize).ok_or_else(|| {
+            error(
+                Kind::Config,
+                format!(
+                    "normalize must be one of {:?}, got {normalize:?}",
+                    Normalize::NAMES
+                ),
+            )
+        })?;
         let spec = ModelSpec {
             backbone: backbone.to_string(),
             in_channels,
             dim,
             stitched,
             seed,
+            normalize,
         };
         Ok(GsnModel {
             inner: Mutex::new(Model::new(spec, dev)?),
@@ -204,21 +218,19 @@ impl GsnModel {
         x: PyReadonlyArray4<'py, f32>,
         batch_size: usize,
     ) -> PyResult<Bound<'py, PyAny>> {
-        let shape = shape_of(&x);
-        let xs = slice_of(&x)?;
-        let mut model = self.lock()?;
-        let m = &mut *model;
-        if shape.c as i64 != m.spec.in_channels {
-            return Err(error(
-                Kind::Shape,
-                format!(
-                    "images have {} channels, the network expects {}",
-                    shape.c, m.spec.in_channels
-                ),
-            ));
-        }
-        let e = run_heavy(py, None, move |mon| m.embed(xs, shape, batch_size, mon))?.value;
-        tensor_to_numpy(py, &e)
+        self.forward(py, x, batch_size, false)
+    }
+
+    /// Pooled backbone features `(n, c)` float32 (numpy; before the head) of images
+    /// `(n, c, h, w)` in `[0, 1]`.
+    #[pyo3(signature = (x, batch_size=256))]
+    fn features<'py>(
+        &self,
+        py: Python<'py>,
+        x: PyReadonlyArray4<'py, f32>,
+        batch_size: usize,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        self.forward(py, x, batch_size, true)
     }
 
     /// Write `dir/weights.safetensors` and `dir/config.json` (atomically).
@@ -246,6 +258,62 @@ impl GsnModel {
         let m = &mut *model;
         let path = &path;
         Ok(run_heavy(py, None, move |_| m.load_backbone(path))?.value)
+    }
+
+    /// Load backbone weights from a mapping name → tensor (torch tensors or numpy
+    /// arrays; torchvision names, see `load_backbone`); returns how many tensors were
+    /// loaded. The values are read, not kept.
+    fn load_backbone_tensors(
+        &self,
+        py: Python<'_>,
+        tensors: HashMap<String, Bound<'_, PyAny>>,
+    ) -> PyResult<usize> {
+        let mut named = Vec::with_capacity(tensors.len());
+        for (name, value) in tensors {
+            let t = tensor_from_py(&value)
+                .map_err(|e| error(Kind::Data, format!("weights tensor {name:?}: {e}")))?
+                .f_detach()
+                .map_err(torch_error)?;
+            named.push((name, t));
+        }
+        let mut model = self.lock()?;
+        let m = &mut *model;
+        Ok(run_heavy(py, None, move |_| m.load_backbone_tensors(&named))?.value)
+    }
+}
+
+impl GsnModel {
+    /// Embeddings (`features == false`) or pooled backbone features of `x`, computed with
+    /// the GIL released.
+    fn forward<'py>(
+        &self,
+        py: Python<'py>,
+        x: PyReadonlyArray4<'py, f32>,
+        batch_size: usize,
+        features: bool,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let shape = shape_of(&x);
+        let xs = slice_of(&x)?;
+        let mut model = self.lock()?;
+        let m = &mut *model;
+        if shape.c as i64 != m.spec.in_channels {
+            return Err(error(
+                Kind::Shape,
+                format!(
+                    "images have {} channels, the network expects {}",
+                    shape.c, m.spec.in_channels
+                ),
+            ));
+        }
+        let e = run_heavy(py, None, move |mon| {
+            if features {
+                m.features(xs, shape, batch_size, mon)
+            } else {
+                m.embed(xs, shape, batch_size, mon)
+            }
+        })?
+        .value;
+        tensor_to_numpy(py, &e)
     }
 }
 

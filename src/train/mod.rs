@@ -141,6 +141,7 @@ mod tests {
             dim: 8,
             stitched: false,
             seed: 1,
+            normalize: crate::nets::Normalize::Auto,
         };
         let run = |loss| {
             let mut m = Model::new(spec.clone(), Device::Cpu).unwrap();
@@ -237,6 +238,7 @@ mod tests {
                             dim: 8,
                             stitched: false,
                             seed: 1 + rank as u64,
+                            normalize: crate::nets::Normalize::Auto,
                         };
                         let mut m = Model::new(spec, Device::Cpu).unwrap();
                         let sync = |op: Collective, ts: &[Tensor]| net.run(rank, op, ts);

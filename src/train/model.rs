@@ -3,7 +3,7 @@
 
 use super::GsnError;
 use crate::data::augment::ImageShape;
-use crate::nets::Net;
+use crate::nets::{LoadError, Net, Normalize};
 use crate::runtime::Monitor;
 use std::collections::HashMap;
 use std::path::Path;
@@ -23,6 +23,8 @@ pub struct ModelSpec {
     pub stitched: bool,
     /// Seed of the weight initialisation.
     pub seed: u64,
+    /// Input normalisation (not saved with the weights: the caller's config records it).
+    pub normalize: Normalize,
 }
 
 /// A query network (used for retrieval) and, in stitched mode, a target network.
@@ -50,6 +52,15 @@ impl From<crate::store::StoreError> for GsnError {
     }
 }
 
+impl From<LoadError> for GsnError {
+    fn from(e: LoadError) -> Self {
+        match e {
+            LoadError::Mismatch(m) => GsnError::ModelFile(m),
+            LoadError::Torch(t) => GsnError::Torch(t),
+        }
+    }
+}
+
 impl Model {
     /// Build and initialise a model on `device` (initialisation seeded by `spec.seed`).
     pub fn new(spec: ModelSpec, device: Device) -> Result<Model, GsnError> {
@@ -70,14 +81,14 @@ impl Model {
                 crate::nets::BACKBONES
             ))
         };
-        let query = Net::new(
+        let mut query = Net::new(
             &(vs.root() / "query"),
             &spec.backbone,
             spec.in_channels,
             spec.dim,
         )
         .ok_or_else(unknown)?;
-        let target = if spec.stitched {
+        let mut target = if spec.stitched {
             Some(
                 Net::new(
                     &(vs.root() / "target"),
@@ -90,6 +101,12 @@ impl Model {
         } else {
             None
         };
+        let (mean, std) = spec
+            .normalize
+            .mean_std(&spec.backbone, spec.in_channels.max(1) as usize);
+        for net in std::iter::once(&mut query).chain(target.as_mut()) {
+            net.set_normalization(&mean, &std, device)?;
+        }
         if device != Device::Cpu {
             for (_, mut var) in vs.variables() {
                 let moved = var.f_to_device(device)?;
@@ -107,19 +124,58 @@ impl Model {
     }
 
     /// Load backbone weights (torchvision naming) from a safetensors file into the
-    /// query (and target) network; returns the number of tensors loaded.
+    /// query (and target) network, as [`Model::load_backbone_tensors`]; returns the
+    /// number of tensors loaded.
     pub fn load_backbone(&self, path: &Path) -> Result<usize, GsnError> {
-        let mut n = Net::load_backbone(&self.vs, "query", path)?;
-        if self.target.is_some() {
-            n += Net::load_backbone(&self.vs, "target", path)?;
+        if !path.is_file() {
+            return Err(GsnError::Io {
+                path: path.to_path_buf(),
+                source: std::io::Error::new(std::io::ErrorKind::NotFound, "no such file"),
+            });
         }
-        if n == 0 {
-            return Err(GsnError::Config(format!(
-                "{}: no tensor matches the backbone's variables",
+        let tensors = Tensor::read_safetensors(path).map_err(|e| {
+            GsnError::ModelFile(format!(
+                "{}: not a valid safetensors file ({e})",
                 path.display()
-            )));
+            ))
+        })?;
+        self.load_backbone_tensors(&tensors).map_err(|e| match e {
+            GsnError::ModelFile(m) => GsnError::ModelFile(format!("{}: {m}", path.display())),
+            e => e,
+        })
+    }
+
+    /// Load backbone weights `(name, tensor)` into the query (and target) network;
+    /// strict (see [`Net::load_backbone`]: unknown, missing and misshapen tensors are
+    /// errors); returns the number of tensors loaded.
+    pub fn load_backbone_tensors(&self, tensors: &[(String, Tensor)]) -> Result<usize, GsnError> {
+        let with_backbone = |e: LoadError| match e {
+            LoadError::Mismatch(m) => GsnError::ModelFile(format!(
+                "weights for backbone {:?}: {m}",
+                self.spec.backbone
+            )),
+            e => e.into(),
+        };
+        let mut n = Net::load_backbone(&self.vs, "query", tensors).map_err(with_backbone)?;
+        if self.target.is_some() {
+            n += Net::load_backbone(&self.vs, "target", tensors).map_err(with_backbone)?;
         }
         Ok(n)
+    }
+
+    /// Pooled backbone features `(n, c)` (float32, CPU; before the head) of images `x`
+    /// (`n` planar images of `shape`, values in `[0, 1]`), in batches of `batch`.
+    pub fn features(
+        &self,
+        x: &[f32],
+        shape: ImageShape,
+        batch: usize,
+        monitor: &Monitor<'_>,
+    ) -> Result<Tensor, GsnError> {
+        let width = self.query.feature_channels();
+        self.batched(x, shape, batch, width, monitor, |xb| {
+            self.query.features(xb, false)
+        })
     }
 
     /// Embeddings `(n, dim)` (float32, CPU, L2-normalised) of images `x` (`n` planar
@@ -130,6 +186,22 @@ impl Model {
         shape: ImageShape,
         batch: usize,
         monitor: &Monitor<'_>,
+    ) -> Result<Tensor, GsnError> {
+        self.batched(x, shape, batch, self.spec.dim, monitor, |xb| {
+            self.query.embed(xb, false)
+        })
+    }
+
+    /// `f` applied (without gradients) to the images `x` in batches of `batch`, the
+    /// outputs `(batch, width)` concatenated on the CPU.
+    fn batched(
+        &self,
+        x: &[f32],
+        shape: ImageShape,
+        batch: usize,
+        width: i64,
+        monitor: &Monitor<'_>,
+        f: impl Fn(&Tensor) -> Result<Tensor, tch::TchError>,
     ) -> Result<Tensor, GsnError> {
         let len = shape.len().max(1);
         let n = x.len() / len;
@@ -149,13 +221,10 @@ impl Model {
                     shape.w as i64,
                 ])?
                 .f_to_device(self.device)?;
-            parts.push(self.query.embed(&xb, false)?.f_to_device(Device::Cpu)?);
+            parts.push(f(&xb)?.f_to_device(Device::Cpu)?);
         }
         if parts.is_empty() {
-            return Ok(Tensor::f_zeros(
-                [0, self.spec.dim],
-                (Kind::Float, Device::Cpu),
-            )?);
+            return Ok(Tensor::f_zeros([0, width], (Kind::Float, Device::Cpu))?);
         }
         Ok(Tensor::f_cat(&parts, 0)?)
     }
