@@ -41,7 +41,14 @@ def _loss_and_grad(loss: str, a: Any, b: Any) -> tuple[float, Any]: ...
 
 class GsnModel:
     def __init__(
-        self, backbone: str, in_channels: int, dim: int, stitched: bool, device: str, seed: int
+        self,
+        backbone: str,
+        in_channels: int,
+        dim: int,
+        stitched: bool,
+        device: str,
+        seed: int,
+        script: tuple[str, int, int] | None = None,
     ) -> None: ...
     @property
     def device(self) -> str: ...
@@ -57,6 +64,9 @@ class GsnModel:
         parallel: tuple[int, int, Callable[[str, list[Any]], Any]] | None = None,
     ) -> tuple[list[list[tuple[str, float]]], bool]: ...
     def embed(
+        self, x: npt.NDArray[np.float32], batch_size: int = 256
+    ) -> npt.NDArray[np.float32]: ...
+    def features(
         self, x: npt.NDArray[np.float32], batch_size: int = 256
     ) -> npt.NDArray[np.float32]: ...
     def save(self, dir: str, config_json: str) -> None: ...

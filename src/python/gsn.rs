@@ -8,7 +8,8 @@ use crate::data::augment::{augment_batch, ImageShape};
 use crate::data::grid::Negatives;
 use crate::losses::Loss;
 use crate::train::{
-    self, Collective, DataParallel, GsnError, Model, ModelSpec, TrainData, TrainSpec, ValData,
+    self, Collective, DataParallel, GsnError, Model, ModelSpec, ScriptSource, TrainData, TrainSpec,
+    ValData,
 };
 use numpy::{
     IntoPyArray, PyArrayMethods, PyReadonlyArray1, PyReadonlyArray4, PyUntypedArrayMethods,
@@ -80,16 +81,22 @@ impl GsnModel {
 
 #[pymethods]
 impl GsnModel {
-    /// Build an initialised model (weights seeded by `seed`) on `device`.
+    /// Build an initialised model (weights seeded by `seed`) on `device`. `script`, an
+    /// optional `(path, height, width)`, makes the backbone the TorchScript module saved
+    /// at `path` (`backbone` is then only a label); `height × width` is the image size
+    /// of the probe pass that finds its feature size.
     #[new]
-    #[pyo3(signature = (backbone, in_channels, dim, stitched, device, seed))]
+    #[pyo3(signature = (backbone, in_channels, dim, stitched, device, seed, script=None))]
+    #[allow(clippy::too_many_arguments)]
     fn new(
+        py: Python<'_>,
         backbone: &str,
         in_channels: i64,
         dim: i64,
         stitched: bool,
         device: &str,
         seed: u64,
+        script: Option<(PathBuf, i64, i64)>,
     ) -> PyResult<Self> {
         let dev = train::resolve_device(device)?;
         let spec = ModelSpec {
@@ -99,8 +106,25 @@ impl GsnModel {
             stitched,
             seed,
         };
+        let model = match script {
+            None => Model::new(spec, dev)?,
+            Some((path, h, w)) => {
+                if h < 1 || w < 1 {
+                    return Err(error(
+                        Kind::Config,
+                        format!("the probe image size must be positive, got {h}x{w}"),
+                    ));
+                }
+                let source = ScriptSource {
+                    path,
+                    probe: (h, w),
+                };
+                let source = &source;
+                run_heavy(py, None, move |_| Model::with_script(spec, dev, source))?.value
+            }
+        };
         Ok(GsnModel {
-            inner: Mutex::new(Model::new(spec, dev)?),
+            inner: Mutex::new(model),
         })
     }
 
@@ -221,7 +245,34 @@ impl GsnModel {
         tensor_to_numpy(py, &e)
     }
 
-    /// Write `dir/weights.safetensors` and `dir/config.json` (atomically).
+    /// Pooled backbone features `(n, c)` float32 (numpy) of images `(n, c, h, w)` in
+    /// `[0, 1]` (query network, eval mode): the feature map averaged over its positions.
+    #[pyo3(signature = (x, batch_size=256))]
+    fn features<'py>(
+        &self,
+        py: Python<'py>,
+        x: PyReadonlyArray4<'py, f32>,
+        batch_size: usize,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let shape = shape_of(&x);
+        let xs = slice_of(&x)?;
+        let mut model = self.lock()?;
+        let m = &mut *model;
+        if shape.c as i64 != m.spec.in_channels {
+            return Err(error(
+                Kind::Shape,
+                format!(
+                    "images have {} channels, the network expects {}",
+                    shape.c, m.spec.in_channels
+                ),
+            ));
+        }
+        let f = run_heavy(py, None, move |mon| m.features(xs, shape, batch_size, mon))?.value;
+        tensor_to_numpy(py, &f)
+    }
+
+    /// Write `dir/weights.safetensors` and `dir/config.json` (atomically), and
+    /// `dir/backbone.pt` for a TorchScript backbone.
     fn save(&self, py: Python<'_>, dir: PathBuf, config_json: String) -> PyResult<()> {
         let mut model = self.lock()?;
         let m = &mut *model;
