@@ -247,3 +247,15 @@ def test_params_clone_and_pickle(trained, data, tmp_path):
     assert isinstance(back.backbone, torch.jit.ScriptModule)
     np.testing.assert_allclose(back.embed(X[:20]), gsn.embed(X[:20]), atol=1e-6)
     assert isinstance(clone(loaded).backbone, torch.jit.ScriptModule)
+
+
+def test_checkpoints_carry_the_program(data, tmp_path):
+    X, y = data
+    gsn = gm.GridSearchNetwork(
+        backbone=tiny(), epochs=1, steps_per_epoch=2, checkpoint_dir=tmp_path / "ck", **FAST
+    ).fit(X[:64], y[:64])
+    assert (tmp_path / "ck" / "backbone.pt").is_file()
+    back = gm.GridSearchNetwork.load(tmp_path / "ck", trust_torchscript=True)
+    np.testing.assert_allclose(back.embed(X[:16]), gsn.embed(X[:16]), atol=1e-6)
+    with pytest.raises(gm.ConfigError, match="trust_torchscript"):
+        gm.GridSearchNetwork.load(tmp_path / "ck", trust_torchscript="yes")
