@@ -88,7 +88,7 @@ GSN_CASES = [
     ("grid", (3,), "(rows, cols), a positive integer each"),
     ("grid", (0, 3), "(rows, cols), a positive integer each"),
     ("positives", 0, "a positive integer"),
-    ("backbone", "vgg", "'convnet', 'resnet18' or 'resnet50'"),
+    ("backbone", "vgg", "'convnet', 'resnet18', 'resnet50' or a torch.nn.Module"),
     ("mode", "single", "'batch' or 'stitched'"),
     ("optimizer", "rmsprop", "'adam' or 'sgd'"),
     ("schedule", "linear", "'constant', 'cosine' or 'step'"),

@@ -49,6 +49,7 @@ class GsnModel:
         device: str,
         seed: int,
         normalize: str = "auto",
+        script: tuple[str, int, int] | None = None,
     ) -> None: ...
     @property
     def device(self) -> str: ...

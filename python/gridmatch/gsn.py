@@ -11,8 +11,10 @@ data-parallel.
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import os
+import sys
 import tempfile
 import warnings
 from collections.abc import Callable
@@ -34,11 +36,69 @@ BACKBONES: tuple[str, ...] = tuple(_core.BACKBONE_NAMES)
 #: Loss parameters that were estimator parameters before the loss objects (deprecated).
 _FLAT_LOSS_PARAMS = ("hi", "lo", "balance", "temperature", "margin")
 _FORMAT = "gridmatch.GridSearchNetwork"
+#: The TorchScript program of a module backbone in a saved model's folder.
+_SCRIPT_FILE = "backbone.pt"
 _VERSION = 1
 
 
 def _is_torch(x: Any) -> bool:
     return type(x).__module__.startswith("torch") and hasattr(x, "detach")
+
+
+def _is_module(x: Any) -> bool:
+    """Whether ``x`` is a ``torch.nn.Module`` (without importing torch)."""
+    torch = sys.modules.get("torch")
+    return torch is not None and isinstance(x, torch.nn.Module)
+
+
+def _first_line(e: BaseException, limit: int = 160) -> str:
+    """``Type: first line of the message`` of ``e``, cut to ``limit`` characters."""
+    lines = str(e).strip().splitlines()
+    text = lines[0] if lines else ""
+    text = text if len(text) <= limit else text[: limit - 3] + "..."
+    return f"{type(e).__name__}: {text}"
+
+
+def _torchscript(module: Any, shape: tuple[int, ...]) -> Any:
+    """``module`` as TorchScript: as it is if it already is a ``torch.jit.ScriptModule``;
+    else ``torch.jit.script(module)``; failing that, ``torch.jit.trace`` in eval mode on
+    random images ``(2, *shape)`` (with a warning: a traced module keeps the mode it was
+    traced in). ``ConfigError`` when it can be neither."""
+    import torch
+
+    if isinstance(module, torch.jit.ScriptModule):
+        return module
+    try:
+        return torch.jit.script(module)
+    except Exception as e:  # noqa: BLE001 - TorchScript raises many kinds
+        script_error = _first_line(e)
+    param = next(module.parameters(), None)
+    example = torch.rand(2, *shape, device=None if param is None else param.device)
+    was_training = module.training
+    try:
+        module.eval()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", torch.jit.TracerWarning)
+            traced = torch.jit.trace(module, example, check_trace=False)
+    except Exception as e:  # noqa: BLE001
+        trace_error = _first_line(e)
+        raise ConfigError(
+            f"backbone: TorchScript can neither script this {type(module).__name__} "
+            f"({script_error}) nor trace it on images {tuple(example.shape)} ({trace_error}); "
+            "pass a module that torch.jit.script or torch.jit.trace accepts, or a "
+            "torch.jit.ScriptModule"
+        ) from None
+    finally:
+        module.train(was_training)
+    warnings.warn(
+        f"backbone: torch.jit.script failed ({script_error}); the module was traced in "
+        "eval mode instead, and a traced module runs as traced, in training too "
+        "(BatchNorm uses its running statistics, dropout is off); script it to train "
+        "with train-mode behaviour",
+        UserWarning,
+        stacklevel=4,
+    )
+    return traced
 
 
 def as_images(X: Any, name: str = "X") -> np.ndarray:
@@ -107,8 +167,21 @@ class GridSearchNetwork(BaseEstimator):
 
     Parameters
     ----------
-    backbone : {"convnet", "resnet18", "resnet50"}, default "convnet"
+    backbone : {"convnet", "resnet18", "resnet50"} or torch.nn.Module, default "convnet"
         ``"convnet"`` for small grayscale images (28×28), the ResNets for RGB photos.
+        Or any ``torch.nn.Module`` that TorchScript can script or trace (a torchvision
+        or timm model, a ViT), or a ``torch.jit.ScriptModule``: :meth:`fit` converts it
+        (``torch.jit.script``; failing that ``torch.jit.trace`` in eval mode on random
+        images of the training images' shape, with a ``UserWarning``: a traced module
+        keeps eval-mode behaviour in training too) and trains its parameters in the
+        Rust loop, in train mode during :meth:`fit` and eval mode in :meth:`embed` and
+        :meth:`features` (for a scripted module). The module gets the images normalised as
+        ``normalize`` says (ImageNet's mean and std by default, as torchvision's and
+        timm's pretrained models expect; ``normalize=None`` passes ``[0, 1]`` through)
+        and returns a feature map ``(n, c, h, w)`` (average-pooled) or features
+        ``(n, c)`` (then ``mode="stitched"`` is refused). The module object itself is
+        not changed by training; the trained network is ``model_`` (saved with
+        ``backbone.pt``, see :meth:`load`). Not with ``weights``.
     dim : int, default 128
         Embedding size.
     grid : tuple of int, default (3, 3)
@@ -179,7 +252,7 @@ class GridSearchNetwork(BaseEstimator):
         ``"imagenet"``: ImageNet's mean (0.485, 0.456, 0.406) and std (0.229, 0.224,
         0.225) per RGB channel, as torchvision's pretrained weights expect (for 1-channel
         images: the three channels' average, 0.449 and 0.226). ``"auto"``:
-        ``"imagenet"`` for the ResNets, ``"legacy"`` for the convnet. ``"legacy"``: one
+        ``"imagenet"`` for the ResNets and module backbones, ``"legacy"`` for the convnet. ``"legacy"``: one
         scalar, mean 0.5 / std 0.25 for the convnet and 0.45 / 0.225 for the ResNets
         (what models saved before this setting used; they load with it). ``None``: the
         ``[0, 1]`` values pass through.
@@ -296,7 +369,14 @@ class GridSearchNetwork(BaseEstimator):
     # -- validation ---------------------------------------------------------------
     def _check_params(self) -> dict[str, Any]:
         """Check the parameters (``ConfigError`` naming the first bad one), converted."""
-        _params.choice(self.backbone, "backbone", BACKBONES)
+        if _is_module(self.backbone):
+            if self.weights is not None:
+                raise ConfigError(
+                    "weights= loads the built-in backbones' weights; load a module "
+                    "backbone's weights in PyTorch before passing it"
+                )
+        else:
+            _params.choice(self.backbone, "backbone", BACKBONES, other="a torch.nn.Module")
         miner = miners.resolve(self.negatives)
         loss = self._loss()
         _params.choice(self.mode, "mode", ("batch", "stitched"))
@@ -410,28 +490,49 @@ class GridSearchNetwork(BaseEstimator):
         params["weights"] = _backbone_weights.describe(params["weights"])
         if params["checkpoint_dir"] is not None:
             params["checkpoint_dir"] = str(params["checkpoint_dir"])
+        if not isinstance(params["backbone"], str):  # a module: the program is backbone.pt
+            params["backbone"] = {"torchscript": _SCRIPT_FILE}
         params["grid"] = list(params["grid"])
+        shape = getattr(self, "image_shape_", None)
         return json.dumps(
             {
                 "format": _FORMAT,
                 "version": _VERSION,
                 "params": params,
                 "n_channels": n_channels,
+                "image_shape": None if shape is None else list(shape),
                 "history": getattr(self, "history_", []),
             },
             indent=2,
         )
 
-    def _new_model(self, p: dict[str, Any], n_channels: int, device: str | None = None) -> Any:
-        model = _core.GsnModel(
-            self.backbone,
-            n_channels,
-            p["dim"],
-            self.mode == "stitched",
-            self.device if device is None else device,
-            p["seed"],
-            "none" if self.normalize is None else self.normalize,
-        )
+    def _new_model(
+        self,
+        p: dict[str, Any],
+        n_channels: int,
+        device: str | None = None,
+        image_hw: tuple[int, int] = (224, 224),
+        script_file: Path | None = None,
+    ) -> Any:
+        """The core model; a module ``backbone`` is converted to TorchScript (or read from
+        ``script_file``), its probe pass run on ``image_hw`` images."""
+        args = (n_channels, p["dim"], self.mode == "stitched")
+        dev = self.device if device is None else device
+        norm = "none" if self.normalize is None else self.normalize
+        if isinstance(self.backbone, str):
+            model = _core.GsnModel(self.backbone, *args, dev, p["seed"], norm)
+        elif script_file is not None:
+            script = (str(script_file), *image_hw)
+            model = _core.GsnModel("torchscript", *args, dev, p["seed"], norm, script)
+        else:
+            import torch
+
+            program = _torchscript(self.backbone, (n_channels, *image_hw))
+            with tempfile.TemporaryDirectory(prefix="gridmatch-gsn-") as d:
+                path = Path(d) / _SCRIPT_FILE
+                torch.jit.save(program, str(path))
+                script = (str(path), *image_hw)
+                model = _core.GsnModel("torchscript", *args, dev, p["seed"], norm, script)
         _backbone_weights.load_into(model, self.weights, self.backbone)
         return model
 
@@ -547,7 +648,10 @@ class GridSearchNetwork(BaseEstimator):
         self.n_channels_ = int(X.shape[1])
         self.image_shape_ = tuple(int(s) for s in X.shape[1:])
         model = self._new_model(
-            p, self.n_channels_, None if dp is None else _distributed.device_for(self.device)
+            p,
+            self.n_channels_,
+            None if dp is None else _distributed.device_for(self.device),
+            image_hw=(int(X.shape[2]), int(X.shape[3])),
         )
         self.history_ = []
         self.interrupted_ = False
@@ -647,7 +751,8 @@ class GridSearchNetwork(BaseEstimator):
         -------
         ndarray of float32, shape (n, channels), or torch.Tensor
             Features (512 channels for ResNet-18, 2048 for ResNet-50, 128 for the
-            convnet); a torch tensor (on ``X``'s device) when ``X`` is one.
+            convnet; a module backbone's output channels, its ``(n, c)`` output as it
+            is); a torch tensor (on ``X``'s device) when ``X`` is one.
         """
         self._check_fitted()
         return self._forward(X, batch_size, self.model_.features)
@@ -684,8 +789,39 @@ class GridSearchNetwork(BaseEstimator):
         return self.embed(X)
 
     # -- persistence ----------------------------------------------------------------
+    @staticmethod
+    def _trusted_script(path: Path, config: dict[str, Any], entry: Any, trust: Any) -> Path:
+        """The checked TorchScript file of a saved model (``DataError`` without trust, for
+        an unknown entry or a file that does not match its checksum)."""
+        if entry != {"torchscript": _SCRIPT_FILE}:
+            raise DataError(f"{path / 'config.json'}: unknown backbone entry {entry!r}")
+        script = path / _SCRIPT_FILE
+        if not trust:
+            raise DataError(
+                f"{script} is a TorchScript program (the model's backbone), i.e. code that "
+                "runs when the model is used, not only weights; load it only from a source "
+                "you trust, with GridSearchNetwork.load(..., trust_torchscript=True)"
+            )
+        expected = config.get("backbone_sha256")
+        if not isinstance(expected, str):
+            raise DataError(f"{path / 'config.json'} has no backbone_sha256 checksum")
+        try:
+            digest = hashlib.sha256(script.read_bytes()).hexdigest()
+        except OSError as e:
+            raise DataError(f"cannot read {script}: {e}") from None
+        if digest != expected:
+            raise DataError(
+                f"{script} does not match the checksum in config.json: the file was "
+                "modified, is corrupt or belongs to another save"
+            )
+        return script
+
     def save(self, path: str | os.PathLike) -> Path:
         """Save to a folder: ``weights.safetensors`` and ``config.json`` (atomic writes).
+
+        A module backbone is saved as its TorchScript program with its trained
+        parameters and buffers, ``backbone.pt`` (its SHA-256 in ``config.json``); loading
+        it needs ``trust_torchscript=True``.
 
         Parameters
         ----------
@@ -706,30 +842,48 @@ class GridSearchNetwork(BaseEstimator):
         # Pickling (copy.deepcopy, joblib, multiprocessing) carries the two files that
         # save() writes, not the libtorch model; unpickling goes through load()'s checks.
         state = super().__getstate__()
+        torch = sys.modules.get("torch")
+        if torch is not None and isinstance(state.get("backbone"), torch.jit.ScriptModule):
+            # a ScriptModule does not pickle: it travels as its TorchScript bytes
+            buf = io.BytesIO()
+            torch.jit.save(state["backbone"], buf)
+            state = {**state, "backbone": {"_gridmatch_torchscript": buf.getvalue()}}
         if "model_" not in state:
             return state
         state = dict(state)
         del state["model_"]
         with tempfile.TemporaryDirectory(prefix="gridmatch-gsn-") as d:
             self.save(d)
-            state["_gridmatch_gsn"] = {
-                name: (Path(d) / name).read_bytes()
-                for name in ("config.json", "weights.safetensors")
-            }
+            names = ["config.json", "weights.safetensors"]
+            names += [_SCRIPT_FILE] if (Path(d) / _SCRIPT_FILE).is_file() else []
+            state["_gridmatch_gsn"] = {name: (Path(d) / name).read_bytes() for name in names}
         return state
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         state = dict(state)
         files = state.pop("_gridmatch_gsn", None)
+        program = state.get("backbone")
+        if isinstance(program, dict) and "_gridmatch_torchscript" in program:
+            import torch
+
+            data = io.BytesIO(program["_gridmatch_torchscript"])
+            state["backbone"] = torch.jit.load(data, map_location="cpu")
         super().__setstate__(state)
         if files is not None:
             with tempfile.TemporaryDirectory(prefix="gridmatch-gsn-") as d:
-                for name in ("config.json", "weights.safetensors"):
-                    (Path(d) / name).write_bytes(files[name])
-                self.model_ = type(self).load(d).model_
+                for name, data in files.items():
+                    (Path(d) / name).write_bytes(data)
+                # unpickling runs the pickle's code anyway: its program is trusted alike
+                self.model_ = type(self).load(d, trust_torchscript=True).model_
 
     @classmethod
-    def load(cls, path: str | os.PathLike, device: str | None = None) -> GridSearchNetwork:
+    def load(
+        cls,
+        path: str | os.PathLike,
+        device: str | None = None,
+        *,
+        trust_torchscript: bool = False,
+    ) -> GridSearchNetwork:
         """Load a model written by :meth:`save` (or a training checkpoint).
 
         Parameters
@@ -738,6 +892,14 @@ class GridSearchNetwork(BaseEstimator):
             The folder.
         device : str, optional
             Override the saved ``device`` (e.g. ``"cpu"`` for a model trained on CUDA).
+        trust_torchscript : bool, default False
+            Whether to load a model whose backbone is a TorchScript program
+            (``backbone.pt``, saved for a module ``backbone``). A TorchScript file is
+            code that runs when the model is used, so it is loaded only from a source
+            you trust, and only when this is ``True``; the built-in backbones' files
+            hold no code and need no flag. The Python class of the module is not
+            needed: the loaded estimator's ``backbone`` is the program
+            (``torch.jit.load``).
 
         Returns
         -------
@@ -748,10 +910,12 @@ class GridSearchNetwork(BaseEstimator):
         ------
         DataError
             Missing, truncated or modified files (``config.json`` records the SHA-256 of
-            ``weights.safetensors``), another format version, or an invalid config or
-            weights that do not fit the configured network.
+            ``weights.safetensors`` and ``backbone.pt``), another format version, or an
+            invalid config or weights that do not fit the configured network; a
+            TorchScript backbone without ``trust_torchscript=True``.
         """
         path = Path(path)
+        trust_torchscript = _params.flag(trust_torchscript, "trust_torchscript")
         cfg_path, weights = path / "config.json", path / "weights.safetensors"
         try:
             config = json.loads(cfg_path.read_text())
@@ -797,14 +961,26 @@ class GridSearchNetwork(BaseEstimator):
             params["weights"] = None
             # models saved before the setting normalised as "legacy" does
             params.setdefault("normalize", "legacy")
+            script = None
+            if isinstance(params.get("backbone"), dict):
+                script = cls._trusted_script(path, config, params["backbone"], trust_torchscript)
+                import torch
+
+                params["backbone"] = torch.jit.load(str(script), map_location="cpu")
             est = cls(**params)
             p = est._check_params()
             est.n_channels_ = int(config["n_channels"])
-        except (KeyError, TypeError, ValueError) as e:
+            shape = config.get("image_shape")
+            if shape is not None:
+                est.image_shape_ = tuple(int(s) for s in shape)
+            hw = (224, 224) if shape is None else (int(shape[1]), int(shape[2]))
+        except DataError:
+            raise
+        except (KeyError, TypeError, ValueError, IndexError) as e:
             raise DataError(f"{cfg_path}: invalid model config ({type(e).__name__}: {e})") from None
         if est.n_channels_ not in (1, 3):
             raise DataError(f"{cfg_path}: n_channels must be 1 or 3, got {est.n_channels_}")
-        est.model_ = est._new_model(p, est.n_channels_)
+        est.model_ = est._new_model(p, est.n_channels_, image_hw=hw, script_file=script)
         est.model_.load_weights(str(weights))
         est.history_ = list(config.get("history", []))
         est.interrupted_ = False

@@ -8,23 +8,38 @@
 //!   (variable names follow torchvision, so its state dicts load with
 //!   [`Net::load_backbone`]).
 //!
-//! The input is normalised per channel first (see [`Normalize`]). The head is a linear
-//! map of the pooled features to `dim`, then L2 normalisation. [`Net::features`] gives
-//! the pooled backbone features, [`Net::embed`] the head's normalised output (one
-//! vector per image); [`Net::volume`] pools the map into `rows × cols` regions — the
-//! stitched-grid mode's `rows×cols×dim` volume.
+//! - a TorchScript module (a scripted or traced `torch.nn.Module`, [`Net::from_script`]):
+//!   its parameters become trainable variables of the model's store, its train/eval
+//!   mode follows each call.
+//!
+//! The input is normalised per channel first (see [`Normalize`]; module backbones
+//! alike). The head is a linear map of the pooled features to `dim`, then L2
+//! normalisation. [`Net::features`] gives the pooled backbone features, [`Net::embed`]
+//! the head's normalised output (one vector per image); [`Net::volume`] pools the map
+//! into `rows × cols` regions — the stitched-grid mode's `rows×cols×dim` volume.
 
 mod normalize;
 
 pub use normalize::{Normalize, IMAGENET_MEAN, IMAGENET_STD};
 
 use std::collections::HashMap;
+use std::sync::Mutex;
 use tch::nn::{self, ModuleT};
 use tch::{Kind, Tensor};
 
+/// The part of a network before pooling.
+enum Backbone {
+    /// A built-in backbone (variables created by this crate).
+    Builtin(nn::FuncT<'static>),
+    /// A TorchScript module; the mutex serialises its mode switches and forward passes.
+    Script(Mutex<tch::CModule>),
+}
+
 /// An embedding network: backbone, head, input normalisation.
 pub struct Net {
-    features: nn::FuncT<'static>,
+    features: Backbone,
+    /// Whether the backbone's output is a feature map `(n, c, h, w)` (else `(n, c)`).
+    spatial: bool,
     head: nn::Linear,
     /// Per-channel input mean and std, `(1, c, 1, 1)` float32 (not variables: they are
     /// not trained and not saved; the model's spec sets them).
@@ -271,7 +286,8 @@ impl Net {
             Tensor::from_slice(&v).view([1, -1, 1, 1])
         };
         Some(Net {
-            features,
+            features: Backbone::Builtin(features),
+            spatial: true,
             head,
             mean: channel(&mean),
             std: channel(&std),
@@ -304,21 +320,114 @@ impl Net {
         self.channels
     }
 
+    /// Build a network whose backbone is the TorchScript module in the file `script`
+    /// (variables `<prefix>.backbone.<parameter name with '_' for '.'>` and
+    /// `<prefix>.head.*`). The module takes images `(n, cin, h, w)` normalised as the
+    /// other backbones ([`Net::set_normalization`]; none until it is set) and returns a feature map `(n, c, h', w')`
+    /// or pooled features `(n, c)`; `c` is read from one eval-mode forward pass on zero
+    /// images `(2, cin, probe.0, probe.1)`.
+    ///
+    /// The module is loaded on `device` (its parameters and buffers), whatever the
+    /// store's device. Its parameters are added to the store (sharing their memory, as
+    /// `tch::TrainableCModule` does); its buffers (BatchNorm statistics) are not
+    /// variables of the store: they travel with the module ([`Net::save_script`]).
+    pub fn from_script(
+        p: &nn::Path,
+        script: &std::path::Path,
+        cin: i64,
+        dim: i64,
+        probe: (i64, i64),
+        device: tch::Device,
+    ) -> Result<Net, tch::TchError> {
+        let mut module = tch::CModule::load_on_device(script, device)?;
+        let bp = p / "backbone";
+        for (name, tensor) in module.named_parameters()? {
+            let trainable = tensor.requires_grad();
+            let _ = bp.add(&name.replace('.', "_"), tensor, trainable);
+        }
+        module.f_set_eval()?;
+        let x = Tensor::f_zeros([2, cin, probe.0, probe.1], (Kind::Float, device))?;
+        let out = tch::no_grad(|| module.forward_ts(&[x]))?;
+        let size = out.size();
+        let (spatial, c) = match size[..] {
+            [2, c, _, _] => (true, c),
+            [2, c] => (false, c),
+            _ => {
+                return Err(tch::TchError::Shape(format!(
+                    "the TorchScript backbone must return a feature map (n, c, h, w) or \
+                     features (n, c); for {} images (2, {cin}, {}, {}) it returned {size:?}",
+                    2, probe.0, probe.1
+                )))
+            }
+        };
+        if out.kind() != Kind::Float {
+            return Err(tch::TchError::Kind(format!(
+                "the TorchScript backbone must return float32 features, got {:?}",
+                out.kind()
+            )));
+        }
+        let head = nn::linear(p / "head", c, dim, Default::default());
+        Ok(Net {
+            features: Backbone::Script(Mutex::new(module)),
+            spatial,
+            head,
+            mean: Tensor::from_slice(&vec![0f32; cin.max(1) as usize]).view([1, -1, 1, 1]),
+            std: Tensor::from_slice(&vec![1f32; cin.max(1) as usize]).view([1, -1, 1, 1]),
+            channels: c,
+            prefix: p.components().collect::<Vec<_>>().join("."),
+        })
+    }
+
+    /// Whether the backbone returns a feature map (needed by [`Net::volume`]).
+    pub fn is_spatial(&self) -> bool {
+        self.spatial
+    }
+
+    /// Whether the backbone is a TorchScript module.
+    pub fn is_script(&self) -> bool {
+        matches!(self.features, Backbone::Script(_))
+    }
+
+    /// Write the TorchScript backbone, with its current parameters and buffers, to
+    /// `path` (an error for a built-in backbone).
+    pub fn save_script(&self, path: &std::path::Path) -> Result<(), tch::TchError> {
+        match &self.features {
+            Backbone::Builtin(_) => Err(tch::TchError::Torch(
+                "a built-in backbone is not a TorchScript module".into(),
+            )),
+            Backbone::Script(m) => lock(m)?.save(path),
+        }
+    }
+
     fn feature_map(&self, xs: &Tensor, train: bool) -> Result<Tensor, tch::TchError> {
         // as torchvision's Normalize: (x - mean) / std, float32, per channel
         let dev = xs.device();
         let xs = xs
             .f_sub(&self.mean.f_to_device(dev)?)?
             .f_div(&self.std.f_to_device(dev)?)?;
-        Ok(self.features.forward_t(&xs, train))
+        match &self.features {
+            Backbone::Builtin(f) => Ok(f.forward_t(&xs, train)),
+            Backbone::Script(m) => {
+                let mut m = lock(m)?;
+                if train {
+                    m.f_set_train()?;
+                } else {
+                    m.f_set_eval()?;
+                }
+                m.forward_ts(&[&xs])
+            }
+        }
     }
 
     /// Pooled backbone features `(n, c)` (before the head) of images `(n, c, h, w)` in
     /// `[0, 1]`: the feature map averaged over its positions, as torchvision's ResNets
-    /// before their classifier.
+    /// before their classifier (a module backbone returning `(n, c)` as is).
     pub fn features(&self, xs: &Tensor, train: bool) -> Result<Tensor, tch::TchError> {
-        self.feature_map(xs, train)?
-            .f_adaptive_avg_pool2d([1i64, 1].as_slice())?
+        let f = self.feature_map(xs, train)?;
+        if f.dim() == 2 {
+            return Ok(f);
+        }
+        f.f_adaptive_avg_pool2d([1i64, 1].as_slice())?
             .f_flatten(1, -1)
     }
 
@@ -338,6 +447,13 @@ impl Net {
         train: bool,
     ) -> Result<Tensor, tch::TchError> {
         let f = self.feature_map(xs, train)?;
+        if f.dim() != 4 {
+            return Err(tch::TchError::Shape(format!(
+                "the stitched mode needs a backbone that returns a feature map (n, c, h, w); \
+                 this one returns {:?}",
+                f.size()
+            )));
+        }
         let n = f.size()[0];
         let pooled = f.f_adaptive_avg_pool2d([rows, cols].as_slice())?; // (n, c, r, c)
         let cells = pooled.f_flatten(2, 3)?.f_transpose(1, 2)?; // (n, cells, c)
@@ -421,6 +537,12 @@ impl Net {
         })?;
         Ok(wanted.len())
     }
+}
+
+fn lock(m: &Mutex<tch::CModule>) -> Result<std::sync::MutexGuard<'_, tch::CModule>, tch::TchError> {
+    m.lock().map_err(|_| {
+        tch::TchError::Torch("the TorchScript backbone was poisoned by an earlier failure".into())
+    })
 }
 
 /// Rows of `x` divided by their L2 norm (last dimension).

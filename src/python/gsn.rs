@@ -9,7 +9,8 @@ use crate::data::grid::Negatives;
 use crate::losses::Loss;
 use crate::nets::Normalize;
 use crate::train::{
-    self, Collective, DataParallel, GsnError, Model, ModelSpec, TrainData, TrainSpec, ValData,
+    self, Collective, DataParallel, GsnError, Model, ModelSpec, ScriptSource, TrainData, TrainSpec,
+    ValData,
 };
 use numpy::{
     IntoPyArray, PyArrayMethods, PyReadonlyArray1, PyReadonlyArray4, PyUntypedArrayMethods,
@@ -84,9 +85,14 @@ impl GsnModel {
 impl GsnModel {
     /// Build an initialised model (weights seeded by `seed`) on `device`; `normalize`
     /// names the input normalisation (`"auto"`, `"imagenet"`, `"legacy"`, `"none"`).
+    /// `script`, an optional `(path, height, width)`, makes the backbone the TorchScript
+    /// module saved at `path` (`backbone` is then only a label); `height × width` is the
+    /// image size of the probe pass that finds its feature size.
     #[new]
-    #[pyo3(signature = (backbone, in_channels, dim, stitched, device, seed, normalize="auto"))]
+    #[pyo3(signature = (backbone, in_channels, dim, stitched, device, seed, normalize="auto", script=None))]
+    #[allow(clippy::too_many_arguments)]
     fn new(
+        py: Python<'_>,
         backbone: &str,
         in_channels: i64,
         dim: i64,
@@ -94,6 +100,7 @@ impl GsnModel {
         device: &str,
         seed: u64,
         normalize: &str,
+        script: Option<(PathBuf, i64, i64)>,
     ) -> PyResult<Self> {
         let dev = train::resolve_device(device)?;
         let normalize = Normalize::parse(normalize).ok_or_else(|| {
@@ -113,8 +120,25 @@ impl GsnModel {
             seed,
             normalize,
         };
+        let model = match script {
+            None => Model::new(spec, dev)?,
+            Some((path, h, w)) => {
+                if h < 1 || w < 1 {
+                    return Err(error(
+                        Kind::Config,
+                        format!("the probe image size must be positive, got {h}x{w}"),
+                    ));
+                }
+                let source = ScriptSource {
+                    path,
+                    probe: (h, w),
+                };
+                let source = &source;
+                run_heavy(py, None, move |_| Model::with_script(spec, dev, source))?.value
+            }
+        };
         Ok(GsnModel {
-            inner: Mutex::new(Model::new(spec, dev)?),
+            inner: Mutex::new(model),
         })
     }
 
@@ -233,7 +257,8 @@ impl GsnModel {
         self.forward(py, x, batch_size, true)
     }
 
-    /// Write `dir/weights.safetensors` and `dir/config.json` (atomically).
+    /// Write `dir/weights.safetensors` and `dir/config.json` (atomically), and
+    /// `dir/backbone.pt` for a TorchScript backbone.
     fn save(&self, py: Python<'_>, dir: PathBuf, config_json: String) -> PyResult<()> {
         let mut model = self.lock()?;
         let m = &mut *model;

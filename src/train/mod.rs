@@ -28,7 +28,7 @@ pub use device::resolve_device;
 pub use fit::{
     fit, fit_parallel, validation_metrics, EpochRecord, TrainConfig, TrainData, ValData,
 };
-pub use model::{Model, ModelSpec};
+pub use model::{Model, ModelSpec, ScriptSource, SCRIPT_FILE};
 pub use parallel::{Collective, DataParallel, SyncFn};
 pub use schedule::{Optim, Schedule};
 pub use spec::TrainSpec;

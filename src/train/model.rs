@@ -27,6 +27,18 @@ pub struct ModelSpec {
     pub normalize: Normalize,
 }
 
+/// A TorchScript backbone to build a model with (see [`crate::nets::Net::from_script`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ScriptSource {
+    /// The TorchScript file (`torch.jit.save`).
+    pub path: std::path::PathBuf,
+    /// Image height and width of the probe forward pass that finds the feature size.
+    pub probe: (i64, i64),
+}
+
+/// Name of the TorchScript backbone file in a model folder.
+pub const SCRIPT_FILE: &str = "backbone.pt";
+
 /// A query network (used for retrieval) and, in stitched mode, a target network.
 pub struct Model {
     /// What the model is.
@@ -64,6 +76,25 @@ impl From<LoadError> for GsnError {
 impl Model {
     /// Build and initialise a model on `device` (initialisation seeded by `spec.seed`).
     pub fn new(spec: ModelSpec, device: Device) -> Result<Model, GsnError> {
+        Model::build(spec, device, None)
+    }
+
+    /// Build a model whose backbone is a TorchScript module (`spec.backbone` is only a
+    /// label then): its parameters are trained with the head; the head is initialised
+    /// from `spec.seed`.
+    pub fn with_script(
+        spec: ModelSpec,
+        device: Device,
+        script: &ScriptSource,
+    ) -> Result<Model, GsnError> {
+        Model::build(spec, device, Some(script))
+    }
+
+    fn build(
+        spec: ModelSpec,
+        device: Device,
+        script: Option<&ScriptSource>,
+    ) -> Result<Model, GsnError> {
         if spec.dim < 1 {
             return Err(GsnError::Config(format!(
                 "dim must be >= 1, got {}",
@@ -81,23 +112,33 @@ impl Model {
                 crate::nets::BACKBONES
             ))
         };
-        let mut query = Net::new(
-            &(vs.root() / "query"),
-            &spec.backbone,
-            spec.in_channels,
-            spec.dim,
-        )
-        .ok_or_else(unknown)?;
+        let net = |name: &str| -> Result<Net, GsnError> {
+            let p = vs.root() / name;
+            match script {
+                None => {
+                    Net::new(&p, &spec.backbone, spec.in_channels, spec.dim).ok_or_else(unknown)
+                }
+                Some(s) => {
+                    Net::from_script(&p, &s.path, spec.in_channels, spec.dim, s.probe, device)
+                        .map_err(|e| {
+                            GsnError::Config(format!(
+                                "cannot use the TorchScript backbone {}: {e}",
+                                s.path.display()
+                            ))
+                        })
+                }
+            }
+        };
+        let mut query = net("query")?;
+        if spec.stitched && !query.is_spatial() {
+            return Err(GsnError::Config(
+                "mode='stitched' needs a backbone that returns a feature map (n, c, h, w); \
+                 this TorchScript backbone returns pooled features (n, c)"
+                    .into(),
+            ));
+        }
         let mut target = if spec.stitched {
-            Some(
-                Net::new(
-                    &(vs.root() / "target"),
-                    &spec.backbone,
-                    spec.in_channels,
-                    spec.dim,
-                )
-                .ok_or_else(unknown)?,
-            )
+            Some(net("target")?)
         } else {
             None
         };
@@ -229,12 +270,15 @@ impl Model {
         Ok(Tensor::f_cat(&parts, 0)?)
     }
 
-    /// Write `dir/weights.safetensors` and `dir/config.json`, each atomically.
+    /// Write `dir/weights.safetensors` and `dir/config.json`, each atomically (and, for a
+    /// TorchScript backbone, `dir/backbone.pt` first: the query network's module with
+    /// its current parameters and buffers).
     ///
     /// `config_json` must be a JSON object; it is written with one more entry,
-    /// `"weights_sha256"`, the SHA-256 of the weights file, so that a reader can detect a
-    /// changed, truncated or mismatched weights file (including a crash between the two
-    /// renames, which leaves new weights beside the old config).
+    /// `"weights_sha256"`, the SHA-256 of the weights file (and `"backbone_sha256"`, that
+    /// of `backbone.pt`), so that a reader can detect a changed, truncated or mismatched
+    /// weights file (including a crash between the renames, which leaves new weights
+    /// beside the old config).
     pub fn save(&self, dir: &Path, config_json: &str) -> Result<(), GsnError> {
         let config_json = if config_json.trim().is_empty() {
             "{}"
@@ -252,6 +296,19 @@ impl Model {
             path: dir.to_path_buf(),
             source,
         })?;
+        if self.query.is_script() {
+            let mut digest = String::new();
+            crate::store::write_atomic_at::<GsnError>(&dir.join(SCRIPT_FILE), |tmp| {
+                self.query.save_script(tmp)?;
+                let bytes = std::fs::read(tmp).map_err(|source| GsnError::Io {
+                    path: tmp.to_path_buf(),
+                    source,
+                })?;
+                digest = crate::store::sha256_hex(&bytes);
+                Ok(())
+            })?;
+            fields.insert("backbone_sha256".into(), serde_json::Value::String(digest));
+        }
         let mut digest = String::new();
         crate::store::write_atomic_at::<GsnError>(&dir.join("weights.safetensors"), |tmp| {
             // Contiguous copies: the convolution weights are kept channels-last.
