@@ -111,13 +111,16 @@ def test_embed_arrays_per_batch_uint8_and_float_agree(cat):
 def test_fit_catalogue_trains_and_is_seeded_and_thread_independent(cat):
     kw = dict(epochs=4, steps_per_epoch=4, lr=3e-3, batch_size=12)
     before = gm.get_num_threads()
-    try:
+    try:  # image threads 1 vs 2; libtorch's threads fixed (its sums depend on them)
         gm.set_num_threads(1)
+        torch.set_num_threads(1)
         a = gsn(**kw).fit(cat)
         gm.set_num_threads(2)
+        torch.set_num_threads(1)
         b = gsn(**kw).fit(cat)
     finally:
         gm.set_num_threads(before["rayon"])
+        torch.set_num_threads(before["torch"])
     losses = [h["loss"] for h in a.history_]
     assert np.isfinite(losses).all() and losses[-1] < losses[0], losses
     assert [h["loss"] for h in b.history_] == losses
