@@ -52,22 +52,22 @@ def fashion_images(n: int) -> np.ndarray:
     return x[np.arange(n) % len(x)]
 
 
-def render(products: np.ndarray, folder: Path, seed: int = 0) -> list[Path]:
-    """Fashion-MNIST products as 256-px RGB JPEG 'photos' (see the module docs)."""
+def render(products: np.ndarray, folder: Path, seed: int = 0, size: int = 256) -> list[Path]:
+    """Fashion-MNIST products as ``size``-px RGB JPEG 'photos' (see the module docs)."""
     from PIL import Image
 
     rng = np.random.default_rng(seed)
-    yy, xx = np.mgrid[0:256, 0:256] / 255.0
+    yy, xx = np.mgrid[0:size, 0:size] / 255.0
     paths = []
     for i, p in enumerate(products):
         c0, c1 = rng.uniform(0, 255, 3), rng.uniform(0, 255, 3)
         t = (xx * rng.uniform(-1, 1) + yy * rng.uniform(-1, 1)) % 1.0
-        bg = c0 * (1 - t[..., None]) + c1 * t[..., None] + rng.normal(0, 6, (256, 256, 3))
-        side = int(256 * rng.uniform(0.45, 0.95))
+        bg = c0 * (1 - t[..., None]) + c1 * t[..., None] + rng.normal(0, 6, (size, size, 3))
+        side = int(size * rng.uniform(0.45, 0.95))
         item = np.asarray(Image.fromarray(p).resize((side, side), Image.Resampling.BILINEAR))
         alpha = item[..., None] / 255.0
         tint = rng.uniform(40, 255, 3)
-        top, left = rng.integers(0, 257 - side, 2)
+        top, left = rng.integers(0, size + 1 - side, 2)
         patch = bg[top : top + side, left : left + side]
         bg[top : top + side, left : left + side] = patch * (1 - alpha) + tint * alpha
         path = folder / f"{i:05d}.jpg"

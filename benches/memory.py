@@ -1,5 +1,7 @@
-"""Peak memory of SVC.fit (against cache_size + data + model) and of kNN / evaluate at
-100,000 queries x 100,000 gallery items (d = 128, float32).
+"""Peak memory of SVC.fit (against cache_size + data + model), of kNN / evaluate at
+100,000 queries x 100,000 gallery items (d = 128, float32), and of a Grid Search
+Network's ``embed`` and ``fit`` (fixed steps) streaming catalogues of 5,000 and 50,000
+generated JPEGs (``--stream``: its own section, ``memory-stream``).
 
 Every case runs in a fresh Python process: it imports gridmatch, builds its data, records
 its resident size (VmRSS), resets the kernel's peak counter (``/proc/self/clear_refs``)
@@ -8,8 +10,9 @@ results replace the ``memory`` section of BENCHMARKS.md.
 
 Usage::
 
-    python benches/memory.py            # everything (about 5 minutes on 2 cores)
+    python benches/memory.py            # SVC, kNN, evaluate (about 5 minutes on 2 cores)
     python benches/memory.py --quick    # small sizes, does not touch BENCHMARKS.md
+    python benches/memory.py --stream   # GSN over 5k / 50k JPEGs (+ --quick: 500 / 5k)
 """
 
 from __future__ import annotations
@@ -59,6 +62,8 @@ def child(spec: dict) -> dict:
 
     gm.set_num_threads(spec.get("threads", 0))
     out: dict = {}
+    if spec["job"] in ("gsn-embed", "gsn-fit"):
+        return stream_child(spec)
     if spec["job"] == "svc":
         X, y = gm.datasets.load("mnist", "train")
         n = spec["n"]
@@ -116,6 +121,133 @@ def child(spec: dict) -> dict:
         job=spec["job"], before=before, peak=peak, own=peak - before, seconds=seconds, exact=exact
     )
     return out
+
+
+#: Settings of the streaming cases: a small network and image size keep them short.
+STREAM = {"image_size": 64, "dim": 64, "batch_size": 64, "steps": 20, "side": 96}
+
+
+def stream_child(spec: dict) -> dict:
+    """``embed`` or ``fit`` (``STREAM['steps']`` steps) over the first n files."""
+    import gc
+
+    import gridmatch as gm
+
+    folder = Path(spec["folder"])
+    n = spec["n"]
+    paths = [folder / f"{i:05d}.jpg" for i in range(n)]
+    cat = gm.datasets.ImageCatalogue(paths, [i // 2 for i in range(n)])
+    net = gm.GridSearchNetwork(
+        backbone="convnet",
+        dim=STREAM["dim"],
+        batch_size=STREAM["batch_size"],
+        image_size=STREAM["image_size"],
+        epochs=0,
+        device="cpu",
+        progress=False,
+    ).fit(cat)
+    output = 0
+    gc.collect()
+    before = rss_bytes("VmRSS")
+    exact = reset_peak()
+    t0 = time.perf_counter()
+    if spec["job"] == "gsn-embed":
+        E = net.embed(cat, batch_size=STREAM["batch_size"])
+        output = E.nbytes
+    else:
+        net.set_params(epochs=1, steps_per_epoch=STREAM["steps"]).fit(cat)
+    seconds = time.perf_counter() - t0
+    peak = rss_bytes("VmHWM")
+    return {
+        "job": spec["job"],
+        "n": n,
+        "before": before,
+        "peak": peak,
+        "own": peak - before,
+        "output_bytes": output,
+        "seconds": seconds,
+        "exact": exact,
+        "whole_array_bytes": n * 3 * STREAM["image_size"] ** 2 * 4,
+    }
+
+
+def stream_files(folder: Path, n: int) -> None:
+    """``n`` generated JPEGs (benches/images.py's products, ``STREAM['side']`` px) in
+    ``folder``, kept between runs."""
+    from images import fashion_images, render
+
+    have = len(list(folder.glob("*.jpg"))) if folder.exists() else 0
+    if have >= n:
+        return
+    folder.mkdir(parents=True, exist_ok=True)
+    t0 = time.perf_counter()
+    tmp = folder / "_new"
+    tmp.mkdir(exist_ok=True)
+    for start in range(0, n, 5000):  # chunks: the products array stays small
+        count = min(5000, n - start)
+        for k, p in enumerate(render(fashion_images(count), tmp, seed=start, size=STREAM["side"])):
+            p.replace(folder / f"{start + k:05d}.jpg")
+    tmp.rmdir()
+    print(f"generated {n} JPEGs in {time.perf_counter() - t0:.0f} s", flush=True)
+
+
+def stream_section(rows: list[dict], load_before: str, load_after: str) -> list[str]:
+    import gridmatch as gm
+
+    now = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    small, large = min(r["n"] for r in rows), max(r["n"] for r in rows)
+    lines = [
+        "<!-- BEGIN memory-stream -->",
+        "## Memory of streaming `GridSearchNetwork` over photo catalogues "
+        "(`benches/memory.py --stream`)",
+        "",
+        f"Machine: {cpu_name()}, {os.cpu_count()} cores; gridmatch {gm.__version__}; {now}. "
+        f"Load average {load_before} before and {load_after} after.",
+        "",
+        f"Generated JPEGs ({STREAM['side']} px, benches/images.py's Fashion-MNIST 'photos'), "
+        f"catalogues of the first {small:,} and {large:,}; `backbone='convnet'`, "
+        f"`image_size={STREAM['image_size']}`, `dim={STREAM['dim']}`, batches of "
+        f"{STREAM['batch_size']}; `fit` runs {STREAM['steps']} steps (one epoch). Each case "
+        "runs in a fresh process: the catalogue and the network are built, the peak counter "
+        "is reset, then the job runs. 'Own peak' is VmHWM minus the resident size before; "
+        "'beyond output' subtracts the embeddings `embed` returns. Goal: the own peak "
+        f"beyond the output grows by less than 10 % from {small:,} to {large:,} images.",
+        "",
+        "| job | images | whole catalogue as float32 | own peak | beyond output | seconds |",
+        "|---|---:|---:|---:|---:|---:|",
+    ]
+    for r in rows:
+        lines.append(
+            f"| `{r['job'].replace('gsn-', '')}` | {r['n']:,} | {mib(r['whole_array_bytes'])} | "
+            f"{mib(r['own'])} | {mib(r['own'] - r['output_bytes'])} | {r['seconds']:.1f} |"
+        )
+    lines.append("")
+    for job in ("gsn-embed", "gsn-fit"):
+        a = next(r for r in rows if r["job"] == job and r["n"] == small)
+        b = next(r for r in rows if r["job"] == job and r["n"] == large)
+        grow = (b["own"] - b["output_bytes"]) / max(1, a["own"] - a["output_bytes"]) - 1
+        ok = "met" if grow < 0.10 else "**not met**"
+        lines.append(f"- `{job[4:]}`: {grow:+.1%} from {small:,} to {large:,} images ({ok}).")
+    lines += ["", "<!-- END memory-stream -->"]
+    return lines
+
+
+def main_stream(quick: bool, folder: Path | None) -> None:
+    import tempfile
+
+    sizes = (500, 5000) if quick else (5000, 50_000)
+    folder = folder or Path(tempfile.gettempdir()) / f"gridmatch-stream-{STREAM['side']}px"
+    stream_files(folder, sizes[1])
+    load_before = load_average()
+    rows = [
+        run({"job": job, "n": n, "folder": str(folder), "threads": 0})
+        for job in ("gsn-embed", "gsn-fit")
+        for n in sizes
+    ]
+    lines = stream_section(rows, load_before, load_average())
+    print("\n".join(lines))
+    if not quick:
+        replace_block("memory-stream", "\n".join(lines))
 
 
 # ----------------------------------------------------------------- parent side
@@ -228,9 +360,16 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--child", help=argparse.SUPPRESS)
     ap.add_argument("--quick", action="store_true", help="small sizes, no BENCHMARKS.md")
+    ap.add_argument(
+        "--stream", action="store_true", help="only the GSN streaming cases (own section)"
+    )
+    ap.add_argument("--files", type=Path, default=None, help="folder of the generated JPEGs")
     args = ap.parse_args()
     if args.child:
         print(json.dumps(child(json.loads(args.child))))
+        return
+    if args.stream:
+        main_stream(args.quick, args.files)
         return
     load_before = load_average()
     n_svc, n_big = (2000, 20_000) if args.quick else (10_000, 100_000)

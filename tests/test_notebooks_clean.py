@@ -13,7 +13,7 @@ NOTEBOOKS = Path(__file__).resolve().parent.parent / "notebooks"
 
 def test_notebooks_have_no_outputs():
     paths = sorted(NOTEBOOKS.glob("*.ipynb"))
-    assert len(paths) == 4
+    assert len(paths) == 5
     for path in paths:
         nb = nbformat.read(path, as_version=4)
         for cell in nb.cells:

@@ -57,7 +57,11 @@ class GsnModel:
     def parameter_count(self) -> int: ...
     def fit(
         self,
-        train: tuple[npt.NDArray[np.float32], npt.NDArray[np.int64], npt.NDArray[np.int64] | None],
+        train: tuple[
+            npt.NDArray[np.float32] | npt.NDArray[np.uint8] | tuple[list[str], str],
+            npt.NDArray[np.int64],
+            npt.NDArray[np.int64] | None,
+        ],
         spec: str,
         val: tuple[npt.NDArray[np.float32], npt.NDArray[np.int64]] | None = None,
         checkpoint: tuple[str, str] | None = None,

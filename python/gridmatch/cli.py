@@ -4,6 +4,8 @@
 datasets and prints one results table. ``gridmatch info`` shows the version, thread
 settings and where the datasets were found. ``gridmatch evaluate`` computes retrieval
 metrics (recall@k, precision@1, MAP@R, R-precision) of embeddings stored as ``.npy``.
+``gridmatch train --catalogue DIR|CSV`` trains a Grid Search Network on a folder or CSV
+of photos (streamed), and ``gridmatch embed`` writes a catalogue's embeddings.
 """
 
 from __future__ import annotations
@@ -48,13 +50,28 @@ def _grid(text: str) -> tuple[int, int]:
     return rows, cols
 
 
+def _catalogue(where: str) -> datasets.ImageCatalogue:
+    """A catalogue from a folder (one subfolder per product) or a CSV file."""
+    if os.path.isdir(where):
+        return datasets.ImageCatalogue.from_folder(where)
+    if os.path.isfile(where):
+        return datasets.ImageCatalogue.from_csv(where)
+    raise ValueError(f"--catalogue {where!r} is neither a folder nor a CSV file")
+
+
 def _train(args: argparse.Namespace) -> int:
     import numpy as np
 
     from .gsn import GridSearchNetwork
 
     n_val = max(2, args.val)
-    if args.dataset == "fashion-shop":
+    Xv: object = None
+    iv: object = None
+    if args.catalogue is not None:
+        Xtr: object = _catalogue(args.catalogue)
+        ids = classes = None
+        backbone = args.backbone or "resnet18"
+    elif args.dataset == "fashion-shop":
         Xtr, ids, classes = datasets.fashion_shop("train", n_products=args.n, seed=args.seed)
         bench = datasets.fashion_shop("test", views=2, n_products=n_val // 2, seed=args.seed)
         Xv = np.concatenate([bench.query.X, bench.gallery.X])
@@ -66,8 +83,11 @@ def _train(args: argparse.Namespace) -> int:
         pick = np.sort(rng.choice(len(X), size=min(args.n, len(X)), replace=False))
         Xtr, ids, classes = X[pick], y[pick], y[pick]
         Xv, iv = Xt[:n_val], yt[:n_val]
+    if args.catalogue is None:
+        backbone = args.backbone or "convnet"
     gsn = GridSearchNetwork(
-        backbone="convnet",
+        backbone=backbone,
+        image_size=args.image_size,
         dim=args.dim,
         grid=args.grid,
         positives=args.positives,
@@ -90,6 +110,24 @@ def _train(args: argparse.Namespace) -> int:
         print(f"{h['epoch']:>5} {h['loss']:>9.4f} {r1:>8.4f} {h['seconds']:>8.2f}")
     path = gsn.save(args.out)
     print(f"model saved to {path}")
+    return 0
+
+
+def _embed(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from .gsn import GridSearchNetwork
+
+    cat = _catalogue(args.catalogue)
+    gsn = GridSearchNetwork.load(args.model, device=args.device)
+    if args.image_size is not None:
+        gsn.set_params(image_size=args.image_size)
+    E = gsn.embed(cat, batch_size=args.batch_size)
+    np.save(args.out, E)
+    ids = os.path.splitext(args.out)[0] + "_ids.npy"
+    np.save(ids, cat.codes)
+    print(f"{E.shape[0]} embeddings of dimension {E.shape[1]} saved to {args.out}")
+    print(f"their product codes (catalogue order) saved to {ids}")
     return 0
 
 
@@ -276,6 +314,19 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument(
         "--dataset", choices=("fashion-shop", "fashion-mnist", "mnist"), default="fashion-shop"
     )
+    p.add_argument(
+        "--catalogue",
+        default=None,
+        help="train on photos instead: a folder (one subfolder per product) or a CSV "
+        "(path,id[,class,split] columns); streamed, validation off",
+    )
+    p.add_argument(
+        "--backbone",
+        choices=("convnet", "resnet18", "resnet50"),
+        default=None,
+        help="default: convnet for datasets, resnet18 for a catalogue",
+    )
+    p.add_argument("--image-size", type=int, default=None, help="catalogue image side (224)")
     p.add_argument("--n", type=int, default=10_000, help="training images / products")
     p.add_argument("--val", type=int, default=1000, help="validation images")
     p.add_argument("--out", required=True, help="folder for the model (and checkpoints)")
@@ -299,6 +350,20 @@ def main(argv: list[str] | None = None) -> int:
         help="no progress bar (--quiet: the earlier name)",
     )
     p.set_defaults(func=_train)
+    p = sub.add_parser(
+        "embed",
+        help="embeddings of a folder or CSV of photos with a saved model (.npy)",
+        description="Embed every photo of a catalogue (a folder with one subfolder per "
+        "product, or a CSV) with a model saved by 'gridmatch train'; writes the (n, dim) "
+        "embeddings to --out and the product codes to <out>_ids.npy.",
+    )
+    p.add_argument("model", help="folder of a saved model")
+    p.add_argument("--catalogue", required=True, help="a folder or a CSV file of photos")
+    p.add_argument("--out", required=True, help="the .npy file of the embeddings")
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--image-size", type=int, default=None, help="default: the model's")
+    p.add_argument("--device", default=None, help="override the saved device (e.g. cpu)")
+    p.set_defaults(func=_embed)
     p = sub.add_parser("search-kernel", help="RL / random search of an SVM kernel")
     p.add_argument("--dataset", choices=datasets.NAMES, default="mnist")
     p.add_argument("--train", type=int, default=1000, help="first N training images")

@@ -25,7 +25,9 @@ import numpy as np
 from sklearn.base import BaseEstimator
 
 from . import _backbone_weights, _core, _distributed, _params, losses, miners
+from ._gsn_input import DEFAULT_IMAGE_SIZE, Images
 from ._validate import host_array
+from .catalogue import ImageCatalogue
 from .exceptions import ConfigError, DataError, InterruptedWarning, NotFittedError, ShapeError
 
 __all__ = ["GridSearchNetwork", "as_images"]
@@ -282,6 +284,13 @@ class GridSearchNetwork(BaseEstimator):
         runs on every rank, and a stop on any rank stops all of them after the same
         step or epoch. All ranks end with the same model. A failing rank leaves the
         others waiting until the process group's timeout.
+    image_size : int, optional
+        Side of the square images read from an
+        :class:`~gridmatch.catalogue.ImageCatalogue` (:meth:`fit` and :meth:`embed`
+        stream catalogues through the Rust image pipeline: resize of the shorter side +
+        centre crop, and when training with ``augment > 0`` a random resized crop, flip
+        and colour jitter). Default: 224, or for :meth:`embed` the size the network was
+        trained at. Arrays are always taken at their own size.
 
     Attributes
     ----------
@@ -336,6 +345,7 @@ class GridSearchNetwork(BaseEstimator):
         progress: bool = True,
         verbose: bool | None = None,
         distributed: Any = "auto",
+        image_size: int | None = None,
     ):
         self.backbone = backbone
         self.dim = dim
@@ -365,6 +375,7 @@ class GridSearchNetwork(BaseEstimator):
         self.progress = progress
         self.verbose = verbose
         self.distributed = distributed
+        self.image_size = image_size
 
     # -- validation ---------------------------------------------------------------
     def _check_params(self) -> dict[str, Any]:
@@ -401,6 +412,7 @@ class GridSearchNetwork(BaseEstimator):
         _backbone_weights.check(self.weights, self.backbone)
         _params.choice(self.normalize, "normalize", ("auto", "imagenet", "legacy"), optional=True)
         return {
+            "image_size": _params.integer(self.image_size, "image_size", 4, 16384, optional=True),
             "rows": rows,
             "cols": cols,
             "positives": positives,
@@ -540,7 +552,7 @@ class GridSearchNetwork(BaseEstimator):
     def fit(
         self,
         X: Any,
-        ids: Any,
+        ids: Any = None,
         classes: Any = None,
         *,
         X_val: Any = None,
@@ -551,16 +563,28 @@ class GridSearchNetwork(BaseEstimator):
 
         Parameters
         ----------
-        X : array-like or torch.Tensor
-            Training images (see :func:`as_images`).
+        X : array-like, torch.Tensor or ImageCatalogue
+            Training images (see :func:`as_images`; ``uint8`` arrays stay ``uint8``,
+            each step's images are converted when gathered), or a catalogue of photos,
+            streamed: each step decodes only its own images (in parallel, in Rust, at
+            ``image_size``), so memory does not grow with the catalogue. With
+            ``augment > 0`` a catalogue's views are the image pipeline's random resized
+            crop (area 35–100 %), horizontal flip and colour jitter (the array
+            augmentations are not applied); with ``augment=0`` the resized centre
+            crop. A missing or undecodable file raises ``DataError`` naming it.
         ids : array-like of shape (n,)
             Product / instance id of each image (images of one id are positives).
             With one image per id, the positives are augmented views of it (so
-            ``augment=0`` with one image per id is refused).
+            ``augment=0`` with one image per id is refused). Default for a
+            catalogue: its product ids (required for arrays).
         classes : array-like of shape (n,), optional
-            Class of each image, used by ``negatives="hard"``.
+            Class of each image, used by ``negatives="hard"``. Default for a
+            catalogue: its classes, when it has them.
         X_val, ids_val : optional
             Validation images and ids: leave-one-out recall@1 is reported per epoch.
+            ``X_val`` may be a catalogue (decoded whole at ``image_size`` before
+            training: keep it small; ``ids_val`` then defaults to its ids); validation
+            arrays must have the training images' shape.
         callback : callable, optional
             ``callback(epoch, epochs, metrics)`` after every epoch; returning ``False``
             stops training (the model trained so far is kept). Data-parallel, it runs
@@ -613,9 +637,18 @@ class GridSearchNetwork(BaseEstimator):
         p = self._check_params()
         dp = _distributed.group(self.distributed)
         lead = dp is None or dp[0] == 0  # the rank that shows progress, validates, saves
-        X = as_images(X)
-        ids = _labels(ids, X.shape[0], "ids")
-        cls = None if classes is None else _labels(classes, X.shape[0], "classes")
+        size = DEFAULT_IMAGE_SIZE if p["image_size"] is None else p["image_size"]
+        images = Images(X, size)
+        n = images.n
+        if images.catalogue is not None:
+            if ids is None:
+                ids = images.catalogue.codes
+            if classes is None and images.catalogue.classes is not None:
+                classes = images.catalogue.classes
+        elif ids is None:
+            raise ShapeError("ids is required when X is an array (one id per image)")
+        ids = _labels(ids, n, "ids")
+        cls = None if classes is None else _labels(classes, n, "classes")
         uniq, counts = np.unique(ids, return_counts=True)
         if len(uniq) < 2:
             raise ShapeError("ids must hold at least 2 distinct values")
@@ -632,26 +665,30 @@ class GridSearchNetwork(BaseEstimator):
                 stacklevel=2,
             )
         cells = p["rows"] * p["cols"]
-        if X.shape[0] < cells:
+        if n < cells:
             raise ValueError(
-                f"grid={tuple(self.grid)} has {cells} cells but X holds only {X.shape[0]} "
+                f"grid={tuple(self.grid)} has {cells} cells but X holds only {n} "
                 "images; use a smaller grid or more images"
             )
         xv = iv = None
+        if isinstance(X_val, ImageCatalogue) and ids_val is None:
+            ids_val = X_val.codes
         if X_val is not None or ids_val is not None:
             if X_val is None or ids_val is None:
                 raise ValueError("give both X_val and ids_val, or neither")
-            xv = as_images(X_val, "X_val")
+            xv = Images(X_val, size, "X_val").gather_all()
             iv = _labels(ids_val, xv.shape[0], "ids_val")
-            if xv.shape[1:] != X.shape[1:]:
-                raise ShapeError(f"X_val images {xv.shape[1:]} differ from X's {X.shape[1:]}")
-        self.n_channels_ = int(X.shape[1])
-        self.image_shape_ = tuple(int(s) for s in X.shape[1:])
+            if xv.shape[1:] != images.shape:
+                raise ShapeError(f"X_val images {xv.shape[1:]} differ from X's {images.shape}")
+        train_images = images.training_images()
+        self.n_channels_ = int(images.shape[0])
+        self.image_shape_ = tuple(images.shape)
+        self.image_size_ = size if images.catalogue is not None else None
         model = self._new_model(
             p,
             self.n_channels_,
             None if dp is None else _distributed.device_for(self.device),
-            image_hw=(int(X.shape[2]), int(X.shape[3])),
+            image_hw=(int(images.shape[1]), int(images.shape[2])),
         )
         self.history_ = []
         self.interrupted_ = False
@@ -678,7 +715,7 @@ class GridSearchNetwork(BaseEstimator):
         try:
             ckpt = self.checkpoint_dir if lead else None
             history, interrupted = model.fit(
-                (X, ids, cls),
+                (train_images, ids, cls),
                 self._train_spec(p),
                 None if xv is None or not lead else (xv, iv),
                 None if ckpt is None else (str(ckpt), self._config_json(self.n_channels_)),
@@ -720,15 +757,29 @@ class GridSearchNetwork(BaseEstimator):
 
         Parameters
         ----------
-        X : array-like or torch.Tensor
-            Images, in the layout accepted by :meth:`fit`.
+        X : array-like, torch.Tensor or ImageCatalogue
+            Images, in the layout accepted by :meth:`fit`, or a catalogue of photos
+            (streamed through the Rust image pipeline at ``image_size``, else the size
+            the network was trained at, else 224: resize of the shorter side + centre
+            crop, no augmentation).
+            Arrays are converted one batch at a time.
         batch_size : int, default 256
-            Images per forward pass.
+            Images per forward pass. A catalogue holds at most ``batch_size`` times
+            (``2 · threads + 1``) decoded images at a time.
 
         Returns
         -------
         ndarray of float32, shape (n, dim), or torch.Tensor
-            L2-normalised embeddings; a torch tensor (on ``X``'s device) when ``X`` is one.
+            L2-normalised embeddings, in the order of ``X`` (a catalogue's order); a
+            torch tensor (on ``X``'s device) when ``X`` is one.
+
+        Raises
+        ------
+        ShapeError
+            Badly shaped images, NaN/inf values, or another number of channels than
+            the network's (a catalogue gives 3).
+        DataError
+            A catalogue file that is missing, truncated, undecodable or too large.
         """
         self._check_fitted()
         return self._forward(X, batch_size, self.model_.embed)
@@ -742,8 +793,8 @@ class GridSearchNetwork(BaseEstimator):
 
         Parameters
         ----------
-        X : array-like or torch.Tensor
-            Images, in the layout accepted by :meth:`fit`.
+        X : array-like, torch.Tensor or ImageCatalogue
+            Images or a catalogue of photos, as :meth:`embed` takes them.
         batch_size : int, default 256
             Images per forward pass.
 
@@ -758,19 +809,44 @@ class GridSearchNetwork(BaseEstimator):
         return self._forward(X, batch_size, self.model_.features)
 
     def _forward(self, X: Any, batch_size: int, run: Callable[..., Any]) -> Any:
-        """``run(images, batch_size)`` on ``X`` (checked, as :func:`as_images`), returned
-        as numpy, or as a torch tensor on ``X``'s device when ``X`` is one."""
+        """``run(images, batch_size)`` on ``X`` (an array converted per batch, or a
+        catalogue streamed), returned as numpy, or as a torch tensor on ``X``'s device
+        when ``X`` is one."""
         as_torch = _is_torch(X)
-        imgs = as_images(X)
-        if imgs.shape[1] != self.n_channels_:
-            raise ShapeError(
-                f"X has {imgs.shape[1]} channels, the network was built for {self.n_channels_}"
-            )
-        out = run(imgs, _params.integer(batch_size, "batch_size", low=1))
+        batch = _params.integer(batch_size, "batch_size", low=1)
+        out = self._run_batches(Images(X, self._image_size()), batch, run)
         if as_torch:
             import torch
 
             return torch.from_numpy(out).to(X.device)
+        return out
+
+    def _image_size(self) -> int:
+        """Side of catalogue images: ``image_size``, else the training size, else 224."""
+        size = _params.integer(self.image_size, "image_size", 4, 16384, optional=True)
+        if size is None:
+            size = getattr(self, "image_size_", None)
+        return DEFAULT_IMAGE_SIZE if size is None else int(size)
+
+    def _run_batches(
+        self, images: Images, batch_size: int, run: Callable[..., Any]
+    ) -> np.ndarray:
+        """``run(batch, batch_size)`` (embeddings or features) of ``images``, one forward
+        batch at a time, concatenated."""
+        if images.shape[0] != self.n_channels_:
+            raise ShapeError(
+                f"{images.name} has {images.shape[0]} channels, the network was built for "
+                f"{self.n_channels_}"
+            )
+        out: np.ndarray | None = None
+        i = 0
+        for b in images.batches(batch_size):
+            e = run(b, batch_size)
+            if out is None:
+                out = np.empty((images.n, e.shape[1]), np.float32)
+            out[i : i + e.shape[0]] = e
+            i += e.shape[0]
+        assert out is not None and i == images.n
         return out
 
     def transform(self, X: Any) -> Any:

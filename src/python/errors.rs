@@ -161,6 +161,7 @@ impl From<GsnError> for PyErr {
             GsnError::Device(m) => error(Kind::Device, m),
             GsnError::Distributed(m) => error(Kind::Backend, m),
             GsnError::Interrupted => Cancelled.into(),
+            GsnError::Image(e) => e.into(),
             e @ GsnError::Io { .. } => error(Kind::Data, e.to_string()),
         }
     }

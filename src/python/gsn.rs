@@ -9,8 +9,8 @@ use crate::data::grid::Negatives;
 use crate::losses::Loss;
 use crate::nets::Normalize;
 use crate::train::{
-    self, Collective, DataParallel, GsnError, Model, ModelSpec, ScriptSource, TrainData, TrainSpec,
-    ValData,
+    self, ArraySource, CatalogueSource, Collective, DataParallel, GsnError, ImageSource, Model,
+    ModelSpec, Pixels, ScriptSource, TrainData, TrainSpec, ValData,
 };
 use numpy::{
     IntoPyArray, PyArrayMethods, PyReadonlyArray1, PyReadonlyArray4, PyUntypedArrayMethods,
@@ -22,12 +22,41 @@ use std::path::PathBuf;
 use std::sync::{Mutex, MutexGuard};
 
 /// Per-epoch `(name, value)` metrics and whether training was interrupted.
-/// Training arrays from Python: images `(n, c, h, w)`, ids, optional classes.
+/// Training data from Python: images (see [`TrainImages`]), ids, optional classes.
 type TrainArrays<'py> = (
-    PyReadonlyArray4<'py, f32>,
+    TrainImages<'py>,
     PyReadonlyArray1<'py, i64>,
     Option<PyReadonlyArray1<'py, i64>>,
 );
+
+/// Training images from Python: a float32 `(n, c, h, w)` array in `[0, 1]`, a uint8
+/// one (scaled by `1/255` per gathered image), or image files `(paths, settings)` with
+/// the settings a JSON object `{"size", "augment", "max_pixels"}` (see
+/// [`CatalogueSource`]).
+#[derive(FromPyObject)]
+enum TrainImages<'py> {
+    F32(PyReadonlyArray4<'py, f32>),
+    U8(PyReadonlyArray4<'py, u8>),
+    Files(Vec<PathBuf>, String),
+}
+
+/// Settings of training from image files.
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileSettings {
+    size: u32,
+    augment: crate::images::transform::Augment,
+    max_pixels: u64,
+}
+
+fn shape4<T: numpy::Element>(x: &PyReadonlyArray4<'_, T>) -> ImageShape {
+    let s = x.shape();
+    ImageShape {
+        c: s[1],
+        h: s[2],
+        w: s[3],
+    }
+}
 /// Validation arrays from Python: images and ids.
 type ValArrays<'py> = (PyReadonlyArray4<'py, f32>, PyReadonlyArray1<'py, i64>);
 type FitResult = (Vec<Vec<(String, f64)>>, bool);
@@ -51,12 +80,7 @@ fn call_hook(hook: &Py<PyAny>, op: Collective, tensors: &[tch::Tensor]) -> Resul
 }
 
 fn shape_of(x: &PyReadonlyArray4<'_, f32>) -> ImageShape {
-    let s = x.shape();
-    ImageShape {
-        c: s[1],
-        h: s[2],
-        w: s[3],
-    }
+    shape4(x)
 }
 
 fn slice_of<'a>(x: &'a PyReadonlyArray4<'_, f32>) -> PyResult<&'a [f32]> {
@@ -187,8 +211,47 @@ impl GsnModel {
             checkpoint_config,
         };
         let (x, ids, classes_arr) = train;
-        let shape = shape_of(&x);
-        let xs = slice_of(&x)?;
+        let contiguous = || error(Kind::Shape, "images must be a C-contiguous array");
+        let (array, files) = match &x {
+            TrainImages::F32(a) => (
+                Some(ArraySource {
+                    pixels: Pixels::F32(a.as_slice().map_err(|_| contiguous())?),
+                    shape: shape4(a),
+                }),
+                None,
+            ),
+            TrainImages::U8(a) => (
+                Some(ArraySource {
+                    pixels: Pixels::U8(a.as_slice().map_err(|_| contiguous())?),
+                    shape: shape4(a),
+                }),
+                None,
+            ),
+            TrainImages::Files(paths, settings) => {
+                let s: FileSettings = serde_json::from_str(settings).map_err(|e| {
+                    error(
+                        Kind::Config,
+                        format!("bad catalogue training settings: {e}"),
+                    )
+                })?;
+                if s.size < 4 || s.size > 16384 {
+                    return Err(error(
+                        Kind::Config,
+                        format!("image_size must lie in [4, 16384], got {}", s.size),
+                    ));
+                }
+                let threads = crate::runtime::num_threads();
+                let source =
+                    CatalogueSource::new(paths.clone(), s.size, s.augment, s.max_pixels, threads)?;
+                (None, Some(source))
+            }
+        };
+        let source: &dyn ImageSource = match (&array, &files) {
+            (Some(a), _) => a,
+            (None, Some(f)) => f,
+            (None, None) => return Err(contiguous()),
+        };
+        let shape = source.shape();
         let ids = ids.as_slice()?;
         let classes = match &classes_arr {
             Some(c) => Some(c.as_slice()?),
@@ -210,8 +273,7 @@ impl GsnModel {
             None => None,
         };
         let data = TrainData {
-            x: xs,
-            shape,
+            source,
             ids,
             classes,
         };

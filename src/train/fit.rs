@@ -2,9 +2,9 @@
 //! thread, per-epoch validation, progress and checkpoints.
 
 use super::parallel::{shard, DataParallel};
+use super::source::ImageSource;
 use super::step::step_loss;
 use super::{GsnError, Model, Optim, TrainSpec};
-use crate::data::augment::{augment, ImageShape};
 use crate::data::grid::plan_batch;
 use crate::rng::Rng;
 use crate::runtime::{Monitor, Progress};
@@ -27,10 +27,8 @@ pub struct TrainConfig {
 
 /// Training images with their ids (and optional classes for hard negatives).
 pub struct TrainData<'a> {
-    /// Planar images, values in `[0, 1]`.
-    pub x: &'a [f32],
-    /// Shape of one image.
-    pub shape: ImageShape,
+    /// The images, read by index at every step (an array or image files).
+    pub source: &'a dyn ImageSource,
     /// Id of each image.
     pub ids: &'a [i64],
     /// Class of each image.
@@ -131,8 +129,7 @@ pub fn fit_parallel(
     if let Some(p) = parallel {
         p.check()?;
     }
-    let len = data.shape.len();
-    let n = data.x.len().checked_div(len).unwrap_or(0);
+    let n = data.source.len();
     if n == 0 || data.ids.len() != n {
         return Err(GsnError::Shape(format!(
             "{n} images but {} ids",
@@ -240,11 +237,11 @@ pub fn fit_parallel(
     // current embeddings) are built on the training thread. Both streams are seeded, so
     // results do not depend on timing.
     let mut rng = Rng::new(cfg.spec.seed);
-    let shape = data.shape;
+    let shape = data.source.shape();
     let dims = [shape.c as i64, shape.h as i64, shape.w as i64];
     let mut history = Vec::new();
     let mut step_no = 0usize;
-    let (tx, rx) = std::sync::mpsc::sync_channel::<Prepared>(2);
+    let (tx, rx) = std::sync::mpsc::sync_channel::<Result<Prepared, GsnError>>(2);
     let members = &members;
     let id_of_group = &id_of_group;
     let producer = move || {
@@ -257,22 +254,16 @@ pub fn fit_parallel(
             let classes = data
                 .classes
                 .map(|c| idx.iter().map(|&i| c[i]).collect::<Vec<_>>());
-            let pixels = augment_seq(
-                data.x,
-                shape,
-                &idx,
-                cfg.spec.augment,
-                cfg.spec.seed,
-                step as u64 + 1,
-            );
-            if tx
-                .send(Prepared {
+            let prepared = data
+                .source
+                .gather(&idx, cfg.spec.augment, cfg.spec.seed, step as u64 + 1)
+                .map(|pixels| Prepared {
                     pixels,
                     labels,
                     classes,
-                })
-                .is_err()
-            {
+                });
+            let failed = prepared.is_err();
+            if tx.send(prepared).is_err() || failed {
                 break;
             }
         }
@@ -297,10 +288,13 @@ pub fn fit_parallel(
                 let lr = cfg.spec.lr * cfg.spec.schedule.factor(step_no, total_steps);
                 opt.set_lr(lr);
                 epoch_lr = lr;
-                let Ok(prep) = rx.recv() else {
-                    return Err(GsnError::Config(
-                        "the batch preparation thread stopped".into(),
-                    ));
+                let prep = match rx.recv() {
+                    Ok(prep) => prep?,
+                    Err(_) => {
+                        return Err(GsnError::Config(
+                            "the batch preparation thread stopped".into(),
+                        ))
+                    }
                 };
                 let b = prep.labels.len() as i64;
                 let x = Tensor::f_from_slice(&prep.pixels)?
@@ -377,31 +371,6 @@ pub fn fit_parallel(
         p.broadcast_vars(model, true)?;
     }
     Ok(history)
-}
-
-/// Distort images `index` of `src` sequentially (one generator per output slot, as in
-/// [`augment_batch`], so both give the same result).
-pub(super) fn augment_seq(
-    src: &[f32],
-    shape: ImageShape,
-    index: &[usize],
-    strength: f64,
-    seed: u64,
-    stream: u64,
-) -> Vec<f32> {
-    let len = shape.len();
-    let mut out = vec![0.0f32; index.len() * len];
-    if len == 0 {
-        return out;
-    }
-    for (i, (dst, &j)) in out.chunks_mut(len).zip(index).enumerate() {
-        let mut rng = Rng::derive(seed, stream, i as u64);
-        match src.get(j * len..(j + 1) * len) {
-            Some(img) => augment(img, dst, shape, strength, &mut rng),
-            None => dst.fill(0.0),
-        }
-    }
-    out
 }
 
 /// A batch prepared by the helper thread.

@@ -21,6 +21,7 @@ mod fit;
 mod model;
 mod parallel;
 mod schedule;
+mod source;
 mod spec;
 mod step;
 
@@ -31,6 +32,7 @@ pub use fit::{
 pub use model::{Model, ModelSpec, ScriptSource, SCRIPT_FILE};
 pub use parallel::{Collective, DataParallel, SyncFn};
 pub use schedule::{Optim, Schedule};
+pub use source::{ArraySource, CatalogueSource, ImageSource, Pixels};
 pub use spec::TrainSpec;
 pub use step::stitch;
 
@@ -54,6 +56,9 @@ pub enum GsnError {
     /// The computation was interrupted (Ctrl-C or callback) before it had a result.
     #[error("interrupted")]
     Interrupted,
+    /// An image file of the training data is missing, unreadable or undecodable.
+    #[error("{0}")]
+    Image(#[from] crate::images::ImageError),
     /// A collective of data-parallel training failed (the message names it).
     #[error("{0}")]
     Distributed(String),
@@ -74,7 +79,7 @@ pub enum GsnError {
 
 #[cfg(test)]
 mod tests {
-    use super::fit::augment_seq;
+    use super::source::augment_seq;
     use super::*;
     use crate::data::augment::ImageShape;
     use crate::data::grid::{GridSpec, Negatives};
@@ -129,9 +134,9 @@ mod tests {
     #[test]
     fn training_is_deterministic_and_runs_every_loss() {
         let (x, ids) = toy(8, 1);
+        let src = ArraySource::f32(&x, ImageShape { c: 1, h: 28, w: 28 });
         let data = TrainData {
-            x: &x,
-            shape: ImageShape { c: 1, h: 28, w: 28 },
+            source: &src,
             ids: &ids,
             classes: None,
         };
@@ -225,9 +230,9 @@ mod tests {
                 .map(|rank| {
                     let (net, x, ids) = (&net, &x, &ids);
                     s.spawn(move || {
+                        let src = ArraySource::f32(x, ImageShape { c: 1, h: 28, w: 28 });
                         let data = TrainData {
-                            x,
-                            shape: ImageShape { c: 1, h: 28, w: 28 },
+                            source: &src,
                             ids,
                             classes: None,
                         };

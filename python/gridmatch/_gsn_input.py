@@ -1,0 +1,191 @@
+"""Images given to a Grid Search Network, read a batch at a time.
+
+:class:`Images` takes an array (numpy, torch, array-like) or an
+:class:`~gridmatch.catalogue.ImageCatalogue` and hands out float32 ``(b, c, h, w)``
+batches in ``[0, 1]``, in order. Arrays are checked once, then converted batch by
+batch (never the whole array at once); catalogues are decoded by the Rust image
+pipeline (resize of the shorter side + centre crop, no augmentation, no
+normalisation) on worker threads that run a bounded number of batches ahead, so at
+most ``batch_size · (prefetch + 1)`` decoded images are held at any time.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from typing import Any
+
+import numpy as np
+
+from . import _core
+from ._validate import host_array
+from .catalogue import MAX_IMAGE_PIXELS, ImageCatalogue
+from .exceptions import ShapeError
+
+__all__ = ["DEFAULT_IMAGE_SIZE", "TRAIN_AUGMENT", "Images", "catalogue_settings"]
+
+#: Side of the images read from a catalogue when ``image_size`` is not set.
+DEFAULT_IMAGE_SIZE = 224
+
+#: The image pipeline's augmentation when a network trains on a catalogue with
+#: ``augment > 0``: torchvision's random resized crop (area 35–100 %, aspect 3/4–4/3),
+#: horizontal flip (p = 0.5) and colour jitter (0.4 each).
+TRAIN_AUGMENT: dict[str, Any] = {
+    "scale": (0.35, 1.0),
+    "ratio": (3.0 / 4.0, 4.0 / 3.0),
+    "flip": 0.5,
+    "jitter": [0.4, 0.4, 0.4],
+    "erase": 0.0,
+}
+
+
+def catalogue_settings(size: int) -> str:
+    """The settings of training from a catalogue's files (JSON for ``GsnModel.fit``)."""
+    return json.dumps({"size": size, "augment": TRAIN_AUGMENT, "max_pixels": MAX_IMAGE_PIXELS})
+
+
+def _layout(X: Any, name: str) -> np.ndarray:
+    """``X`` as an ``(n, c, h, w)`` view (no conversion of the values), checked."""
+    X = np.asarray(host_array(X, name))
+    if not (np.issubdtype(X.dtype, np.floating) or np.issubdtype(X.dtype, np.integer)):
+        raise ShapeError(f"{name} must hold numbers, got dtype {X.dtype}")
+    if X.ndim == 3:
+        X = X[:, None]
+    elif X.ndim == 4:
+        if X.shape[1] not in (1, 3) and X.shape[-1] in (1, 3):
+            X = X.transpose(0, 3, 1, 2)
+        elif X.shape[1] not in (1, 3):
+            raise ShapeError(f"{name} must have 1 or 3 channels, got shape {X.shape}")
+    else:
+        raise ShapeError(
+            f"{name} must be (n, h, w), (n, c, h, w) or (n, h, w, c), got {X.ndim} dimensions"
+        )
+    if X.shape[0] == 0 or X.shape[2] < 4 or X.shape[3] < 4:
+        raise ShapeError(f"{name} must hold at least one image of at least 4x4, got {X.shape}")
+    return X
+
+
+def _to_float(chunk: np.ndarray, name: str) -> np.ndarray:
+    """One ``(b, c, h, w)`` slice as C-contiguous float32 (``uint8`` scaled by 1/255)."""
+    if chunk.dtype == np.uint8:
+        out = chunk.astype(np.float32) / 255.0
+    else:
+        out = chunk.astype(np.float32, copy=False)
+    if not np.isfinite(out).all():
+        raise ShapeError(f"{name} contains NaN or infinite values")
+    return np.ascontiguousarray(out)
+
+
+class Images:
+    """Images to embed or train on: an array or a catalogue, read batch by batch.
+
+    Parameters
+    ----------
+    X : array-like, torch.Tensor or ImageCatalogue
+        ``(n, h, w)``, ``(n, c, h, w)`` or ``(n, h, w, c)`` images (``uint8`` scaled to
+        ``[0, 1]``, floating values taken as they are), or a catalogue of photos.
+    image_size : int
+        Side of the square images read from a catalogue (arrays keep their own size).
+    name : str, default "X"
+        Name used in error messages.
+
+    Attributes
+    ----------
+    n : int
+        Number of images.
+    shape : tuple of int
+        ``(c, h, w)`` of one image as the batches give it.
+    catalogue : ImageCatalogue or None
+        The catalogue, when ``X`` is one.
+    array : ndarray or None
+        The ``(n, c, h, w)`` view of an array (values not converted), when ``X`` is one.
+
+    Raises
+    ------
+    ShapeError
+        Badly shaped arrays or an unsupported dtype.
+    """
+
+    def __init__(self, X: Any, image_size: int, name: str = "X") -> None:
+        self.name = name
+        self.image_size = image_size
+        if isinstance(X, ImageCatalogue):
+            self.catalogue: ImageCatalogue | None = X
+            self.array: np.ndarray | None = None
+            self.n = len(X)
+            self.shape: tuple[int, ...] = (3, image_size, image_size)
+        else:
+            self.catalogue = None
+            self.array = _layout(X, name)
+            self.n = int(self.array.shape[0])
+            self.shape = tuple(int(s) for s in self.array.shape[1:])
+
+    def batches(self, batch_size: int, workers: int | None = None) -> Iterator[np.ndarray]:
+        """Float32 ``(b, c, h, w)`` batches in order (the last one may be smaller).
+
+        Parameters
+        ----------
+        batch_size : int
+            Images per batch.
+        workers : int, optional
+            Decoding threads for a catalogue (default: the Rust pool's size); at most
+            ``2 · workers`` batches are decoded ahead.
+
+        Yields
+        ------
+        ndarray of float32, shape (b, c, h, w)
+
+        Raises
+        ------
+        ShapeError
+            NaN or infinite values in an array.
+        DataError
+            An image file that is missing, truncated, undecodable or too large (named).
+        """
+        if self.array is not None:
+            for i in range(0, self.n, batch_size):
+                yield _to_float(self.array[i : i + batch_size], self.name)
+            return
+        assert self.catalogue is not None
+        if workers is None:
+            workers = max(1, _core.get_num_threads()[0])
+        config = {
+            "size": self.image_size,
+            "batch_size": batch_size,
+            "augment": None,
+            "normalize": False,
+            "max_pixels": MAX_IMAGE_PIXELS,
+            "skip_errors": False,
+            "drop_last": False,
+            "shuffle": False,
+            "seed": 0,
+            "workers": workers,
+            "prefetch": 2 * workers,
+        }
+        pipeline = _core.ImagePipeline(list(self.catalogue.paths), json.dumps(config))
+        epoch = pipeline.epoch(0)
+        try:
+            for pixels, _idx, _skipped in epoch:
+                yield pixels
+        finally:
+            epoch.close()
+
+    def gather_all(self, batch_size: int = 256) -> np.ndarray:
+        """Every image as one float32 ``(n, c, h, w)`` array (for small sets)."""
+        out = np.empty((self.n, *self.shape), np.float32)
+        i = 0
+        for b in self.batches(batch_size):
+            out[i : i + b.shape[0]] = b
+            i += b.shape[0]
+        return out
+
+    def training_images(self) -> Any:
+        """What ``GsnModel.fit`` reads: a uint8 or float32 C-contiguous ``(n, c, h, w)``
+        array (``uint8`` kept as it is: converted per gathered image in Rust), or
+        ``(paths, settings)`` of a catalogue."""
+        if self.catalogue is not None:
+            return (list(self.catalogue.paths), catalogue_settings(self.image_size))
+        assert self.array is not None
+        if self.array.dtype == np.uint8:
+            return np.ascontiguousarray(self.array)
+        return _to_float(self.array, self.name)

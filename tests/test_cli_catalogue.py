@@ -1,0 +1,54 @@
+"""``gridmatch train --catalogue`` and ``gridmatch embed`` on a folder and a CSV of
+generated photos: the saved model and the written embeddings against the Python API."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import numpy as np
+from test_gsn_catalogue import product_photos
+
+import gridmatch as gm
+from gridmatch import cli
+
+
+def photo_folder(tmp_path):
+    """product_photos laid out as ``root/<product>/<image>`` (what from_folder reads)."""
+    flat = product_photos(tmp_path, n_products=6, views=2)
+    root = tmp_path / "shop"
+    for path, sku in zip(flat.paths, flat.ids):
+        (root / sku).mkdir(parents=True, exist_ok=True)
+        shutil.copy(path, root / sku / Path(path).name)
+    return root
+
+
+def test_train_and_embed_a_folder_and_a_csv(tmp_path, capsys):
+    root = photo_folder(tmp_path)
+    model = tmp_path / "model"
+    argv = ["train", "--catalogue", str(root), "--out", str(model), "--backbone", "convnet"]
+    argv += ["--image-size", "24", "--dim", "8", "--grid", "2x2", "--batch-size", "6"]
+    argv += ["--epochs", "2", "--steps-per-epoch", "2", "--device", "cpu", "--no-progress"]
+    assert cli.main(argv) == 0
+    assert "model saved to" in capsys.readouterr().out
+    net = gm.GridSearchNetwork.load(model)
+    assert net.image_size == 24 and net.n_channels_ == 3 and len(net.history_) == 2
+    out = tmp_path / "emb.npy"
+    assert cli.main(["embed", str(model), "--catalogue", str(root), "--out", str(out)]) == 0
+    assert "12 embeddings of dimension 8" in capsys.readouterr().out
+    cat = gm.datasets.ImageCatalogue.from_folder(root)
+    np.testing.assert_array_equal(np.load(out), net.embed(cat, batch_size=64))
+    np.testing.assert_array_equal(np.load(tmp_path / "emb_ids.npy"), cat.codes)
+    # a CSV listing the same photos in another order
+    csv = tmp_path / "list.csv"
+    rows = [f"{p},{i}" for p, i in zip(cat.paths[::-1], cat.ids[::-1])]
+    csv.write_text("path,id\n" + "\n".join(rows) + "\n")
+    out2 = tmp_path / "emb2.npy"
+    assert cli.main(["embed", str(model), "--catalogue", str(csv), "--out", str(out2)]) == 0
+    np.testing.assert_array_equal(np.load(out2), np.load(out)[::-1])
+
+
+def test_a_missing_catalogue_is_one_error_line(tmp_path, capsys):
+    argv = ["embed", str(tmp_path), "--catalogue", str(tmp_path / "nope"), "--out", "x.npy"]
+    assert cli.main(argv) == 2
+    assert "neither a folder nor a CSV" in capsys.readouterr().err
