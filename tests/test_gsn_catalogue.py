@@ -93,6 +93,18 @@ def test_embed_catalogue_equals_embed_of_the_pipelines_images(cat):
     np.testing.assert_allclose(net.embed(rev, batch_size=4), E[::-1], atol=1e-6)  # other batches
 
 
+def test_features_of_a_catalogue_stream_like_embed(cat):
+    net = gsn().fit(cat)
+    F = net.features(cat, batch_size=5)
+    assert F.shape == (len(cat), 128) and F.dtype == np.float32  # the convnet's channels
+    # the same pixels, decoded by the loader into an array in catalogue order
+    loader = ImageLoader(cat, 7, SIZE, augment=False, shuffle=False, normalize=None)
+    X = torch.cat([x for x, _ in loader]).numpy()
+    np.testing.assert_array_equal(net.features(X, batch_size=5), F)
+    rev = cat.subset(np.arange(len(cat))[::-1])
+    np.testing.assert_allclose(net.features(rev, batch_size=4), F[::-1], atol=1e-5)
+
+
 def test_embed_arrays_per_batch_uint8_and_float_agree(cat):
     net = gsn().fit(cat)
     X8 = (torchvision_array(cat, SIZE) * 255).round().astype(np.uint8)

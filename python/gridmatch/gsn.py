@@ -254,10 +254,10 @@ class GridSearchNetwork(BaseEstimator):
         ``"imagenet"``: ImageNet's mean (0.485, 0.456, 0.406) and std (0.229, 0.224,
         0.225) per RGB channel, as torchvision's pretrained weights expect (for 1-channel
         images: the three channels' average, 0.449 and 0.226). ``"auto"``:
-        ``"imagenet"`` for the ResNets and module backbones, ``"legacy"`` for the convnet. ``"legacy"``: one
-        scalar, mean 0.5 / std 0.25 for the convnet and 0.45 / 0.225 for the ResNets
-        (what models saved before this setting used; they load with it). ``None``: the
-        ``[0, 1]`` values pass through.
+        ``"imagenet"`` for the ResNets and module backbones, ``"legacy"`` for the
+        convnet. ``"legacy"``: one scalar, mean 0.5 / std 0.25 for the convnet and
+        0.45 / 0.225 for the ResNets (what models saved before this setting used; they
+        load with it). ``None``: the ``[0, 1]`` values pass through.
     device : {"auto", "cpu", "cuda"} or "cuda:N", default "auto"
     seed : int, default 0
         Seeds initialisation, sampling and augmentation (CPU training is deterministic).
@@ -828,9 +828,7 @@ class GridSearchNetwork(BaseEstimator):
             size = getattr(self, "image_size_", None)
         return DEFAULT_IMAGE_SIZE if size is None else int(size)
 
-    def _run_batches(
-        self, images: Images, batch_size: int, run: Callable[..., Any]
-    ) -> np.ndarray:
+    def _run_batches(self, images: Images, batch_size: int, run: Callable[..., Any]) -> np.ndarray:
         """``run(batch, batch_size)`` (embeddings or features) of ``images``, one forward
         batch at a time, concatenated."""
         if images.shape[0] != self.n_channels_:
