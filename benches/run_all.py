@@ -51,6 +51,10 @@ JOBS: dict[str, tuple[list[str], str]] = {
         ["images.py"],
         "ImageLoader vs DataLoader(num_workers=2) + torchvision v2, generated 256-px JPEGs",
     ),
+    "gsn-disk": (
+        ["gsn_disk.py"],
+        "GSN ResNet-18 training steps/s and embedding from JPEGs vs PyTorch + DataLoader",
+    ),
     "memory-stream": (
         ["memory.py", "--stream"],
         "GSN embed / fit (fixed steps) peak RSS over 5k and 50k generated JPEGs",
