@@ -25,7 +25,7 @@ import numpy as np
 from sklearn.base import BaseEstimator
 
 from . import _backbone_weights, _core, _distributed, _params, losses, miners
-from ._gsn_input import DEFAULT_IMAGE_SIZE, Images
+from ._gsn_input import DEFAULT_IMAGE_SIZE, Images, _layout, _to_float
 from ._validate import host_array
 from .catalogue import ImageCatalogue
 from .exceptions import ConfigError, DataError, InterruptedWarning, NotFittedError, ShapeError
@@ -127,29 +127,24 @@ def as_images(X: Any, name: str = "X") -> np.ndarray:
     ShapeError
         Wrong number of dimensions, no images, an unsupported dtype, or NaN/inf values.
     """
-    X = np.asarray(host_array(X, name))
-    if X.dtype == np.uint8:
-        X = X.astype(np.float32) / 255.0
-    elif np.issubdtype(X.dtype, np.floating) or np.issubdtype(X.dtype, np.integer):
-        X = X.astype(np.float32, copy=False)
-    else:
-        raise ShapeError(f"{name} must hold numbers, got dtype {X.dtype}")
-    if X.ndim == 3:
-        X = X[:, None]
-    elif X.ndim == 4:
-        if X.shape[1] not in (1, 3) and X.shape[-1] in (1, 3):
-            X = X.transpose(0, 3, 1, 2)
-        elif X.shape[1] not in (1, 3):
-            raise ShapeError(f"{name} must have 1 or 3 channels, got shape {X.shape}")
-    else:
-        raise ShapeError(
-            f"{name} must be (n, h, w), (n, c, h, w) or (n, h, w, c), got {X.ndim} dimensions"
+    return _to_float(_layout(X, name), name)
+
+
+def _verify_checksum(file: Path, config: dict[str, Any], key: str, cfg_path: Path) -> None:
+    """``DataError`` unless ``file``'s sha256 equals ``config[key]`` (read from
+    ``cfg_path``): a missing checksum, an unreadable file or a mismatch."""
+    expected = config.get(key)
+    if not isinstance(expected, str):
+        raise DataError(f"{cfg_path} has no {key} checksum")
+    try:
+        digest = hashlib.sha256(file.read_bytes()).hexdigest()
+    except OSError as e:
+        raise DataError(f"cannot read {file}: {e}") from None
+    if digest != expected:
+        raise DataError(
+            f"{file} does not match the checksum in config.json: the file was "
+            "modified, is corrupt or belongs to another save"
         )
-    if X.shape[0] == 0 or X.shape[2] < 4 or X.shape[3] < 4:
-        raise ShapeError(f"{name} must hold at least one image of at least 4x4, got {X.shape}")
-    if not np.isfinite(X).all():
-        raise ShapeError(f"{name} contains NaN or infinite values")
-    return np.ascontiguousarray(X)
 
 
 def _labels(y: Any, n: int, name: str) -> np.ndarray:
@@ -887,18 +882,7 @@ class GridSearchNetwork(BaseEstimator):
                 "runs when the model is used, not only weights; load it only from a source "
                 "you trust, with GridSearchNetwork.load(..., trust_torchscript=True)"
             )
-        expected = config.get("backbone_sha256")
-        if not isinstance(expected, str):
-            raise DataError(f"{path / 'config.json'} has no backbone_sha256 checksum")
-        try:
-            digest = hashlib.sha256(script.read_bytes()).hexdigest()
-        except OSError as e:
-            raise DataError(f"cannot read {script}: {e}") from None
-        if digest != expected:
-            raise DataError(
-                f"{script} does not match the checksum in config.json: the file was "
-                "modified, is corrupt or belongs to another save"
-            )
+        _verify_checksum(script, config, "backbone_sha256", path / "config.json")
         return script
 
     def save(self, path: str | os.PathLike) -> Path:
@@ -1013,18 +997,7 @@ class GridSearchNetwork(BaseEstimator):
                 f"{cfg_path}: format version {config.get('version')!r} is not supported "
                 f"(this gridmatch reads version {_VERSION})"
             )
-        expected = config.get("weights_sha256")
-        if not isinstance(expected, str):
-            raise DataError(f"{cfg_path} has no weights_sha256 checksum")
-        try:
-            digest = hashlib.sha256(weights.read_bytes()).hexdigest()
-        except OSError as e:
-            raise DataError(f"cannot read {weights}: {e}") from None
-        if digest != expected:
-            raise DataError(
-                f"{weights} does not match the checksum in config.json: the file was "
-                "modified, is corrupt or belongs to another save"
-            )
+        _verify_checksum(weights, config, "weights_sha256", cfg_path)
         try:
             params = dict(config["params"])
             params["grid"] = tuple(params["grid"])
