@@ -143,13 +143,13 @@ CASES: list[Case] = [
         "evaluate/ids float",
         lambda: gm.retrieval.evaluate(E, IDS + 0.5, E, IDS),
         ShapeError,
-        r"ids_q must hold integer ids",
+        r"ids_q must hold integer ids or string ids",
     ),
     Case(
         "evaluate/ids objects",
         lambda: gm.retrieval.evaluate(E, objects(10), E, IDS),
         ShapeError,
-        r"ids_q must hold integer ids",
+        r"ids_q must hold integer ids or string ids",
     ),
     Case(
         "evaluate/ks empty",

@@ -320,6 +320,23 @@ def test_evaluate_ids_any_integers():
     assert res == base == res_u == res_t
 
 
+def test_evaluate_string_ids_as_python_objects():
+    # An ImageCatalogue's string SKUs come as an object array: same metrics as the
+    # integer ids they stand for; a mix of kinds is refused.
+    E, ids = clustered(300, 8, 30, 0.5, seed=12)
+    skus = np.array([f"id_{i:08d}" for i in ids], dtype=object)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        base = gm.retrieval.evaluate(E[:100], ids[:100], E[100:], ids[100:])
+        res = gm.retrieval.evaluate(E[:100], skus[:100], E[100:], skus[100:])
+        res_o = gm.retrieval.evaluate(E[:100], ids[:100].astype(object), E[100:], ids[100:])
+    assert res == base == res_o
+    mixed = skus[:100].copy()
+    mixed[0] = 7
+    with pytest.raises(gm.ShapeError, match="ids_q must hold integer ids or string ids"):
+        gm.retrieval.evaluate(E[:100], mixed, E[100:], skus[100:])
+
+
 def test_evaluate_scalar_k_and_dedup():
     E, ids = clustered(200, 8, 20, 0.3, seed=11)
     res = gm.retrieval.evaluate(E, ids, E, ids, ks=5, exclude_self=True)

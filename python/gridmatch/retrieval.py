@@ -124,8 +124,16 @@ def _as_ids(ids: Any, name: str, rows: int) -> np.ndarray:
         a = a.astype(np.int64)
     if a.ndim != 1:
         raise ShapeError(f"{name} must be 1-D (one id per row), got shape {a.shape}")
+    if a.dtype.kind == "O":
+        # Python objects (e.g. an ImageCatalogue's string SKUs): all str or all int.
+        if all(isinstance(v, str) for v in a):
+            a = a.astype(str)
+        elif all(isinstance(v, (int, np.integer)) and not isinstance(v, bool) for v in a):
+            a = np.array(a.tolist())
     if a.dtype.kind not in "iuUS" and not (a.dtype.kind == "b"):
-        raise ShapeError(f"{name} must hold integer ids, got dtype {a.dtype}")
+        raise ShapeError(
+            f"{name} must hold integer ids or string ids (all of one kind), got dtype {a.dtype}"
+        )
     if len(a) != rows:
         raise ShapeError(f"{name} has {len(a)} ids but its embeddings have {rows} rows")
     return a
