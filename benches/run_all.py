@@ -55,6 +55,10 @@ JOBS: dict[str, tuple[list[str], str]] = {
         ["gsn_disk.py"],
         "GSN ResNet-18 training steps/s and embedding from JPEGs vs PyTorch + DataLoader",
     ),
+    "photo-quality": (
+        ["photo_quality.py"],
+        "GSN retrieval quality vs raw pixels / untrained net, generated In-shop-layout photos",
+    ),
     "memory-stream": (
         ["memory.py", "--stream"],
         "GSN embed / fit (fixed steps) peak RSS over 5k and 50k generated JPEGs",
