@@ -9,7 +9,7 @@
 //! threads busy, the gallery is also split into shards whose partial lists are merged.
 
 use super::kernel::Kernel;
-use super::scan::{scan_row, Columns};
+use super::scan::{scan_fused, scan_row, Columns, RowScan};
 use super::topk::{merge, rank_order, Neighbor, TopK};
 use super::{standard, validate, validate_k, Blocks, KnnOptions, Metric, RetrievalError};
 use crate::runtime::Monitor;
@@ -270,6 +270,37 @@ where
     T: Send,
     F: Fn(usize, &[Neighbor], Option<usize>) -> T + Sync,
 {
+    let path = Path {
+        kernel: Kernel::detect(),
+        fused: true,
+    };
+    search_on(path, queries, gallery, k, relevant, options, monitor, f)
+}
+
+/// The kernel of a search and whether the tiles are scanned in the kernel's blocks
+/// ([`scan_fused`], when the kernel has that path) or stored and scanned row by row.
+#[derive(Debug, Clone, Copy)]
+struct Path {
+    kernel: Kernel,
+    fused: bool,
+}
+
+/// [`search`] on a given path (tests compare the paths).
+#[allow(clippy::too_many_arguments)]
+fn search_on<T, F>(
+    path: Path,
+    queries: ArrayView2<'_, f32>,
+    gallery: ArrayView2<'_, f32>,
+    k: usize,
+    relevant: Option<&Relevant<'_>>,
+    options: &KnnOptions,
+    monitor: &Monitor<'_>,
+    f: F,
+) -> Result<Vec<T>, RetrievalError>
+where
+    T: Send,
+    F: Fn(usize, &[Neighbor], Option<usize>) -> T + Sync,
+{
     let q = standard(queries);
     let g = standard(gallery);
     let (n, d) = q.dim();
@@ -289,7 +320,7 @@ where
             "block sizes must be positive, got {qb}x{gb}"
         )));
     }
-    let kernel = Kernel::detect();
+    let kernel = path.kernel;
     let targets = relevant.and_then(|rel| best_relevant(kernel, qs, gs, d, &prepared, rel));
     // List length of each query.
     let ks: Vec<usize> = match (&targets, relevant) {
@@ -319,6 +350,7 @@ where
         q: qs,
         g: &packed_gallery,
         kernel,
+        fused: path.fused,
         d,
         gb,
         ks: &ks,
@@ -389,6 +421,8 @@ struct Ctx<'a, 'm> {
     /// Gallery, packed in panels of `kernel.nr()` rows.
     g: &'a [f32],
     kernel: Kernel,
+    /// Scan in the kernel's blocks when it can ([`scan_fused`]).
+    fused: bool,
     d: usize,
     gb: usize,
     /// List length of each query.
@@ -416,9 +450,18 @@ impl Ctx<'_, '_> {
             d,
             self.kernel.mr(),
         );
-        let mut tile = vec![0f32; qlen * self.gb.min(cols.len())];
-        let mut tops: Vec<TopK> = rows.clone().map(|i| TopK::new(self.ks[i])).collect();
-        let mut before = vec![0usize; qlen];
+        let mut states: Vec<RowScan> = rows
+            .clone()
+            .map(|i| RowScan {
+                top: TopK::new(self.ks[i]),
+                target: self.targets.and_then(|t| t[i]),
+                // The gallery has at most u32::MAX rows (validated).
+                skip: self.exclude_self.then_some(i as u32),
+                before: 0,
+            })
+            .collect();
+        // The stored tile, only for kernels without a fused scan.
+        let mut tile = Vec::new();
         let mut g0 = cols.start;
         while g0 < cols.end {
             self.monitor.check()?;
@@ -426,18 +469,25 @@ impl Ctx<'_, '_> {
             let glen = g1 - g0;
             // g0 is a multiple of the panel width: its panel starts at row g0.
             let b = &self.g[g0 * d..];
+            let map = self.prepared.columns(g0, glen);
+            if self.fused && scan_fused(self.kernel, &a, qlen, b, glen, d, map, g0, &mut states) {
+                g0 = g1;
+                continue;
+            }
+            tile.resize(qlen * self.gb.min(cols.len()), 0f32);
             let tile = &mut tile[..qlen * glen];
             self.kernel.tile(tile, &a, qlen, b, glen, d);
-            let cols = self.prepared.columns(g0, glen);
-            for (r, (row, top)) in tile.chunks_exact_mut(glen).zip(&mut tops).enumerate() {
+            for (r, (row, st)) in tile.chunks_exact_mut(glen).zip(&mut states).enumerate() {
                 let i = rows.start + r;
                 let skip = (self.exclude_self && (g0..g1).contains(&i)).then(|| i - g0);
-                let target = self.targets.and_then(|t| t[i]);
-                before[r] += scan_row(self.kernel, row, cols, g0, skip, top, target);
+                st.before += scan_row(self.kernel, row, map, g0, skip, &mut st.top, st.target);
             }
             g0 = g1;
         }
-        Ok(tops.iter_mut().map(TopK::finish).zip(before).collect())
+        Ok(states
+            .iter_mut()
+            .map(|st| (st.top.finish(), st.before))
+            .collect())
     }
 }
 
@@ -538,6 +588,106 @@ mod tests {
                 }
             }
         }
+    }
+
+    /// The fused scan (in the kernel's blocks) and the stored-tile scan give the same
+    /// lists and ranks, on every kernel, metric, tile shape, with and without
+    /// `exclude_self` and rank counting, on data full of exact ties.
+    #[test]
+    fn fused_scan_matches_stored_tiles() {
+        // Square (exclude_self), large enough next to the relevant pairs for ranks to
+        // be counted (`ranks_pay`).
+        let n = 160;
+        let q = ints(n, 7, 11);
+        let mut g = ints(n, 7, 12);
+        for j in (0..40).step_by(2) {
+            let r = g.row(j).to_owned();
+            g.row_mut(j + 90).assign(&r);
+        }
+        // Relevant rows: gallery rows with the query's id (i % 80), the query itself
+        // left out under exclude_self.
+        let relevant = |excl: bool| {
+            let mut rows = vec![];
+            let mut start = vec![0];
+            for i in 0..n {
+                rows.extend(
+                    (0..n as u32)
+                        .filter(|&j| j as usize % 80 == i % 80 && !(excl && j as usize == i)),
+                );
+                start.push(rows.len());
+            }
+            (rows, start)
+        };
+        let run = |path: Path, opts: &KnnOptions, k: usize, rel: Option<&Relevant<'_>>| {
+            search_on(
+                path,
+                q.view(),
+                g.view(),
+                k,
+                rel,
+                opts,
+                &Monitor::none(),
+                |_, l, r| {
+                    (
+                        l.iter()
+                            .map(|nb| (nb.score.to_bits(), nb.index))
+                            .collect::<Vec<_>>(),
+                        r,
+                    )
+                },
+            )
+            .unwrap()
+        };
+        let mut fused_runs = 0;
+        for kernel in Kernel::supported() {
+            for metric in [Metric::Cosine, Metric::InnerProduct, Metric::L2] {
+                for excl in [false, true] {
+                    let (rows, start) = relevant(excl);
+                    let rel = Relevant {
+                        rows: &rows,
+                        start: &start,
+                    };
+                    for blocks in [
+                        Blocks::default(),
+                        Blocks {
+                            queries: 5,
+                            gallery: 1,
+                        },
+                        Blocks {
+                            queries: 16,
+                            gallery: 100,
+                        },
+                    ] {
+                        let opts = KnnOptions {
+                            metric,
+                            exclude_self: excl,
+                            blocks,
+                        };
+                        for (k, rel) in [(1, None), (9, None), (159, None), (3, Some(&rel))] {
+                            let stored = Path {
+                                kernel,
+                                fused: false,
+                            };
+                            let fused = Path {
+                                kernel,
+                                fused: true,
+                            };
+                            let want = run(stored, &opts, k, rel);
+                            let got = run(fused, &opts, k, rel);
+                            assert_eq!(
+                                got, want,
+                                "{kernel:?} {metric:?} excl={excl} {blocks:?} k={k}"
+                            );
+                            if rel.is_some() && kernel != Kernel::Portable {
+                                assert!(want.iter().all(|(_, r)| r.is_some()));
+                            }
+                            fused_runs += 1;
+                        }
+                    }
+                }
+            }
+        }
+        assert!(fused_runs > 0);
     }
 
     #[test]

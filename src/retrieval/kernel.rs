@@ -129,6 +129,38 @@ impl Kernel {
             _ => gemm_nt(dst, a, b, m, n, d),
         }
     }
+
+    /// The scores of [`Self::tile`], handed over one micro-tile at a time instead of
+    /// stored: `f(r0, c0, rows, cols, block)` gets rows `r0..r0 + rows` x columns
+    /// `c0..c0 + cols` in `block` (row-major, [`Self::nr`] values per row; the values
+    /// past `cols` are scores of padding and must be ignored). Gallery panels are
+    /// visited in increasing order, each with every query panel, so each row sees its
+    /// columns in increasing order. The block stays in L1: no `m x n` tile is written
+    /// and read back. Returns `false` (calling nothing) for the `Portable` kernel.
+    pub fn blocks<F>(self, a: &[f32], m: usize, b: &[f32], n: usize, d: usize, f: &mut F) -> bool
+    where
+        F: FnMut(usize, usize, usize, usize, &[f32]),
+    {
+        if self == Kernel::Portable {
+            return false;
+        }
+        if m == 0 || n == 0 {
+            return true;
+        }
+        let (mr, nr) = (self.mr(), self.nr());
+        assert!(a.len() >= m.div_ceil(mr) * mr * d && b.len() >= n.div_ceil(nr) * nr * d);
+        match self {
+            #[cfg(target_arch = "x86_64")]
+            // SAFETY: detect() returns Avx512 only when the CPU has AVX-512F; the sizes
+            // were checked above.
+            Kernel::Avx512 => unsafe { x86::blocks_avx512(a, m, b, n, d, f) },
+            #[cfg(target_arch = "x86_64")]
+            // SAFETY: detect() returns Avx2 only when the CPU has AVX2 and FMA.
+            Kernel::Avx2 => unsafe { x86::blocks_avx2(a, m, b, n, d, f) },
+            _ => return false,
+        }
+        true
+    }
 }
 
 /// `dst (m x n, row-major) = a (m x d, row-major) * b (n x d, row-major)^T` by the `gemm`
@@ -201,6 +233,66 @@ mod x86 {
                 }
             }
         }};
+    }
+
+    /// A micro-tile's scores, cache-line aligned.
+    #[repr(C, align(64))]
+    struct Block<const L: usize>([f32; L]);
+
+    /// Like `walk!`, but each micro-tile goes to a local block handed to
+    /// `$f(r0, c0, rows, cols, block)` (see `Kernel::blocks`).
+    macro_rules! walk_blocks {
+        ($micro:ident, $mr:expr, $nr:expr, $a:expr, $m:expr, $b:expr, $n:expr, $d:expr, $f:expr) => {{
+            let (a, m, b, n, d, f) = ($a, $m, $b, $n, $d, $f);
+            let mut blk = Block([0f32; $mr * $nr]);
+            for j in 0..n.div_ceil($nr) {
+                let cols = (n - j * $nr).min($nr);
+                // SAFETY: panel offsets stay within the sizes checked by `Kernel::blocks`;
+                // the micro-kernel writes `rows` rows of `$nr` values into `blk`.
+                let pb = unsafe { b.as_ptr().add(j * $nr * d) };
+                for i in 0..m.div_ceil($mr) {
+                    let rows = (m - i * $mr).min($mr);
+                    unsafe {
+                        let pa = a.as_ptr().add(i * $mr * d);
+                        $micro(pa, pb, d, blk.0.as_mut_ptr(), $nr, rows);
+                    }
+                    f(i * $mr, j * $nr, rows, cols, &blk.0[..]);
+                }
+            }
+        }};
+    }
+
+    /// # Safety
+    /// The CPU must have AVX-512F; the sizes must be those checked by `Kernel::blocks`.
+    #[target_feature(enable = "avx512f")]
+    pub(super) unsafe fn blocks_avx512<F>(
+        a: &[f32],
+        m: usize,
+        b: &[f32],
+        n: usize,
+        d: usize,
+        f: &mut F,
+    ) where
+        F: FnMut(usize, usize, usize, usize, &[f32]),
+    {
+        walk_blocks!(micro_avx512, MR512, V512 * 16, a, m, b, n, d, f);
+    }
+
+    /// # Safety
+    /// The CPU must have AVX2 and FMA; the sizes must be those checked by
+    /// `Kernel::blocks`.
+    #[target_feature(enable = "avx2,fma")]
+    pub(super) unsafe fn blocks_avx2<F>(
+        a: &[f32],
+        m: usize,
+        b: &[f32],
+        n: usize,
+        d: usize,
+        f: &mut F,
+    ) where
+        F: FnMut(usize, usize, usize, usize, &[f32]),
+    {
+        walk_blocks!(micro_avx2, MR256, V256 * 8, a, m, b, n, d, f);
     }
 
     const MR512: usize = 8;
@@ -360,6 +452,39 @@ mod tests {
                             );
                         }
                     }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn blocks_hand_over_the_tile_scores() {
+        for &(m, n, d) in &[(1, 1, 3), (7, 47, 128), (13, 97, 64), (37, 301, 17)] {
+            let a = rand(m * d, 3 + m as u64);
+            let b = rand(n * d, 4 + n as u64);
+            for kernel in Kernel::supported() {
+                let pa = Kernel::pack(&a, m, d, kernel.mr());
+                let pb = Kernel::pack(&b, n, d, kernel.nr());
+                let mut want = vec![0f32; m * n];
+                kernel.tile(&mut want, &pa, m, &pb, n, d);
+                let mut got = vec![f32::NAN; m * n];
+                // Last column seen by each row: columns arrive in increasing order.
+                let mut last = vec![None::<usize>; m];
+                let nr = kernel.nr();
+                let mut f = |r0: usize, c0: usize, rows: usize, cols: usize, blk: &[f32]| {
+                    for r in 0..rows {
+                        assert!(last[r0 + r].is_none_or(|l| l < c0));
+                        last[r0 + r] = Some(c0 + cols - 1);
+                        for c in 0..cols {
+                            got[(r0 + r) * n + c0 + c] = blk[r * nr + c];
+                        }
+                    }
+                };
+                let fused = kernel.blocks(&pa, m, &pb, n, d, &mut f);
+                assert_eq!(fused, kernel != Kernel::Portable);
+                if fused {
+                    let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+                    assert_eq!(bits(&got), bits(&want), "{kernel:?} {m}x{n}x{d}");
                 }
             }
         }

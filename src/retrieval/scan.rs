@@ -44,6 +44,112 @@ impl<'a> Columns<'a> {
     }
 }
 
+/// What the scan of one query row keeps from tile to tile.
+#[derive(Debug, Clone)]
+pub(crate) struct RowScan {
+    /// The query's top-k selector.
+    pub top: TopK,
+    /// The query's target (internal score, gallery row), when ranks are counted.
+    pub target: Option<(f32, u32)>,
+    /// A gallery row never offered nor counted (the query itself with `exclude_self`).
+    pub skip: Option<u32>,
+    /// Items ranked before the target so far.
+    pub before: usize,
+}
+
+/// Score gallery rows `first..first + n` (packed in `b`) against the `m` query rows
+/// packed in `a` and scan them into `rows` (one [`RowScan`] per query row) without
+/// storing the tile: each micro-tile of [`Kernel::blocks`] is scanned from L1 right
+/// after the kernel writes it. Every score is the one [`Kernel::tile`] gives, and each
+/// row's candidates are offered in increasing gallery order, so the selectors and
+/// counts end as [`scan_row`] on the stored tile leaves them. `cols` maps the `n`
+/// columns. Returns `false` (doing nothing) when `kernel` has no fused scan.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn scan_fused(
+    kernel: Kernel,
+    a: &[f32],
+    m: usize,
+    b: &[f32],
+    n: usize,
+    d: usize,
+    cols: Columns<'_>,
+    first: usize,
+    rows: &mut [RowScan],
+) -> bool {
+    assert!(rows.len() >= m);
+    match kernel {
+        #[cfg(target_arch = "x86_64")]
+        Kernel::Avx512 => {
+            let count = rows[..m].iter().any(|r| r.target.is_some());
+            // The gallery has at most u32::MAX rows (validated).
+            let first = first as u32;
+            match (cols, count) {
+                (Columns::Raw, false) => {
+                    fused::<{ x86::RAW }, false>(kernel, a, m, b, n, d, &[], first, rows)
+                }
+                (Columns::Raw, true) => {
+                    fused::<{ x86::RAW }, true>(kernel, a, m, b, n, d, &[], first, rows)
+                }
+                (Columns::Scale(c), false) => {
+                    fused::<{ x86::SCALE }, false>(kernel, a, m, b, n, d, c, first, rows)
+                }
+                (Columns::Scale(c), true) => {
+                    fused::<{ x86::SCALE }, true>(kernel, a, m, b, n, d, c, first, rows)
+                }
+                (Columns::Shift(c), false) => {
+                    fused::<{ x86::SHIFT }, false>(kernel, a, m, b, n, d, c, first, rows)
+                }
+                (Columns::Shift(c), true) => {
+                    fused::<{ x86::SHIFT }, true>(kernel, a, m, b, n, d, c, first, rows)
+                }
+            }
+        }
+        _ => false,
+    }
+}
+
+/// [`scan_fused`] for one column map and count setting (AVX-512).
+#[cfg(target_arch = "x86_64")]
+#[allow(clippy::too_many_arguments)]
+fn fused<const OP: u8, const COUNT: bool>(
+    kernel: Kernel,
+    a: &[f32],
+    m: usize,
+    b: &[f32],
+    n: usize,
+    d: usize,
+    c: &[f32],
+    first: u32,
+    rows: &mut [RowScan],
+) -> bool {
+    const W: usize = x86::W512;
+    debug_assert_eq!(kernel.nr(), W);
+    assert!(OP == x86::RAW || c.len() >= n);
+    let mut scan = |r0: usize, c0: usize, nrows: usize, ncols: usize, blk: &[f32]| {
+        // The column terms of the block, zero-padded to the panel width at the end.
+        let mut pad = [0f32; W];
+        let terms: &[f32] = if OP == x86::RAW {
+            &pad
+        } else if c0 + W <= c.len() {
+            &c[c0..c0 + W]
+        } else {
+            pad[..ncols].copy_from_slice(&c[c0..c0 + ncols]);
+            &pad
+        };
+        // SAFETY: `scan_fused` is called with Avx512 only when the CPU has AVX-512F.
+        unsafe {
+            x86::block512::<OP, COUNT>(
+                blk,
+                terms,
+                ncols,
+                first + c0 as u32,
+                &mut rows[r0..r0 + nrows],
+            )
+        }
+    };
+    kernel.blocks(a, m, b, n, d, &mut scan)
+}
+
 /// Scan one tile row: `raw[p]` is the raw inner product with gallery row `first + p`
 /// (`raw` may be overwritten). Offers the internal score of every position but `skip`
 /// to `top`, and returns the number of those items ranked before `target` (internal
@@ -126,12 +232,86 @@ impl Segment {
 
 #[cfg(target_arch = "x86_64")]
 mod x86 {
-    use super::{Columns, Segment, TopK};
+    use super::{Columns, RowScan, Segment, TopK};
     use std::arch::x86_64::*;
 
-    const RAW: u8 = 0;
-    const SCALE: u8 = 1;
-    const SHIFT: u8 = 2;
+    pub(super) const RAW: u8 = 0;
+    pub(super) const SCALE: u8 = 1;
+    pub(super) const SHIFT: u8 = 2;
+    /// Columns of an AVX-512 micro-tile (three vectors).
+    pub(super) const W512: usize = 48;
+
+    /// Scan one AVX-512 micro-tile: `blk` holds `rows.len()` rows of [`W512`] raw scores
+    /// (columns `0..cols` are gallery rows `base..base + cols`, the rest padding), `c`
+    /// the [`W512`] column terms. Per row: the internal scores of the 48 lanes are
+    /// compared at once with the selector's threshold and the target; only the lanes
+    /// above the threshold are pushed (in increasing order), and the count adds the
+    /// lanes above the target plus, on an exact tie, those before the target's row.
+    ///
+    /// # Safety
+    /// The CPU must have AVX-512F.
+    #[target_feature(enable = "avx512f")]
+    pub(super) unsafe fn block512<const OP: u8, const COUNT: bool>(
+        blk: &[f32],
+        c: &[f32],
+        cols: usize,
+        base: u32,
+        rows: &mut [RowScan],
+    ) {
+        const L: usize = 16;
+        assert!(blk.len() >= rows.len() * W512 && c.len() >= W512 && cols <= W512);
+        let valid_cols: u64 = (1u64 << cols) - 1;
+        // SAFETY: `c` holds W512 = 3 * 16 values (asserted).
+        let cv = unsafe {
+            [
+                _mm512_loadu_ps(c.as_ptr()),
+                _mm512_loadu_ps(c.as_ptr().add(L)),
+                _mm512_loadu_ps(c.as_ptr().add(2 * L)),
+            ]
+        };
+        for (r, st) in rows.iter_mut().enumerate() {
+            let row = &blk[r * W512..(r + 1) * W512];
+            let thr = _mm512_set1_ps(st.top.threshold);
+            let (s, tj) = st.target.unwrap_or((f32::INFINITY, 0));
+            let sv = _mm512_set1_ps(s);
+            let (mut cand, mut gt, mut eq) = (0u64, 0u64, 0u64);
+            for (v, &cvv) in cv.iter().enumerate() {
+                // SAFETY: `row` holds 48 values.
+                let x = unsafe { _mm512_loadu_ps(row.as_ptr().add(v * L)) };
+                let x = match OP {
+                    SCALE => _mm512_mul_ps(x, cvv),
+                    SHIFT => _mm512_sub_ps(x, cvv),
+                    _ => x,
+                };
+                cand |= u64::from(_mm512_cmp_ps_mask::<_CMP_GT_OQ>(x, thr)) << (v * L);
+                if COUNT {
+                    gt |= u64::from(_mm512_cmp_ps_mask::<_CMP_GT_OQ>(x, sv)) << (v * L);
+                    eq |= u64::from(_mm512_cmp_ps_mask::<_CMP_EQ_OQ>(x, sv)) << (v * L);
+                }
+            }
+            let mut valid = valid_cols;
+            if let Some(o) = st.skip.map(|j| j.wrapping_sub(base)).filter(|&o| o < 64) {
+                valid &= !(1u64 << o);
+            }
+            if COUNT {
+                let mut n = (gt & valid).count_ones();
+                let ties = eq & valid;
+                if ties != 0 {
+                    // Lanes before the target's row rank before it on an equal score.
+                    let before = tj.saturating_sub(base).min(W512 as u32);
+                    n += (ties & ((1u64 << before) - 1)).count_ones();
+                }
+                st.before += n as usize;
+            }
+            cand &= valid;
+            while cand != 0 {
+                let i = cand.trailing_zeros() as usize;
+                cand &= cand - 1;
+                // The threshold may have risen since the mask: push re-checks.
+                st.top.push(map::<OP>(row[i], c, i), base + i as u32);
+            }
+        }
+    }
     /// No rank count (a value no comparison predicate has).
     const NONE: i32 = -1;
 
