@@ -26,6 +26,7 @@ from sklearn.base import BaseEstimator
 
 from . import _backbone_weights, _core, _distributed, _params, losses, miners
 from ._gsn_input import DEFAULT_IMAGE_SIZE, Images, _layout, _to_float
+from ._heap import HeapTrimmer
 from ._validate import host_array
 from .catalogue import ImageCatalogue
 from .exceptions import ConfigError, DataError, InterruptedWarning, NotFittedError, ShapeError
@@ -836,7 +837,9 @@ class GridSearchNetwork(BaseEstimator):
 
     def _run_batches(self, images: Images, batch_size: int, run: Callable[..., Any]) -> np.ndarray:
         """``run(batch, batch_size)`` (embeddings or features) of ``images``, one forward
-        batch at a time, concatenated."""
+        batch at a time, concatenated. Streaming a catalogue, freed heap memory that
+        glibc keeps after the batches is given back past 64 MiB
+        (:class:`._heap.HeapTrimmer`), so the peak does not grow with the catalogue."""
         if images.shape[0] != self.n_channels_:
             raise ShapeError(
                 f"{images.name} has {images.shape[0]} channels, the network was built for "
@@ -844,12 +847,15 @@ class GridSearchNetwork(BaseEstimator):
             )
         out: np.ndarray | None = None
         i = 0
+        heap = HeapTrimmer() if images.catalogue is not None else None
         for b in images.batches(batch_size):
             e = run(b, batch_size)
             if out is None:
                 out = np.empty((images.n, e.shape[1]), np.float32)
             out[i : i + e.shape[0]] = e
             i += e.shape[0]
+            if heap is not None:
+                heap.after_batch()
         assert out is not None and i == images.n
         return out
 
