@@ -29,13 +29,15 @@ DEFAULT_IMAGE_SIZE = 224
 
 #: The image pipeline's augmentation when a network trains on a catalogue with
 #: ``augment > 0``: torchvision's random resized crop (area 35–100 %, aspect 3/4–4/3),
-#: horizontal flip (p = 0.5) and colour jitter (0.4 each).
+#: horizontal flip (p = 0.5) and colour jitter (0.4 each); no occlusion, no blur.
 TRAIN_AUGMENT: dict[str, Any] = {
     "scale": (0.35, 1.0),
     "ratio": (3.0 / 4.0, 4.0 / 3.0),
     "flip": 0.5,
     "jitter": [0.4, 0.4, 0.4],
     "erase": 0.0,
+    "blur": 0.0,
+    "blur_sigma": (0.1, 2.0),
 }
 
 
