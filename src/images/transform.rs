@@ -580,8 +580,10 @@ mod tests {
             (23, 3, 1)
         );
         // 4×4 image, one bright pixel at (1, 1) in the red channel, kernel 3, σ = 1:
-        // weights e^{-1/2}, 1, e^{-1/2} normalised; the 2-D result is their outer product
-        // (the reflected neighbours of (1, 1) stay inside the image).
+        // weights w = (e^{-1/2}, 1, e^{-1/2}) normalised; the 2-D result is the outer
+        // product of the 1-D profile p: output 0 reads rows (1, 0, 1) under reflect
+        // padding, so p = (w0 + w2, w1, w0, 0) (torchvision's gaussian_blur gives the
+        // same to 1.5e-8)
         let mut px = vec![0.0f32; 4 * 4 * 3];
         px[(4 + 1) * 3] = 1.0;
         let mut tmp = Vec::new();
@@ -592,14 +594,15 @@ mod tests {
             1.0 / (1.0 + 2.0 * e),
             e / (1.0 + 2.0 * e),
         ];
+        let p = [w[0] + w[2], w[1], w[0], 0.0];
         for y in 0..4 {
             for x in 0..4 {
-                let want = if y <= 2 && x <= 2 { w[y] * w[x] } else { 0.0 };
+                let want = p[y] * p[x];
                 assert!((px[(y * 4 + x) * 3] - want).abs() < 1e-6, "({y}, {x})");
                 assert_eq!(px[(y * 4 + x) * 3 + 1], 0.0);
             }
         }
-        // reflect padding: a bright pixel at (0, 0) counts twice via its mirror (1 ↔ -1)
+        // a bright pixel at (0, 0): output 0 reads rows (1, 0, 1), output 1 rows (0, 1, 2)
         let mut px = vec![0.0f32; 4 * 4 * 3];
         px[0] = 1.0;
         gaussian_blur(&mut px, &mut tmp, 4, 3, 1.0);
