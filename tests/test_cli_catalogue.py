@@ -52,3 +52,28 @@ def test_a_missing_catalogue_is_one_error_line(tmp_path, capsys):
     argv = ["embed", str(tmp_path), "--catalogue", str(tmp_path / "nope"), "--out", "x.npy"]
     assert cli.main(argv) == 2
     assert "neither a folder nor a CSV" in capsys.readouterr().err
+
+
+def test_on_error_skip_leaves_unreadable_photos_out(tmp_path, capsys):
+    root = photo_folder(tmp_path)
+    bad = sorted((root / "sku-0").iterdir())[0]
+    bad.write_bytes(bad.read_bytes()[:40])  # truncated
+    model = tmp_path / "model"
+    argv = ["train", "--catalogue", str(root), "--out", str(model), "--backbone", "convnet"]
+    argv += ["--image-size", "24", "--dim", "8", "--grid", "2x2", "--batch-size", "6"]
+    argv += ["--epochs", "1", "--steps-per-epoch", "3", "--device", "cpu", "--no-progress"]
+    assert cli.main(argv) == 2  # raise: one error line naming the file
+    assert bad.name in capsys.readouterr().err
+    assert cli.main([*argv, "--on-error", "skip"]) == 0
+    assert "1 unreadable photo(s) left out" in capsys.readouterr().out
+    assert gm.GridSearchNetwork.load(model).on_error == "skip"
+    out = tmp_path / "emb.npy"
+    argv = ["embed", str(model), "--catalogue", str(root), "--out", str(out)]
+    assert cli.main([*argv, "--on-error", "raise"]) == 2
+    assert bad.name in capsys.readouterr().err
+    assert cli.main(argv) == 0  # the model's on_error: skip
+    assert "1 unreadable photo(s) left out (their rows are NaN)" in capsys.readouterr().out
+    E = np.load(out)
+    cat = gm.datasets.ImageCatalogue.from_folder(root)
+    row = list(cat.paths).index(str(bad.resolve()))
+    assert np.isnan(E[row]).all() and not np.isnan(np.delete(E, row, 0)).any()

@@ -321,6 +321,101 @@ def test_occlusion_zeroes_torchvisions_random_erasing_box(tmp_path):
     assert all(b[0] + b[2] <= 224 and b[1] + b[3] <= 224 for b in drawn)
 
 
+def test_blur_is_torchvisions_gaussian_blur(tmp_path):
+    """blur=1 with a fixed σ: the unblurred batch (same crop / flip / jitter: the σ is
+    drawn after them) through torchvision's gaussian_blur. Both blur the same float32
+    pixels with the same float32 kernel; torchvision sums k² products of its 2-D kernel,
+    the pipeline k + k of the separable one, so they differ by float32 rounding only
+    (values <= 1, sums of <= 49 terms: a few 1e-7)."""
+    paths = folder(tmp_path, [(70, 66)] * 4)
+    kw = dict(batch_size=4, image_size=64, shuffle=False, seed=2)
+    sigma = 1.7
+    k = 2 * (64 // 20) + 1  # 7, the documented rule
+    plain, _ = collect(ImageLoader(catalogue(paths), normalize=None, **kw))
+    ref = F.gaussian_blur(plain, [k, k], [sigma, sigma])
+    for normalize in (None, "imagenet"):
+        loader = ImageLoader(
+            catalogue(paths), normalize=normalize, blur=1.0, blur_sigma=(sigma, sigma), **kw
+        )
+        blurred, _ = collect(loader)
+        if normalize is None:
+            assert (blurred - ref).abs().max() < 2e-6
+            assert (blurred - plain).abs().max() > 0.05  # it does blur the noise
+        else:
+            assert (blurred - (ref - MEAN) / STD).abs().max() < 1e-5
+    # with probability 0.5 about half the images are blurred, each by a σ of its range:
+    # the nearest of the blurs with σ on a grid of step 0.005 over (0.6, 0.9) is within
+    # rounding of it, and one of σ = 0.3 or 1.5 is far
+    many = folder(tmp_path, [(30, 28)] * 60, seed=100)
+    kw = dict(batch_size=60, image_size=24, shuffle=False, seed=1, normalize=None)
+    base, _ = collect(ImageLoader(catalogue(many), **kw))
+    half, _ = collect(ImageLoader(catalogue(many), blur=0.5, blur_sigma=(0.6, 0.9), **kw))
+    k = 2 * (24 // 20) + 1
+    changed = (half - base).flatten(1).abs().amax(1) > 0
+    assert abs(changed.float().mean().item() - 0.5) < 4 * np.sqrt(0.25 / 60)
+
+    def gap(sigmas):
+        errs = [
+            (half - F.gaussian_blur(base, [k, k], [s, s])).flatten(1).abs().amax(1) for s in sigmas
+        ]
+        return torch.stack(errs).amin(0)[changed]
+
+    assert gap(np.linspace(0.6, 0.9, 61)).max() < 5e-3
+    assert gap([0.3, 1.5]).min() > 1e-2
+
+
+def test_affine_is_torchvisions_affine(tmp_path):
+    """RandomAffine with ranges of one value (rotation, scale, x and y shear fixed):
+    torchvision's affine (bilinear, fill 0) of the unwarped batch (same crop and flip:
+    the affine draw comes after them; no jitter, so the warp's place before it does not
+    matter). Both sample the same float32 pixels with float32 grids; torchvision
+    rescales its matrix before the product, so the sampling points differ by float32
+    rounding: a few 1e-6 on values <= 1. A random translation is matched against every
+    whole-pixel shift in range."""
+    paths = folder(tmp_path, [(60, 52)] * 6)
+    kw = dict(batch_size=6, image_size=40, shuffle=False, seed=5, jitter=0.0, normalize=None)
+    plain, _ = collect(ImageLoader(catalogue(paths), **kw))
+    bilinear = F.InterpolationMode.BILINEAR
+    for angle, scale, shx, shy in [(30.0, 1.2, 10.0, -5.0), (-75.0, 0.7, -20.0, 12.0)]:
+        loader = ImageLoader(
+            catalogue(paths),
+            degrees=(angle, angle),
+            affine_scale=(scale, scale),
+            shear=(shx, shx, shy, shy),
+            **kw,
+        )
+        warped, _ = collect(loader)
+        ref = F.affine(
+            plain,
+            angle=angle,
+            translate=[0, 0],
+            scale=scale,
+            shear=[shx, shy],
+            interpolation=bilinear,
+            fill=0,
+        )
+        assert (warped - ref).abs().max() < 2e-5
+        assert (warped - plain).abs().max() > 0.1
+    shifted, _ = collect(ImageLoader(catalogue(paths), translate=(0.1, 0.2), **kw))
+    found = set()
+    for k in range(6):
+        hits = [
+            (tx, ty)
+            for tx in range(-4, 5)
+            for ty in range(-8, 9)
+            if (shifted[k] - F.affine(plain[k], 0.0, [tx, ty], 1.0, [0.0, 0.0], bilinear, fill=0))
+            .abs()
+            .max()
+            < 2e-5
+        ]
+        assert len(hits) == 1, hits  # a whole-pixel shift within 10 % / 20 % of the side
+        found.add(hits[0])
+    assert len(found) > 1
+    # off by default: the same pixels
+    again, _ = collect(ImageLoader(catalogue(paths), degrees=0, **kw))
+    assert torch.equal(again, plain)
+
+
 # ---------------------------------------------------------------------- bad input
 
 
@@ -375,6 +470,16 @@ def test_bad_settings_and_empty_catalogue(tmp_path):
         dict(jitter=(0.1, 0.2)),
         dict(jitter=-0.1),
         dict(occlusion=2.0),
+        dict(blur=1.5),
+        dict(degrees=-1),
+        dict(degrees=(10, -10)),
+        dict(translate=(0.5, 1.5)),
+        dict(affine_scale=(0.0, 1.0)),
+        dict(shear=(0, 95)),
+        dict(shear=(1, 2, 3)),
+        dict(blur_sigma=(0.0, 1.0)),
+        dict(blur_sigma=(2.0, 1.0)),
+        dict(blur_sigma=(1.0, float("inf"))),
         dict(seed=-1),
         dict(max_pixels=0),
         dict(prefetch=0),

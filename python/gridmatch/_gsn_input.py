@@ -29,19 +29,29 @@ DEFAULT_IMAGE_SIZE = 224
 
 #: The image pipeline's augmentation when a network trains on a catalogue with
 #: ``augment > 0``: torchvision's random resized crop (area 35–100 %, aspect 3/4–4/3),
-#: horizontal flip (p = 0.5) and colour jitter (0.4 each).
+#: horizontal flip (p = 0.5) and colour jitter (0.4 each); no occlusion, no blur.
 TRAIN_AUGMENT: dict[str, Any] = {
     "scale": (0.35, 1.0),
     "ratio": (3.0 / 4.0, 4.0 / 3.0),
     "flip": 0.5,
     "jitter": [0.4, 0.4, 0.4],
     "erase": 0.0,
+    "blur": 0.0,
+    "blur_sigma": (0.1, 2.0),
 }
 
 
-def catalogue_settings(size: int) -> str:
-    """The settings of training from a catalogue's files (JSON for ``GsnModel.fit``)."""
-    return json.dumps({"size": size, "augment": TRAIN_AUGMENT, "max_pixels": MAX_IMAGE_PIXELS})
+def catalogue_settings(size: int, skip_errors: bool = False) -> str:
+    """The settings of training from a catalogue's files (JSON for ``GsnModel.fit``);
+    ``skip_errors``: unreadable files are left out (see ``GridSearchNetwork.on_error``)."""
+    return json.dumps(
+        {
+            "size": size,
+            "augment": TRAIN_AUGMENT,
+            "max_pixels": MAX_IMAGE_PIXELS,
+            "skip_errors": skip_errors,
+        }
+    )
 
 
 def _layout(X: Any, name: str) -> np.ndarray:
@@ -123,6 +133,18 @@ class Images:
     def batches(self, batch_size: int, workers: int | None = None) -> Iterator[np.ndarray]:
         """Float32 ``(b, c, h, w)`` batches in order (the last one may be smaller).
 
+        Raises ``DataError`` for an unreadable catalogue file (see :meth:`indexed_batches`
+        to skip them).
+        """
+        for pixels, _idx, _skipped in self.indexed_batches(batch_size, workers):
+            yield pixels
+
+    def indexed_batches(
+        self, batch_size: int, workers: int | None = None, skip_errors: bool = False
+    ) -> Iterator[tuple[np.ndarray, np.ndarray, list[tuple[int, str]]]]:
+        """Float32 ``(b, c, h, w)`` batches in order, with the positions of their images
+        and the images left out.
+
         Parameters
         ----------
         batch_size : int
@@ -130,21 +152,30 @@ class Images:
         workers : int, optional
             Decoding threads for a catalogue (default: the Rust pool's size); at most
             ``2 · workers`` batches are decoded ahead.
+        skip_errors : bool, default False
+            Leave out catalogue files that cannot be read (the batch holding one is
+            smaller, possibly empty) instead of raising.
 
         Yields
         ------
-        ndarray of float32, shape (b, c, h, w)
+        pixels : ndarray of float32, shape (b, c, h, w)
+        positions : ndarray of int64, shape (b,)
+            The images' positions in ``X``.
+        skipped : list of (int, str)
+            Position and message (naming the file) of each image of the batch left out.
 
         Raises
         ------
         ShapeError
             NaN or infinite values in an array.
         DataError
-            An image file that is missing, truncated, undecodable or too large (named).
+            An image file that is missing, truncated, undecodable or too large (named),
+            unless ``skip_errors``.
         """
         if self.array is not None:
             for i in range(0, self.n, batch_size):
-                yield _to_float(self.array[i : i + batch_size], self.name)
+                chunk = _to_float(self.array[i : i + batch_size], self.name)
+                yield chunk, np.arange(i, i + chunk.shape[0], dtype=np.int64), []
             return
         assert self.catalogue is not None
         if workers is None:
@@ -155,7 +186,7 @@ class Images:
             "augment": None,
             "normalize": False,
             "max_pixels": MAX_IMAGE_PIXELS,
-            "skip_errors": False,
+            "skip_errors": bool(skip_errors),
             "drop_last": False,
             "shuffle": False,
             "seed": 0,
@@ -165,8 +196,8 @@ class Images:
         pipeline = _core.ImagePipeline(list(self.catalogue.paths), json.dumps(config))
         epoch = pipeline.epoch(0)
         try:
-            for pixels, _idx, _skipped in epoch:
-                yield pixels
+            for pixels, idx, skipped in epoch:
+                yield pixels, idx, list(skipped)
         finally:
             epoch.close()
 
@@ -179,12 +210,14 @@ class Images:
             i += b.shape[0]
         return out
 
-    def training_images(self) -> Any:
+    def training_images(self, skip_errors: bool = False) -> Any:
         """What ``GsnModel.fit`` reads: a uint8 or float32 C-contiguous ``(n, c, h, w)``
         array (``uint8`` kept as it is: converted per gathered image in Rust), or
-        ``(paths, settings)`` of a catalogue."""
+        ``(paths, settings)`` of a catalogue (``skip_errors``: unreadable files are
+        left out)."""
         if self.catalogue is not None:
-            return (list(self.catalogue.paths), catalogue_settings(self.image_size))
+            settings = catalogue_settings(self.image_size, skip_errors)
+            return (list(self.catalogue.paths), settings)
         assert self.array is not None
         if self.array.dtype == np.uint8:
             return np.ascontiguousarray(self.array)

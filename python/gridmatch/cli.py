@@ -102,8 +102,11 @@ def _train(args: argparse.Namespace) -> int:
         seed=args.seed,
         checkpoint_dir=args.out,
         progress=not args.no_progress,
+        on_error=args.on_error,
     )
     gsn.fit(Xtr, ids, classes, X_val=Xv, ids_val=iv)
+    if gsn.skipped_:
+        print(f"{len(gsn.skipped_)} unreadable photo(s) left out; first: {gsn.skipped_[0][1]}")
     print(f"{'epoch':>5} {'loss':>9} {'val R@1':>8} {'seconds':>8}")
     for h in gsn.history_:
         r1 = h.get("val_recall@1", float("nan"))
@@ -122,7 +125,14 @@ def _embed(args: argparse.Namespace) -> int:
     gsn = GridSearchNetwork.load(args.model, device=args.device)
     if args.image_size is not None:
         gsn.set_params(image_size=args.image_size)
+    if args.on_error is not None:
+        gsn.set_params(on_error=args.on_error)
     E = gsn.embed(cat, batch_size=args.batch_size)
+    if gsn.skipped_:
+        print(
+            f"{len(gsn.skipped_)} unreadable photo(s) left out (their rows are NaN); "
+            f"first: {gsn.skipped_[0][1]}"
+        )
     np.save(args.out, E)
     ids = os.path.splitext(args.out)[0] + "_ids.npy"
     np.save(ids, cat.codes)
@@ -327,6 +337,12 @@ def main(argv: list[str] | None = None) -> int:
         help="default: convnet for datasets, resnet18 for a catalogue",
     )
     p.add_argument("--image-size", type=int, default=None, help="catalogue image side (224)")
+    p.add_argument(
+        "--on-error",
+        choices=("raise", "skip"),
+        default="raise",
+        help="an unreadable photo of --catalogue: fail, or leave it out (the model's on_error)",
+    )
     p.add_argument("--n", type=int, default=10_000, help="training images / products")
     p.add_argument("--val", type=int, default=1000, help="validation images")
     p.add_argument("--out", required=True, help="folder for the model (and checkpoints)")
@@ -362,6 +378,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", required=True, help="the .npy file of the embeddings")
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--image-size", type=int, default=None, help="default: the model's")
+    p.add_argument(
+        "--on-error",
+        choices=("raise", "skip"),
+        default=None,
+        help="an unreadable photo: fail, or leave it out with a NaN row (default: the model's)",
+    )
     p.add_argument("--device", default=None, help="override the saved device (e.g. cpu)")
     p.set_defaults(func=_embed)
     p = sub.add_parser("search-kernel", help="RL / random search of an SVM kernel")

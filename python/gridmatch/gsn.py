@@ -290,6 +290,19 @@ class GridSearchNetwork(BaseEstimator):
         centre crop, and when training with ``augment > 0`` a random resized crop, flip
         and colour jitter). Default: 224, or for :meth:`embed` the size the network was
         trained at. Arrays are always taken at their own size.
+    on_error : {"raise", "skip"}, default="raise"
+        What an image file of a catalogue that cannot be read (missing, truncated,
+        undecodable, too large) does: ``"raise"`` a ``DataError`` naming it, or
+        ``"skip"`` leave it out, with a ``RuntimeWarning`` giving the count and the
+        first message, and the images left out in :attr:`skipped_`. In :meth:`fit` a
+        file found unreadable is left out for the rest of the run: a grid cell drawn on
+        it takes the next readable image of the same id (catalogue order, wrapping
+        around), rendered with the cell's own random draw; which image that is depends
+        only on which files are readable, so a seeded run stays reproducible. When
+        every image of a drawn id is unreadable, :meth:`fit` raises ``DataError``. In
+        :meth:`embed` and :meth:`features` the rows of unreadable images are NaN (the
+        other rows are what the same call on a catalogue without those files gives).
+        Arrays are not affected.
 
     Attributes
     ----------
@@ -297,7 +310,14 @@ class GridSearchNetwork(BaseEstimator):
         The trained network.
     history_ : list of dict
         Per epoch: ``epoch``, ``loss``, ``lr`` (the rate of the epoch's last step),
-        ``seconds`` and validation metrics.
+        ``seconds`` and validation metrics; training on a catalogue with
+        ``on_error="skip"`` adds ``skipped``, the number of files found unreadable up
+        to the epoch's end (this process's, when training data-parallel).
+    skipped_ : list of (id, str)
+        With ``on_error="skip"``: the catalogue id and message (naming the file) of each
+        image left out by the last :meth:`fit`, :meth:`embed` or :meth:`features` call
+        on a catalogue (in catalogue order; empty when none was, or after a call on an
+        array).
     n_channels_ : int
         Channels of the training images.
     interrupted_ : bool
@@ -345,6 +365,7 @@ class GridSearchNetwork(BaseEstimator):
         verbose: bool | None = None,
         distributed: Any = "auto",
         image_size: int | None = None,
+        on_error: str = "raise",
     ):
         self.backbone = backbone
         self.dim = dim
@@ -375,6 +396,7 @@ class GridSearchNetwork(BaseEstimator):
         self.verbose = verbose
         self.distributed = distributed
         self.image_size = image_size
+        self.on_error = on_error
 
     # -- validation ---------------------------------------------------------------
     def _check_params(self) -> dict[str, Any]:
@@ -412,6 +434,7 @@ class GridSearchNetwork(BaseEstimator):
         _params.choice(self.normalize, "normalize", ("auto", "imagenet", "legacy"), optional=True)
         return {
             "image_size": _params.integer(self.image_size, "image_size", 4, 16384, optional=True),
+            "skip_errors": _params.choice(self.on_error, "on_error", ("raise", "skip")) == "skip",
             "rows": rows,
             "cols": cols,
             "positives": positives,
@@ -615,6 +638,8 @@ class GridSearchNetwork(BaseEstimator):
         -----
         InterruptedWarning
             When Ctrl-C or the callback stopped training early.
+        RuntimeWarning
+            With ``on_error="skip"``, when files were left out (see :attr:`skipped_`).
 
         Raises
         ------
@@ -631,7 +656,9 @@ class GridSearchNetwork(BaseEstimator):
             data-parallel training failed.
         DataError
             If ``weights`` names a missing file or does not fit the backbone, or
-            ``weights="imagenet"`` cannot be downloaded.
+            ``weights="imagenet"`` cannot be downloaded; a catalogue file that cannot be
+            read (``on_error="raise"``), or a drawn id none of whose files can be read
+            (``on_error="skip"``).
         """
         p = self._check_params()
         dp = _distributed.group(self.distributed)
@@ -679,7 +706,7 @@ class GridSearchNetwork(BaseEstimator):
             iv = _labels(ids_val, xv.shape[0], "ids_val")
             if xv.shape[1:] != images.shape:
                 raise ShapeError(f"X_val images {xv.shape[1:]} differ from X's {images.shape}")
-        train_images = images.training_images()
+        train_images = images.training_images(p["skip_errors"])
         self.n_channels_ = int(images.shape[0])
         self.image_shape_ = tuple(images.shape)
         self.image_size_ = size if images.catalogue is not None else None
@@ -690,6 +717,7 @@ class GridSearchNetwork(BaseEstimator):
             image_hw=(int(images.shape[1]), int(images.shape[2])),
         )
         self.history_ = []
+        self.skipped_: list[tuple[Any, str]] = []
         self.interrupted_ = False
         if p["epochs"] == 0:
             self.model_ = model
@@ -713,7 +741,7 @@ class GridSearchNetwork(BaseEstimator):
 
         try:
             ckpt = self.checkpoint_dir if lead else None
-            history, interrupted = model.fit(
+            history, interrupted, skipped = model.fit(
                 (train_images, ids, cls),
                 self._train_spec(p),
                 None if xv is None or not lead else (xv, iv),
@@ -725,6 +753,10 @@ class GridSearchNetwork(BaseEstimator):
             if bar is not None:
                 bar.close()
         self.history_ = [{"epoch": i + 1, **dict(h)} for i, h in enumerate(history)]
+        for h in self.history_:
+            if "skipped" in h:
+                h["skipped"] = int(h["skipped"])
+        self._record_skipped(images, skipped, "fit left out", "for the rest of the run", 3)
         bad = [h["epoch"] for h in self.history_ if not np.isfinite(h.get("loss", 0.0))]
         if bad:
             from .exceptions import BackendError
@@ -781,10 +813,17 @@ class GridSearchNetwork(BaseEstimator):
             Badly shaped images, NaN/inf values, or another number of channels than
             the network's (a catalogue gives 3).
         DataError
-            A catalogue file that is missing, truncated, undecodable or too large.
+            A catalogue file that is missing, truncated, undecodable or too large
+            (``on_error="raise"``), or every file of the catalogue (``"skip"``).
+
+        Warns
+        -----
+        RuntimeWarning
+            With ``on_error="skip"``, when files were left out: their rows are NaN
+            (find them with ``np.isnan(E).any(axis=1)``; see :attr:`skipped_`).
         """
         self._check_fitted()
-        return self._forward(X, batch_size, self.model_.embed)
+        return self._forward(X, batch_size, self.model_.embed, "embed")
 
     def features(self, X: Any, batch_size: int | None = None) -> Any:
         """Pooled backbone features of the query network, before the head.
@@ -808,12 +847,13 @@ class GridSearchNetwork(BaseEstimator):
             is); a torch tensor (on ``X``'s device) when ``X`` is one.
         """
         self._check_fitted()
-        return self._forward(X, batch_size, self.model_.features)
+        return self._forward(X, batch_size, self.model_.features, "features")
 
-    def _forward(self, X: Any, batch_size: int | None, run: Callable[..., Any]) -> Any:
+    def _forward(self, X: Any, batch_size: int | None, run: Callable[..., Any], what: str) -> Any:
         """``run(images, batch_size)`` on ``X`` (an array converted per batch, or a
         catalogue streamed), returned as numpy, or as a torch tensor on ``X``'s device
         when ``X`` is one."""
+        skip = _params.choice(self.on_error, "on_error", ("raise", "skip")) == "skip"
         as_torch = _is_torch(X)
         images = Images(X, self._image_size())
         if batch_size is None:
@@ -821,7 +861,7 @@ class GridSearchNetwork(BaseEstimator):
             batch = min(256, max(8, _BATCH_PIXELS // (h * w)))
         else:
             batch = _params.integer(batch_size, "batch_size", low=1)
-        out = self._run_batches(images, batch, run)
+        out = self._run_batches(images, batch, run, skip, what)
         if as_torch:
             import torch
 
@@ -835,29 +875,64 @@ class GridSearchNetwork(BaseEstimator):
             size = getattr(self, "image_size_", None)
         return DEFAULT_IMAGE_SIZE if size is None else int(size)
 
-    def _run_batches(self, images: Images, batch_size: int, run: Callable[..., Any]) -> np.ndarray:
+    def _run_batches(
+        self, images: Images, batch_size: int, run: Callable[..., Any], skip: bool, what: str
+    ) -> np.ndarray:
         """``run(batch, batch_size)`` (embeddings or features) of ``images``, one forward
-        batch at a time, concatenated. Streaming a catalogue, freed heap memory that
-        glibc keeps after the batches is given back past 64 MiB
+        batch at a time, put in order; with ``skip`` the rows of unreadable catalogue
+        files are NaN (and recorded in ``skipped_``). Streaming a catalogue, freed heap
+        memory that glibc keeps after the batches is given back past 64 MiB
         (:class:`._heap.HeapTrimmer`), so the peak does not grow with the catalogue."""
         if images.shape[0] != self.n_channels_:
             raise ShapeError(
                 f"{images.name} has {images.shape[0]} channels, the network was built for "
                 f"{self.n_channels_}"
             )
+        skip = skip and images.catalogue is not None
         out: np.ndarray | None = None
-        i = 0
+        filled = 0
+        skipped: list[tuple[int, str]] = []
         heap = HeapTrimmer() if images.catalogue is not None else None
-        for b in images.batches(batch_size):
+        for b, idx, left_out in images.indexed_batches(batch_size, skip_errors=skip):
+            skipped += left_out
+            if b.shape[0] == 0:
+                continue
             e = run(b, batch_size)
             if out is None:
-                out = np.empty((images.n, e.shape[1]), np.float32)
-            out[i : i + e.shape[0]] = e
-            i += e.shape[0]
+                out = np.full((images.n, e.shape[1]), np.nan, np.float32)
+            out[idx] = e
+            filled += e.shape[0]
             if heap is not None:
                 heap.after_batch()
-        assert out is not None and i == images.n
+        self._record_skipped(images, skipped, f"{what} left out", "(their rows are NaN)", 5)
+        if out is None:
+            raise DataError(
+                f"every one of the {images.n} images of {images.name} is unreadable; "
+                f"first: {skipped[0][1] if skipped else '?'}"
+            )
+        assert filled + len(skipped) == images.n
         return out
+
+    def _record_skipped(
+        self,
+        images: Images,
+        skipped: list[tuple[int, str]],
+        done: str,
+        effect: str,
+        stacklevel: int,
+    ) -> None:
+        """``skipped_`` from the ``(position, message)`` of the images left out, and a
+        ``RuntimeWarning`` giving their count and the first message."""
+        skipped = sorted(skipped)
+        ids = None if images.catalogue is None else images.catalogue.ids
+        self.skipped_ = [(i if ids is None else ids[i], msg) for i, msg in skipped]
+        if skipped:
+            warnings.warn(
+                f"GridSearchNetwork.{done} {len(skipped)} unreadable image file(s) {effect} "
+                f"(see skipped_); first: {skipped[0][1]}",
+                RuntimeWarning,
+                stacklevel=stacklevel,
+            )
 
     def transform(self, X: Any) -> Any:
         """Alias of :meth:`embed` (scikit-learn transformer convention).

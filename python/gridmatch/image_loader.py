@@ -48,6 +48,39 @@ def _jitter(value: Any) -> list[float]:
     return [float(real(value, "jitter", 0.0, 1.0))] * 3
 
 
+def _signed_range(value: Any, name: str, n: int) -> list[float]:
+    """A number ``v >= 0`` as ``(-v, v)``, or a sequence of ``n`` (2 or 4) finite
+    numbers given as ``low, high`` pairs."""
+    if isinstance(value, (tuple, list)):
+        if len(value) != n and not (n == 4 and len(value) == 2):
+            raise ConfigError(f"{name} must be a number or {n} numbers, got {value!r}")
+        out = [float(real(v, f"{name}[{i}]")) for i, v in enumerate(value)]
+    else:
+        v = float(real(value, name, 0.0))
+        out = [-v, v]
+    if not all(math.isfinite(v) for v in out):
+        raise ConfigError(f"{name} must be finite, got {value!r}")
+    out += [0.0] * (n - len(out))
+    if any(out[i] > out[i + 1] for i in range(0, n, 2)):
+        raise ConfigError(f"{name} ranges must satisfy low <= high, got {value!r}")
+    return out
+
+
+def _affine(degrees: Any, translate: Any, affine_scale: Any, shear: Any) -> dict[str, Any]:
+    """The pipeline's ``RandomAffine`` settings, as torchvision's arguments read."""
+    d0, d1 = _signed_range(degrees, "degrees", 2)
+    t = (0.0, 0.0) if translate is None else _pair(translate, "translate", -1.0, 1.0)
+    if min(t) < 0:
+        raise ConfigError(f"translate must lie in [0, 1], got {translate!r}")
+    sc = (1.0, 1.0) if affine_scale is None else _pair(affine_scale, "affine_scale", 0.0, None)
+    if not math.isfinite(sc[1]):
+        raise ConfigError(f"affine_scale must be finite, got {affine_scale!r}")
+    sh = [0.0] * 4 if shear is None else _signed_range(shear, "shear", 4)
+    if any(not -90.0 < v < 90.0 for v in sh):
+        raise ConfigError(f"shear must lie in (-90, 90) degrees, got {shear!r}")
+    return {"degrees": (d0, d1), "translate": t, "affine_scale": sc, "shear": sh}
+
+
 class ImageLoader:
     """Batches ``(pixels, ids)`` of a photo catalogue, decoded and augmented in Rust.
 
@@ -106,6 +139,21 @@ class ImageLoader:
         Probability of occluding a random rectangle (torchvision's ``RandomErasing``
         after normalisation: area 2–33 % of the output, aspect 0.3–3.3, value 0); off by
         default (not part of the standard recipe).
+    blur : float, default=0.0
+        Probability of a Gaussian blur (torchvision's ``GaussianBlur`` on the ``[0, 1]``
+        pixels after the colour jitter, before normalisation and occlusion: σ drawn
+        uniformly in ``blur_sigma``, kernel side ``2 · (image_size // 20) + 1`` — 23 at
+        224 px as in SimCLR's recipe, 1 (no blur) below 20 px — reflect padding); off
+        by default.
+    blur_sigma : (float, float), default=(0.1, 2.0)
+        Range of the blur's σ in output pixels (``0 < low <= high``).
+    degrees, translate, affine_scale, shear : default 0, None, None, None
+        torchvision's ``RandomAffine(degrees, translate, scale, shear)`` (bilinear, fill
+        0), applied to the cropped and flipped image before the colour jitter: rotation
+        uniform in ``(-degrees, degrees)`` (or a ``(low, high)`` pair), translation a
+        whole number of pixels up to ``translate = (fx, fy)`` of the side, scale uniform
+        in ``affine_scale = (low, high)``, shear in degrees (a number ``s``: x shear in
+        ``(-s, s)``; 2 numbers: an x range; 4: x and y ranges). Off by default.
     prefetch : int, optional
         Batches the workers may run ahead of the consumer (default ``2 · workers``).
 
@@ -131,7 +179,7 @@ class ImageLoader:
     of those images: a ``torch.int64`` tensor for integer ids, a list of ``str`` for
     string ids (as ``DataLoader``'s default collation). ``n`` is ``batch_size`` except
     for the last batch and for batches that lost images with ``on_error="skip"``.
-    Breaking out of the loop stops the workers. Affine warps and blur are not offered.
+    Breaking out of the loop stops the workers.
 
     Examples
     --------
@@ -160,6 +208,12 @@ class ImageLoader:
         flip=0.5,
         jitter=0.4,
         occlusion=0.0,
+        blur=0.0,
+        blur_sigma=(0.1, 2.0),
+        degrees=0.0,
+        translate=None,
+        affine_scale=None,
+        shear=None,
         prefetch=None,
     ) -> None:
         self.catalogue = catalogue
@@ -178,6 +232,12 @@ class ImageLoader:
         self.flip = flip
         self.jitter = jitter
         self.occlusion = occlusion
+        self.blur = blur
+        self.blur_sigma = blur_sigma
+        self.degrees = degrees
+        self.translate = translate
+        self.affine_scale = affine_scale
+        self.shear = shear
         self.prefetch = prefetch
         self.epoch = 0
         self.skipped: list[tuple[Any, str]] = []
@@ -199,6 +259,9 @@ class ImageLoader:
         ratio = _pair(self.ratio, "ratio", 0.0, None)
         if not (math.isfinite(ratio[0]) and math.isfinite(ratio[1])):
             raise ConfigError(f"ratio must be finite, got {self.ratio!r}")
+        blur_sigma = _pair(self.blur_sigma, "blur_sigma", 0.0, None)
+        if not math.isfinite(blur_sigma[1]):
+            raise ConfigError(f"blur_sigma must be finite, got {self.blur_sigma!r}")
         config = {
             "size": integer(self.image_size, "image_size", 1, 16384),
             "batch_size": integer(self.batch_size, "batch_size", 1),
@@ -208,6 +271,9 @@ class ImageLoader:
                 "flip": float(real(self.flip, "flip", 0.0, 1.0)),
                 "jitter": _jitter(self.jitter),
                 "erase": float(real(self.occlusion, "occlusion", 0.0, 1.0)),
+                "blur": float(real(self.blur, "blur", 0.0, 1.0)),
+                "blur_sigma": blur_sigma,
+                **_affine(self.degrees, self.translate, self.affine_scale, self.shear),
             }
             if augment
             else None,

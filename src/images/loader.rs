@@ -86,6 +86,38 @@ impl LoaderConfig {
             if !(0.0..=1.0).contains(&a.erase) {
                 return bad(format!("occlusion must lie in [0, 1], got {}", a.erase));
             }
+            if !(0.0..=1.0).contains(&a.blur) {
+                return bad(format!("blur must lie in [0, 1], got {}", a.blur));
+            }
+            let (t0, t1) = a.translate;
+            if !((0.0..=1.0).contains(&t0) && (0.0..=1.0).contains(&t1)) {
+                return bad(format!("translate must lie in [0, 1], got {t0}, {t1}"));
+            }
+            let (s0, s1) = a.affine_scale;
+            if !(s0 > 0.0 && s0 <= s1 && s1.is_finite()) {
+                return bad(format!(
+                    "affine_scale must satisfy 0 < low <= high, got {s0}, {s1}"
+                ));
+            }
+            let sh = a.shear;
+            let ordered = |lo: f64, hi: f64| lo <= hi && lo > -90.0 && hi < 90.0;
+            let (d0, d1) = a.degrees;
+            if !(d0.is_finite() && d1.is_finite() && d0 <= d1) {
+                return bad(format!(
+                    "degrees must be finite with low <= high, got {d0}, {d1}"
+                ));
+            }
+            if !(ordered(sh[0], sh[1]) && ordered(sh[2], sh[3])) {
+                return bad(format!(
+                    "shear ranges must satisfy -90 < low <= high < 90, got {sh:?}"
+                ));
+            }
+            let (b0, b1) = a.blur_sigma;
+            if !(b0 > 0.0 && b0 <= b1 && b1.is_finite()) {
+                return bad(format!(
+                    "blur_sigma must satisfy 0 < low <= high, got {b0}, {b1}"
+                ));
+            }
             if a.jitter.iter().any(|&j| !(0.0..=1.0).contains(&j)) {
                 return bad(format!(
                     "jitter strengths must lie in [0, 1], got {:?}",

@@ -31,8 +31,8 @@ type TrainArrays<'py> = (
 
 /// Training images from Python: a float32 `(n, c, h, w)` array in `[0, 1]`, a uint8
 /// one (scaled by `1/255` per gathered image), or image files `(paths, settings)` with
-/// the settings a JSON object `{"size", "augment", "max_pixels"}` (see
-/// [`CatalogueSource`]).
+/// the settings a JSON object `{"size", "augment", "max_pixels", "skip_errors"}`
+/// (`skip_errors` optional, default `false`; see [`CatalogueSource`]).
 #[derive(FromPyObject)]
 enum TrainImages<'py> {
     F32(PyReadonlyArray4<'py, f32>),
@@ -47,6 +47,9 @@ struct FileSettings {
     size: u32,
     augment: crate::images::transform::Augment,
     max_pixels: u64,
+    /// Leave out unreadable files ([`CatalogueSource::skip_errors`]).
+    #[serde(default)]
+    skip_errors: bool,
 }
 
 fn shape4<T: numpy::Element>(x: &PyReadonlyArray4<'_, T>) -> ImageShape {
@@ -59,7 +62,7 @@ fn shape4<T: numpy::Element>(x: &PyReadonlyArray4<'_, T>) -> ImageShape {
 }
 /// Validation arrays from Python: images and ids.
 type ValArrays<'py> = (PyReadonlyArray4<'py, f32>, PyReadonlyArray1<'py, i64>);
-type FitResult = (Vec<Vec<(String, f64)>>, bool);
+type FitResult = (Vec<Vec<(String, f64)>>, bool, Vec<(usize, String)>);
 /// Data-parallel setting from Python: `(rank, world, hook)`.
 type ParallelArgs<'py> = (usize, usize, Bound<'py, PyAny>);
 
@@ -182,7 +185,8 @@ impl GsnModel {
     }
 
     /// Train with the settings of `spec` (a [`TrainSpec`] as JSON); returns
-    /// `(history, interrupted)` with one list of `(name, value)` pairs per epoch.
+    /// `(history, interrupted, skipped)` with one list of `(name, value)` pairs per
+    /// epoch and the `(index, message)` of the image files left out (`skip_errors`).
     /// `train` is `(images, ids, classes or None)`, `val` an optional `(images, ids)`,
     /// `checkpoint` an optional `(folder, config JSON)` written after every epoch.
     /// `parallel`, an optional `(rank, world, hook)`, trains data-parallel: `hook(event,
@@ -241,8 +245,11 @@ impl GsnModel {
                     ));
                 }
                 let threads = crate::runtime::num_threads();
-                let source =
+                let mut source =
                     CatalogueSource::new(paths.clone(), s.size, s.augment, s.max_pixels, threads)?;
+                if s.skip_errors {
+                    source = source.skip_errors(ids.as_slice()?)?;
+                }
                 (None, Some(source))
             }
         };
@@ -293,7 +300,8 @@ impl GsnModel {
             train::fit_parallel(model, &data, val.as_ref(), &cfg, dp.as_ref(), mon)
         })?;
         let hist = done.value.into_iter().map(|r| r.metrics).collect();
-        Ok((hist, done.interrupted))
+        let skipped = source.skipped().unwrap_or_default();
+        Ok((hist, done.interrupted, skipped))
     }
 
     /// Embeddings `(n, dim)` float32 (numpy) of images `(n, c, h, w)` in `[0, 1]`.

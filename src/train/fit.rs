@@ -96,7 +96,9 @@ pub(super) struct StepBatch {
 
 /// Train `model` on `data`. Reports one [`Progress`] per epoch (metrics `loss`, `lr` (the
 /// rate of the epoch's last step),
-/// `seconds`, and `val_recall@1`, `val_recall@10`, `val_map@r` when `val` is given); stops early, keeping the
+/// `seconds`, `val_recall@1`, `val_recall@10`, `val_map@r` when `val` is given, and
+/// `skipped`, the number of images the source has left out up to the epoch's last batch,
+/// when it skips unreadable files); stops early, keeping the
 /// weights, when the monitor is cancelled. Returns the epoch records.
 pub fn fit(
     model: &mut Model,
@@ -261,6 +263,7 @@ pub fn fit_parallel(
                     pixels,
                     labels,
                     classes,
+                    skipped: data.source.skipped().map(|s| s.len()),
                 });
             let failed = prepared.is_err();
             if tx.send(prepared).is_err() || failed {
@@ -280,6 +283,8 @@ pub fn fit_parallel(
             let mut loss_n = 0usize;
             // The rate of the epoch's last step (reported in the epoch's metrics).
             let mut epoch_lr = cfg.spec.lr * cfg.spec.schedule.factor(step_no, total_steps);
+            // Images left out up to the epoch's last batch (sources that skip).
+            let mut skipped = None;
             for _ in 0..steps {
                 // Data-parallel: a stop is decided with the step's gradients, together.
                 if parallel.is_none() && monitor.is_cancelled() {
@@ -296,6 +301,7 @@ pub fn fit_parallel(
                         ))
                     }
                 };
+                skipped = prep.skipped;
                 let b = prep.labels.len() as i64;
                 let x = Tensor::f_from_slice(&prep.pixels)?
                     .f_view([b, dims[0], dims[1], dims[2]])?
@@ -342,6 +348,9 @@ pub fn fit_parallel(
                 let e = model.embed(v.x, shape, 512, &Monitor::none())?;
                 metrics.extend(validation_metrics(&e, v.ids)?);
             }
+            if let Some(k) = skipped {
+                metrics.push(("skipped".to_string(), k as f64));
+            }
             metrics.push(("seconds".to_string(), t0.elapsed().as_secs_f64()));
             if let Some(dir) = &cfg.checkpoint_dir {
                 model.save(dir, &cfg.checkpoint_config)?;
@@ -378,4 +387,6 @@ struct Prepared {
     pixels: Vec<f32>,
     labels: Vec<i64>,
     classes: Option<Vec<i64>>,
+    /// Images the source has left out so far (after this batch), when it skips.
+    skipped: Option<usize>,
 }
