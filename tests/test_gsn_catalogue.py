@@ -105,32 +105,6 @@ def test_features_of_a_catalogue_stream_like_embed(cat):
     np.testing.assert_allclose(net.features(rev, batch_size=4), F[::-1], atol=1e-5)
 
 
-def test_heap_trims_between_catalogue_batches_leave_embeddings_exact(cat, monkeypatch):
-    """Streaming a catalogue trims the heap (here after every batch: no allowance);
-    arrays never do. The embeddings are those of the loader's array, exactly."""
-    import gridmatch._heap as heap
-    import gridmatch.gsn as gsn_module
-
-    made = []
-
-    class Recorded(heap.HeapTrimmer):
-        def __init__(self):
-            super().__init__()
-            made.append(self)
-
-    monkeypatch.setattr(heap, "ALLOWANCE", -(1 << 40))
-    monkeypatch.setattr(gsn_module, "HeapTrimmer", Recorded)
-    net = gsn().fit(cat)
-    E = net.embed(cat, batch_size=5)
-    loader = ImageLoader(cat, 7, SIZE, augment=False, shuffle=False, normalize=None)
-    X = torch.cat([x for x, _ in loader]).numpy()
-    assert len(made) == 1
-    np.testing.assert_array_equal(net.embed(X, batch_size=5), E)
-    assert len(made) == 1  # no trimmer for arrays
-    if heap._TRIM is not None and heap._resident() is not None:
-        assert made[0].trims == -(-len(cat) // 5)
-
-
 def test_embed_arrays_per_batch_uint8_and_float_agree(cat):
     net = gsn().fit(cat)
     X8 = (torchvision_array(cat, SIZE) * 255).round().astype(np.uint8)

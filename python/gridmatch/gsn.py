@@ -26,7 +26,6 @@ from sklearn.base import BaseEstimator
 
 from . import _backbone_weights, _core, _distributed, _params, losses, miners
 from ._gsn_input import DEFAULT_IMAGE_SIZE, Images, _layout, _to_float
-from ._heap import HeapTrimmer
 from ._validate import host_array
 from .catalogue import ImageCatalogue
 from .exceptions import ConfigError, DataError, InterruptedWarning, NotFittedError, ShapeError
@@ -880,9 +879,7 @@ class GridSearchNetwork(BaseEstimator):
     ) -> np.ndarray:
         """``run(batch, batch_size)`` (embeddings or features) of ``images``, one forward
         batch at a time, put in order; with ``skip`` the rows of unreadable catalogue
-        files are NaN (and recorded in ``skipped_``). Streaming a catalogue, freed heap
-        memory that glibc keeps after the batches is given back past 64 MiB
-        (:class:`._heap.HeapTrimmer`), so the peak does not grow with the catalogue."""
+        files are NaN (and recorded in ``skipped_``)."""
         if images.shape[0] != self.n_channels_:
             raise ShapeError(
                 f"{images.name} has {images.shape[0]} channels, the network was built for "
@@ -892,7 +889,6 @@ class GridSearchNetwork(BaseEstimator):
         out: np.ndarray | None = None
         filled = 0
         skipped: list[tuple[int, str]] = []
-        heap = HeapTrimmer() if images.catalogue is not None else None
         for b, idx, left_out in images.indexed_batches(batch_size, skip_errors=skip):
             skipped += left_out
             if b.shape[0] == 0:
@@ -902,8 +898,6 @@ class GridSearchNetwork(BaseEstimator):
                 out = np.full((images.n, e.shape[1]), np.nan, np.float32)
             out[idx] = e
             filled += e.shape[0]
-            if heap is not None:
-                heap.after_batch()
         self._record_skipped(images, skipped, f"{what} left out", "(their rows are NaN)", 5)
         if out is None:
             raise DataError(
