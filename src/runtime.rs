@@ -229,6 +229,30 @@ pub fn torch_num_threads() -> usize {
     1
 }
 
+/// Seed libtorch's global random generator with `seed` and hold it for this thread
+/// alone until the guard is dropped: every draw made meanwhile (layer initialisation)
+/// is then fixed by the seed, whatever other threads do. libtorch has one CPU generator
+/// per process, so without this two models built at once (Ray or Dask threads, parallel
+/// tests) would interleave their draws and a seed would no longer fix a network. Code
+/// that draws from the global generator without a seed takes the same lock with
+/// [`torch_rng_lock`].
+#[cfg(feature = "torch")]
+pub fn seed_torch_rng(seed: u64) -> std::sync::MutexGuard<'static, ()> {
+    let guard = torch_rng_lock();
+    // libtorch takes the seed as a signed 64-bit value; keep all 64 bits.
+    tch::manual_seed(seed as i64);
+    guard
+}
+
+/// Hold libtorch's global random generator (see [`seed_torch_rng`]) until the guard is
+/// dropped.
+#[cfg(feature = "torch")]
+pub fn torch_rng_lock() -> std::sync::MutexGuard<'static, ()> {
+    static RNG: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    // A panic while it was held leaves nothing half-updated that matters here.
+    RNG.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -435,8 +435,9 @@ mod tests {
 
     #[test]
     fn pair_losses_are_zero_or_positive_and_finite() {
-        tch::manual_seed(0);
+        let rng = crate::runtime::seed_torch_rng(0);
         let e = Tensor::randn([8, 4], (Kind::Float, tch::Device::Cpu));
+        drop(rng);
         let e = &e / e.norm_scalaropt_dim(2, [1i64].as_slice(), true);
         let labels = Tensor::from_slice(&[0i64, 0, 1, 1, 2, 2, 3, 3]);
         for loss in [

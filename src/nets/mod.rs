@@ -572,6 +572,7 @@ mod tests {
 
     #[test]
     fn convnet_shapes_and_norms() {
+        let _rng = crate::runtime::torch_rng_lock(); // draws unseeded from libtorch's generator
         let vs = nn::VarStore::new(tch::Device::Cpu);
         let net = Net::new(&(vs.root() / "query"), "convnet", 1, 16).unwrap();
         let x = Tensor::rand([4, 1, 28, 28], (Kind::Float, tch::Device::Cpu));
@@ -586,6 +587,7 @@ mod tests {
 
     #[test]
     fn resnet18_runs() {
+        let _rng = crate::runtime::torch_rng_lock(); // draws unseeded from libtorch's generator
         let vs = nn::VarStore::new(tch::Device::Cpu);
         let net = Net::new(&(vs.root() / "query"), "resnet18", 3, 8).unwrap();
         let x = Tensor::rand([2, 3, 64, 64], (Kind::Float, tch::Device::Cpu));

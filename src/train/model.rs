@@ -101,7 +101,8 @@ impl Model {
                 spec.dim
             )));
         }
-        tch::manual_seed(spec.seed as i64);
+        // Held until both networks are initialised (other threads' draws would change them).
+        let rng = crate::runtime::seed_torch_rng(spec.seed);
         // Initialise on the CPU, whatever the device: the CPU generator makes a seed give
         // the same initial network on CPU and CUDA (CUDA's generator draws other numbers).
         let mut vs = nn::VarStore::new(Device::Cpu);
@@ -142,6 +143,7 @@ impl Model {
         } else {
             None
         };
+        drop(rng);
         let (mean, std) = spec
             .normalize
             .mean_std(&spec.backbone, spec.in_channels.max(1) as usize);
@@ -382,5 +384,54 @@ impl Model {
             }
             Ok(())
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn weights(m: &Model) -> Vec<(String, Vec<f32>)> {
+        let mut v: Vec<_> =
+            m.vs.variables()
+                .into_iter()
+                .map(|(k, t)| (k, Vec::<f32>::try_from(t.flatten(0, -1)).unwrap()))
+                .collect();
+        v.sort_by(|a, b| a.0.cmp(&b.0));
+        v
+    }
+
+    /// A seed fixes the network even while other threads build models (and so draw
+    /// from libtorch's one global generator) at the same time.
+    #[test]
+    fn seed_fixes_the_network_across_threads() {
+        let spec = |seed| ModelSpec {
+            backbone: "convnet".into(),
+            in_channels: 1,
+            dim: 8,
+            stitched: true,
+            seed,
+            normalize: crate::nets::Normalize::Auto,
+        };
+        let reference = weights(&Model::new(spec(7), Device::Cpu).unwrap());
+        let other = weights(&Model::new(spec(8), Device::Cpu).unwrap());
+        assert_ne!(reference, other, "another seed gives another network");
+        std::thread::scope(|s| {
+            let runs: Vec<_> = (0..4)
+                .map(|t| {
+                    s.spawn(move || {
+                        (0..5)
+                            .map(|_| weights(&Model::new(spec(7 + (t % 2)), Device::Cpu).unwrap()))
+                            .collect::<Vec<_>>()
+                    })
+                })
+                .collect();
+            for (t, run) in runs.into_iter().enumerate() {
+                let want = if t % 2 == 0 { &reference } else { &other };
+                for w in run.join().unwrap() {
+                    assert!(&w == want, "thread {t} built another network from its seed");
+                }
+            }
+        });
     }
 }
