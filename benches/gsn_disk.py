@@ -24,7 +24,9 @@ labelled "generated" beside the numbers.
 
 Threads: gridmatch 2 threads; PyTorch 2 intra-op threads in the main process plus 2
 DataLoader worker processes (the configuration the issue names). One warm-up step / batch
-per side before timing.
+per side before timing; training is timed on both sides from the end of the first step to
+the end of the last (the eager loop after its warm-up step; gridmatch as one-step epochs,
+by the fit callback), three runs per side, alternating, medians reported.
 
 Writes its section of BENCHMARKS.md (between the ``gsn-disk`` markers). Run:
 ``python benches/gsn_disk.py``; ``--quick`` (200 files, 3 steps, no write) checks it works.
@@ -48,6 +50,7 @@ SIZE = 224
 BATCH = 16
 EMBED_BATCH = 32  # gridmatch's default at 224 px; the same for the eager side
 DIM = 128
+TRAIN_REPEATS = 3  # training runs per side (medians reported)
 MEAN, STD = [0.485, 0.456, 0.406], [0.229, 0.224, 0.225]
 
 
@@ -122,7 +125,9 @@ def eager_train(paths, ids, steps: int) -> float:
 
 
 def gsn_train(cat, steps: int) -> float:
-    """Steps/s of GridSearchNetwork.fit over the catalogue (after a warm-up fit)."""
+    """Steps/s of GridSearchNetwork.fit over the catalogue after its first step, as the
+    eager loop is timed: one fit of ``steps + 1`` one-step epochs, timed from the end of
+    the first epoch (its callback) to the end of the last (after a warm-up fit)."""
     import gridmatch as gm
 
     kw = dict(
@@ -131,14 +136,16 @@ def gsn_train(cat, steps: int) -> float:
         batch_size=BATCH,
         dim=DIM,
         lr=1e-4,
-        epochs=1,
+        steps_per_epoch=1,
         device="cpu",
         progress=False,
     )
-    gm.GridSearchNetwork(steps_per_epoch=1, **kw).fit(cat)  # warm-up (oneDNN kernels)
-    t0 = time.perf_counter()
-    gm.GridSearchNetwork(steps_per_epoch=steps, **kw).fit(cat)
-    return steps / (time.perf_counter() - t0)
+    gm.GridSearchNetwork(epochs=1, **kw).fit(cat)  # warm-up (oneDNN kernels)
+    ends: list[float] = []
+    gm.GridSearchNetwork(epochs=steps + 1, **kw).fit(
+        cat, callback=lambda *_: ends.append(time.perf_counter())
+    )
+    return steps / (ends[-1] - ends[0])
 
 
 def eager_embed(paths, ids, model) -> tuple[float, np.ndarray]:
@@ -186,10 +193,13 @@ def main() -> None:
         print(f"generated {n} JPEG files (256 px) in {time.perf_counter() - t0:.0f} s")
         cat = gm.datasets.ImageCatalogue(paths, [f"sku-{i}" for i in ids])
 
-        r_gsn = gsn_train(cat, steps)
-        print(f"GSN fit from disk: {r_gsn:.3f} steps/s")
-        r_eager = eager_train(paths, ids, steps)
-        print(f"eager loop + DataLoader: {r_eager:.3f} steps/s")
+        gsn_runs, eager_runs = [], []
+        for _ in range(1 if args.quick else TRAIN_REPEATS):  # alternating sides
+            gsn_runs.append(gsn_train(cat, steps))
+            print(f"GSN fit from disk: {gsn_runs[-1]:.3f} steps/s")
+            eager_runs.append(eager_train(paths, ids, steps))
+            print(f"eager loop + DataLoader: {eager_runs[-1]:.3f} steps/s")
+        r_gsn, r_eager = float(np.median(gsn_runs)), float(np.median(eager_runs))
 
         model = eager_model(1)
         gsn = gm.GridSearchNetwork(
@@ -221,12 +231,17 @@ def main() -> None:
             "",
             f"Machine: {cpu_name()} ({vector_extensions()}); gridmatch {THREADS} threads; "
             f"PyTorch {THREADS} threads + DataLoader(num_workers={THREADS}); load average "
-            f"{load:.2f} at the start: {quiet_label(load)}. One run.",
+            f"{load:.2f} at the start: {quiet_label(load)}. Training: "
+            f"{len(gsn_runs)} runs per side, alternating, medians reported (each run: "
+            f"gridmatch {', '.join(f'{r:.3f}' for r in gsn_runs)}; eager "
+            f"{', '.join(f'{r:.3f}' for r in eager_runs)} steps/s); embedding: one run.",
             f"Data (generated): {n} 256-px RGB JPEG photos of {n // 2} Fashion-MNIST products "
             "(two renderings each; `benches/images.py`'s generator), not In-shop. ResNet-18 "
             f"at {SIZE} px, head 512 → {DIM}; training: {BATCH} images per step, random "
             "resized crop + flip + colour jitter 0.4 on both sides, Adam, "
-            f"{steps} timed steps after a warm-up; embedding: resize + centre crop, eval mode, "
+            f"{steps} steps timed from the end of each side's first step (gridmatch: "
+            f"{steps + 1} one-step epochs, timed by the fit callback), after a warm-up; "
+            "embedding: resize + centre crop, eval mode, "
             f"{EMBED_BATCH} images per batch on both sides "
             "(`python benches/gsn_disk.py`).",
             "",

@@ -13,13 +13,12 @@ import textwrap
 import numpy as np
 import pytest
 import torch
+from _gsn_photos import SIZE, gsn
 from PIL import Image
 from torchvision.transforms.v2 import functional as F
 
 import gridmatch as gm
 from gridmatch.datasets import ImageCatalogue, ImageLoader
-
-SIZE = 32
 
 
 def product_photos(folder, n_products=8, views=3, seed=0, side=48):
@@ -43,21 +42,6 @@ def product_photos(folder, n_products=8, views=3, seed=0, side=48):
             paths.append(path)
             ids.append(f"sku-{p}")
     return ImageCatalogue(paths, ids)
-
-
-def gsn(**kw):
-    base = dict(
-        backbone="convnet",
-        dim=16,
-        grid=(2, 2),
-        batch_size=12,
-        epochs=0,
-        image_size=SIZE,
-        device="cpu",
-        progress=False,
-        seed=3,
-    )
-    return gm.GridSearchNetwork(**{**base, **kw})
 
 
 @pytest.fixture(scope="module")

@@ -17,12 +17,11 @@ import warnings
 
 import numpy as np
 import pytest
+from _gsn_photos import gsn
 from PIL import Image
 
 import gridmatch as gm
 from gridmatch.datasets import ImageCatalogue
-
-SIZE = 32
 
 
 def photo(path, rng, colour):
@@ -61,21 +60,6 @@ def photos(tmp_path):
     good = [i for i in range(len(paths)) if i not in bad]
     stand_in = {1: 0, 2: 3}  # next readable image of the same product (wrapping around)
     return cat, good, bad, stand_in, paths, ids
-
-
-def gsn(**kw):
-    base = dict(
-        backbone="convnet",
-        dim=16,
-        grid=(2, 2),
-        batch_size=12,
-        epochs=0,
-        image_size=SIZE,
-        device="cpu",
-        progress=False,
-        seed=3,
-    )
-    return gm.GridSearchNetwork(**{**base, **kw})
 
 
 def test_unreadable_files_raise_naming_the_file_by_default(photos):

@@ -22,32 +22,20 @@ from ._validate import host_array
 from .catalogue import MAX_IMAGE_PIXELS, ImageCatalogue
 from .exceptions import ShapeError
 
-__all__ = ["DEFAULT_IMAGE_SIZE", "TRAIN_AUGMENT", "Images", "catalogue_settings"]
+__all__ = ["DEFAULT_IMAGE_SIZE", "Images", "catalogue_settings"]
 
 #: Side of the images read from a catalogue when ``image_size`` is not set.
 DEFAULT_IMAGE_SIZE = 224
 
-#: The image pipeline's augmentation when a network trains on a catalogue with
-#: ``augment > 0``: torchvision's random resized crop (area 35–100 %, aspect 3/4–4/3),
-#: horizontal flip (p = 0.5) and colour jitter (0.4 each); no occlusion, no blur.
-TRAIN_AUGMENT: dict[str, Any] = {
-    "scale": (0.35, 1.0),
-    "ratio": (3.0 / 4.0, 4.0 / 3.0),
-    "flip": 0.5,
-    "jitter": [0.4, 0.4, 0.4],
-    "erase": 0.0,
-    "blur": 0.0,
-    "blur_sigma": (0.1, 2.0),
-}
 
-
-def catalogue_settings(size: int, skip_errors: bool = False) -> str:
-    """The settings of training from a catalogue's files (JSON for ``GsnModel.fit``);
+def catalogue_settings(size: int, augment: dict[str, Any], skip_errors: bool = False) -> str:
+    """The settings of training from a catalogue's files (JSON for ``GsnModel.fit``):
+    ``augment`` the pipeline's augmentation (see ``_augment.from_mapping``);
     ``skip_errors``: unreadable files are left out (see ``GridSearchNetwork.on_error``)."""
     return json.dumps(
         {
             "size": size,
-            "augment": TRAIN_AUGMENT,
+            "augment": augment,
             "max_pixels": MAX_IMAGE_PIXELS,
             "skip_errors": skip_errors,
         }
@@ -210,13 +198,13 @@ class Images:
             i += b.shape[0]
         return out
 
-    def training_images(self, skip_errors: bool = False) -> Any:
+    def training_images(self, augment: dict[str, Any], skip_errors: bool = False) -> Any:
         """What ``GsnModel.fit`` reads: a uint8 or float32 C-contiguous ``(n, c, h, w)``
         array (``uint8`` kept as it is: converted per gathered image in Rust), or
-        ``(paths, settings)`` of a catalogue (``skip_errors``: unreadable files are
-        left out)."""
+        ``(paths, settings)`` of a catalogue, its views augmented by ``augment`` (the
+        pipeline's settings) and ``skip_errors``: unreadable files are left out."""
         if self.catalogue is not None:
-            settings = catalogue_settings(self.image_size, skip_errors)
+            settings = catalogue_settings(self.image_size, augment, skip_errors)
             return (list(self.catalogue.paths), settings)
         assert self.array is not None
         if self.array.dtype == np.uint8:

@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 from sklearn.base import BaseEstimator
 
-from . import _backbone_weights, _core, _distributed, _params, losses, miners
+from . import _augment, _backbone_weights, _core, _distributed, _params, losses, miners
 from ._gsn_input import DEFAULT_IMAGE_SIZE, Images, _layout, _to_float
 from ._validate import host_array
 from .catalogue import ImageCatalogue
@@ -302,6 +302,17 @@ class GridSearchNetwork(BaseEstimator):
         :meth:`embed` and :meth:`features` the rows of unreadable images are NaN (the
         other rows are what the same call on a catalogue without those files gives).
         Arrays are not affected.
+    image_augment : dict, optional
+        How :meth:`fit` augments the views of catalogue photos when ``augment > 0``:
+        :class:`~gridmatch.datasets.ImageLoader`'s augmentation settings by name
+        (``scale``, ``ratio``, ``flip``, ``jitter``, ``occlusion``, ``blur``,
+        ``blur_sigma``, ``degrees``, ``translate``, ``affine_scale``, ``shear``; same
+        meanings and ranges), each one given replacing the default recipe's: random
+        resized crop of 35–100 % of the area (aspect 3/4–4/3), flip p = 0.5, colour
+        jitter 0.4, no occlusion, blur or affine warp. For example
+        ``{"blur": 0.5, "degrees": 10}`` adds a Gaussian blur to half the views and
+        rotations of up to 10°. Arrays are not affected (they use ``augment``'s own
+        distortions).
 
     Attributes
     ----------
@@ -365,6 +376,7 @@ class GridSearchNetwork(BaseEstimator):
         distributed: Any = "auto",
         image_size: int | None = None,
         on_error: str = "raise",
+        image_augment: dict[str, Any] | None = None,
     ):
         self.backbone = backbone
         self.dim = dim
@@ -396,6 +408,7 @@ class GridSearchNetwork(BaseEstimator):
         self.distributed = distributed
         self.image_size = image_size
         self.on_error = on_error
+        self.image_augment = image_augment
 
     # -- validation ---------------------------------------------------------------
     def _check_params(self) -> dict[str, Any]:
@@ -434,6 +447,7 @@ class GridSearchNetwork(BaseEstimator):
         return {
             "image_size": _params.integer(self.image_size, "image_size", 4, 16384, optional=True),
             "skip_errors": _params.choice(self.on_error, "on_error", ("raise", "skip")) == "skip",
+            "image_augment": _augment.from_mapping(self.image_augment, "image_augment"),
             "rows": rows,
             "cols": cols,
             "positives": positives,
@@ -590,9 +604,10 @@ class GridSearchNetwork(BaseEstimator):
             streamed: each step decodes only its own images (in parallel, in Rust, at
             ``image_size``), so memory does not grow with the catalogue. With
             ``augment > 0`` a catalogue's views are the image pipeline's random resized
-            crop (area 35–100 %), horizontal flip and colour jitter (the array
-            augmentations are not applied); with ``augment=0`` the resized centre
-            crop. A missing or undecodable file raises ``DataError`` naming it.
+            crop (area 35–100 %), horizontal flip and colour jitter, or the recipe
+            ``image_augment`` gives (the array augmentations are not applied); with
+            ``augment=0`` the resized centre crop. A missing or undecodable file raises
+            ``DataError`` naming it.
         ids : array-like of shape (n,)
             Product / instance id of each image (images of one id are positives).
             With one image per id, the positives are augmented views of it (so
@@ -705,7 +720,7 @@ class GridSearchNetwork(BaseEstimator):
             iv = _labels(ids_val, xv.shape[0], "ids_val")
             if xv.shape[1:] != images.shape:
                 raise ShapeError(f"X_val images {xv.shape[1:]} differ from X's {images.shape}")
-        train_images = images.training_images(p["skip_errors"])
+        train_images = images.training_images(p["image_augment"], p["skip_errors"])
         self.n_channels_ = int(images.shape[0])
         self.image_shape_ = tuple(images.shape)
         self.image_size_ = size if images.catalogue is not None else None

@@ -11,74 +11,18 @@ consumer; the tensors wrap the Rust buffers without a copy.
 from __future__ import annotations
 
 import json
-import math
 import operator
 import warnings
 from collections.abc import Iterator
 from typing import Any
 
 from . import _core
-from ._params import choice, flag, integer, real
+from ._augment import settings as augment_settings
+from ._params import choice, flag, integer
 from .catalogue import MAX_IMAGE_PIXELS, ImageCatalogue
 from .exceptions import ConfigError, ShapeError
 
 __all__ = ["ImageLoader"]
-
-
-def _pair(value: Any, name: str, low: float, high: float | None) -> tuple[float, float]:
-    try:
-        a, b = value
-    except (TypeError, ValueError):
-        raise ConfigError(f"{name} must be a pair (low, high), got {value!r}") from None
-    a = real(a, f"{name}[0]", low, high, low_open=True)
-    b = real(b, f"{name}[1]", low, high, low_open=True)
-    if a > b:
-        raise ConfigError(f"{name} must satisfy low <= high, got {value!r}")
-    return float(a), float(b)
-
-
-def _jitter(value: Any) -> list[float]:
-    if isinstance(value, (tuple, list)):
-        if len(value) != 3:
-            raise ConfigError(
-                f"jitter must be a strength or (brightness, contrast, saturation), got {value!r}"
-            )
-        names = ("brightness", "contrast", "saturation")
-        return [float(real(v, f"jitter {n}", 0.0, 1.0)) for v, n in zip(value, names)]
-    return [float(real(value, "jitter", 0.0, 1.0))] * 3
-
-
-def _signed_range(value: Any, name: str, n: int) -> list[float]:
-    """A number ``v >= 0`` as ``(-v, v)``, or a sequence of ``n`` (2 or 4) finite
-    numbers given as ``low, high`` pairs."""
-    if isinstance(value, (tuple, list)):
-        if len(value) != n and not (n == 4 and len(value) == 2):
-            raise ConfigError(f"{name} must be a number or {n} numbers, got {value!r}")
-        out = [float(real(v, f"{name}[{i}]")) for i, v in enumerate(value)]
-    else:
-        v = float(real(value, name, 0.0))
-        out = [-v, v]
-    if not all(math.isfinite(v) for v in out):
-        raise ConfigError(f"{name} must be finite, got {value!r}")
-    out += [0.0] * (n - len(out))
-    if any(out[i] > out[i + 1] for i in range(0, n, 2)):
-        raise ConfigError(f"{name} ranges must satisfy low <= high, got {value!r}")
-    return out
-
-
-def _affine(degrees: Any, translate: Any, affine_scale: Any, shear: Any) -> dict[str, Any]:
-    """The pipeline's ``RandomAffine`` settings, as torchvision's arguments read."""
-    d0, d1 = _signed_range(degrees, "degrees", 2)
-    t = (0.0, 0.0) if translate is None else _pair(translate, "translate", -1.0, 1.0)
-    if min(t) < 0:
-        raise ConfigError(f"translate must lie in [0, 1], got {translate!r}")
-    sc = (1.0, 1.0) if affine_scale is None else _pair(affine_scale, "affine_scale", 0.0, None)
-    if not math.isfinite(sc[1]):
-        raise ConfigError(f"affine_scale must be finite, got {affine_scale!r}")
-    sh = [0.0] * 4 if shear is None else _signed_range(shear, "shear", 4)
-    if any(not -90.0 < v < 90.0 for v in sh):
-        raise ConfigError(f"shear must lie in (-90, 90) degrees, got {shear!r}")
-    return {"degrees": (d0, d1), "translate": t, "affine_scale": sc, "shear": sh}
 
 
 class ImageLoader:
@@ -256,25 +200,22 @@ class ImageLoader:
             workers = max(1, _core.get_num_threads()[0])
         prefetch = integer(self.prefetch, "prefetch", 1, optional=True)
         augment = flag(self.augment, "augment")
-        ratio = _pair(self.ratio, "ratio", 0.0, None)
-        if not (math.isfinite(ratio[0]) and math.isfinite(ratio[1])):
-            raise ConfigError(f"ratio must be finite, got {self.ratio!r}")
-        blur_sigma = _pair(self.blur_sigma, "blur_sigma", 0.0, None)
-        if not math.isfinite(blur_sigma[1]):
-            raise ConfigError(f"blur_sigma must be finite, got {self.blur_sigma!r}")
         config = {
             "size": integer(self.image_size, "image_size", 1, 16384),
             "batch_size": integer(self.batch_size, "batch_size", 1),
-            "augment": {
-                "scale": _pair(self.scale, "scale", 0.0, 1.0),
-                "ratio": ratio,
-                "flip": float(real(self.flip, "flip", 0.0, 1.0)),
-                "jitter": _jitter(self.jitter),
-                "erase": float(real(self.occlusion, "occlusion", 0.0, 1.0)),
-                "blur": float(real(self.blur, "blur", 0.0, 1.0)),
-                "blur_sigma": blur_sigma,
-                **_affine(self.degrees, self.translate, self.affine_scale, self.shear),
-            }
+            "augment": augment_settings(
+                scale=self.scale,
+                ratio=self.ratio,
+                flip=self.flip,
+                jitter=self.jitter,
+                occlusion=self.occlusion,
+                blur=self.blur,
+                blur_sigma=self.blur_sigma,
+                degrees=self.degrees,
+                translate=self.translate,
+                affine_scale=self.affine_scale,
+                shear=self.shear,
+            )
             if augment
             else None,
             "normalize": choice(self.normalize, "normalize", ("imagenet",), optional=True)

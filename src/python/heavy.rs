@@ -44,6 +44,22 @@ where
     T: Send,
     E: Into<PyErr> + Send,
 {
+    run_heavy_on(py, callback, None, work)
+}
+
+/// As [`run_heavy`], the work running inside `pool` when given (a model's own thread,
+/// see `GsnModel`) instead of gridmatch's shared pool.
+pub(crate) fn run_heavy_on<T, E, F>(
+    py: Python<'_>,
+    callback: Option<&Bound<'_, PyAny>>,
+    pool: Option<&rayon::ThreadPool>,
+    work: F,
+) -> PyResult<Finished<T>>
+where
+    F: FnOnce(&Monitor<'_>) -> Result<T, E> + Send,
+    T: Send,
+    E: Into<PyErr> + Send,
+{
     let callback: Option<Py<PyAny>> = callback
         .filter(|c| !c.is_none())
         .map(|c| c.clone().unbind());
@@ -66,7 +82,10 @@ where
                     reply_rx.recv().unwrap_or(false)
                 };
                 let monitor = Monitor::new(worker_token, has_callback.then_some(&sink as _));
-                runtime::install(|| work(&monitor))
+                match pool {
+                    Some(pool) => pool.install(|| work(&monitor)),
+                    None => runtime::install(|| work(&monitor)),
+                }
             });
             let mut pending: Option<PyErr> = None;
             loop {
