@@ -155,82 +155,127 @@ fn conv(p: nn::Path, cin: i64, cout: i64, k: i64, pad: i64, stride: i64, bias: b
     }
 }
 
+/// BatchNorm's epsilon (torchvision's and tch's default), written out because the
+/// folded evaluation of [`ConvBn`] needs it.
+const BN_EPS: f64 = 1e-5;
+
+/// A convolution followed by batch normalisation. In training mode they run one after
+/// the other (batch statistics, running averages updated). In eval mode the
+/// normalisation is folded into the convolution (weight `w·γ/√(σ²+ε)` per output
+/// channel, bias `β − μ·γ/√(σ²+ε)`), as inference engines do: one pass over the
+/// activations and one allocation instead of two, the same function up to float
+/// rounding, differentiable in the weights and statistics alike.
+#[derive(Debug)]
+struct ConvBn {
+    conv: Conv,
+    bn: nn::BatchNorm,
+}
+
+impl nn::ModuleT for ConvBn {
+    fn forward_t(&self, xs: &Tensor, train: bool) -> Tensor {
+        if train {
+            return xs.apply(&self.conv).apply_t(&self.bn, true);
+        }
+        let bn = &self.bn;
+        let inv = (&bn.running_var + BN_EPS).rsqrt();
+        let scale = match &bn.ws {
+            Some(g) => inv * g,
+            None => inv,
+        };
+        let shift = -(&bn.running_mean * &scale);
+        let shift = match &bn.bs {
+            Some(b) => shift + b,
+            None => shift,
+        };
+        let shift = match &self.conv.inner.bs {
+            Some(b) => shift + b * &scale,
+            None => shift,
+        };
+        let ws = &self.conv.inner.ws * scale.view([-1, 1, 1, 1]);
+        channels_last(xs).conv2d(
+            &channels_last(&ws),
+            Some(&shift),
+            [self.conv.stride, self.conv.stride],
+            [self.conv.padding, self.conv.padding],
+            [1, 1],
+            1,
+        )
+    }
+}
+
+/// A [`ConvBn`]: convolution `cin → cout` (kernel `k`, no bias) under `p / conv`,
+/// BatchNorm under `p / bn` (torchvision's variable names).
+fn conv_bn(
+    conv_p: nn::Path,
+    bn_p: nn::Path,
+    cin: i64,
+    cout: i64,
+    k: i64,
+    pad: i64,
+    stride: i64,
+) -> ConvBn {
+    let bn = nn::BatchNormConfig {
+        eps: BN_EPS,
+        ..Default::default()
+    };
+    ConvBn {
+        conv: conv(conv_p, cin, cout, k, pad, stride, false),
+        bn: nn::batch_norm2d(bn_p, cout, bn),
+    }
+}
+
+/// `t` with ReLU applied in place (as torchvision's `ReLU(inplace=True)`: no new
+/// activation buffer; the ops before it do not need their output for the backward).
+fn relu_(mut t: Tensor) -> Tensor {
+    let _ = t.relu_();
+    t
+}
+
 fn convnet(p: &nn::Path, cin: i64) -> (nn::FuncT<'static>, i64) {
-    let c1 = conv(p / "conv1", cin, 32, 3, 1, 1, false);
-    let b1 = nn::batch_norm2d(p / "bn1", 32, Default::default());
-    let c2 = conv(p / "conv2", 32, 64, 3, 1, 1, false);
-    let b2 = nn::batch_norm2d(p / "bn2", 64, Default::default());
-    let c3 = conv(p / "conv3", 64, 128, 3, 1, 1, false);
-    let b3 = nn::batch_norm2d(p / "bn3", 128, Default::default());
+    let l1 = conv_bn(p / "conv1", p / "bn1", cin, 32, 3, 1, 1);
+    let l2 = conv_bn(p / "conv2", p / "bn2", 32, 64, 3, 1, 1);
+    let l3 = conv_bn(p / "conv3", p / "bn3", 64, 128, 3, 1, 1);
     let f = nn::func_t(move |xs, t| {
-        xs.apply(&c1)
-            .apply_t(&b1, t)
-            .relu()
-            .max_pool2d_default(2)
-            .apply(&c2)
-            .apply_t(&b2, t)
-            .relu()
-            .max_pool2d_default(2)
-            .apply(&c3)
-            .apply_t(&b3, t)
-            .relu()
+        let ys = relu_(xs.apply_t(&l1, t)).max_pool2d_default(2);
+        let ys = relu_(ys.apply_t(&l2, t)).max_pool2d_default(2);
+        relu_(ys.apply_t(&l3, t))
     });
     (f, 128)
 }
 
 fn downsample(p: nn::Path, cin: i64, cout: i64, stride: i64) -> nn::SequentialT {
     if stride != 1 || cin != cout {
-        nn::seq_t()
-            .add(conv(&p / "0", cin, cout, 1, 0, stride, false))
-            .add(nn::batch_norm2d(&p / "1", cout, Default::default()))
+        nn::seq_t().add(conv_bn(&p / "0", &p / "1", cin, cout, 1, 0, stride))
     } else {
         nn::seq_t()
     }
 }
 
 fn basic_block(p: nn::Path, cin: i64, cout: i64, stride: i64) -> nn::FuncT<'static> {
-    let conv1 = conv(&p / "conv1", cin, cout, 3, 1, stride, false);
-    let bn1 = nn::batch_norm2d(&p / "bn1", cout, Default::default());
-    let conv2 = conv(&p / "conv2", cout, cout, 3, 1, 1, false);
-    let bn2 = nn::batch_norm2d(&p / "bn2", cout, Default::default());
+    let l1 = conv_bn(&p / "conv1", &p / "bn1", cin, cout, 3, 1, stride);
+    let l2 = conv_bn(&p / "conv2", &p / "bn2", cout, cout, 3, 1, 1);
     let ds = downsample(&p / "downsample", cin, cout, stride);
     nn::func_t(move |xs, t| {
-        let ys = xs
-            .apply(&conv1)
-            .apply_t(&bn1, t)
-            .relu()
-            .apply(&conv2)
-            .apply_t(&bn2, t);
-        (xs.apply_t(&ds, t) + ys).relu()
+        let ys = relu_(xs.apply_t(&l1, t)).apply_t(&l2, t);
+        relu_(xs.apply_t(&ds, t) + ys)
     })
 }
 
 fn bottleneck(p: nn::Path, cin: i64, cout: i64, stride: i64) -> nn::FuncT<'static> {
     let e = 4 * cout;
-    let conv1 = conv(&p / "conv1", cin, cout, 1, 0, 1, false);
-    let bn1 = nn::batch_norm2d(&p / "bn1", cout, Default::default());
-    let conv2 = conv(&p / "conv2", cout, cout, 3, 1, stride, false);
-    let bn2 = nn::batch_norm2d(&p / "bn2", cout, Default::default());
-    let conv3 = conv(&p / "conv3", cout, e, 1, 0, 1, false);
-    let bn3 = nn::batch_norm2d(&p / "bn3", e, Default::default());
+    let l1 = conv_bn(&p / "conv1", &p / "bn1", cin, cout, 1, 0, 1);
+    let l2 = conv_bn(&p / "conv2", &p / "bn2", cout, cout, 3, 1, stride);
+    let l3 = conv_bn(&p / "conv3", &p / "bn3", cout, e, 1, 0, 1);
     let ds = downsample(&p / "downsample", cin, e, stride);
     nn::func_t(move |xs, t| {
-        let ys = xs
-            .apply(&conv1)
-            .apply_t(&bn1, t)
-            .relu()
-            .apply(&conv2)
-            .apply_t(&bn2, t)
-            .relu()
-            .apply(&conv3)
-            .apply_t(&bn3, t);
-        (xs.apply_t(&ds, t) + ys).relu()
+        let ys = relu_(xs.apply_t(&l1, t));
+        let ys = relu_(ys.apply_t(&l2, t)).apply_t(&l3, t);
+        relu_(xs.apply_t(&ds, t) + ys)
     })
 }
 
 fn resnet(p: &nn::Path, cin: i64, blocks: [i64; 4], deep: bool) -> (nn::FuncT<'static>, i64) {
-    let conv1 = conv(p / "conv1", cin, 64, 7, 3, 2, false);
-    let bn1 = nn::batch_norm2d(p / "bn1", 64, Default::default());
+    let stem = conv_bn(p / "conv1", p / "bn1", cin, 64, 7, 3, 2);
     let exp = if deep { 4 } else { 1 };
     let mut layers = Vec::new();
     let mut c = 64;
@@ -251,13 +296,7 @@ fn resnet(p: &nn::Path, cin: i64, blocks: [i64; 4], deep: bool) -> (nn::FuncT<'s
         layers.push(seq);
     }
     let f = nn::func_t(move |xs, t| {
-        let mut ys = xs.apply(&conv1).apply_t(&bn1, t).relu().max_pool2d(
-            [3, 3],
-            [2, 2],
-            [1, 1],
-            [1, 1],
-            false,
-        );
+        let mut ys = relu_(xs.apply_t(&stem, t)).max_pool2d([3, 3], [2, 2], [1, 1], [1, 1], false);
         for l in &layers {
             ys = ys.apply_t(l, t);
         }
@@ -583,6 +622,60 @@ mod tests {
         let g = Tensor::rand([2, 1, 56, 84], (Kind::Float, tch::Device::Cpu));
         let v = net.volume(&g, 2, 3, false).unwrap();
         assert_eq!(v.size(), vec![2, 6, 16]);
+    }
+
+    #[test]
+    fn folded_eval_equals_conv_then_batch_norm() {
+        // Eval mode folds BatchNorm into the convolution; with non-trivial statistics,
+        // scale and shift it must equal the convolution followed by BatchNorm's own
+        // eval-mode formula, and its gradients flow to the same variables.
+        let _rng = crate::runtime::torch_rng_lock(); // draws unseeded from libtorch's generator
+        let opts = (Kind::Double, tch::Device::Cpu);
+        let vs = nn::VarStore::new(tch::Device::Cpu);
+        let root = vs.root();
+        let layer = conv_bn(&root / "conv", &root / "bn", 3, 5, 3, 1, 2);
+        tch::no_grad(|| {
+            let bn = &layer.bn;
+            let mut rm = bn.running_mean.shallow_clone();
+            let mut rv = bn.running_var.shallow_clone();
+            rm.copy_(&Tensor::randn([5], opts));
+            rv.copy_(&(Tensor::rand([5], opts) + 0.2));
+            bn.ws
+                .as_ref()
+                .unwrap()
+                .shallow_clone()
+                .copy_(&Tensor::randn([5], opts));
+            bn.bs
+                .as_ref()
+                .unwrap()
+                .shallow_clone()
+                .copy_(&Tensor::randn([5], opts));
+        });
+        let x = Tensor::randn([4, 3, 11, 9], (Kind::Float, tch::Device::Cpu));
+        let folded = layer.forward_t(&x, false);
+        let bn = &layer.bn;
+        let conv = x.conv2d(
+            &layer.conv.inner.ws,
+            None::<Tensor>,
+            [2, 2],
+            [1, 1],
+            [1, 1],
+            1,
+        );
+        let view = |t: &Tensor| t.view([1, -1, 1, 1]);
+        let reference = (conv - view(&bn.running_mean)) / view(&(&bn.running_var + BN_EPS).sqrt())
+            * view(bn.ws.as_ref().unwrap())
+            + view(bn.bs.as_ref().unwrap());
+        assert_eq!(folded.size(), vec![4, 5, 6, 5]);
+        let diff = (&folded - &reference).abs().max().double_value(&[]);
+        let scale = reference.abs().max().double_value(&[]);
+        assert!(
+            diff <= 1e-5 * scale,
+            "folded vs reference: {diff} (scale {scale})"
+        );
+        folded.sum(Kind::Float).backward();
+        let grad = bn.ws.as_ref().unwrap().grad();
+        assert!(grad.defined() && grad.abs().sum(Kind::Float).double_value(&[]) > 0.0);
     }
 
     #[test]

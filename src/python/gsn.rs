@@ -19,7 +19,7 @@ use pyo3::prelude::*;
 use pyo3::types::PyList;
 use std::collections::HashMap;
 use std::path::PathBuf;
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Mutex, MutexGuard, OnceLock};
 
 /// Per-epoch `(name, value)` metrics and whether training was interrupted.
 /// Training data from Python: images (see [`TrainImages`]), ids, optional classes.
@@ -103,7 +103,9 @@ fn slice_of<'a>(x: &'a PyReadonlyArray4<'_, f32>) -> PyResult<&'a [f32]> {
 #[pyclass(module = "gridmatch._core")]
 pub(crate) struct GsnModel {
     inner: Mutex<Model>,
-    thread: rayon::ThreadPool,
+    /// Started by the first fit or forward pass (a model only built, cloned or loaded
+    /// keeps no idle thread).
+    thread: OnceLock<rayon::ThreadPool>,
 }
 
 /// A model's own thread (see [`GsnModel`]).
@@ -120,6 +122,16 @@ fn model_thread() -> PyResult<rayon::ThreadPool> {
 }
 
 impl GsnModel {
+    /// The model's own thread, started on first use.
+    fn thread(&self) -> PyResult<&rayon::ThreadPool> {
+        if let Some(t) = self.thread.get() {
+            return Ok(t);
+        }
+        let t = model_thread()?;
+        // Two callers racing here both built one; the loser's is dropped.
+        Ok(self.thread.get_or_init(|| t))
+    }
+
     fn lock(&self) -> PyResult<MutexGuard<'_, Model>> {
         self.inner.lock().map_err(|_| {
             error(
@@ -188,7 +200,7 @@ impl GsnModel {
         };
         Ok(GsnModel {
             inner: Mutex::new(model),
-            thread: model_thread()?,
+            thread: OnceLock::new(),
         })
     }
 
@@ -319,7 +331,7 @@ impl GsnModel {
         });
         let mut model = self.lock()?;
         let model = &mut *model;
-        let done = run_heavy_on(py, callback, Some(&self.thread), |mon| {
+        let done = run_heavy_on(py, callback, Some(self.thread()?), |mon| {
             train::fit_parallel(model, &data, val.as_ref(), &cfg, dp.as_ref(), mon)
         })?;
         let hist = done.value.into_iter().map(|r| r.metrics).collect();
@@ -423,7 +435,7 @@ impl GsnModel {
                 ),
             ));
         }
-        let e = run_heavy_on(py, None, Some(&self.thread), move |mon| {
+        let e = run_heavy_on(py, None, Some(self.thread()?), move |mon| {
             if features {
                 m.features(xs, shape, batch_size, mon)
             } else {
