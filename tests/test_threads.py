@@ -3,6 +3,9 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+import textwrap
 import threading
 
 import numpy as np
@@ -78,3 +81,40 @@ def test_knn_in_threads_matches():
     for (sa, ia), (sb, ib) in zip(alone, together):
         np.testing.assert_array_equal(ia, ib)
         np.testing.assert_array_equal(sa, sb)
+
+
+def test_two_threads_sharing_one_model_do_not_deadlock():
+    # One thread embeds (the model is busy, the GIL released; the call takes the GIL
+    # back every 25 ms to check for Ctrl-C) while another asks for the same model. The
+    # waiting thread must not hold the GIL: it did, and both hung. Run in a child
+    # process so that a deadlock fails this test instead of hanging the suite.
+    code = textwrap.dedent(
+        """
+        import threading
+        import numpy as np
+        import gridmatch as gm
+
+        rng = np.random.default_rng(2)
+        X = rng.integers(0, 256, size=(4000, 28, 28), dtype=np.uint8)
+        net = gm.GridSearchNetwork(
+            dim=16, epochs=1, steps_per_epoch=2, batch_size=16, seed=0, progress=False
+        ).fit(X[:64], np.arange(64))
+        alone = net.embed(X)
+        out = [None, None]
+
+        def work(i):
+            out[i] = net.embed(X)
+
+        threads = [threading.Thread(target=work, args=(i,)) for i in range(2)]
+        for t in threads:
+            t.start()
+        devices = {net.model_.device for _ in range(20)}  # waits on the model too
+        for t in threads:
+            t.join()
+        assert devices == {"cpu"}, devices
+        assert all(np.array_equal(o, alone) for o in out)
+        print("ok", flush=True)
+        """
+    )
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0 and r.stdout.strip() == "ok", r.stderr[-2000:]

@@ -19,7 +19,11 @@ use pyo3::prelude::*;
 use pyo3::types::PyList;
 use std::collections::HashMap;
 use std::path::PathBuf;
-use std::sync::{Mutex, MutexGuard, OnceLock};
+use std::sync::{Mutex, MutexGuard, OnceLock, TryLockError};
+use std::time::Duration;
+
+/// How often a call waiting for a model another thread uses looks again.
+const LOCK_POLL: Duration = Duration::from_millis(2);
 
 /// Per-epoch `(name, value)` metrics and whether training was interrupted.
 /// Training data from Python: images (see [`TrainImages`]), ids, optional classes.
@@ -132,13 +136,26 @@ impl GsnModel {
         Ok(self.thread.get_or_init(|| t))
     }
 
-    fn lock(&self) -> PyResult<MutexGuard<'_, Model>> {
-        self.inner.lock().map_err(|_| {
-            error(
-                Kind::Backend,
-                "the model was poisoned by an earlier failure",
-            )
-        })
+    /// The model, once no other thread uses it. The wait does not hold the GIL: the
+    /// thread using the model releases the GIL for its work and takes it back to report
+    /// progress and check for Ctrl-C, so waiting with the GIL held would deadlock both
+    /// (two Python threads embedding with one model). Ctrl-C stops the wait.
+    fn lock(&self, py: Python<'_>) -> PyResult<MutexGuard<'_, Model>> {
+        loop {
+            match self.inner.try_lock() {
+                Ok(model) => return Ok(model),
+                Err(TryLockError::Poisoned(_)) => {
+                    return Err(error(
+                        Kind::Backend,
+                        "the model was poisoned by an earlier failure",
+                    ))
+                }
+                Err(TryLockError::WouldBlock) => {
+                    py.detach(|| std::thread::sleep(LOCK_POLL));
+                    py.check_signals()?;
+                }
+            }
+        }
     }
 }
 
@@ -206,8 +223,8 @@ impl GsnModel {
 
     /// The device of the weights, as torch names it (`"cpu"`, `"cuda:0"`).
     #[getter]
-    fn device(&self) -> PyResult<String> {
-        Ok(match self.lock()?.device {
+    fn device(&self, py: Python<'_>) -> PyResult<String> {
+        Ok(match self.lock(py)?.device {
             tch::Device::Cuda(i) => format!("cuda:{i}"),
             _ => "cpu".to_string(),
         })
@@ -215,8 +232,8 @@ impl GsnModel {
 
     /// Number of trainable values.
     #[getter]
-    fn parameter_count(&self) -> PyResult<i64> {
-        Ok(crate::nets::parameter_count(&self.lock()?.vs))
+    fn parameter_count(&self, py: Python<'_>) -> PyResult<i64> {
+        Ok(crate::nets::parameter_count(&self.lock(py)?.vs))
     }
 
     /// Train with the settings of `spec` (a [`TrainSpec`] as JSON); returns
@@ -329,7 +346,7 @@ impl GsnModel {
             world,
             sync: &sync,
         });
-        let mut model = self.lock()?;
+        let mut model = self.lock(py)?;
         let model = &mut *model;
         let done = run_heavy_on(py, callback, Some(self.thread()?), |mon| {
             train::fit_parallel(model, &data, val.as_ref(), &cfg, dp.as_ref(), mon)
@@ -365,7 +382,7 @@ impl GsnModel {
     /// Write `dir/weights.safetensors` and `dir/config.json` (atomically), and
     /// `dir/backbone.pt` for a TorchScript backbone.
     fn save(&self, py: Python<'_>, dir: PathBuf, config_json: String) -> PyResult<()> {
-        let mut model = self.lock()?;
+        let mut model = self.lock(py)?;
         let m = &mut *model;
         let (dir, config_json) = (&dir, &config_json);
         run_heavy(py, None, move |_| m.save(dir, config_json))?;
@@ -374,7 +391,7 @@ impl GsnModel {
 
     /// Load all weights from a safetensors file written by `save`.
     fn load_weights(&self, py: Python<'_>, path: PathBuf) -> PyResult<()> {
-        let mut model = self.lock()?;
+        let mut model = self.lock(py)?;
         let m = &mut *model;
         let path = &path;
         run_heavy(py, None, move |_| m.load_weights(path))?;
@@ -384,7 +401,7 @@ impl GsnModel {
     /// Load backbone weights (torchvision names) from a safetensors file; returns how
     /// many tensors were loaded.
     fn load_backbone(&self, py: Python<'_>, path: PathBuf) -> PyResult<usize> {
-        let mut model = self.lock()?;
+        let mut model = self.lock(py)?;
         let m = &mut *model;
         let path = &path;
         Ok(run_heavy(py, None, move |_| m.load_backbone(path))?.value)
@@ -406,7 +423,7 @@ impl GsnModel {
                 .map_err(torch_error)?;
             named.push((name, t));
         }
-        let mut model = self.lock()?;
+        let mut model = self.lock(py)?;
         let m = &mut *model;
         Ok(run_heavy(py, None, move |_| m.load_backbone_tensors(&named))?.value)
     }
@@ -424,7 +441,7 @@ impl GsnModel {
     ) -> PyResult<Bound<'py, PyAny>> {
         let shape = shape_of(&x);
         let xs = slice_of(&x)?;
-        let mut model = self.lock()?;
+        let mut model = self.lock(py)?;
         let m = &mut *model;
         if shape.c as i64 != m.spec.in_channels {
             return Err(error(

@@ -79,7 +79,7 @@ pub(crate) fn scan_fused(
     assert!(rows.len() >= m);
     match kernel {
         #[cfg(target_arch = "x86_64")]
-        Kernel::Avx512 => {
+        Kernel::Avx512 | Kernel::Avx2 => {
             let count = rows[..m].iter().any(|r| r.target.is_some());
             // The gallery has at most u32::MAX rows (validated).
             let first = first as u32;
@@ -108,7 +108,7 @@ pub(crate) fn scan_fused(
     }
 }
 
-/// [`scan_fused`] for one column map and count setting (AVX-512).
+/// [`scan_fused`] for one column map and count setting (AVX-512 or AVX2).
 #[cfg(target_arch = "x86_64")]
 #[allow(clippy::too_many_arguments)]
 fn fused<const OP: u8, const COUNT: bool>(
@@ -122,29 +122,28 @@ fn fused<const OP: u8, const COUNT: bool>(
     first: u32,
     rows: &mut [RowScan],
 ) -> bool {
-    const W: usize = x86::W512;
-    debug_assert_eq!(kernel.nr(), W);
+    let w = kernel.nr();
+    assert!(w == x86::W512 || w == x86::W256);
     assert!(OP == x86::RAW || c.len() >= n);
     let mut scan = |r0: usize, c0: usize, nrows: usize, ncols: usize, blk: &[f32]| {
         // The column terms of the block, zero-padded to the panel width at the end.
-        let mut pad = [0f32; W];
+        let mut pad = [0f32; x86::W512];
         let terms: &[f32] = if OP == x86::RAW {
-            &pad
-        } else if c0 + W <= c.len() {
-            &c[c0..c0 + W]
+            &pad[..w]
+        } else if c0 + w <= c.len() {
+            &c[c0..c0 + w]
         } else {
             pad[..ncols].copy_from_slice(&c[c0..c0 + ncols]);
-            &pad
+            &pad[..w]
         };
-        // SAFETY: `scan_fused` is called with Avx512 only when the CPU has AVX-512F.
-        unsafe {
-            x86::block512::<OP, COUNT>(
-                blk,
-                terms,
-                ncols,
-                first + c0 as u32,
-                &mut rows[r0..r0 + nrows],
-            )
+        let base = first + c0 as u32;
+        let rows = &mut rows[r0..r0 + nrows];
+        if kernel == Kernel::Avx512 {
+            // SAFETY: `scan_fused` is called with Avx512 only when the CPU has AVX-512F.
+            unsafe { x86::block512::<OP, COUNT>(blk, terms, ncols, base, rows) }
+        } else {
+            // SAFETY: Kernel::detect returns Avx2 only when the CPU has AVX2 and FMA.
+            unsafe { x86::block256::<OP, COUNT>(blk, terms, ncols, base, rows) }
         }
     };
     kernel.blocks(a, m, b, n, d, &mut scan)
@@ -240,6 +239,8 @@ mod x86 {
     pub(super) const SHIFT: u8 = 2;
     /// Columns of an AVX-512 micro-tile (three vectors).
     pub(super) const W512: usize = 48;
+    /// Columns of an AVX2 micro-tile (two vectors).
+    pub(super) const W256: usize = 16;
 
     /// Scan one AVX-512 micro-tile: `blk` holds `rows.len()` rows of [`W512`] raw scores
     /// (columns `0..cols` are gallery rows `base..base + cols`, the rest padding), `c`
@@ -312,6 +313,80 @@ mod x86 {
             }
         }
     }
+    /// [`block512`] for an AVX2 micro-tile: rows of [`W256`] raw scores, 8 lanes per
+    /// compare.
+    ///
+    /// # Safety
+    /// The CPU must have AVX2.
+    #[target_feature(enable = "avx2")]
+    pub(super) unsafe fn block256<const OP: u8, const COUNT: bool>(
+        blk: &[f32],
+        c: &[f32],
+        cols: usize,
+        base: u32,
+        rows: &mut [RowScan],
+    ) {
+        const L: usize = 8;
+        assert!(blk.len() >= rows.len() * W256 && c.len() >= W256 && cols <= W256);
+        let valid_cols: u32 = (1u32 << cols) - 1;
+        // SAFETY: `c` holds W256 = 2 * 8 values (asserted).
+        let cv = unsafe {
+            [
+                _mm256_loadu_ps(c.as_ptr()),
+                _mm256_loadu_ps(c.as_ptr().add(L)),
+            ]
+        };
+        for (r, st) in rows.iter_mut().enumerate() {
+            let row = &blk[r * W256..(r + 1) * W256];
+            let thr = _mm256_set1_ps(st.top.threshold);
+            let (s, tj) = st.target.unwrap_or((f32::INFINITY, 0));
+            let sv = _mm256_set1_ps(s);
+            let (mut cand, mut gt, mut eq) = (0u32, 0u32, 0u32);
+            for (v, &cvv) in cv.iter().enumerate() {
+                // SAFETY: `row` holds 16 values.
+                let x = unsafe { _mm256_loadu_ps(row.as_ptr().add(v * L)) };
+                let x = match OP {
+                    SCALE => _mm256_mul_ps(x, cvv),
+                    SHIFT => _mm256_sub_ps(x, cvv),
+                    _ => x,
+                };
+                cand |= bits(_mm256_cmp_ps::<_CMP_GT_OQ>(x, thr)) << (v * L);
+                if COUNT {
+                    gt |= bits(_mm256_cmp_ps::<_CMP_GT_OQ>(x, sv)) << (v * L);
+                    eq |= bits(_mm256_cmp_ps::<_CMP_EQ_OQ>(x, sv)) << (v * L);
+                }
+            }
+            let mut valid = valid_cols;
+            if let Some(o) = st.skip.map(|j| j.wrapping_sub(base)).filter(|&o| o < 32) {
+                valid &= !(1u32 << o);
+            }
+            if COUNT {
+                let mut n = (gt & valid).count_ones();
+                let ties = eq & valid;
+                if ties != 0 {
+                    // Lanes before the target's row rank before it on an equal score.
+                    let before = tj.saturating_sub(base).min(W256 as u32);
+                    n += (ties & ((1u32 << before) - 1)).count_ones();
+                }
+                st.before += n as usize;
+            }
+            cand &= valid;
+            while cand != 0 {
+                let i = cand.trailing_zeros() as usize;
+                cand &= cand - 1;
+                // The threshold may have risen since the mask: push re-checks.
+                st.top.push(map::<OP>(row[i], c, i), base + i as u32);
+            }
+        }
+    }
+
+    /// The lane mask of an AVX comparison result.
+    #[inline]
+    #[target_feature(enable = "avx")]
+    fn bits(m: __m256) -> u32 {
+        _mm256_movemask_ps(m) as u32
+    }
+
     /// No rank count (a value no comparison predicate has).
     const NONE: i32 = -1;
 
