@@ -273,7 +273,7 @@ mod x86 {
         for (r, st) in rows.iter_mut().enumerate() {
             let row = &blk[r * W512..(r + 1) * W512];
             let thr = _mm512_set1_ps(st.top.threshold);
-            let (s, tj) = st.target.unwrap_or((f32::INFINITY, 0));
+            let s = st.target.map_or(f32::INFINITY, |(s, _)| s);
             let sv = _mm512_set1_ps(s);
             let (mut cand, mut gt, mut eq) = (0u64, 0u64, 0u64);
             for (v, &cvv) in cv.iter().enumerate() {
@@ -290,29 +290,10 @@ mod x86 {
                     eq |= u64::from(_mm512_cmp_ps_mask::<_CMP_EQ_OQ>(x, sv)) << (v * L);
                 }
             }
-            let mut valid = valid_cols;
-            if let Some(o) = st.skip.map(|j| j.wrapping_sub(base)).filter(|&o| o < 64) {
-                valid &= !(1u64 << o);
-            }
-            if COUNT {
-                let mut n = (gt & valid).count_ones();
-                let ties = eq & valid;
-                if ties != 0 {
-                    // Lanes before the target's row rank before it on an equal score.
-                    let before = tj.saturating_sub(base).min(W512 as u32);
-                    n += (ties & ((1u64 << before) - 1)).count_ones();
-                }
-                st.before += n as usize;
-            }
-            cand &= valid;
-            while cand != 0 {
-                let i = cand.trailing_zeros() as usize;
-                cand &= cand - 1;
-                // The threshold may have risen since the mask: push re-checks.
-                st.top.push(map::<OP>(row[i], c, i), base + i as u32);
-            }
+            finish_row::<OP, COUNT>(st, row, c, W512, valid_cols, base, [cand, gt, eq]);
         }
     }
+
     /// [`block512`] for an AVX2 micro-tile: rows of [`W256`] raw scores, 8 lanes per
     /// compare.
     ///
@@ -328,7 +309,7 @@ mod x86 {
     ) {
         const L: usize = 8;
         assert!(blk.len() >= rows.len() * W256 && c.len() >= W256 && cols <= W256);
-        let valid_cols: u32 = (1u32 << cols) - 1;
+        let valid_cols: u64 = (1u64 << cols) - 1;
         // SAFETY: `c` holds W256 = 2 * 8 values (asserted).
         let cv = unsafe {
             [
@@ -339,7 +320,7 @@ mod x86 {
         for (r, st) in rows.iter_mut().enumerate() {
             let row = &blk[r * W256..(r + 1) * W256];
             let thr = _mm256_set1_ps(st.top.threshold);
-            let (s, tj) = st.target.unwrap_or((f32::INFINITY, 0));
+            let s = st.target.map_or(f32::INFINITY, |(s, _)| s);
             let sv = _mm256_set1_ps(s);
             let (mut cand, mut gt, mut eq) = (0u32, 0u32, 0u32);
             for (v, &cvv) in cv.iter().enumerate() {
@@ -356,27 +337,52 @@ mod x86 {
                     eq |= bits(_mm256_cmp_ps::<_CMP_EQ_OQ>(x, sv)) << (v * L);
                 }
             }
-            let mut valid = valid_cols;
-            if let Some(o) = st.skip.map(|j| j.wrapping_sub(base)).filter(|&o| o < 32) {
-                valid &= !(1u32 << o);
+            let masks = [cand, gt, eq].map(u64::from);
+            finish_row::<OP, COUNT>(st, row, c, W256, valid_cols, base, masks);
+        }
+    }
+
+    /// The end of [`block512`]'s and [`block256`]'s work on one row of `width` raw
+    /// scores, from the lane masks of its vector compares: `cand` (above the selector's
+    /// threshold), `gt` and `eq` (above and equal to the target, when counting). Drops
+    /// the lanes outside `valid_cols` and the row's excluded gallery row, adds the
+    /// lanes ranked before the target (ties split at the target's row), and pushes the
+    /// candidate lanes in increasing order.
+    #[inline(always)]
+    fn finish_row<const OP: u8, const COUNT: bool>(
+        st: &mut RowScan,
+        row: &[f32],
+        c: &[f32],
+        width: usize,
+        valid_cols: u64,
+        base: u32,
+        [cand, gt, eq]: [u64; 3],
+    ) {
+        let mut valid = valid_cols;
+        if let Some(o) = st
+            .skip
+            .map(|j| j.wrapping_sub(base))
+            .filter(|&o| (o as usize) < width)
+        {
+            valid &= !(1u64 << o);
+        }
+        if COUNT {
+            let tj = st.target.map_or(0, |(_, j)| j);
+            let mut n = (gt & valid).count_ones();
+            let ties = eq & valid;
+            if ties != 0 {
+                // Lanes before the target's row rank before it on an equal score.
+                let before = tj.saturating_sub(base).min(width as u32);
+                n += (ties & ((1u64 << before) - 1)).count_ones();
             }
-            if COUNT {
-                let mut n = (gt & valid).count_ones();
-                let ties = eq & valid;
-                if ties != 0 {
-                    // Lanes before the target's row rank before it on an equal score.
-                    let before = tj.saturating_sub(base).min(W256 as u32);
-                    n += (ties & ((1u32 << before) - 1)).count_ones();
-                }
-                st.before += n as usize;
-            }
-            cand &= valid;
-            while cand != 0 {
-                let i = cand.trailing_zeros() as usize;
-                cand &= cand - 1;
-                // The threshold may have risen since the mask: push re-checks.
-                st.top.push(map::<OP>(row[i], c, i), base + i as u32);
-            }
+            st.before += n as usize;
+        }
+        let mut cand = cand & valid;
+        while cand != 0 {
+            let i = cand.trailing_zeros() as usize;
+            cand &= cand - 1;
+            // The threshold may have risen since the mask: push re-checks.
+            st.top.push(map::<OP>(row[i], c, i), base + i as u32);
         }
     }
 
