@@ -83,26 +83,16 @@ pub(crate) fn scan_fused(
             let count = rows[..m].iter().any(|r| r.target.is_some());
             // The gallery has at most u32::MAX rows (validated).
             let first = first as u32;
-            match (cols, count) {
-                (Columns::Raw, false) => {
-                    fused::<{ x86::RAW }, false>(kernel, a, m, b, n, d, &[], first, rows)
-                }
-                (Columns::Raw, true) => {
-                    fused::<{ x86::RAW }, true>(kernel, a, m, b, n, d, &[], first, rows)
-                }
-                (Columns::Scale(c), false) => {
-                    fused::<{ x86::SCALE }, false>(kernel, a, m, b, n, d, c, first, rows)
-                }
-                (Columns::Scale(c), true) => {
-                    fused::<{ x86::SCALE }, true>(kernel, a, m, b, n, d, c, first, rows)
-                }
-                (Columns::Shift(c), false) => {
-                    fused::<{ x86::SHIFT }, false>(kernel, a, m, b, n, d, c, first, rows)
-                }
-                (Columns::Shift(c), true) => {
-                    fused::<{ x86::SHIFT }, true>(kernel, a, m, b, n, d, c, first, rows)
-                }
-            }
+            let (op, c) = x86::op_terms(cols);
+            let f = match (op, count) {
+                (x86::SCALE, false) => fused::<{ x86::SCALE }, false>,
+                (x86::SCALE, true) => fused::<{ x86::SCALE }, true>,
+                (x86::SHIFT, false) => fused::<{ x86::SHIFT }, false>,
+                (x86::SHIFT, true) => fused::<{ x86::SHIFT }, true>,
+                (_, false) => fused::<{ x86::RAW }, false>,
+                (_, true) => fused::<{ x86::RAW }, true>,
+            };
+            f(kernel, a, m, b, n, d, c, first, rows)
         }
         _ => false,
     }
@@ -393,6 +383,15 @@ mod x86 {
         _mm256_movemask_ps(m) as u32
     }
 
+    /// The column operation of `cols` (`RAW`, `SCALE` or `SHIFT`) and its terms.
+    pub(super) fn op_terms(cols: Columns<'_>) -> (u8, &[f32]) {
+        match cols {
+            Columns::Raw => (RAW, &[]),
+            Columns::Scale(c) => (SCALE, c),
+            Columns::Shift(c) => (SHIFT, c),
+        }
+    }
+
     /// No rank count (a value no comparison predicate has).
     const NONE: i32 = -1;
 
@@ -402,11 +401,7 @@ mod x86 {
             let (raw, base, top, seg): (&[f32], u32, &mut TopK, &Segment) =
                 ($raw, $base, $top, $seg);
             let s = seg.target.unwrap_or(0.0);
-            let (c, op): (&[f32], u8) = match $cols {
-                Columns::Raw => (&[], RAW),
-                Columns::Scale(c) => (c, SCALE),
-                Columns::Shift(c) => (c, SHIFT),
-            };
+            let (op, c) = op_terms($cols);
             let cmp = match (seg.target, seg.ge) {
                 (None, _) => NONE,
                 (Some(_), true) => _CMP_GE_OQ,
