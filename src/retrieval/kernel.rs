@@ -130,10 +130,20 @@ impl Kernel {
         }
     }
 
-    /// The scores of [`Self::tile`], handed over one micro-tile at a time instead of
+    /// Values per row of the blocks [`Self::blocks`] hands over: one micro-tile's
+    /// [`Self::nr`], or two side by side for AVX2 (6 x 32: the scan's work per row is
+    /// then shared by 32 columns, as AVX-512's by 48).
+    pub fn block_width(self) -> usize {
+        match self {
+            Kernel::Avx2 => 2 * self.nr(),
+            _ => self.nr(),
+        }
+    }
+
+    /// The scores of [`Self::tile`], handed over one block at a time instead of
     /// stored: `f(r0, c0, rows, cols, block)` gets rows `r0..r0 + rows` x columns
-    /// `c0..c0 + cols` in `block` (row-major, [`Self::nr`] values per row; the values
-    /// past `cols` are scores of padding and must be ignored). Gallery panels are
+    /// `c0..c0 + cols` in `block` (row-major, [`Self::block_width`] values per row; the
+    /// values past `cols` are scores of padding, or stale, and must be ignored). Gallery panels are
     /// visited in increasing order, each with every query panel, so each row sees its
     /// columns in increasing order. The block stays in L1: no `m x n` tile is written
     /// and read back. Returns `false` (calling nothing) for the `Portable` kernel.
@@ -292,7 +302,28 @@ mod x86 {
     ) where
         F: FnMut(usize, usize, usize, usize, &[f32]),
     {
-        walk_blocks!(micro_avx2, MR256, V256 * 8, a, m, b, n, d, f);
+        // Two adjacent gallery panels per block (6 x 32), both in L1 (16 KiB at d = 128).
+        const NR: usize = V256 * 8;
+        let mut blk = Block([0f32; MR256 * 2 * NR]);
+        let panels = n.div_ceil(NR);
+        for j in (0..panels).step_by(2) {
+            let cols = (n - j * NR).min(2 * NR);
+            let pair = if j + 1 < panels { 2 } else { 1 };
+            for i in 0..m.div_ceil(MR256) {
+                let rows = (m - i * MR256).min(MR256);
+                for h in 0..pair {
+                    // SAFETY: panel offsets stay within the sizes checked by
+                    // `Kernel::blocks`; the micro-kernel writes `rows` rows of NR values
+                    // at stride 2 NR into `blk`, from column h NR.
+                    unsafe {
+                        let pa = a.as_ptr().add(i * MR256 * d);
+                        let pb = b.as_ptr().add((j + h) * NR * d);
+                        micro_avx2(pa, pb, d, blk.0.as_mut_ptr().add(h * NR), 2 * NR, rows);
+                    }
+                }
+                f(i * MR256, j * NR, rows, cols, &blk.0[..]);
+            }
+        }
     }
 
     const MR512: usize = 8;
@@ -470,7 +501,7 @@ mod tests {
                 let mut got = vec![f32::NAN; m * n];
                 // Last column seen by each row: columns arrive in increasing order.
                 let mut last = vec![None::<usize>; m];
-                let nr = kernel.nr();
+                let nr = kernel.block_width();
                 let mut f = |r0: usize, c0: usize, rows: usize, cols: usize, blk: &[f32]| {
                     for r in 0..rows {
                         assert!(last[r0 + r].is_none_or(|l| l < c0));

@@ -112,7 +112,7 @@ fn fused<const OP: u8, const COUNT: bool>(
     first: u32,
     rows: &mut [RowScan],
 ) -> bool {
-    let w = kernel.nr();
+    let w = kernel.block_width();
     assert!(w == x86::W512 || w == x86::W256);
     assert!(OP == x86::RAW || c.len() >= n);
     let mut scan = |r0: usize, c0: usize, nrows: usize, ncols: usize, blk: &[f32]| {
@@ -229,8 +229,8 @@ mod x86 {
     pub(super) const SHIFT: u8 = 2;
     /// Columns of an AVX-512 micro-tile (three vectors).
     pub(super) const W512: usize = 48;
-    /// Columns of an AVX2 micro-tile (two vectors).
-    pub(super) const W256: usize = 16;
+    /// Columns of an AVX2 block: two 6 x 16 micro-tiles side by side (four vectors).
+    pub(super) const W256: usize = 32;
 
     /// Scan one AVX-512 micro-tile: `blk` holds `rows.len()` rows of [`W512`] raw scores
     /// (columns `0..cols` are gallery rows `base..base + cols`, the rest padding), `c`
@@ -284,8 +284,8 @@ mod x86 {
         }
     }
 
-    /// [`block512`] for an AVX2 micro-tile: rows of [`W256`] raw scores, 8 lanes per
-    /// compare.
+    /// [`block512`] for an AVX2 block (two micro-tiles side by side): rows of [`W256`]
+    /// raw scores, 8 lanes per compare.
     ///
     /// # Safety
     /// The CPU must have AVX2.
@@ -300,11 +300,13 @@ mod x86 {
         const L: usize = 8;
         assert!(blk.len() >= rows.len() * W256 && c.len() >= W256 && cols <= W256);
         let valid_cols: u64 = (1u64 << cols) - 1;
-        // SAFETY: `c` holds W256 = 2 * 8 values (asserted).
+        // SAFETY: `c` holds W256 = 4 * 8 values (asserted).
         let cv = unsafe {
             [
                 _mm256_loadu_ps(c.as_ptr()),
                 _mm256_loadu_ps(c.as_ptr().add(L)),
+                _mm256_loadu_ps(c.as_ptr().add(2 * L)),
+                _mm256_loadu_ps(c.as_ptr().add(3 * L)),
             ]
         };
         for (r, st) in rows.iter_mut().enumerate() {
@@ -314,7 +316,7 @@ mod x86 {
             let sv = _mm256_set1_ps(s);
             let (mut cand, mut gt, mut eq) = (0u32, 0u32, 0u32);
             for (v, &cvv) in cv.iter().enumerate() {
-                // SAFETY: `row` holds 16 values.
+                // SAFETY: `row` holds 32 values.
                 let x = unsafe { _mm256_loadu_ps(row.as_ptr().add(v * L)) };
                 let x = match OP {
                     SCALE => _mm256_mul_ps(x, cvv),
