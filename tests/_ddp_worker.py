@@ -43,6 +43,15 @@ long = gm.GridSearchNetwork(**LONG, distributed=True).fit(X, ids)
 long.save(out / f"long_{rank}")
 res["long_loss"] = [h["loss"] for h in long.history_]
 
+# A module backbone with BatchNorm (TorchScript: its statistics live in the module).
+torch.manual_seed(0)
+module = torch.nn.Sequential(
+    torch.nn.Conv2d(1, 8, 3, padding=1), torch.nn.BatchNorm2d(8), torch.nn.ReLU()
+)
+scripted = gm.GridSearchNetwork(**{**LONG, "backbone": module}, distributed=True).fit(X, ids)
+scripted.save(out / f"module_{rank}")
+res["module_embed"] = scripted.embed(X[:8]).tolist()
+
 
 def stop_on_rank_1(epoch: int, epochs: int, metrics: dict) -> bool:
     return rank != 1

@@ -104,6 +104,26 @@ def test_ranks_end_with_the_same_parameters(runs):
             np.testing.assert_array_equal(w0[name], w1[name], err_msg=f"{run}: {name}")
 
 
+def test_a_module_backbones_batchnorm_statistics_are_rank_0s_on_every_rank(runs):
+    # The statistics of a TorchScript backbone live in its module (backbone.pt), not in
+    # the weights file: they too must end the same on both ranks, as the parameters do.
+    torch = pytest.importorskip("torch")
+    w0, w1 = weights(runs / "module_0"), weights(runs / "module_1")
+    for name in w0:
+        np.testing.assert_array_equal(w0[name], w1[name], err_msg=name)
+    b0, b1 = (
+        dict(torch.jit.load(str(runs / f"module_{r}" / "backbone.pt")).named_buffers())
+        for r in (0, 1)
+    )
+    assert b0.keys() == b1.keys() and any(k.endswith("running_mean") for k in b0)
+    for name, t in b0.items():
+        if name.endswith("running_mean"):  # trained away from their initial zeros
+            assert t.abs().max() > 0, name
+        np.testing.assert_array_equal(t.numpy(), b1[name].numpy(), err_msg=name)
+    e0, e1 = (np.array(result(runs, r)["module_embed"]) for r in (0, 1))
+    np.testing.assert_array_equal(e0, e1)  # eval mode reads the statistics
+
+
 def test_one_step_equals_the_single_process_step_on_both_shards(runs):
     # SGD's first step moves θ0 by lr·g; the mean gradient of the two ranks therefore
     # gives θ0 - lr·(g0 + g1)/2 = (θ_alone_0 + θ_alone_1) / 2, where θ_alone_r is one

@@ -274,3 +274,24 @@ def test_checkpoints_carry_the_program(data, tmp_path):
     np.testing.assert_allclose(back.embed(X[:16]), gsn.embed(X[:16]), atol=1e-6)
     with pytest.raises(gm.ConfigError, match="trust_torchscript"):
         gm.GridSearchNetwork.load(tmp_path / "ck", trust_torchscript="yes")
+
+
+def test_the_buffers_method_returns_the_modules_own_statistics():
+    # What data-parallel training broadcasts: the module's buffer tensors themselves, in
+    # named_buffers order, on a copy (the caller's ScriptModule gains no method).
+    from gridmatch.gsn import _export_buffers
+
+    mine = torch.jit.script(Tiny())
+    program = _export_buffers(mine)
+    assert not hasattr(mine, "gridmatch_buffers")
+    named = dict(program.named_buffers())
+    got = program.gridmatch_buffers()
+    assert len(got) == len(named) == 3  # running_mean, running_var, num_batches_tracked
+    for t, (name, b) in zip(got, named.items()):
+        assert t.data_ptr() == b.data_ptr(), name
+    got[0].fill_(2.0)  # written through to the module: eval mode now reads it
+    x = torch.rand(2, 3, 8, 8)
+    ref = Tiny()
+    ref.load_state_dict(program.state_dict())
+    torch.testing.assert_close(program.eval()(x), ref.eval()(x))
+    assert float(ref.bn.running_mean[0]) == 2.0

@@ -106,6 +106,54 @@ def _torchscript(module: Any, shape: tuple[int, ...]) -> Any:
     return traced
 
 
+#: The exported TorchScript method through which the core reaches a module backbone's
+#: buffers (``BUFFERS_METHOD`` in src/nets/mod.rs).
+_BUFFERS_METHOD = "gridmatch_buffers"
+
+
+def _export_buffers(program: Any) -> Any:
+    """A copy of the TorchScript ``program`` with one more method,
+    ``gridmatch_buffers()``: its buffers (BatchNorm running statistics) in
+    ``named_buffers`` order, the module's own tensors, so that data-parallel training
+    can broadcast them from rank 0 as it does the built-in backbones' statistics. The
+    caller's module is not changed; one without buffers, or that has the method
+    already, is returned as it is. When TorchScript cannot compile the method (a buffer
+    name that is not an attribute path) it warns and returns ``program``: its
+    statistics then stay each rank's own."""
+    import torch
+
+    names = [name for name, _ in program.named_buffers()]
+    if not names or hasattr(program, _BUFFERS_METHOD):
+        return program
+
+    def access(name: str) -> str:
+        expr = "self"
+        for part in name.split("."):
+            expr = f"getattr({expr}, {json.dumps(part)})"
+        return expr
+
+    src = (
+        f"def {_BUFFERS_METHOD}(self) -> List[Tensor]:\n"
+        f"    return [{', '.join(access(n) for n in names)}]\n"
+    )
+    buf = io.BytesIO()
+    torch.jit.save(program, buf)
+    buf.seek(0)
+    copy = torch.jit.load(buf)
+    try:
+        copy.define(src)
+    except Exception as e:  # noqa: BLE001 - TorchScript raises many kinds
+        warnings.warn(
+            f"backbone: cannot hand its {len(names)} buffers to data-parallel training "
+            f"({_first_line(e)}); with distributed training each rank keeps its own "
+            "BatchNorm statistics (rank 0's are saved)",
+            UserWarning,
+            stacklevel=4,
+        )
+        return program
+    return copy
+
+
 def as_images(X: Any, name: str = "X") -> np.ndarray:
     """Convert images to a C-contiguous float32 array ``(n, channels, height, width)``.
 
@@ -574,7 +622,7 @@ class GridSearchNetwork(BaseEstimator):
         else:
             import torch
 
-            program = _torchscript(self.backbone, (n_channels, *image_hw))
+            program = _export_buffers(_torchscript(self.backbone, (n_channels, *image_hw)))
             with tempfile.TemporaryDirectory(prefix="gridmatch-gsn-") as d:
                 path = Path(d) / _SCRIPT_FILE
                 torch.jit.save(program, str(path))

@@ -192,8 +192,10 @@ pub fn augment(src: &[f32], dst: &mut [f32], shape: ImageShape, strength: f64, r
     }
 }
 
-/// Distort images in parallel: output `i` is `src` image `index[i]` distorted with the
-/// generator `Rng::derive(seed, stream, i)`. Returns the `(index.len(), shape)` values.
+/// Distort images: output `i` is `src` image `index[i]` distorted with the generator
+/// `Rng::derive(seed, stream, i)` (an index past `src` gives zeros), on rayon's pool
+/// when `parallel` (the result does not depend on it). Returns the `(index.len(),
+/// shape)` values.
 pub fn augment_batch(
     src: &[f32],
     shape: ImageShape,
@@ -201,22 +203,28 @@ pub fn augment_batch(
     strength: f64,
     seed: u64,
     stream: u64,
+    parallel: bool,
 ) -> Vec<f32> {
     let len = shape.len();
     let mut out = vec![0.0f32; index.len() * len];
     if len == 0 {
         return out;
     }
-    out.par_chunks_mut(len)
-        .zip(index.par_iter())
-        .enumerate()
-        .for_each(|(i, (dst, &j))| {
-            let mut rng = Rng::derive(seed, stream, i as u64);
-            match src.get(j * len..(j + 1) * len) {
-                Some(img) => augment(img, dst, shape, strength, &mut rng),
-                None => dst.fill(0.0),
-            }
-        });
+    let slot = |(i, (dst, &j)): (usize, (&mut [f32], &usize))| {
+        let mut rng = Rng::derive(seed, stream, i as u64);
+        match src.get(j * len..(j + 1) * len) {
+            Some(img) => augment(img, dst, shape, strength, &mut rng),
+            None => dst.fill(0.0),
+        }
+    };
+    if parallel {
+        out.par_chunks_mut(len)
+            .zip(index.par_iter())
+            .enumerate()
+            .for_each(slot);
+    } else {
+        out.chunks_mut(len).zip(index).enumerate().for_each(slot);
+    }
     out
 }
 
@@ -241,8 +249,8 @@ mod tests {
         let mut out = vec![0.0; 784];
         augment(&img, &mut out, shape, 0.0, &mut Rng::new(1));
         assert_eq!(out, img);
-        let a = augment_batch(&img, shape, &[0, 0, 0], 1.0, 5, 0);
-        let b = augment_batch(&img, shape, &[0, 0, 0], 1.0, 5, 0);
+        let a = augment_batch(&img, shape, &[0, 0, 0], 1.0, 5, 0, true);
+        let b = augment_batch(&img, shape, &[0, 0, 0], 1.0, 5, 0, true);
         assert_eq!(a, b);
         assert_ne!(a[..784], a[784..1568]);
         assert!(a.iter().all(|v| (0.0..=1.0).contains(v)));

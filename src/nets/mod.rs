@@ -369,7 +369,8 @@ impl Net {
     /// The module is loaded on `device` (its parameters and buffers), whatever the
     /// store's device. Its parameters are added to the store (sharing their memory, as
     /// `tch::TrainableCModule` does); its buffers (BatchNorm statistics) are not
-    /// variables of the store: they travel with the module ([`Net::save_script`]).
+    /// variables of the store: they travel with the module ([`Net::save_script`]) and
+    /// are reached through [`Net::script_buffers`].
     pub fn from_script(
         p: &nn::Path,
         script: &std::path::Path,
@@ -425,6 +426,38 @@ impl Net {
     /// Whether the backbone is a TorchScript module.
     pub fn is_script(&self) -> bool {
         matches!(self.features, Backbone::Script(_))
+    }
+
+    /// The TorchScript backbone's buffers (BatchNorm statistics): the module's own
+    /// tensors (writing into them changes the module), in the order of the module's
+    /// [`BUFFERS_METHOD`], so the same on every process that loaded the same module.
+    /// Empty for a built-in backbone (its buffers are store variables) and for a module
+    /// without that method (one saved before it was added).
+    pub fn script_buffers(&self) -> Result<Vec<Tensor>, tch::TchError> {
+        let Backbone::Script(m) = &self.features else {
+            return Ok(Vec::new());
+        };
+        let module = lock(m)?;
+        match module.method_is::<tch::IValue>(BUFFERS_METHOD, &[]) {
+            Ok(tch::IValue::TensorList(v)) => Ok(v),
+            Ok(tch::IValue::GenericList(v)) => v
+                .into_iter()
+                .map(|x| match x {
+                    tch::IValue::Tensor(t) => Ok(t),
+                    other => Err(tch::TchError::Kind(format!(
+                        "{BUFFERS_METHOD}() of the TorchScript backbone returned a \
+                         non-tensor item {other:?}"
+                    ))),
+                })
+                .collect(),
+            Ok(other) => Err(tch::TchError::Kind(format!(
+                "{BUFFERS_METHOD}() of the TorchScript backbone returned {other:?}, not a \
+                 list of tensors"
+            ))),
+            // A module without the method: torch names the method it could not find.
+            Err(e) if e.to_string().contains(BUFFERS_METHOD) => Ok(Vec::new()),
+            Err(e) => Err(e),
+        }
     }
 
     /// Write the TorchScript backbone, with its current parameters and buffers, to
@@ -577,6 +610,10 @@ impl Net {
         Ok(wanted.len())
     }
 }
+
+/// The exported method of a TorchScript backbone that returns its buffers; the Python
+/// layer adds it (`gridmatch.gsn._export_buffers`) before handing a module over.
+pub const BUFFERS_METHOD: &str = "gridmatch_buffers";
 
 fn lock(m: &Mutex<tch::CModule>) -> Result<std::sync::MutexGuard<'_, tch::CModule>, tch::TchError> {
     m.lock().map_err(|_| {

@@ -480,7 +480,9 @@ fn augment_images<'py>(
     let xs = slice_of(&x)?;
     let index: Vec<usize> = (0..n).collect();
     let out = run_heavy(py, None, |_| {
-        Ok::<_, GsnError>(augment_batch(xs, shape, &index, strength, seed, stream))
+        Ok::<_, GsnError>(augment_batch(
+            xs, shape, &index, strength, seed, stream, true,
+        ))
     })?
     .value;
     Ok(out

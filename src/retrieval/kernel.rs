@@ -143,9 +143,9 @@ impl Kernel {
     /// The scores of [`Self::tile`], handed over one block at a time instead of
     /// stored: `f(r0, c0, rows, cols, block)` gets rows `r0..r0 + rows` x columns
     /// `c0..c0 + cols` in `block` (row-major, [`Self::block_width`] values per row; the
-    /// values past `cols` are scores of padding, or stale, and must be ignored). Gallery panels are
-    /// visited in increasing order, each with every query panel, so each row sees its
-    /// columns in increasing order. The block stays in L1: no `m x n` tile is written
+    /// values past `cols` are scores of padding, or stale, and must be ignored). Gallery
+    /// panels are visited in increasing order, each with every query panel, so each row
+    /// sees its columns in increasing order. The block stays in L1: no `m x n` tile is written
     /// and read back. Returns `false` (calling nothing) for the `Portable` kernel.
     pub fn blocks<F>(self, a: &[f32], m: usize, b: &[f32], n: usize, d: usize, f: &mut F) -> bool
     where
@@ -249,22 +249,29 @@ mod x86 {
     #[repr(C, align(64))]
     struct Block<const L: usize>([f32; L]);
 
-    /// Like `walk!`, but each micro-tile goes to a local block handed to
+    /// Like `walk!`, but the micro-tiles of `$pp` adjacent gallery panels go to a local
+    /// block (`$mr` rows x `$pp · $nr` columns, in L1) handed to
     /// `$f(r0, c0, rows, cols, block)` (see `Kernel::blocks`).
     macro_rules! walk_blocks {
-        ($micro:ident, $mr:expr, $nr:expr, $a:expr, $m:expr, $b:expr, $n:expr, $d:expr, $f:expr) => {{
+        ($micro:ident, $mr:expr, $nr:expr, $pp:expr, $a:expr, $m:expr, $b:expr, $n:expr, $d:expr, $f:expr) => {{
             let (a, m, b, n, d, f) = ($a, $m, $b, $n, $d, $f);
-            let mut blk = Block([0f32; $mr * $nr]);
-            for j in 0..n.div_ceil($nr) {
-                let cols = (n - j * $nr).min($nr);
-                // SAFETY: panel offsets stay within the sizes checked by `Kernel::blocks`;
-                // the micro-kernel writes `rows` rows of `$nr` values into `blk`.
-                let pb = unsafe { b.as_ptr().add(j * $nr * d) };
+            let mut blk = Block([0f32; $mr * $pp * $nr]);
+            let panels = n.div_ceil($nr);
+            for j in (0..panels).step_by($pp) {
+                let cols = (n - j * $nr).min($pp * $nr);
+                let here = (panels - j).min($pp);
                 for i in 0..m.div_ceil($mr) {
                     let rows = (m - i * $mr).min($mr);
-                    unsafe {
-                        let pa = a.as_ptr().add(i * $mr * d);
-                        $micro(pa, pb, d, blk.0.as_mut_ptr(), $nr, rows);
+                    for h in 0..here {
+                        // SAFETY: panel offsets stay within the sizes checked by
+                        // `Kernel::blocks`; the micro-kernel writes `rows` rows of `$nr`
+                        // values at stride `$pp · $nr` into `blk`, from column `h · $nr`.
+                        unsafe {
+                            let pa = a.as_ptr().add(i * $mr * d);
+                            let pb = b.as_ptr().add((j + h) * $nr * d);
+                            let c = blk.0.as_mut_ptr().add(h * $nr);
+                            $micro(pa, pb, d, c, $pp * $nr, rows);
+                        }
                     }
                     f(i * $mr, j * $nr, rows, cols, &blk.0[..]);
                 }
@@ -285,7 +292,7 @@ mod x86 {
     ) where
         F: FnMut(usize, usize, usize, usize, &[f32]),
     {
-        walk_blocks!(micro_avx512, MR512, V512 * 16, a, m, b, n, d, f);
+        walk_blocks!(micro_avx512, MR512, V512 * 16, 1, a, m, b, n, d, f);
     }
 
     /// # Safety
@@ -303,27 +310,7 @@ mod x86 {
         F: FnMut(usize, usize, usize, usize, &[f32]),
     {
         // Two adjacent gallery panels per block (6 x 32), both in L1 (16 KiB at d = 128).
-        const NR: usize = V256 * 8;
-        let mut blk = Block([0f32; MR256 * 2 * NR]);
-        let panels = n.div_ceil(NR);
-        for j in (0..panels).step_by(2) {
-            let cols = (n - j * NR).min(2 * NR);
-            let pair = if j + 1 < panels { 2 } else { 1 };
-            for i in 0..m.div_ceil(MR256) {
-                let rows = (m - i * MR256).min(MR256);
-                for h in 0..pair {
-                    // SAFETY: panel offsets stay within the sizes checked by
-                    // `Kernel::blocks`; the micro-kernel writes `rows` rows of NR values
-                    // at stride 2 NR into `blk`, from column h NR.
-                    unsafe {
-                        let pa = a.as_ptr().add(i * MR256 * d);
-                        let pb = b.as_ptr().add((j + h) * NR * d);
-                        micro_avx2(pa, pb, d, blk.0.as_mut_ptr().add(h * NR), 2 * NR, rows);
-                    }
-                }
-                f(i * MR256, j * NR, rows, cols, &blk.0[..]);
-            }
-        }
+        walk_blocks!(micro_avx2, MR256, V256 * 8, 2, a, m, b, n, d, f);
     }
 
     const MR512: usize = 8;

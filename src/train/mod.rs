@@ -79,7 +79,6 @@ pub enum GsnError {
 
 #[cfg(test)]
 mod tests {
-    use super::source::augment_seq;
     use super::*;
     use crate::data::augment::ImageShape;
     use crate::data::grid::{GridSpec, Negatives};
@@ -279,8 +278,9 @@ mod tests {
         let (x, _) = toy(3, 1);
         let shape = ImageShape { c: 1, h: 28, w: 28 };
         let idx = [2usize, 0, 1, 2];
-        let par = crate::data::augment::augment_batch(&x, shape, &idx, 1.0, 7, 3);
-        assert_eq!(augment_seq(&x, shape, &idx, 1.0, 7, 3), par);
+        let par = crate::data::augment::augment_batch(&x, shape, &idx, 1.0, 7, 3, true);
+        let seq = crate::data::augment::augment_batch(&x, shape, &idx, 1.0, 7, 3, false);
+        assert_eq!(seq, par);
     }
 
     #[test]

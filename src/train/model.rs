@@ -299,20 +299,12 @@ impl Model {
             source,
         })?;
         if self.query.is_script() {
-            let mut digest = String::new();
-            crate::store::write_atomic_at::<GsnError>(&dir.join(SCRIPT_FILE), |tmp| {
-                self.query.save_script(tmp)?;
-                let bytes = std::fs::read(tmp).map_err(|source| GsnError::Io {
-                    path: tmp.to_path_buf(),
-                    source,
-                })?;
-                digest = crate::store::sha256_hex(&bytes);
-                Ok(())
+            let digest = write_hashed(&dir.join(SCRIPT_FILE), |tmp| {
+                Ok(self.query.save_script(tmp)?)
             })?;
             fields.insert("backbone_sha256".into(), serde_json::Value::String(digest));
         }
-        let mut digest = String::new();
-        crate::store::write_atomic_at::<GsnError>(&dir.join("weights.safetensors"), |tmp| {
+        let digest = write_hashed(&dir.join("weights.safetensors"), |tmp| {
             // Contiguous copies: the convolution weights are kept channels-last.
             let mut named: Vec<(String, Tensor)> = self
                 .vs
@@ -322,13 +314,7 @@ impl Model {
                 .collect::<Result<_, tch::TchError>>()?;
             named.sort_by(|a, b| a.0.cmp(&b.0));
             Tensor::write_safetensors(&named, tmp)
-                .map_err(|e| GsnError::ModelFile(format!("cannot write {}: {e}", tmp.display())))?;
-            let bytes = std::fs::read(tmp).map_err(|source| GsnError::Io {
-                path: tmp.to_path_buf(),
-                source,
-            })?;
-            digest = crate::store::sha256_hex(&bytes);
-            Ok(())
+                .map_err(|e| GsnError::ModelFile(format!("cannot write {}: {e}", tmp.display())))
         })?;
         fields.insert("weights_sha256".into(), serde_json::Value::String(digest));
         let text = serde_json::to_string_pretty(&config)
@@ -385,6 +371,25 @@ impl Model {
             Ok(())
         })
     }
+}
+
+/// Write `path` atomically through `write(tmp)` and return the SHA-256 (hex) of what
+/// was written.
+fn write_hashed(
+    path: &Path,
+    write: impl FnOnce(&Path) -> Result<(), GsnError>,
+) -> Result<String, GsnError> {
+    let mut digest = String::new();
+    crate::store::write_atomic_at::<GsnError>(path, |tmp| {
+        write(tmp)?;
+        let bytes = std::fs::read(tmp).map_err(|source| GsnError::Io {
+            path: tmp.to_path_buf(),
+            source,
+        })?;
+        digest = crate::store::sha256_hex(&bytes);
+        Ok(())
+    })?;
+    Ok(digest)
 }
 
 #[cfg(test)]

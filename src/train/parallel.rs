@@ -6,10 +6,10 @@
 //! are broadcast before the first step; after each backward pass the gradients of the
 //! trainable variables are averaged over the ranks (one flat bucket, variables sorted by
 //! name, with one more value: whether this rank was asked to stop); the BatchNorm
-//! statistics (buffers) are broadcast from rank 0 after every epoch and at the end, so
-//! every rank ends with the same model. Every rank must call the same collectives in the
-//! same order, so every decision that changes the sequence (steps per epoch, stopping
-//! early) is taken from values all ranks share.
+//! statistics (buffers, a TorchScript backbone's included) are broadcast from rank 0
+//! after every epoch and at the end, so every rank ends with the same model. Every rank
+//! must call the same collectives in the same order, so every decision that changes the
+//! sequence (steps per epoch, stopping early) is taken from values all ranks share.
 
 use super::{GsnError, Model};
 use tch::{Device, Kind, Tensor};
@@ -112,7 +112,9 @@ impl DataParallel<'_> {
     }
 
     /// Broadcast from rank 0 every variable of `model` (sorted by name), or only the
-    /// ones without a gradient (the BatchNorm running statistics) when `buffers_only`.
+    /// ones without a gradient (the BatchNorm running statistics) when `buffers_only`;
+    /// then a TorchScript backbone's buffers, which live in its module, not in the store
+    /// (the same list on every rank: each loaded the same module).
     pub(super) fn broadcast_vars(&self, model: &Model, buffers_only: bool) -> Result<(), GsnError> {
         let mut vars: Vec<(String, Tensor)> = model
             .vs
@@ -121,18 +123,28 @@ impl DataParallel<'_> {
             .filter(|(_, v)| !buffers_only || !v.requires_grad())
             .collect();
         vars.sort_by(|a, b| a.0.cmp(&b.0));
-        let _guard = tch::no_grad_guard();
-        // Shared with the variable when it is contiguous (the broadcast writes into it);
-        // a contiguous copy otherwise (channels-last weights), copied back.
-        let bufs: Vec<Tensor> = vars
-            .iter()
-            .map(|(_, v)| v.f_detach()?.f_contiguous())
-            .collect::<Result<_, tch::TchError>>()?;
-        if bufs.is_empty() {
+        let vars: Vec<Tensor> = vars.into_iter().map(|(_, v)| v).collect();
+        self.broadcast_in_place(&vars)?;
+        for net in std::iter::once(&model.query).chain(model.target.as_ref()) {
+            self.broadcast_in_place(&net.script_buffers()?)?;
+        }
+        Ok(())
+    }
+
+    /// Overwrite `tensors` with rank 0's values (no collective when there are none).
+    fn broadcast_in_place(&self, tensors: &[Tensor]) -> Result<(), GsnError> {
+        if tensors.is_empty() {
             return Ok(());
         }
+        let _guard = tch::no_grad_guard();
+        // Shared with the tensor when it is contiguous (the broadcast writes into it);
+        // a contiguous copy otherwise (channels-last weights), copied back.
+        let bufs: Vec<Tensor> = tensors
+            .iter()
+            .map(|v| v.f_detach()?.f_contiguous())
+            .collect::<Result<_, tch::TchError>>()?;
         self.run(Collective::Broadcast, &bufs)?;
-        for ((_, v), b) in vars.iter().zip(&bufs) {
+        for (v, b) in tensors.iter().zip(&bufs) {
             if b.data_ptr() != v.data_ptr() {
                 v.f_detach()?.f_copy_(b)?;
             }

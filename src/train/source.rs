@@ -18,7 +18,7 @@
 //!   batches stay the same for any number of threads.
 
 use super::GsnError;
-use crate::data::augment::{augment, ImageShape};
+use crate::data::augment::{augment, augment_batch, ImageShape};
 use crate::images::decode::decode_file;
 use crate::images::transform::{plan, Augment, Renderer};
 use crate::images::ImageError;
@@ -103,7 +103,7 @@ impl ImageSource for ArraySource<'_> {
         stream: u64,
     ) -> Result<Vec<f32>, GsnError> {
         Ok(match self.pixels {
-            Pixels::F32(x) => augment_seq(x, self.shape, index, strength, seed, stream),
+            Pixels::F32(x) => augment_batch(x, self.shape, index, strength, seed, stream, false),
             Pixels::U8(x) => {
                 let len = self.shape.len();
                 let mut out = vec![0.0f32; index.len() * len];
@@ -123,31 +123,6 @@ impl ImageSource for ArraySource<'_> {
             }
         })
     }
-}
-
-/// Distort images `index` of `src` sequentially (one generator per output slot, as in
-/// [`crate::data::augment::augment_batch`], so both give the same result).
-pub(super) fn augment_seq(
-    src: &[f32],
-    shape: ImageShape,
-    index: &[usize],
-    strength: f64,
-    seed: u64,
-    stream: u64,
-) -> Vec<f32> {
-    let len = shape.len();
-    let mut out = vec![0.0f32; index.len() * len];
-    if len == 0 {
-        return out;
-    }
-    for (i, (dst, &j)) in out.chunks_mut(len).zip(index).enumerate() {
-        let mut rng = Rng::derive(seed, stream, i as u64);
-        match src.get(j * len..(j + 1) * len) {
-            Some(img) => augment(img, dst, shape, strength, &mut rng),
-            None => dst.fill(0.0),
-        }
-    }
-    out
 }
 
 /// Image files rendered by the image pipeline at every step (RGB, `size × size`).
