@@ -51,6 +51,10 @@ module = torch.nn.Sequential(
 scripted = gm.GridSearchNetwork(**{**LONG, "backbone": module}, distributed=True).fit(X, ids)
 scripted.save(out / f"module_{rank}")
 res["module_embed"] = scripted.embed(X[:8]).tolist()
+plain = torch.nn.Sequential(torch.nn.Conv2d(1, 8, 3, padding=1), torch.nn.ReLU())  # no buffers
+gm.GridSearchNetwork(**{**LONG, "backbone": plain}, distributed=True).fit(X, ids).save(
+    out / f"plain_module_{rank}"
+)
 
 
 def stop_on_rank_1(epoch: int, epochs: int, metrics: dict) -> bool:

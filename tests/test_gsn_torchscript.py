@@ -282,7 +282,7 @@ def test_the_buffers_method_returns_the_modules_own_statistics():
     from gridmatch.gsn import _export_buffers
 
     mine = torch.jit.script(Tiny())
-    program = _export_buffers(mine)
+    program = _export_buffers(mine, warn=True)
     assert not hasattr(mine, "gridmatch_buffers")
     named = dict(program.named_buffers())
     got = program.gridmatch_buffers()
@@ -295,3 +295,10 @@ def test_the_buffers_method_returns_the_modules_own_statistics():
     ref.load_state_dict(program.state_dict())
     torch.testing.assert_close(program.eval()(x), ref.eval()(x))
     assert float(ref.bn.running_mean[0]) == 2.0
+
+
+def test_a_module_without_buffers_gets_an_empty_buffers_method():
+    from gridmatch.gsn import _export_buffers
+
+    program = _export_buffers(torch.jit.script(nn.Conv2d(3, 4, 3)), warn=True)
+    assert program.gridmatch_buffers() == []

@@ -47,6 +47,13 @@ def check(setting: Any) -> None:
         raise ConfigError(f"distributed must be 'auto', True or False, got {setting!r}")
 
 
+def active(setting: Any) -> bool:
+    """Whether :meth:`GridSearchNetwork.fit` would train data-parallel under the
+    ``distributed`` setting (a default process group is initialised and the setting is
+    not ``False``); never raises."""
+    return setting is not False and _initialised()
+
+
 def group(setting: Any) -> Group | None:
     """The process group to train in under the ``distributed`` setting, or ``None``.
 

@@ -111,45 +111,42 @@ def _torchscript(module: Any, shape: tuple[int, ...]) -> Any:
 _BUFFERS_METHOD = "gridmatch_buffers"
 
 
-def _export_buffers(program: Any) -> Any:
-    """A copy of the TorchScript ``program`` with one more method,
+def _export_buffers(program: Any, warn: bool) -> Any:
+    """A copy of the TorchScript ``program`` (on the CPU) with one more method,
     ``gridmatch_buffers()``: its buffers (BatchNorm running statistics) in
-    ``named_buffers`` order, the module's own tensors, so that data-parallel training
-    can broadcast them from rank 0 as it does the built-in backbones' statistics. The
-    caller's module is not changed; one without buffers, or that has the method
-    already, is returned as it is. When TorchScript cannot compile the method (a buffer
-    name that is not an attribute path) it warns and returns ``program``: its
-    statistics then stay each rank's own."""
+    ``named_buffers`` order, the module's own tensors (an empty list when it has none),
+    so that data-parallel training can broadcast them from rank 0 as it does the
+    built-in backbones' statistics. The caller's module is not changed; one that has the
+    method already is returned as it is. When TorchScript cannot compile the method (a
+    buffer name that is not an attribute path) it returns ``program``, with a warning
+    when ``warn`` (training data-parallel): the statistics then stay each rank's own."""
     import torch
 
-    names = [name for name, _ in program.named_buffers()]
-    if not names or hasattr(program, _BUFFERS_METHOD):
+    if hasattr(program, _BUFFERS_METHOD):
         return program
-
-    def access(name: str) -> str:
+    names = [name for name, _ in program.named_buffers()]
+    lines = [f"def {_BUFFERS_METHOD}(self) -> List[Tensor]:", "    out: List[Tensor] = []"]
+    for i, name in enumerate(names):
         expr = "self"
         for part in name.split("."):
             expr = f"getattr({expr}, {json.dumps(part)})"
-        return expr
-
-    src = (
-        f"def {_BUFFERS_METHOD}(self) -> List[Tensor]:\n"
-        f"    return [{', '.join(access(n) for n in names)}]\n"
-    )
+        lines += [f"    b{i} = {expr}", f"    if b{i} is not None:", f"        out.append(b{i})"]
+    lines.append("    return out")
     buf = io.BytesIO()
     torch.jit.save(program, buf)
     buf.seek(0)
-    copy = torch.jit.load(buf)
+    copy = torch.jit.load(buf, map_location="cpu")  # the core loads it on its device
     try:
-        copy.define(src)
+        copy.define("\n".join(lines) + "\n")
     except Exception as e:  # noqa: BLE001 - TorchScript raises many kinds
-        warnings.warn(
-            f"backbone: cannot hand its {len(names)} buffers to data-parallel training "
-            f"({_first_line(e)}); with distributed training each rank keeps its own "
-            "BatchNorm statistics (rank 0's are saved)",
-            UserWarning,
-            stacklevel=4,
-        )
+        if warn:
+            warnings.warn(
+                f"backbone: cannot hand its {len(names)} buffers to data-parallel "
+                f"training ({_first_line(e)}); each rank keeps its own BatchNorm "
+                "statistics (rank 0's are saved)",
+                UserWarning,
+                stacklevel=4,
+            )
         return program
     return copy
 
@@ -622,7 +619,10 @@ class GridSearchNetwork(BaseEstimator):
         else:
             import torch
 
-            program = _export_buffers(_torchscript(self.backbone, (n_channels, *image_hw)))
+            program = _export_buffers(
+                _torchscript(self.backbone, (n_channels, *image_hw)),
+                warn=_distributed.active(self.distributed),
+            )
             with tempfile.TemporaryDirectory(prefix="gridmatch-gsn-") as d:
                 path = Path(d) / _SCRIPT_FILE
                 torch.jit.save(program, str(path))

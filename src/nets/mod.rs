@@ -454,8 +454,14 @@ impl Net {
                 "{BUFFERS_METHOD}() of the TorchScript backbone returned {other:?}, not a \
                  list of tensors"
             ))),
-            // A module without the method: torch names the method it could not find.
-            Err(e) if e.to_string().contains(BUFFERS_METHOD) => Ok(Vec::new()),
+            // A module without the method (saved before it was added); an error raised
+            // while the method runs is an error.
+            Err(e)
+                if e.to_string()
+                    .contains(&format!("Method '{BUFFERS_METHOD}' is not defined")) =>
+            {
+                Ok(Vec::new())
+            }
             Err(e) => Err(e),
         }
     }

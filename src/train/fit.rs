@@ -205,7 +205,16 @@ pub fn fit_parallel(
     };
     if let Some(p) = parallel {
         // Everything that fixes the sequence of collectives must be the same on every
-        // rank (else the ranks would wait for each other forever).
+        // rank (else the ranks would wait for each other forever), a TorchScript
+        // backbone's buffers included (broadcast with the store's, see broadcast_vars).
+        let mut script_buffers = 0usize;
+        for net in std::iter::once(&model.query).chain(model.target.as_ref()) {
+            script_buffers += net
+                .script_buffers()?
+                .iter()
+                .map(|t| t.numel())
+                .sum::<usize>();
+        }
         let checksum = data.ids.iter().fold(0u64, |h, &id| {
             (h ^ id as u64).wrapping_mul(0x0000_0100_0000_01B3)
         }) % (1 << 52);
@@ -216,6 +225,7 @@ pub fn fit_parallel(
                 ("numbers of epochs", cfg.spec.epochs as f64),
                 ("numbers of steps per epoch", steps as f64),
                 ("numbers of trainable variables", trainable.len() as f64),
+                ("sizes of the backbone's buffers", script_buffers as f64),
             ],
             model.device,
         )?;
