@@ -192,12 +192,45 @@ pub fn augment(src: &[f32], dst: &mut [f32], shape: ImageShape, strength: f64, r
     }
 }
 
+/// The pixel types `augment_batch` reads from planar images: `[0, 1]` floats, or bytes
+/// `0..=255` read as `v / 255` (the value numpy gives for `x.astype(float32) / 255.0`).
+pub trait Pixel: Copy + Sync {
+    /// Image `j` of `src` (`len` values in `[0, 1]`), borrowed or converted into
+    /// `scratch`; `None` past the end.
+    fn image<'a>(
+        src: &'a [Self],
+        j: usize,
+        len: usize,
+        scratch: &'a mut Vec<f32>,
+    ) -> Option<&'a [f32]>;
+}
+
+impl Pixel for f32 {
+    fn image<'a>(src: &'a [f32], j: usize, len: usize, _: &'a mut Vec<f32>) -> Option<&'a [f32]> {
+        src.get(j * len..(j + 1) * len)
+    }
+}
+
+impl Pixel for u8 {
+    fn image<'a>(
+        src: &'a [u8],
+        j: usize,
+        len: usize,
+        scratch: &'a mut Vec<f32>,
+    ) -> Option<&'a [f32]> {
+        let img = src.get(j * len..(j + 1) * len)?;
+        scratch.clear();
+        scratch.extend(img.iter().map(|&v| f32::from(v) / 255.0));
+        Some(scratch)
+    }
+}
+
 /// Distort images: output `i` is `src` image `index[i]` distorted with the generator
 /// `Rng::derive(seed, stream, i)` (an index past `src` gives zeros), on rayon's pool
 /// when `parallel` (the result does not depend on it). Returns the `(index.len(),
 /// shape)` values.
-pub fn augment_batch(
-    src: &[f32],
+pub fn augment_batch<T: Pixel>(
+    src: &[T],
     shape: ImageShape,
     index: &[usize],
     strength: f64,
@@ -211,9 +244,12 @@ pub fn augment_batch(
         return out;
     }
     let slot = |(i, (dst, &j)): (usize, (&mut [f32], &usize))| {
-        let mut rng = Rng::derive(seed, stream, i as u64);
-        match src.get(j * len..(j + 1) * len) {
-            Some(img) => augment(img, dst, shape, strength, &mut rng),
+        let mut scratch = Vec::new();
+        match T::image(src, j, len, &mut scratch) {
+            Some(img) => {
+                let mut rng = Rng::derive(seed, stream, i as u64);
+                augment(img, dst, shape, strength, &mut rng);
+            }
             None => dst.fill(0.0),
         }
     };

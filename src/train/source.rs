@@ -18,7 +18,7 @@
 //!   batches stay the same for any number of threads.
 
 use super::GsnError;
-use crate::data::augment::{augment, augment_batch, ImageShape};
+use crate::data::augment::{augment_batch, ImageShape};
 use crate::images::decode::decode_file;
 use crate::images::transform::{plan, Augment, Renderer};
 use crate::images::ImageError;
@@ -104,23 +104,7 @@ impl ImageSource for ArraySource<'_> {
     ) -> Result<Vec<f32>, GsnError> {
         Ok(match self.pixels {
             Pixels::F32(x) => augment_batch(x, self.shape, index, strength, seed, stream, false),
-            Pixels::U8(x) => {
-                let len = self.shape.len();
-                let mut out = vec![0.0f32; index.len() * len];
-                let mut img = vec![0.0f32; len];
-                for (i, (dst, &j)) in out.chunks_mut(len.max(1)).zip(index).enumerate() {
-                    let Some(src) = x.get(j * len..(j + 1) * len) else {
-                        continue;
-                    };
-                    // the same value numpy gives for `x.astype(float32) / 255.0`
-                    for (d, &v) in img.iter_mut().zip(src) {
-                        *d = f32::from(v) / 255.0;
-                    }
-                    let mut rng = Rng::derive(seed, stream, i as u64);
-                    augment(&img, dst, self.shape, strength, &mut rng);
-                }
-                out
-            }
+            Pixels::U8(x) => augment_batch(x, self.shape, index, strength, seed, stream, false),
         })
     }
 }
