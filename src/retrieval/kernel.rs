@@ -145,8 +145,9 @@ impl Kernel {
     /// `c0..c0 + cols` in `block` (row-major, [`Self::block_width`] values per row; the
     /// values past `cols` are scores of padding, or stale, and must be ignored). Gallery
     /// panels are visited in increasing order, each with every query panel, so each row
-    /// sees its columns in increasing order. The block stays in L1: no `m x n` tile is written
-    /// and read back. Returns `false` (calling nothing) for the `Portable` kernel.
+    /// sees its columns in increasing order. The block stays in L1: no `m x n` tile is
+    /// written and read back. Returns `false` (calling nothing) for the `Portable`
+    /// kernel.
     pub fn blocks<F>(self, a: &[f32], m: usize, b: &[f32], n: usize, d: usize, f: &mut F) -> bool
     where
         F: FnMut(usize, usize, usize, usize, &[f32]),

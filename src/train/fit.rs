@@ -207,14 +207,7 @@ pub fn fit_parallel(
         // Everything that fixes the sequence of collectives must be the same on every
         // rank (else the ranks would wait for each other forever), a TorchScript
         // backbone's buffers included (broadcast with the store's, see broadcast_vars).
-        let mut script_buffers = 0usize;
-        for net in std::iter::once(&model.query).chain(model.target.as_ref()) {
-            script_buffers += net
-                .script_buffers()?
-                .iter()
-                .map(|t| t.numel())
-                .sum::<usize>();
-        }
+        let script_buffers: usize = model.script_buffers()?.iter().map(|t| t.numel()).sum();
         let checksum = data.ids.iter().fold(0u64, |h, &id| {
             (h ^ id as u64).wrapping_mul(0x0000_0100_0000_01B3)
         }) % (1 << 52);

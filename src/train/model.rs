@@ -272,6 +272,16 @@ impl Model {
         Ok(Tensor::f_cat(&parts, 0)?)
     }
 
+    /// The buffers of a TorchScript backbone in the query and the target network, in
+    /// that order (see [`Net::script_buffers`]; empty for built-in backbones).
+    pub(super) fn script_buffers(&self) -> Result<Vec<Tensor>, GsnError> {
+        let mut out = Vec::new();
+        for net in std::iter::once(&self.query).chain(self.target.as_ref()) {
+            out.extend(net.script_buffers()?);
+        }
+        Ok(out)
+    }
+
     /// Write `dir/weights.safetensors` and `dir/config.json`, each atomically (and, for a
     /// TorchScript backbone, `dir/backbone.pt` first: the query network's module with
     /// its current parameters and buffers).

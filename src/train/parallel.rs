@@ -125,10 +125,7 @@ impl DataParallel<'_> {
         vars.sort_by(|a, b| a.0.cmp(&b.0));
         let vars: Vec<Tensor> = vars.into_iter().map(|(_, v)| v).collect();
         self.broadcast_in_place(&vars)?;
-        for net in std::iter::once(&model.query).chain(model.target.as_ref()) {
-            self.broadcast_in_place(&net.script_buffers()?)?;
-        }
-        Ok(())
+        self.broadcast_in_place(&model.script_buffers()?)
     }
 
     /// Overwrite `tensors` with rank 0's values (no collective when there are none).
