@@ -135,9 +135,11 @@ def _embed(args: argparse.Namespace) -> int:
         )
     np.save(args.out, E)
     ids = os.path.splitext(args.out)[0] + "_ids.npy"
-    np.save(ids, cat.codes)
+    # The catalogue's own ids: int64, or SKU strings as a unicode array (no pickle needed
+    # to read them back).
+    np.save(ids, cat.ids.astype(str) if cat.ids.dtype == object else cat.ids)
     print(f"{E.shape[0]} embeddings of dimension {E.shape[1]} saved to {args.out}")
-    print(f"their product codes (catalogue order) saved to {ids}")
+    print(f"their product ids (catalogue order) saved to {ids}")
     return 0
 
 
@@ -371,7 +373,7 @@ def main(argv: list[str] | None = None) -> int:
         help="embeddings of a folder or CSV of photos with a saved model (.npy)",
         description="Embed every photo of a catalogue (a folder with one subfolder per "
         "product, or a CSV) with a model saved by 'gridmatch train'; writes the (n, dim) "
-        "embeddings to --out and the product codes to <out>_ids.npy.",
+        "embeddings to --out and the product ids (SKU strings or integers) to <out>_ids.npy.",
     )
     p.add_argument("model", help="folder of a saved model")
     p.add_argument("--catalogue", required=True, help="a folder or a CSV file of photos")
