@@ -106,11 +106,12 @@ for batch in (64, 256):
           f"steps/s ({c / g:.1f}x), PyTorch eager {DEV} {steps / e:.1f} steps/s "
           f"(gridmatch {e / g:.2f}x; medians of 3, fit() wall time incl. setup)")
 PY
+TESTS_RC=0
 # 4. the GSN and CUDA-vs-CPU tests on this host (device="auto" resolves to CUDA where there is one)
 if [ "${GPU_SH_TESTS:-1}" = 1 ]; then
   timeout 300 "$PY" -m pytest -q -p no:cacheprovider -o addopts="" -rfEs tests/test_gsn.py \
     tests/test_cuda.py 2>&1 \
-    | tee "$OUTDIR/gpu_pytest.txt" || true
+    | tee "$OUTDIR/gpu_pytest.txt" || TESTS_RC=$?  # reported at the end (the DDP part still runs)
 fi
 # 5. data-parallel training, one rank, NCCL on CUDA (gloo on CPU for the dry run)
 if [ "${GPU_SH_DDP:-1}" = 1 ]; then
@@ -119,4 +120,8 @@ if [ "${GPU_SH_DDP:-1}" = 1 ]; then
       --steps "$([ "$GPU_SH_QUICK" = 1 ] && echo 5 || echo 50)" \
       && echo "ddp (1 rank, $([ "$GPU_SH_DEVICE" = cpu ] && echo gloo || echo nccl)): OK" \
       || echo "ddp: FAILED"; } 2>&1 | tee "$OUTDIR/gpu_ddp.txt"
+fi
+if [ "$TESTS_RC" != 0 ]; then
+  echo "gpu.sh: the tests failed (pytest exit status $TESTS_RC; see $OUTDIR/gpu_pytest.txt)" >&2
+  exit "$TESTS_RC"
 fi
