@@ -9,6 +9,8 @@
 #      same embeddings on CUDA and, loaded on CPU, on CPU; torch-tensor input on CUDA,
 #   3. times training steps: gridmatch on CUDA vs on CPU vs a PyTorch eager loop on the
 #      same GPU (same net, batch, grid, loss; benches/gsn.py's eager_steps),
+#      3b. trains and embeds from a folder of 2000 generated JPEG photos (ResNet-18,
+#      224 px) in float32, bfloat16 and float16,
 #   4. runs tests/test_gsn.py (device="auto" picks CUDA on that host) and
 #      tests/test_cuda.py (kNN ties and exclude_self, evaluate, GSN training and
 #      load(device=), CUDA against CPU; skipped on a host without CUDA) there,
@@ -105,6 +107,48 @@ for batch in (64, 256):
     print(f"batch {batch}, grid 3x3: gridmatch {DEV} {steps / g:.1f} steps/s, CPU {steps / c:.1f} "
           f"steps/s ({c / g:.1f}x), PyTorch eager {DEV} {steps / e:.1f} steps/s "
           f"(gridmatch {e / g:.2f}x; medians of 3, fit() wall time incl. setup)")
+PY
+# 3b. training and embedding from a folder of photos (generated JPEGs, benches/images.py's
+#     renderer: not a public data set): ResNet-18 at 224 px streamed through the Rust
+#     image pipeline, in float32, bfloat16 and float16 (autocast; fp16 with its loss
+#     scaler). The dry run (GPU_SH_DEVICE=cpu) takes the convnet at 32 px for 2 steps.
+"$PY" - <<'PY' 2>&1 | tee -a "$OUTDIR/gpu_results.txt"
+import os, sys, tempfile, time
+from pathlib import Path
+import numpy as np
+sys.path.insert(0, "benches")
+import gridmatch as gm
+from images import fashion_images, render
+
+DEV = os.environ["GPU_SH_DEVICE"]
+QUICK = os.environ["GPU_SH_QUICK"] == "1"
+gpu = DEV != "cpu"
+n = 2000 if gpu and not QUICK else 64
+steps = 50 if gpu and not QUICK else 2
+kw = dict(backbone="resnet18", image_size=224, batch_size=64) if gpu else dict(
+    backbone="convnet", image_size=32, batch_size=16)
+with tempfile.TemporaryDirectory(prefix="gm-gpu-photos-") as tmp:
+    products = fashion_images(n // 2)
+    paths = render(np.concatenate([products, products]), Path(tmp))
+    ids = [f"sku-{i % (n // 2)}" for i in range(n)]
+    cat = gm.datasets.ImageCatalogue(paths, ids)
+    for precision in ("fp32", "bf16", "fp16"):
+        common = dict(dim=128, device=DEV, progress=False, precision=precision, **kw)
+        gm.GridSearchNetwork(epochs=1, steps_per_epoch=2, **common).fit(cat)  # warm-up
+        ends = []
+        gsn = gm.GridSearchNetwork(epochs=steps + 1, steps_per_epoch=1, **common)
+        gsn.fit(cat, callback=lambda *_: ends.append(time.perf_counter()))
+        rate = steps / (ends[-1] - ends[0])
+        t = time.perf_counter()
+        E = gsn.embed(cat)
+        emb = len(E) / (time.perf_counter() - t)
+        h = gsn.history_[-1]
+        extra = f", loss scale {h['loss_scale']:g}, overflow steps " + str(
+            sum(r["overflow_steps"] for r in gsn.history_)) if precision == "fp16" else ""
+        print(f"photos {n} ({kw['backbone']}, {kw['image_size']} px, batch {kw['batch_size']}, "
+              f"{precision}) on {DEV}: training {rate:.2f} steps/s "
+              f"({rate * kw['batch_size']:.0f} images/s), last loss {h['loss']:.4f}{extra}; "
+              f"embedding {emb:.0f} images/s, finite {bool(np.isfinite(E).all())}")
 PY
 TESTS_RC=0
 # 4. the GSN and CUDA-vs-CPU tests on this host (device="auto" resolves to CUDA where there is one)

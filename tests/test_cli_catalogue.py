@@ -23,13 +23,18 @@ def photo_folder(tmp_path):
     return root
 
 
+def train_argv(root: Path, model: Path, epochs: int) -> list[str]:
+    """``gridmatch train`` of a small convnet on the photo folder ``root``."""
+    argv = ["train", "--catalogue", str(root), "--out", str(model), "--backbone", "convnet"]
+    argv += ["--image-size", "24", "--dim", "8", "--grid", "2x2", "--batch-size", "6"]
+    argv += ["--epochs", str(epochs), "--steps-per-epoch", "2", "--device", "cpu"]
+    return [*argv, "--no-progress"]
+
+
 def test_train_and_embed_a_folder_and_a_csv(tmp_path, capsys):
     root = photo_folder(tmp_path)
     model = tmp_path / "model"
-    argv = ["train", "--catalogue", str(root), "--out", str(model), "--backbone", "convnet"]
-    argv += ["--image-size", "24", "--dim", "8", "--grid", "2x2", "--batch-size", "6"]
-    argv += ["--epochs", "2", "--steps-per-epoch", "2", "--device", "cpu", "--no-progress"]
-    assert cli.main(argv) == 0
+    assert cli.main(train_argv(root, model, epochs=2)) == 0
     assert "model saved to" in capsys.readouterr().out
     net = gm.GridSearchNetwork.load(model)
     assert net.image_size == 24 and net.n_channels_ == 3 and len(net.history_) == 2
@@ -79,3 +84,22 @@ def test_on_error_skip_leaves_unreadable_photos_out(tmp_path, capsys):
     cat = gm.datasets.ImageCatalogue.from_folder(root)
     row = list(cat.paths).index(str(bad.resolve()))
     assert np.isnan(E[row]).all() and not np.isnan(np.delete(E, row, 0)).any()
+
+
+def test_train_and_embed_take_a_precision(tmp_path, capsys):
+    root = photo_folder(tmp_path)
+    model = tmp_path / "model"
+    assert cli.main([*train_argv(root, model, epochs=1), "--precision", "bf16"]) == 0
+    net = gm.GridSearchNetwork.load(model)
+    assert net.precision == "bf16"
+    cat = gm.datasets.ImageCatalogue.from_folder(root)
+    for precision in ("bf16", "fp32"):
+        out = tmp_path / f"emb-{precision}.npy"
+        argv = ["embed", str(model), "--catalogue", str(root), "--out", str(out)]
+        assert cli.main([*argv, "--precision", precision]) == 0
+        want = net.set_params(precision=precision).embed(cat, batch_size=64)
+        np.testing.assert_array_equal(np.load(out), want)
+    assert not np.array_equal(
+        np.load(tmp_path / "emb-bf16.npy"), np.load(tmp_path / "emb-fp32.npy")
+    )
+    capsys.readouterr()

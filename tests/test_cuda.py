@@ -114,3 +114,36 @@ def test_gsn_same_seed_same_model_on_cuda(images):
     c = gm.GridSearchNetwork(seed=2, **kw).fit(X, ids).embed(X[:20])
     np.testing.assert_allclose(a, b, atol=1e-5)  # cuDNN may pick other algorithms
     assert not np.allclose(a, c, atol=1e-3)
+
+
+@pytest.mark.parametrize("precision,dtype", [("bf16", torch.bfloat16), ("fp16", torch.float16)])
+def test_gsn_mixed_precision_on_cuda(images, precision, dtype):
+    """16-bit autocast on the GPU: features as PyTorch's ``torch.autocast("cuda")``
+    computes them, and training (fp16 with its loss scaler) converges."""
+    X, ids = images
+    torch.manual_seed(0)
+    m = torch.nn.Sequential(
+        torch.nn.Conv2d(1, 16, 3, padding=1),
+        torch.nn.BatchNorm2d(16),
+        torch.nn.ReLU(),
+        torch.nn.Conv2d(16, 32, 3, stride=2),
+        torch.nn.AdaptiveAvgPool2d(1),
+        torch.nn.Flatten(),
+    ).eval()
+    kw = dict(backbone=m, dim=16, normalize=None, device="cuda", progress=False)
+    gsn = gm.GridSearchNetwork(epochs=0, precision=precision, **kw).fit(X, ids)
+    x = torch.from_numpy(X[:64, None].astype(np.float32) / 255).cuda()
+    with torch.no_grad():
+        ref32 = m.cuda()(x).float().cpu().numpy()
+        with torch.autocast("cuda", dtype=dtype):
+            ref16 = m(x).float().cpu().numpy()
+    rounding = np.abs(ref16 - ref32).max()
+    assert rounding > 0
+    np.testing.assert_allclose(gsn.features(X[:64]), ref16, rtol=0, atol=0.1 * rounding)
+    trained = gm.GridSearchNetwork(
+        epochs=3, steps_per_epoch=10, batch_size=32, lr=3e-3, precision=precision, **kw
+    ).fit(X, ids)
+    losses = [h["loss"] for h in trained.history_]
+    assert np.isfinite(losses).all() and losses[-1] < losses[0], losses
+    if precision == "fp16":
+        assert all(h["loss_scale"] >= 1.0 for h in trained.history_)

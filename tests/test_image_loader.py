@@ -423,12 +423,15 @@ def test_bad_files_raise_data_error_naming_the_file(tmp_path):
     good = folder(tmp_path, [(20, 20)] * 3)
     jpg = write(tmp_path / "trunc.jpg", noise(64, 64, seed=5), quality=90)
     jpg.write_bytes(jpg.read_bytes()[: os.path.getsize(jpg) // 2])
+    head = tmp_path / "head.jpg"  # cut inside its header (2 %)
+    head.write_bytes(jpg.read_bytes()[: os.path.getsize(jpg) // 25])
     garbage = tmp_path / "garbage.jpg"
     garbage.write_bytes(b"this is not an image at all")
     bomb = bomb_png(tmp_path / "bomb.png")
     gone = write(tmp_path / "gone.png", noise(8, 8))
     cases = [
         (jpg, r"trunc\.jpg: .*truncated"),
+        (head, r"head\.jpg: cannot read image: truncated JPEG \("),
         (garbage, r"garbage\.jpg: not a JPEG, PNG or WebP"),
         (bomb, r"bomb\.png: header says 50000×50000 = 2500000000 pixels, over max_pixels"),
         (gone, r"gone\.png: no such image file"),
@@ -445,10 +448,10 @@ def test_bad_files_raise_data_error_naming_the_file(tmp_path):
     assert collect(ImageLoader(catalogue(good[:1]), 1, 8, max_pixels=400))[0].shape[0] == 1
     # skip: the bad ones are left out and counted, with a warning
     loader = ImageLoader(cat, batch_size=3, image_size=16, on_error="skip", seed=4)
-    with pytest.warns(RuntimeWarning, match="skipped 4 unreadable"):
+    with pytest.warns(RuntimeWarning, match="skipped 5 unreadable"):
         x, ids = collect(loader)
     assert sorted(ids) == [0, 1, 2] and x.shape == (3, 3, 16, 16)
-    assert sorted(i for i, _ in loader.skipped) == [3, 4, 5, 6]
+    assert sorted(i for i, _ in loader.skipped) == [3, 4, 5, 6, 7]
     assert any("bomb.png" in m for _, m in loader.skipped)
 
 

@@ -16,6 +16,8 @@ MINER_NAMES: list[str]
 KERNEL_NAMES: list[str]
 #: The names of the GSN's built-in backbones.
 BACKBONE_NAMES: list[str]
+#: The names of the GSN's precisions ("fp32", "bf16", "fp16").
+PRECISION_NAMES: list[str]
 #: The names of the search controllers.
 CONTROLLER_NAMES: list[str]
 #: The names of the retrieval metrics.
@@ -55,6 +57,10 @@ class GsnModel:
     def device(self) -> str: ...
     @property
     def parameter_count(self) -> int: ...
+    @property
+    def precision(self) -> str: ...
+    @precision.setter
+    def precision(self, name: str) -> None: ...
     def fit(
         self,
         train: tuple[

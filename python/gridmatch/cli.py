@@ -103,6 +103,7 @@ def _train(args: argparse.Namespace) -> int:
         checkpoint_dir=args.out,
         progress=not args.no_progress,
         on_error=args.on_error,
+        precision=args.precision,
     )
     gsn.fit(Xtr, ids, classes, X_val=Xv, ids_val=iv)
     if gsn.skipped_:
@@ -127,6 +128,8 @@ def _embed(args: argparse.Namespace) -> int:
         gsn.set_params(image_size=args.image_size)
     if args.on_error is not None:
         gsn.set_params(on_error=args.on_error)
+    if args.precision is not None:
+        gsn.set_params(precision=args.precision)
     E = gsn.embed(cat, batch_size=args.batch_size)
     if gsn.skipped_:
         print(
@@ -359,6 +362,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--device", default="auto")
+    p.add_argument(
+        "--precision",
+        choices=_core.PRECISION_NAMES,
+        default="fp32",
+        help="arithmetic of the forward passes: bf16 / fp16 autocast, for CUDA (default: fp32)",
+    )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument(
         "--no-progress",
@@ -387,6 +396,12 @@ def main(argv: list[str] | None = None) -> int:
         help="an unreadable photo: fail, or leave it out with a NaN row (default: the model's)",
     )
     p.add_argument("--device", default=None, help="override the saved device (e.g. cpu)")
+    p.add_argument(
+        "--precision",
+        choices=_core.PRECISION_NAMES,
+        default=None,
+        help="arithmetic of the forward pass (default: the model's)",
+    )
     p.set_defaults(func=_embed)
     p = sub.add_parser("search-kernel", help="RL / random search of an SVM kernel")
     p.add_argument("--dataset", choices=datasets.NAMES, default="mnist")

@@ -358,6 +358,18 @@ class GridSearchNetwork(BaseEstimator):
         ``{"blur": 0.5, "degrees": 10}`` adds a Gaussian blur to half the views and
         rotations of up to 10°. Arrays are not affected (they use ``augment``'s own
         distortions).
+    precision : {"fp32", "bf16", "fp16"}, default "fp32"
+        Arithmetic of the forward passes of :meth:`fit`, :meth:`embed` and
+        :meth:`features`. ``"bf16"`` and ``"fp16"`` run them under libtorch's autocast
+        (as ``torch.autocast(device_type, dtype)`` does: convolutions and matrix
+        products in the 16-bit type, normalisations, softmax and losses in float32);
+        weights, gradients and optimiser state stay float32, and results are returned
+        as float32. ``"fp16"`` training scales the loss (PyTorch's ``GradScaler``
+        defaults: scale 2^16, halved and the step skipped when a gradient overflows,
+        doubled after 2000 steps without one; the history records ``loss_scale`` and
+        ``overflow_steps`` per epoch). Meant for CUDA GPUs (bfloat16 on Ampere and
+        later); on a CPU both run, fast only where it has native 16-bit arithmetic
+        (AVX-512-BF16, AMX), several times slower than float32 elsewhere.
 
     Attributes
     ----------
@@ -422,6 +434,7 @@ class GridSearchNetwork(BaseEstimator):
         image_size: int | None = None,
         on_error: str = "raise",
         image_augment: dict[str, Any] | None = None,
+        precision: str = "fp32",
     ):
         self.backbone = backbone
         self.dim = dim
@@ -454,6 +467,7 @@ class GridSearchNetwork(BaseEstimator):
         self.image_size = image_size
         self.on_error = on_error
         self.image_augment = image_augment
+        self.precision = precision
 
     # -- validation ---------------------------------------------------------------
     def _check_params(self) -> dict[str, Any]:
@@ -493,6 +507,7 @@ class GridSearchNetwork(BaseEstimator):
             "image_size": _params.integer(self.image_size, "image_size", 4, 16384, optional=True),
             "skip_errors": _params.choice(self.on_error, "on_error", ("raise", "skip")) == "skip",
             "image_augment": _augment.from_mapping(self.image_augment, "image_augment"),
+            "precision": self._precision(),
             "rows": rows,
             "cols": cols,
             "positives": positives,
@@ -510,6 +525,10 @@ class GridSearchNetwork(BaseEstimator):
                 self.steps_per_epoch, "steps_per_epoch", low=1, optional=True
             ),
         }
+
+    def _precision(self) -> str:
+        """``precision``, checked."""
+        return str(_params.choice(self.precision, "precision", _core.PRECISION_NAMES))
 
     def _train_spec(self, p: dict[str, Any]) -> str:
         """The training spec the core reads (one JSON value; see ``src/train/spec.rs``)."""
@@ -801,6 +820,7 @@ class GridSearchNetwork(BaseEstimator):
                 return callback(step, epochs, dict(metrics)) is not False
             return True
 
+        model.precision = p["precision"]
         try:
             ckpt = self.checkpoint_dir if lead else None
             history, interrupted, skipped = model.fit(
@@ -816,8 +836,9 @@ class GridSearchNetwork(BaseEstimator):
                 bar.close()
         self.history_ = [{"epoch": i + 1, **dict(h)} for i, h in enumerate(history)]
         for h in self.history_:
-            if "skipped" in h:
-                h["skipped"] = int(h["skipped"])
+            for k in ("skipped", "overflow_steps"):
+                if k in h:
+                    h[k] = int(h[k])
         self._record_skipped(images, skipped, "fit left out", "for the rest of the run", 3)
         bad = [h["epoch"] for h in self.history_ if not np.isfinite(h.get("loss", 0.0))]
         if bad:
@@ -916,6 +937,7 @@ class GridSearchNetwork(BaseEstimator):
         catalogue streamed), returned as numpy, or as a torch tensor on ``X``'s device
         when ``X`` is one."""
         skip = _params.choice(self.on_error, "on_error", ("raise", "skip")) == "skip"
+        self.model_.precision = self._precision()
         as_torch = _is_torch(X)
         images = Images(X, self._image_size())
         if batch_size is None:

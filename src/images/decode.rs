@@ -67,9 +67,16 @@ fn reader(bytes: &[u8]) -> Result<ImageReader<Cursor<&[u8]>>, String> {
 pub fn decode_bytes(bytes: &[u8], max_pixels: u64) -> Result<Rgb8, String> {
     let reader = reader(bytes)?;
     let format = reader.format();
-    let mut dec = reader
-        .into_decoder()
-        .map_err(|e| format!("cannot read image: {e}"))?;
+    let mut dec = reader.into_decoder().map_err(|e| {
+        let e = e.to_string();
+        let e = e.trim_end();
+        if format == Some(ImageFormat::Jpeg) && !jpeg_complete(bytes) {
+            // cut inside its header: say so, not only what the decoder missed
+            format!("cannot read image: truncated JPEG ({e})")
+        } else {
+            format!("cannot read image: {e}")
+        }
+    })?;
     let (w, h) = dec.dimensions();
     let pixels = u64::from(w) * u64::from(h);
     if pixels > max_pixels {
@@ -89,8 +96,8 @@ pub fn decode_bytes(bytes: &[u8], max_pixels: u64) -> Result<Rgb8, String> {
         );
     }
     let orientation = dec.orientation().unwrap_or(Orientation::NoTransforms);
-    let mut img =
-        DynamicImage::from_decoder(dec).map_err(|e| format!("cannot decode image: {e}"))?;
+    let mut img = DynamicImage::from_decoder(dec)
+        .map_err(|e| format!("cannot decode image: {}", e.to_string().trim_end()))?;
     img.apply_orientation(orientation);
     Ok(to_rgb8_on_white(img))
 }

@@ -627,8 +627,13 @@ fn lock(m: &Mutex<tch::CModule>) -> Result<std::sync::MutexGuard<'_, tch::CModul
     })
 }
 
-/// Rows of `x` divided by their L2 norm (last dimension).
+/// Rows of `x` divided by their L2 norm (last dimension), in float32 (a 16-bit `x` of
+/// an autocast region is widened first: unit norms to float32 precision).
 pub fn normalize(x: &Tensor) -> Result<Tensor, tch::TchError> {
+    let x = match x.kind() {
+        Kind::Half | Kind::BFloat16 => x.f_to_kind(Kind::Float)?,
+        _ => x.shallow_clone(),
+    };
     let n = x
         .f_norm_scalaropt_dim(2, [-1i64].as_slice(), true)?
         .f_clamp_min(1e-12)?;

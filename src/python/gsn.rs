@@ -230,6 +230,20 @@ impl GsnModel {
         })
     }
 
+    /// Arithmetic of the forward passes of training and embedding: `"fp32"`, `"bf16"`
+    /// or `"fp16"` (see `crate::train::Precision`).
+    #[getter]
+    fn precision(&self, py: Python<'_>) -> PyResult<&'static str> {
+        Ok(self.lock(py)?.precision.name())
+    }
+
+    #[setter]
+    fn set_precision(&self, py: Python<'_>, name: &str) -> PyResult<()> {
+        let precision = train::Precision::parse(name)?;
+        self.lock(py)?.precision = precision;
+        Ok(())
+    }
+
     /// Number of trainable values.
     #[getter]
     fn parameter_count(&self, py: Python<'_>) -> PyResult<i64> {
@@ -531,5 +545,6 @@ pub(crate) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("LOSS_NAMES", Loss::NAMES.to_vec())?;
     m.add("MINER_NAMES", Negatives::NAMES.to_vec())?;
     m.add("BACKBONE_NAMES", crate::nets::BACKBONES.to_vec())?;
+    m.add("PRECISION_NAMES", train::PRECISIONS.to_vec())?;
     Ok(())
 }

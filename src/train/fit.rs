@@ -2,6 +2,7 @@
 //! thread, per-epoch validation, progress and checkpoints.
 
 use super::parallel::{shard, DataParallel};
+use super::precision::{Autocast, LossScaler};
 use super::source::ImageSource;
 use super::step::step_loss;
 use super::{GsnError, Model, Optim, TrainSpec};
@@ -12,7 +13,7 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 use std::time::Instant;
 use tch::nn::{self, OptimizerConfig};
-use tch::{Device, Tensor};
+use tch::{Device, Kind, Tensor};
 
 /// Training parameters.
 #[derive(Debug, Clone)]
@@ -94,12 +95,14 @@ pub(super) struct StepBatch {
     pub(super) classes: Option<Vec<i64>>,
 }
 
-/// Train `model` on `data`. Reports one [`Progress`] per epoch (metrics `loss`, `lr` (the
-/// rate of the epoch's last step),
-/// `seconds`, `val_recall@1`, `val_recall@10`, `val_map@r` when `val` is given, and
+/// Train `model` on `data`, its forward passes in `model.precision`. Reports one
+/// [`Progress`] per epoch (metrics `loss`, `lr` (the rate of the epoch's last step),
+/// `seconds`, `val_recall@1`, `val_recall@10`, `val_map@r` when `val` is given,
 /// `skipped`, the number of images the source has left out up to the epoch's last batch,
-/// when it skips unreadable files); stops early, keeping the
-/// weights, when the monitor is cancelled. Returns the epoch records.
+/// when it skips unreadable files, and for float16 `loss_scale` (the scaler's scale
+/// after the epoch) and `overflow_steps` (the epoch's steps skipped because their
+/// gradients overflowed)); stops early, keeping the weights, when the monitor is
+/// cancelled. Returns the epoch records.
 pub fn fit(
     model: &mut Model,
     data: &TrainData<'_>,
@@ -242,6 +245,7 @@ pub fn fit_parallel(
     // current embeddings) are built on the training thread. Both streams are seeded, so
     // results do not depend on timing.
     let mut rng = Rng::new(cfg.spec.seed);
+    let mut scaler = model.precision.scales_loss().then(LossScaler::default);
     let shape = data.source.shape();
     let dims = [shape.c as i64, shape.h as i64, shape.w as i64];
     let mut history = Vec::new();
@@ -283,6 +287,8 @@ pub fn fit_parallel(
         'epochs: for epoch in 1..=cfg.spec.epochs {
             let t0 = Instant::now();
             let mut loss_acc: Option<Tensor> = None;
+            // float16: steps skipped because their gradients overflowed.
+            let mut overflowed = 0usize;
             let mut loss_n = 0usize;
             // The rate of the epoch's last step (reported in the epoch's metrics).
             let mut epoch_lr = cfg.spec.lr * cfg.spec.schedule.factor(step_no, total_steps);
@@ -314,14 +320,33 @@ pub fn fit_parallel(
                     labels: prep.labels,
                     classes: prep.classes,
                 };
-                let loss = step_loss(model, &batch, cfg, &mut rng)?;
+                let loss = {
+                    let _autocast = Autocast::enter(model.precision, model.device)?;
+                    step_loss(model, &batch, cfg, &mut rng)?
+                }
+                .f_to_kind(Kind::Float)?;
                 opt.zero_grad();
-                loss.f_backward()?;
+                match &scaler {
+                    Some(s) => s.scaled(&loss)?.f_backward()?,
+                    None => loss.f_backward()?,
+                }
                 let stop = match parallel {
                     Some(p) => p.all_reduce_grads(&trainable, monitor.is_cancelled())? > 0.0,
                     None => false,
                 };
-                opt.step();
+                // float16: gradients unscaled (the same on every rank after the
+                // all-reduce, so the ranks skip the same steps).
+                let finite = match &scaler {
+                    Some(s) => s.unscale(&trainable)?,
+                    None => true,
+                };
+                if finite {
+                    opt.step();
+                }
+                if let Some(s) = scaler.as_mut() {
+                    s.update(finite);
+                    overflowed += usize::from(!finite);
+                }
                 let l = loss.f_detach()?;
                 loss_acc = Some(match loss_acc {
                     Some(acc) => acc.f_add(&l)?,
@@ -353,6 +378,10 @@ pub fn fit_parallel(
             }
             if let Some(k) = skipped {
                 metrics.push(("skipped".to_string(), k as f64));
+            }
+            if let Some(s) = &scaler {
+                metrics.push(("loss_scale".to_string(), s.scale()));
+                metrics.push(("overflow_steps".to_string(), overflowed as f64));
             }
             metrics.push(("seconds".to_string(), t0.elapsed().as_secs_f64()));
             if let Some(dir) = &cfg.checkpoint_dir {

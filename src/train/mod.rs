@@ -14,12 +14,14 @@
 //! `schedule` (optimiser, learning-rate schedule), `spec` (the training spec that crosses
 //! the Python boundary), `fit` (configuration and the loop), `parallel` (data-parallel
 //! training: shards, collectives through the caller's transport),
-//! `step` (one step's loss, grid stitching).
+//! `step` (one step's loss, grid stitching), `precision` (autocast regions and the
+//! float16 loss scaler).
 
 mod device;
 mod fit;
 mod model;
 mod parallel;
+mod precision;
 mod schedule;
 mod source;
 mod spec;
@@ -31,6 +33,7 @@ pub use fit::{
 };
 pub use model::{Model, ModelSpec, ScriptSource, SCRIPT_FILE};
 pub use parallel::{Collective, DataParallel, SyncFn};
+pub use precision::{Autocast, LossScaler, Precision, PRECISIONS};
 pub use schedule::{Optim, Schedule};
 pub use source::{ArraySource, CatalogueSource, ImageSource, Pixels};
 pub use spec::TrainSpec;

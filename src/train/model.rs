@@ -1,6 +1,7 @@
 //! The model: query network (and target network in stitched mode), construction,
 //! weights files and checkpoints, embedding.
 
+use super::precision::{Autocast, Precision};
 use super::GsnError;
 use crate::data::augment::ImageShape;
 use crate::nets::{LoadError, Net, Normalize};
@@ -49,6 +50,9 @@ pub struct Model {
     pub vs: nn::VarStore,
     pub(super) query: Net,
     pub(super) target: Option<Net>,
+    /// Arithmetic of the forward passes of training and embedding (float32 unless set;
+    /// a setting of the computation, not saved with the weights).
+    pub precision: Precision,
 }
 
 /// Model files are written as the store writes its files (temporary file, flush, rename).
@@ -163,6 +167,7 @@ impl Model {
             vs,
             query,
             target,
+            precision: Precision::Fp32,
         })
     }
 
@@ -235,8 +240,9 @@ impl Model {
         })
     }
 
-    /// `f` applied (without gradients) to the images `x` in batches of `batch`, the
-    /// outputs `(batch, width)` concatenated on the CPU.
+    /// `f` applied (without gradients, in the model's [`Precision`]) to the images `x`
+    /// in batches of `batch`, the outputs `(batch, width)` concatenated on the CPU as
+    /// float32.
     fn batched(
         &self,
         x: &[f32],
@@ -264,7 +270,11 @@ impl Model {
                     shape.w as i64,
                 ])?
                 .f_to_device(self.device)?;
-            parts.push(f(&xb)?.f_to_device(Device::Cpu)?);
+            let out = {
+                let _autocast = Autocast::enter(self.precision, self.device)?;
+                f(&xb)?
+            };
+            parts.push(out.f_to_kind(Kind::Float)?.f_to_device(Device::Cpu)?);
         }
         if parts.is_empty() {
             return Ok(Tensor::f_zeros([0, width], (Kind::Float, Device::Cpu))?);

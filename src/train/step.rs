@@ -5,7 +5,7 @@ use super::fit::{StepBatch, TrainConfig};
 use super::{GsnError, Model};
 use crate::data::grid::{build_grids, Negatives};
 use crate::rng::Rng;
-use tch::{Device, Tensor};
+use tch::{Device, Kind, Tensor};
 
 /// Loss of one step (with the autograd graph).
 pub(super) fn step_loss(
@@ -26,7 +26,10 @@ pub(super) fn step_loss(
         || (cfg.spec.negatives == Negatives::Hard && batch.classes.is_none());
     // The CPU copy of a batch's similarity matrix, for the negatives mined from it.
     let to_cpu = |s: &Tensor| -> Result<Vec<f32>, GsnError> {
-        let s = s.f_detach()?.f_to_device(Device::Cpu)?;
+        let s = s
+            .f_detach()?
+            .f_to_kind(Kind::Float)? // a 16-bit map under autocast
+            .f_to_device(Device::Cpu)?;
         Ok(Vec::<f32>::try_from(s.f_flatten(0, -1)?)?)
     };
     // Cell indices (flat, `b·cells`) and their targets (`(b, cells)`) on the device.
