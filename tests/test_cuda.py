@@ -145,5 +145,5 @@ def test_gsn_mixed_precision_on_cuda(images, precision, dtype):
     ).fit(X, ids)
     losses = [h["loss"] for h in trained.history_]
     assert np.isfinite(losses).all() and losses[-1] < losses[0], losses
-    if precision == "fp16":
-        assert all(h["loss_scale"] >= 1.0 for h in trained.history_)
+    if precision == "fp16":  # at most the first steps overflow at scale 2^16
+        assert sum(h["overflow_steps"] for h in trained.history_) <= 3, trained.history_

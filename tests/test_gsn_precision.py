@@ -77,13 +77,13 @@ def test_features_equal_pytorch_autocast(data, precision, dtype):
     np.testing.assert_allclose(np.linalg.norm(E, axis=1), 1.0, atol=1e-3)
 
 
-def one_step(X, y, precision, tmp_path, epochs=1):
+def one_step(X, y, precision, tmp_path, epochs=1, **kw):
     """A network trained for one step (or built, ``epochs=0``) and its saved trainable
     weights (BatchNorm's running statistics left out)."""
     gsn = gm.GridSearchNetwork(
-        epochs=epochs, steps_per_epoch=1, precision=precision, seed=3, **FAST
+        epochs=epochs, steps_per_epoch=1, precision=precision, seed=3, **{**FAST, **kw}
     ).fit(X, y)
-    d = tmp_path / f"{precision}-{epochs}"
+    d = tmp_path / f"{precision}-{epochs}-{len(kw)}"
     gsn.save(d)
     w = read_safetensors(d / "weights.safetensors")
     return gsn, {k: v for k, v in w.items() if not is_buffer(k)}
@@ -105,12 +105,58 @@ def test_a_training_step_computes_the_float32_loss_to_16_bit_rounding(data, prec
         assert "loss_scale" not in h and "overflow_steps" not in h
         assert changed  # the optimiser stepped
         return
-    # fp16: at scale 2^16 this step's gradients overflow float16 (on this data): the step
-    # is skipped (no weight changes) and the scale halved; a step without overflow
-    # updates the weights at the same scale
+    # fp16: a step whose gradients overflow float16 at scale 2^16 is skipped (no weight
+    # changes) and halves the scale; a step without overflow updates the weights
     k = h["overflow_steps"]
     assert k in (0, 1) and h["loss_scale"] == 65536.0 / 2**k, h
     assert (changed == []) == (k == 1), (k, changed)
+
+
+def test_an_fp16_sgd_step_moves_the_weights_as_float32_does(data, tmp_path):
+    """The gradients are unscaled before the optimiser: plain SGD's first step (lr · g)
+    is float32's up to 16-bit rounding, not 2^16 times larger."""
+    X, y = data
+    X1 = np.ascontiguousarray(X[:, :1])
+    kw = dict(optimizer="sgd", lr=0.05, loss="triplet")
+    _, start = one_step(X1, y, "fp32", tmp_path, epochs=0, **kw)
+    _, w32 = one_step(X1, y, "fp32", tmp_path, **kw)
+    gsn, w16 = one_step(X1, y, "fp16", tmp_path, **kw)
+    assert gsn.history_[0]["overflow_steps"] == 0
+    d32 = np.concatenate([(w32[k] - start[k]).ravel() for k in start])
+    d16 = np.concatenate([(w16[k] - start[k]).ravel() for k in start])
+    assert np.linalg.norm(d32) > 0
+    assert np.linalg.norm(d16 - d32) < 0.05 * np.linalg.norm(d32)
+
+
+@pytest.mark.parametrize("loss", gm.losses.NAMES)
+def test_fp16_training_is_finite_with_every_loss(data, loss):
+    X, y = data
+    X1 = np.ascontiguousarray(X[:, :1])
+    gsn = gm.GridSearchNetwork(
+        loss=loss, epochs=2, steps_per_epoch=4, precision="fp16", **FAST
+    ).fit(X1, y)
+    assert all(np.isfinite(h["loss"]) for h in gsn.history_), gsn.history_
+    assert sum(h["overflow_steps"] for h in gsn.history_) <= 2, gsn.history_
+
+
+class Overflowing(nn.Module):
+    """Outputs beyond float16's range (65504) once computed in float16."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(3, 8, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return (self.conv(x) * 1e6).amax(dim=(2, 3))
+
+
+def test_fp16_that_overflows_at_every_scale_stops_with_a_clear_error(data):
+    X, y = data
+    kw = dict(backbone=Overflowing(), epochs=40, steps_per_epoch=1, **FAST)
+    with pytest.raises(gm.ConfigError, match=r"overflowed float16 at every loss scale.*bf16"):
+        gm.GridSearchNetwork(precision="fp16", **kw).fit(X, y)
+    h = gm.GridSearchNetwork(precision="bf16", **{**kw, "epochs": 2}).fit(X, y).history_
+    assert all(np.isfinite(r["loss"]) for r in h)
 
 
 def test_fp16_training_of_a_module_backbone_learns(data, tmp_path):

@@ -2,7 +2,7 @@
 //! thread, per-epoch validation, progress and checkpoints.
 
 use super::parallel::{shard, DataParallel};
-use super::precision::{Autocast, LossScaler};
+use super::precision::{LossScaler, MIN_SCALE};
 use super::source::ImageSource;
 use super::step::step_loss;
 use super::{GsnError, Model, Optim, TrainSpec};
@@ -13,7 +13,7 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 use std::time::Instant;
 use tch::nn::{self, OptimizerConfig};
-use tch::{Device, Kind, Tensor};
+use tch::{Device, Tensor};
 
 /// Training parameters.
 #[derive(Debug, Clone)]
@@ -246,6 +246,7 @@ pub fn fit_parallel(
     // results do not depend on timing.
     let mut rng = Rng::new(cfg.spec.seed);
     let mut scaler = model.precision.scales_loss().then(LossScaler::default);
+    let mut skipped_total = 0usize; // float16 steps skipped in the whole run
     let shape = data.source.shape();
     let dims = [shape.c as i64, shape.h as i64, shape.w as i64];
     let mut history = Vec::new();
@@ -320,11 +321,7 @@ pub fn fit_parallel(
                     labels: prep.labels,
                     classes: prep.classes,
                 };
-                let loss = {
-                    let _autocast = Autocast::enter(model.precision, model.device)?;
-                    step_loss(model, &batch, cfg, &mut rng)?
-                }
-                .f_to_kind(Kind::Float)?;
+                let loss = step_loss(model, &batch, cfg, &mut rng)?; // float32
                 opt.zero_grad();
                 match &scaler {
                     Some(s) => s.scaled(&loss)?.f_backward()?,
@@ -346,6 +343,15 @@ pub fn fit_parallel(
                 if let Some(s) = scaler.as_mut() {
                     s.update(finite);
                     overflowed += usize::from(!finite);
+                    skipped_total += usize::from(!finite);
+                    if s.scale() < MIN_SCALE {
+                        return Err(GsnError::Config(format!(
+                            "precision=\"fp16\": the gradients overflowed float16 at every \
+                             loss scale down to {MIN_SCALE:e} ({skipped_total} steps skipped): \
+                             the network overflows float16 in its forward pass; use \
+                             precision=\"bf16\" or \"fp32\""
+                        )));
+                    }
                 }
                 let l = loss.f_detach()?;
                 loss_acc = Some(match loss_acc {

@@ -1,11 +1,13 @@
 //! One training step's loss: grids built over the batch (or stitched for the target
-//! network), the similarity map, the loss with its autograd graph.
+//! network), the similarity map, the loss with its autograd graph; the networks run in
+//! the model's precision, the similarities and the loss in float32.
 
 use super::fit::{StepBatch, TrainConfig};
+use super::precision::Autocast;
 use super::{GsnError, Model};
 use crate::data::grid::{build_grids, Negatives};
 use crate::rng::Rng;
-use tch::{Device, Kind, Tensor};
+use tch::{Device, Tensor};
 
 /// Loss of one step (with the autograd graph).
 pub(super) fn step_loss(
@@ -16,8 +18,17 @@ pub(super) fn step_loss(
 ) -> Result<Tensor, GsnError> {
     let b = batch.labels.len() as i64;
     let dev = model.device;
+    // The networks' forward passes run in the model's precision (an autocast region);
+    // their outputs are L2-normalised in float32, and the similarity maps and the loss
+    // are computed in float32 outside the region (small next to the networks, and
+    // float16's range would overflow in the losses' masks and logarithms).
+    let autocast = || Autocast::enter(model.precision, dev);
+    let embed = |x: &Tensor| -> Result<Tensor, GsnError> {
+        let _region = autocast()?;
+        Ok(model.query.embed(x, true)?)
+    };
     if !cfg.spec.loss.is_grid() {
-        let e = model.query.embed(&batch.x, true)?;
+        let e = embed(&batch.x)?;
         let labels = Tensor::f_from_slice(&batch.labels)?.f_to_device(dev)?;
         return Ok(cfg.spec.loss.pairs(&e, &labels)?);
     }
@@ -26,10 +37,7 @@ pub(super) fn step_loss(
         || (cfg.spec.negatives == Negatives::Hard && batch.classes.is_none());
     // The CPU copy of a batch's similarity matrix, for the negatives mined from it.
     let to_cpu = |s: &Tensor| -> Result<Vec<f32>, GsnError> {
-        let s = s
-            .f_detach()?
-            .f_to_kind(Kind::Float)? // a 16-bit map under autocast
-            .f_to_device(Device::Cpu)?;
+        let s = s.f_detach()?.f_to_device(Device::Cpu)?;
         Ok(Vec::<f32>::try_from(s.f_flatten(0, -1)?)?)
     };
     // Cell indices (flat, `b·cells`) and their targets (`(b, cells)`) on the device.
@@ -50,14 +58,14 @@ pub(super) fn step_loss(
     };
     match &model.target {
         None => {
-            let e = model.query.embed(&batch.x, true)?;
+            let e = embed(&batch.x)?;
             let full = e.f_matmul(&e.f_tr()?)?;
             let (g, t) = grids(need_sim.then(|| to_cpu(&full)).transpose()?)?;
             let sim = full.f_gather(1, &g.f_view([b, cells])?, false)?;
             Ok(cfg.spec.loss.grid(&sim, &t)?)
         }
         Some(target) => {
-            let q = model.query.embed(&batch.x, true)?;
+            let q = embed(&batch.x)?;
             let sim = if need_sim {
                 let qd = q.f_detach()?;
                 Some(to_cpu(&qd.f_matmul(&qd.f_tr()?)?)?)
@@ -72,12 +80,15 @@ pub(super) fn step_loss(
                 cfg.spec.grid.rows as i64,
                 cfg.spec.grid.cols as i64,
             )?;
-            let vol = target.volume(
-                &stitched,
-                cfg.spec.grid.rows as i64,
-                cfg.spec.grid.cols as i64,
-                true,
-            )?; // (b, cells, d)
+            let vol = {
+                let _region = autocast()?;
+                target.volume(
+                    &stitched,
+                    cfg.spec.grid.rows as i64,
+                    cfg.spec.grid.cols as i64,
+                    true,
+                )?
+            }; // (b, cells, d)
             let sim = vol.f_bmm(&q.f_unsqueeze(2)?)?.f_squeeze_dim(2)?;
             Ok(cfg.spec.loss.grid(&sim, &t)?)
         }
