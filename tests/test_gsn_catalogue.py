@@ -139,6 +139,14 @@ def test_fit_catalogue_augment_zero_and_validation_catalogue(cat, tmp_path):
         gsn(image_size=2).fit(cat)
     with pytest.raises(gm.ShapeError, match="ids is required"):
         gsn().fit(np.zeros((10, 1, 8, 8), np.float32))
+    # an empty catalogue is refused as an empty array is
+    empty = cat.subset(np.zeros(len(cat), bool))
+    trained = gsn(epochs=0).fit(cat)
+    for call in (trained.embed, trained.features, gsn(epochs=1).fit):
+        with pytest.raises(gm.ShapeError, match="X must hold at least one image, got an empty"):
+            call(empty)
+    with pytest.raises(gm.ShapeError, match="at least one image"):
+        trained.embed(np.zeros((0, 3, SIZE, SIZE), np.float32))
 
 
 def test_uint8_arrays_train_exactly_as_their_float32_scaling():

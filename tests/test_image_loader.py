@@ -455,6 +455,16 @@ def test_bad_files_raise_data_error_naming_the_file(tmp_path):
     assert any("bomb.png" in m for _, m in loader.skipped)
 
 
+def test_batches_larger_than_the_memory_are_refused_up_front(tmp_path):
+    cat = catalogue(folder(tmp_path, [(8, 8)] * 2))
+    # 2 images at 16384 px are 6 GiB a batch; 65 of them cannot be held on any test host
+    with pytest.raises(gm.ConfigError, match=r"a batch of 2 images at 16384 px is 6\.0 GiB"):
+        ImageLoader(cat, batch_size=64, image_size=16384, prefetch=64)
+    # the batch counted is at most the catalogue: a large batch_size alone is fine
+    x, _ = collect(ImageLoader(cat, batch_size=10**9, image_size=8, shuffle=False))
+    assert x.shape == (2, 3, 8, 8)
+
+
 def test_bad_settings_and_empty_catalogue(tmp_path):
     cat = catalogue(folder(tmp_path, [(8, 8)]))
     with pytest.raises(gm.ShapeError, match="empty"):

@@ -101,13 +101,16 @@ class Images:
     Raises
     ------
     ShapeError
-        Badly shaped arrays or an unsupported dtype.
+        Badly shaped arrays, an unsupported dtype, or no images (an empty array or
+        catalogue).
     """
 
     def __init__(self, X: Any, image_size: int, name: str = "X") -> None:
         self.name = name
         self.image_size = image_size
         if isinstance(X, ImageCatalogue):
+            if len(X) == 0:  # as an empty array
+                raise ShapeError(f"{name} must hold at least one image, got an empty catalogue")
             self.catalogue: ImageCatalogue | None = X
             self.array: np.ndarray | None = None
             self.n = len(X)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import operator
+import os
 import warnings
 from collections.abc import Iterator
 from typing import Any
@@ -112,7 +113,9 @@ class ImageLoader:
     Raises
     ------
     ConfigError
-        A setting is out of range or of the wrong type.
+        A setting is out of range or of the wrong type, or the batches the loader may
+        hold at once (``prefetch`` + 1 of ``batch_size`` images at ``image_size``, as
+        float32) would take more than half of the machine's physical memory.
     ShapeError
         The catalogue is empty (e.g. an empty subset).
 
@@ -228,6 +231,9 @@ class ImageLoader:
             "workers": workers,
             "prefetch": 2 * workers if prefetch is None else prefetch,
         }
+        _check_memory(
+            min(config["batch_size"], len(self.catalogue)), config["size"], config["prefetch"]
+        )
         return _core.ImagePipeline(list(self.catalogue.paths), json.dumps(config))
 
     def __len__(self) -> int:
@@ -287,4 +293,24 @@ class ImageLoader:
         return (
             f"ImageLoader({len(self.catalogue)} images, batch_size={self.batch_size!r}, "
             f"image_size={self.image_size!r}, augment={self.augment!r}, seed={self.seed!r})"
+        )
+
+
+def _check_memory(batch: int, size: int, prefetch: int) -> None:
+    """``ConfigError`` when ``prefetch + 1`` float32 batches of ``batch`` RGB images of
+    ``size`` px would take more than half of the physical memory (the process would be
+    killed for memory instead of failing with a message)."""
+    try:
+        physical = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (AttributeError, ValueError, OSError):  # not known on this platform
+        return
+    one = batch * 3 * size * size * 4
+    held = one * (prefetch + 1)
+    if physical > 0 and held > physical // 2:
+        gib = 2.0**30
+        raise ConfigError(
+            f"a batch of {batch} images at {size} px is {one / gib:.1f} GiB and the loader "
+            f"may hold prefetch + 1 = {prefetch + 1} of them ({held / gib:.1f} GiB): more "
+            f"than half of this machine's {physical / gib:.1f} GiB of memory; lower "
+            "batch_size, image_size or prefetch"
         )
