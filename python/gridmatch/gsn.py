@@ -360,11 +360,12 @@ class GridSearchNetwork(BaseEstimator):
         distortions).
     precision : {"fp32", "bf16", "fp16"}, default "fp32"
         Arithmetic of the forward passes of :meth:`fit`, :meth:`embed` and
-        :meth:`features`. ``"bf16"`` and ``"fp16"`` run them under libtorch's autocast
-        (as ``torch.autocast(device_type, dtype)`` does: convolutions and matrix
-        products in the 16-bit type, normalisations, softmax and losses in float32);
-        weights, gradients and optimiser state stay float32, and results are returned
-        as float32. ``"fp16"`` training scales the loss (PyTorch's ``GradScaler``
+        :meth:`features`. ``"bf16"`` and ``"fp16"`` run the networks under libtorch's
+        autocast (as ``torch.autocast(device_type, dtype)`` does: convolutions and
+        matrix products in the 16-bit type); the embeddings are normalised, and the
+        training similarities and loss computed, in float32; weights, gradients and
+        optimiser state stay float32, and results are returned as float32. ``"fp16"``
+        training scales the loss (PyTorch's ``GradScaler``
         defaults: scale 2^16, halved and the step skipped when a gradient overflows,
         doubled after 2000 steps without one; the history records ``loss_scale`` and
         ``overflow_steps`` per epoch). Meant for CUDA GPUs (bfloat16 on Ampere and

@@ -21,13 +21,11 @@
 //! (Linux and macOS builds of libtorch).
 
 use super::GsnError;
-use serde::{Deserialize, Serialize};
 use std::marker::PhantomData;
 use tch::{Device, Kind, Tensor};
 
 /// The arithmetic of a model's forward pass.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Precision {
     /// float32 throughout (the default).
     #[default]
