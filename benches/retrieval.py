@@ -491,7 +491,14 @@ def report(info: dict, knn_rows: list, evs: list, mem: list, gemms: list) -> str
         "during the scan how many gallery items rank before the best relevant one, which is the"
         " exact rank of the first hit that recall@k and precision@1 need (when sum R is small "
         "next to the gallery; else it keeps the top max(max(ks), max R) as before). Nothing n x"
-        " K is ever materialised.",
+        " K is ever materialised. With AVX2, that rank-counting search first runs an exact "
+        "integer prefilter: queries quantized to 7 bits and the gallery to 6 bits per vector, "
+        "their products computed with `vpmaddubsw` (32 multiply-adds per instruction), and a "
+        "rigorous bound on the difference to the float32 score (Cauchy-Schwarz on the "
+        "quantization residuals plus the FMA chain's own rounding) drops every item that "
+        "cannot reach the query's best R or rank before its best relevant item; the few "
+        "others are scored by the same FMA chain, so the metrics are bit-for-bit those of "
+        "the full scan (`src/retrieval/prefilter.rs`).",
         "",
     ]
     if gemms:

@@ -9,6 +9,7 @@
 //! threads busy, the gallery is also split into shards whose partial lists are merged.
 
 use super::kernel::Kernel;
+use super::prefilter;
 use super::scan::{scan_fused, scan_row, Columns, RowScan};
 use super::topk::{merge, rank_order, Neighbor, TopK};
 use super::{standard, validate, validate_k, Blocks, KnnOptions, Metric, RetrievalError};
@@ -171,11 +172,24 @@ pub(crate) struct Relevant<'a> {
     pub rows: &'a [u32],
     /// `n_queries + 1` offsets into `rows`.
     pub start: &'a [usize],
+    /// Ranks from this one on need not be exact: a rank reported at or above it may be
+    /// larger than the true rank (never below it).
+    pub rank_cap: usize,
 }
 
-/// The best relevant item of every query that has one, as (internal score, gallery
-/// row), computed exactly as the tiles compute it (the kernels' FMA chain); `None`
-/// when the kernel does not guarantee that chain or the work would not pay.
+/// A query's best relevant item (its internal score and gallery row) and its floor:
+/// the lowest internal score of its relevant items. Every item among the query's best
+/// R, and every item ranked before its best relevant one, scores at least the floor.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) struct Target {
+    pub score: f32,
+    pub index: u32,
+    pub floor: f32,
+}
+
+/// The target of every query that has a relevant item, computed exactly as the tiles
+/// compute scores (the kernels' FMA chain); `None` when the kernel does not guarantee
+/// that chain or the work would not pay.
 fn best_relevant(
     kernel: Kernel,
     q: &[f32],
@@ -183,7 +197,7 @@ fn best_relevant(
     d: usize,
     prepared: &Prepared,
     rel: &Relevant<'_>,
-) -> Option<Vec<Option<(f32, u32)>>> {
+) -> Option<Vec<Option<Target>>> {
     let n = rel.start.len() - 1;
     let m = g.len() / d;
     if kernel == Kernel::Portable || !fma_available() || !ranks_pay(rel.rows.len(), n, m) {
@@ -195,6 +209,7 @@ fn best_relevant(
             .map(|i| {
                 let qi = &q[i * d..(i + 1) * d];
                 let mut best: Option<Neighbor> = None;
+                let mut floor = f32::INFINITY;
                 for &j in &rel.rows[rel.start[i]..rel.start[i + 1]] {
                     let ju = j as usize;
                     let v = prepared.internal(ju, fma_chain(qi, &g[ju * d..(ju + 1) * d]));
@@ -202,11 +217,16 @@ fn best_relevant(
                         score: v + 0.0,
                         index: j,
                     };
+                    floor = floor.min(nb.score);
                     if best.is_none_or(|b| rank_order(&nb, &b).is_lt()) {
                         best = Some(nb);
                     }
                 }
-                best.map(|b| (b.score, b.index))
+                best.map(|b| Target {
+                    score: b.score,
+                    index: b.index,
+                    floor,
+                })
             })
             .collect(),
     )
@@ -273,6 +293,7 @@ where
     let path = Path {
         kernel: Kernel::detect(),
         fused: true,
+        prefilter: true,
     };
     search_on(path, queries, gallery, k, relevant, options, monitor, f)
 }
@@ -283,6 +304,8 @@ where
 struct Path {
     kernel: Kernel,
     fused: bool,
+    /// Metrics searches (with targets) use [`prefilter::lists`] when it accepts.
+    prefilter: bool,
 }
 
 /// [`search`] on a given path (tests compare the paths).
@@ -336,6 +359,38 @@ where
     // Gallery tiles start on panel boundaries: their width is a multiple of the
     // kernel's panel (unless one tile covers the whole gallery).
     let gb = (gb.div_ceil(kernel.nr()) * kernel.nr()).min(m);
+    let finish = |q0: usize, lists: Vec<(Vec<Neighbor>, usize)>| -> Vec<T> {
+        lists
+            .into_iter()
+            .enumerate()
+            .map(|(r, (mut list, before))| {
+                let i = q0 + r;
+                for nb in &mut list {
+                    nb.score = prepared.report(i, nb.score);
+                }
+                let rank = targets.as_ref().and_then(|t| t[i].map(|_| before));
+                f(i, &list, rank)
+            })
+            .collect()
+    };
+
+    let rank_cap = relevant.map_or(usize::MAX, |r| r.rank_cap);
+    if let (true, Some(t)) = (path.prefilter, targets.as_deref()) {
+        let cols = prepared.columns(0, m);
+        if let Some(lists) = prefilter::lists(
+            qs,
+            gs,
+            d,
+            cols,
+            t,
+            &ks,
+            rank_cap,
+            options.exclude_self,
+            monitor,
+        )? {
+            return Ok(finish(0, lists));
+        }
+    }
     let packed_gallery = Kernel::pack(gs, m, d, kernel.nr());
 
     let n_chunks = n.div_ceil(qb);
@@ -365,21 +420,6 @@ where
         let b1 = (s + 1) * n_blocks / shards;
         (b0 * gb).min(m)..(b1 * gb).min(m)
     };
-    let finish = |q0: usize, lists: Vec<(Vec<Neighbor>, usize)>| -> Vec<T> {
-        lists
-            .into_iter()
-            .enumerate()
-            .map(|(r, (mut list, before))| {
-                let i = q0 + r;
-                for nb in &mut list {
-                    nb.score = prepared.report(i, nb.score);
-                }
-                let rank = targets.as_ref().and_then(|t| t[i].map(|_| before));
-                f(i, &list, rank)
-            })
-            .collect()
-    };
-
     let per_chunk: Vec<Vec<T>> = if shards == 1 {
         (0..n_chunks)
             .into_par_iter()
@@ -428,7 +468,7 @@ struct Ctx<'a, 'm> {
     /// List length of each query.
     ks: &'a [usize],
     /// Best relevant item of each query (internal score, row), when ranks are counted.
-    targets: Option<&'a [Option<(f32, u32)>]>,
+    targets: Option<&'a [Option<Target>]>,
     exclude_self: bool,
     prepared: &'a Prepared,
     monitor: &'a Monitor<'m>,
@@ -454,7 +494,7 @@ impl Ctx<'_, '_> {
             .clone()
             .map(|i| RowScan {
                 top: TopK::new(self.ks[i]),
-                target: self.targets.and_then(|t| t[i]),
+                target: self.targets.and_then(|t| t[i].map(|t| (t.score, t.index))),
                 // The gallery has at most u32::MAX rows (validated).
                 skip: self.exclude_self.then_some(i as u32),
                 before: 0,
@@ -646,6 +686,7 @@ mod tests {
                     let rel = Relevant {
                         rows: &rows,
                         start: &start,
+                        rank_cap: usize::MAX,
                     };
                     for blocks in [
                         Blocks::default(),
@@ -667,10 +708,12 @@ mod tests {
                             let stored = Path {
                                 kernel,
                                 fused: false,
+                                prefilter: false,
                             };
                             let fused = Path {
                                 kernel,
                                 fused: true,
+                                prefilter: false,
                             };
                             let want = run(stored, &opts, k, rel);
                             let got = run(fused, &opts, k, rel);
@@ -688,6 +731,129 @@ mod tests {
             }
         }
         assert!(fused_runs > 0);
+    }
+
+    #[test]
+    fn prefilter_matches_the_full_scan() {
+        // Two threads: the prefilter needs 8 queries per thread.
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(2)
+            .build()
+            .unwrap();
+        pool.install(prefilter_cases);
+    }
+
+    fn prefilter_cases() {
+        // Clustered float data (the prefilter prunes most items) and small integers
+        // (many exact ties on the floors and targets), every metric, with and without
+        // exclude_self; ids so that some queries have no relevant item.
+        let mut rng = crate::rng::Rng::new(5);
+        let centres: Vec<f32> = (0..120 * 24).map(|_| rng.normal() as f32).collect();
+        let cq = Array2::from_shape_fn((400, 24), |(i, k)| {
+            centres[(i % 120) * 24 + k] + 0.6 * rng.normal() as f32
+        });
+        let cg = Array2::from_shape_fn((400, 24), |(j, k)| {
+            centres[(j % 100) * 24 + k] + 0.6 * rng.normal() as f32
+        });
+        let datasets = [(cq, cg), (ints(400, 7, 21), ints(400, 7, 22))];
+        for (q, g) in &datasets {
+            let n = q.nrows();
+            for metric in [Metric::Cosine, Metric::InnerProduct, Metric::L2] {
+                for excl in [false, true] {
+                    // Query i has id i % 120 (ids 100..120 are absent from the gallery),
+                    // gallery row j id j % 100.
+                    let mut rows = vec![];
+                    let mut start = vec![0];
+                    for i in 0..n {
+                        rows.extend((0..n as u32).filter(|&j| {
+                            j as usize % 100 == i % 120 && !(excl && j as usize == i)
+                        }));
+                        start.push(rows.len());
+                    }
+                    let rel = Relevant {
+                        rows: &rows,
+                        start: &start,
+                        rank_cap: usize::MAX,
+                    };
+                    let opts = KnnOptions {
+                        metric,
+                        exclude_self: excl,
+                        ..KnnOptions::default()
+                    };
+                    for kernel in Kernel::supported() {
+                        if kernel == Kernel::Portable {
+                            continue;
+                        }
+                        let run = |prefilter: bool, rel: &Relevant<'_>| {
+                            let path = Path {
+                                kernel,
+                                fused: true,
+                                prefilter,
+                            };
+                            search_on(
+                                path,
+                                q.view(),
+                                g.view(),
+                                5,
+                                Some(rel),
+                                &opts,
+                                &Monitor::none(),
+                                |_, l, r| {
+                                    r.map(|r| {
+                                        let l: Vec<_> = l
+                                            .iter()
+                                            .map(|nb| (nb.score.to_bits(), nb.index))
+                                            .collect();
+                                        (l, r)
+                                    })
+                                },
+                            )
+                            .unwrap()
+                        };
+                        let want = run(false, &rel);
+                        let got = run(true, &rel);
+                        assert_eq!(got, want, "{kernel:?} {metric:?} excl={excl}");
+                        // With a cap on the ranks, a rank at or beyond it may be larger.
+                        let capped = Relevant {
+                            rows: &rows,
+                            start: &start,
+                            rank_cap: 2,
+                        };
+                        type Lists = Vec<Option<(Vec<(u32, u32)>, usize)>>;
+                        let cap = |v: Lists| -> Lists {
+                            v.into_iter()
+                                .map(|x| x.map(|(l, r)| (l, r.min(2))))
+                                .collect()
+                        };
+                        assert_eq!(cap(run(true, &capped)), cap(want.clone()));
+                        assert!(want.iter().filter(|x| x.is_some()).count() > n / 2);
+                        assert!(want.iter().any(|x| x.is_none()));
+                    }
+                    // The prefilter did run (it declines only without AVX2 + FMA).
+                    let qs = q.as_slice().unwrap();
+                    let gs = g.as_slice().unwrap();
+                    let prepared = Prepared::new(metric, &q.view(), &g.view());
+                    let kernel = Kernel::detect();
+                    if let Some(t) = best_relevant(kernel, qs, gs, q.ncols(), &prepared, &rel) {
+                        let ks = vec![5; n];
+                        let cols = prepared.columns(0, n);
+                        let got = prefilter::lists(
+                            qs,
+                            gs,
+                            q.ncols(),
+                            cols,
+                            &t,
+                            &ks,
+                            usize::MAX,
+                            excl,
+                            &Monitor::none(),
+                        )
+                        .unwrap();
+                        assert_eq!(got.is_some(), prefilter::available());
+                    }
+                }
+            }
+        }
     }
 
     #[test]

@@ -225,7 +225,10 @@ fn aggregate(ks: &[usize], stats: &[Option<QueryStats>]) -> Evaluation {
 ///
 /// Searches the top `K = max(max(ks), max R)` items of each query (bounded by the
 /// gallery) with the exact engine and scores each query as soon as its list is ready:
-/// memory is that of the search tiles, never `n x K`.
+/// memory is that of the search tiles, never `n x K`. When the relevant items are few
+/// next to the gallery, each query keeps only its best R and counts the items ranked
+/// before its best relevant one; on CPUs with AVX2 that search runs behind an exact
+/// integer prefilter (`prefilter.rs`), with results identical to the full scan's.
 pub fn evaluate(
     queries: ArrayView2<'_, f32>,
     ids_q: &[i64],
@@ -254,7 +257,13 @@ pub fn evaluate(
     let total: usize = rel.r.iter().sum();
     let lists = ranks_pay(total, queries.nrows(), gallery.nrows())
         .then(|| relevant_rows(ids_q, ids_g, excl, total));
-    let relevant = lists.as_ref().map(|(rows, start)| Relevant { rows, start });
+    // recall@k and precision@1 compare the rank of the first hit with the ks only.
+    let rank_cap = ks.last().copied().unwrap_or(1);
+    let relevant = lists.as_ref().map(|(rows, start)| Relevant {
+        rows,
+        start,
+        rank_cap,
+    });
     let stats = search(
         queries,
         gallery,

@@ -7,7 +7,9 @@
 //!   query × gallery score matrix is never formed.
 //! - [`evaluate`]: recall@k (DeepFashion In-shop's top-k accuracy), precision@1, MAP@R
 //!   and R-precision (*A Metric Learning Reality Check*), computed query by query while
-//!   the search streams, so even MAP@R with large R needs no n × R matrix.
+//!   the search streams, so even MAP@R with large R needs no n × R matrix. With AVX2,
+//!   an integer prefilter with a rigorous error bound skips the items that cannot
+//!   change any metric; the others are scored exactly, so the metrics are unchanged.
 //! - [`torch_backend`]: the same search with libtorch ops, for `device = cuda`.
 //!
 //! Scores: cosine similarity and inner product are ranked largest first; squared L2
@@ -20,6 +22,7 @@
 mod engine;
 mod kernel;
 mod metrics;
+mod prefilter;
 mod scan;
 pub mod spec;
 mod topk;

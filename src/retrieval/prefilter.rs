@@ -1,0 +1,656 @@
+//! The metrics' exact search with an integer prefilter.
+//!
+//! [`super::evaluate`] needs, per query, only the gallery items that could rank before
+//! its worst relevant item: its best R items all score at least that item's score (the
+//! query's *floor*; the R relevant items themselves do), and so do the items ranked
+//! before its best relevant item. Every other item can be dropped unseen.
+//!
+//! Both operands are quantized per vector, the queries to integers in `-63..=63`, the
+//! gallery to `-31..=31` (scale `max|x| / 63` or `/ 31`), and their integer inner
+//! products are computed with AVX2's `vpmaddubsw` (32 multiply-adds per instruction;
+//! 16-bit partial sums widened every 16 dimensions; the query side is stored as unsigned
+//! `q' + 64` and the offset removed per column). For query `q` and gallery row `g` with
+//! scales `s_q`, `s_g`, quantized vectors `q'`, `g'` and integer product `I = q'·g'`,
+//! the exact f32 score `v` the kernels compute (one FMA chain over `d` dimensions)
+//! satisfies, by Cauchy-Schwarz on `q·g - s_q q'·s_g g' = (q - s_q q')·g +
+//! s_q q'·(g - s_g g')` and the chain's own rounding (`γ_d = d u / (1 - d u)`,
+//! `u = 2^-24`),
+//!
+//! `|v - s_q s_g I| <= (|q - s_q q'|_2 + γ_d |q|_2) |g|_2 + |s_q q'|_2 |g - s_g g'|_2`.
+//!
+//! An item whose upper bound on the internal score (the metric's column map of `v`),
+//! less a margin for the f32 rounding of the bound itself, stays below what the query
+//! still needs cannot matter and is dropped. What a query needs: its best R items all
+//! score at least its *floor* (the lowest score of its R relevant items) and at least the
+//! k-th best score offered so far; the items ranked before its best relevant item score
+//! at least that item's score. Every other item is scored by the exact FMA chain (eight
+//! chains at a time, bit-identical to the kernels' tiles) and offered to the query's
+//! selector and rank count exactly as the full scan offers it, in increasing gallery
+//! order. The metrics are therefore identical to the full scan's; only the number of
+//! f32 chains changes.
+//!
+//! The prefilter declines (the caller runs the full scan) without AVX2 + FMA, with
+//! fewer than `8 x threads` queries (the full scan splits the gallery between threads
+//! instead), for `d > 4096` (the integer products must stay exact in f32), and for values whose
+//! magnitudes could make the f32 bound underflow or overflow.
+
+use super::engine::Target;
+use super::scan::Columns;
+use super::topk::{Neighbor, TopK};
+use super::RetrievalError;
+use crate::runtime::Monitor;
+use rayon::prelude::*;
+
+/// Largest quantized magnitude of a query and of a gallery row.
+const QMAX_Q: f64 = 63.0;
+const QMAX_G: f64 = 31.0;
+/// Offset of the unsigned query values (`q' + OFFSET` in `1..=127`).
+const OFFSET: i32 = 64;
+/// Query rows of the micro-kernel.
+pub(crate) const MR: usize = 4;
+/// Gallery columns of the micro-kernel (two vectors of eight 32-bit sums).
+pub(crate) const NR: usize = 16;
+/// Groups of four dimensions summed in 16 bits before widening: each `vpmaddubsw` lane
+/// is at most `2 * 127 * 31 = 7874`, and 4 of them stay below `2^15`.
+const WIDEN: usize = 4;
+/// Largest dimension: `|I| <= 63 * 31 * d` must stay below `2^24`.
+const MAX_D: usize = 4096;
+/// Gallery columns per block (kept in L2 while a chunk of queries passes over it).
+const BLOCK: usize = 1024;
+/// Query rows per task (at most; a multiple of [`MR`]).
+const CHUNK: usize = 64;
+/// Magnitudes the bound's f32 arithmetic handles without underflow or overflow.
+const RANGE: (f64, f64) = (1e-12, 1e12);
+/// f32 unit roundoff.
+const U: f64 = 1.0 / 16_777_216.0;
+
+/// Per-vector quantization: scale `s`, `|x|_2`, `|x'|_1`, `sum(x')`, the residual
+/// `|x - s x'|_2` and `|s x'|_2`.
+#[derive(Debug, Clone, Copy, Default)]
+struct Stats {
+    scale: f64,
+    l2: f64,
+    ql1: f64,
+    qsum: i32,
+    residual: f64,
+    ql2: f64,
+}
+
+/// Quantize `x` into `out` (`out.len() >= x.len()`, the rest left at zero), `None`
+/// when a nonzero vector's largest magnitude is outside [`RANGE`].
+fn quantize(x: &[f32], qmax: f64, mut put: impl FnMut(usize, i32)) -> Option<Stats> {
+    let max = x.iter().fold(0f64, |m, &v| m.max(f64::from(v).abs()));
+    if max == 0.0 {
+        return Some(Stats {
+            scale: 1.0,
+            ..Stats::default()
+        });
+    }
+    if !(RANGE.0..=RANGE.1).contains(&max) {
+        return None;
+    }
+    let scale = max / qmax;
+    let mut st = Stats {
+        scale,
+        ..Stats::default()
+    };
+    let (mut l2, mut res, mut ql2) = (0f64, 0f64, 0f64);
+    for (k, &v) in x.iter().enumerate() {
+        let v = f64::from(v);
+        // |v / scale| <= qmax up to rounding; the clamp keeps the error within scale / 2.
+        let q = (v / scale).round().clamp(-qmax, qmax);
+        put(k, q as i32);
+        l2 += v * v;
+        st.ql1 += q.abs();
+        st.qsum += q as i32;
+        res += (v - scale * q) * (v - scale * q);
+        ql2 += q * q;
+    }
+    st.l2 = l2.sqrt();
+    st.residual = res.sqrt();
+    st.ql2 = scale * ql2.sqrt();
+    Some(st)
+}
+
+/// The gallery, quantized and packed for the micro-kernel: panel `p` holds columns
+/// `p * NR ..`, four dimensions at a time (`NR * 4` bytes per group), zero-padded.
+struct Gallery {
+    packed: Vec<i8>,
+    /// Groups of four dimensions.
+    quads: usize,
+    /// Per column (padded to panels; the internal score of a raw value `v` is
+    /// `v * M - C`): `OFFSET * sum(g')`, the product's scale `s_g M`, `|g|_2 M` and
+    /// `|g - s_g g'|_2 M` (both rounded up), and `C`.
+    offset: Vec<i32>,
+    scale: Vec<f32>,
+    norm: Vec<f32>,
+    residual: Vec<f32>,
+    shift: Vec<f32>,
+    /// Maxima over the columns of `s_g M`, `|g|_2 M`, `|g - s_g g'|_2 M` and `|C|`.
+    max_scale: f64,
+    max_norm: f64,
+    max_residual: f64,
+    max_shift: f64,
+}
+
+impl Gallery {
+    fn new(g: &[f32], m: usize, d: usize, cols: Columns<'_>) -> Option<Gallery> {
+        let quads = d.div_ceil(4);
+        let panels = m.div_ceil(NR);
+        let panel_bytes = quads * 4 * NR;
+        let mut packed = vec![0i8; panels * panel_bytes];
+        let stats: Vec<Option<Stats>> = packed
+            .par_chunks_mut(panel_bytes)
+            .enumerate()
+            .flat_map_iter(|(p, panel)| {
+                let rows = p * NR..((p + 1) * NR).min(m);
+                let mut out = Vec::with_capacity(NR);
+                for (c, j) in rows.enumerate() {
+                    out.push(quantize(&g[j * d..(j + 1) * d], QMAX_G, |k, q| {
+                        panel[(k / 4) * 4 * NR + c * 4 + k % 4] = q as i8;
+                    }));
+                }
+                out
+            })
+            .collect();
+        let stats: Vec<Stats> = stats.into_iter().collect::<Option<_>>()?;
+        let width = panels * NR;
+        let mut gal = Gallery {
+            packed,
+            quads,
+            offset: vec![0; width],
+            scale: vec![0.0; width],
+            norm: vec![0.0; width],
+            residual: vec![0.0; width],
+            shift: vec![0.0; width],
+            max_scale: 0.0,
+            max_norm: 0.0,
+            max_residual: 0.0,
+            max_shift: 0.0,
+        };
+        for (j, st) in stats.iter().enumerate() {
+            let (mj, cj) = match cols {
+                Columns::Raw => (1.0, 0.0f32),
+                Columns::Scale(c) => (f64::from(c[j]), 0.0),
+                Columns::Shift(h) => (1.0, h[j]),
+            };
+            gal.offset[j] = OFFSET * st.qsum;
+            gal.scale[j] = (st.scale * mj) as f32;
+            gal.norm[j] = up(st.l2 * mj * (1.0 + 1e-9));
+            gal.residual[j] = up(st.residual * mj * (1.0 + 1e-9));
+            gal.shift[j] = cj;
+            gal.max_scale = gal.max_scale.max(st.scale * mj);
+            gal.max_norm = gal.max_norm.max(f64::from(gal.norm[j]));
+            gal.max_residual = gal.max_residual.max(f64::from(gal.residual[j]));
+            gal.max_shift = gal.max_shift.max(f64::from(cj).abs());
+        }
+        // The f32 terms must stay normal numbers (or exact zeros).
+        let normal = |v: &f32| *v == 0.0 || v.is_normal();
+        let all = [&gal.scale, &gal.norm, &gal.residual, &gal.shift];
+        all.iter().all(|v| v.iter().all(normal)).then_some(gal)
+    }
+
+    fn panel(&self, p: usize) -> &[i8] {
+        let bytes = self.quads * 4 * NR;
+        &self.packed[p * bytes..(p + 1) * bytes]
+    }
+}
+
+/// One query's prefilter: its scale, the factors of the error bound (rounded up:
+/// `|v - s_q s_g I| <= a |g|_2 + b |g - s_g g'|_2`) and the rounding margin.
+#[derive(Debug, Clone, Copy)]
+struct Query {
+    scale: f32,
+    a: f32,
+    b: f32,
+    /// The margin for the f32 evaluation of the bound.
+    margin: f64,
+}
+
+impl Query {
+    /// The f32 threshold on the computed bound below which an item's internal score is
+    /// below `floor`.
+    fn threshold(&self, floor: f32) -> f32 {
+        let f = f64::from(floor);
+        down(f - U * f.abs() - self.margin)
+    }
+}
+
+/// A query's list (internal scores, best first) and its rank count.
+pub(crate) type Ranked = (Vec<Neighbor>, usize);
+
+/// Where one query stands during the scan.
+struct RowState {
+    top: TopK,
+    before: usize,
+    target: Target,
+    /// The `k` best exact scores offered so far, best first (only for `k <= TRACK`).
+    best: Vec<f32>,
+    k: usize,
+    /// The current f32 threshold on the bound.
+    threshold: f32,
+    /// Candidates of the current block, then their raw scores.
+    cands: Vec<u32>,
+    raw: Vec<f32>,
+}
+
+/// Lists up to this length keep their k-th best score exactly as the scan goes, so the
+/// prefilter's threshold rises with it.
+const TRACK: usize = 32;
+
+impl RowState {
+    /// The lowest internal score an item may have and still matter: it must reach the
+    /// query's best `k` (at least the floor, and at least the k-th best offered so far)
+    /// or rank before its best relevant item.
+    fn needed(&self, rank_cap: usize) -> f32 {
+        let kth = if self.best.len() == self.k {
+            self.best[self.k - 1].max(self.top.threshold)
+        } else {
+            self.top.threshold
+        };
+        if self.before >= rank_cap {
+            // The rank is known to be at least the cap: it need not grow exactly.
+            return self.target.floor.max(kth);
+        }
+        self.target.floor.max(kth.min(self.target.score))
+    }
+
+    /// Offer the exact internal score `v` of gallery row `j` (rows in increasing order),
+    /// as the full scan does.
+    fn offer(&mut self, j: u32, v: f32) {
+        let t = self.target;
+        let ranks_before = if j < t.index {
+            v >= t.score
+        } else {
+            v > t.score
+        };
+        self.before += usize::from(ranks_before);
+        self.top.push(v, j);
+        if self.k <= TRACK {
+            let v = v + 0.0;
+            // Ties keep the earlier row: insert after equal scores.
+            let pos = self.best.partition_point(|&b| b >= v);
+            if pos < self.k {
+                if self.best.len() == self.k {
+                    self.best.pop();
+                }
+                self.best.insert(pos, v);
+            }
+        }
+    }
+}
+
+/// The lists and rank counts of [`super::engine`]'s metrics search, computed with the
+/// prefilter: for every query, its `ks[i]` best (internal scores) and the number of
+/// items ranked before its target, exactly as the full scan gives them (a count that
+/// reaches `rank_cap` may be short of the full scan's, but stays at least `rank_cap`). Queries without
+/// a target get an empty list. `Ok(None)` when the prefilter declines (see the module
+/// documentation).
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn lists(
+    q: &[f32],
+    g: &[f32],
+    d: usize,
+    cols: Columns<'_>,
+    targets: &[Option<Target>],
+    ks: &[usize],
+    rank_cap: usize,
+    exclude_self: bool,
+    monitor: &Monitor<'_>,
+) -> Result<Option<Vec<Ranked>>, RetrievalError> {
+    if !available() || d == 0 || d > MAX_D {
+        return Ok(None);
+    }
+    let n = q.len() / d;
+    let m = g.len() / d;
+    // Tasks are chunks of queries: too few queries to keep every thread busy (the full
+    // scan then splits the gallery instead).
+    let threads = rayon::current_num_threads().max(1);
+    if n.div_ceil(MR) < 2 * threads {
+        return Ok(None);
+    }
+    let chunk = (n / (2 * threads)).clamp(MR, CHUNK) / MR * MR;
+    let Some(gal) = Gallery::new(g, m, d, cols) else {
+        return Ok(None);
+    };
+    let stride = gal.quads * 4;
+    // Queries padded to whole micro-kernel rows; padding rows are zeros (+ OFFSET).
+    let rows_padded = n.div_ceil(MR) * MR;
+    let mut qpacked = vec![OFFSET as u8; rows_padded * stride];
+    let gamma = d as f64 * U / (1.0 - d as f64 * U);
+    let queries: Vec<Option<Query>> = qpacked
+        .par_chunks_mut(stride)
+        .zip(q.par_chunks(d))
+        .map(|(row, x)| {
+            let st = quantize(x, QMAX_Q, |k, v| row[k] = (v + OFFSET) as u8)?;
+            let slack = 1.0 + 1e-6;
+            let a = up((st.residual + gamma * st.l2) * slack);
+            let b = up(st.ql2 * slack);
+            let scale = st.scale as f32;
+            // The f32 evaluation of the bound: a few roundings of terms no larger than
+            // these (|I| <= 31 |q'|_1).
+            let terms = QMAX_G * st.ql1 * st.scale * gal.max_scale
+                + f64::from(a) * gal.max_norm
+                + f64::from(b) * gal.max_residual
+                + gal.max_shift;
+            let ok = a.is_finite() && b.is_finite() && scale.is_normal() && terms.is_finite();
+            ok.then_some(Query {
+                scale,
+                a,
+                b,
+                margin: 16.0 * U * terms,
+            })
+        })
+        .collect();
+    let Some(queries) = queries.into_iter().collect::<Option<Vec<Query>>>() else {
+        return Ok(None);
+    };
+    let panels = m.div_ceil(NR);
+    let per_block = BLOCK / NR;
+    let chunks: Vec<Vec<Ranked>> = (0..n.div_ceil(chunk))
+        .into_par_iter()
+        .map(|c| {
+            let rows = c * chunk..((c + 1) * chunk).min(n);
+            let mut states: Vec<Option<RowState>> = rows
+                .clone()
+                .map(|i| {
+                    targets[i].map(|target| {
+                        let k = ks[i].max(1);
+                        RowState {
+                            top: TopK::new(k),
+                            before: 0,
+                            target,
+                            best: Vec::new(),
+                            k,
+                            threshold: queries[i].threshold(target.floor),
+                            cands: Vec::new(),
+                            raw: Vec::new(),
+                        }
+                    })
+                })
+                .collect();
+            let mut bits: Vec<u32> = Vec::with_capacity(MR * per_block);
+            // Blocks grow from 4 panels to `per_block`: the thresholds start at the
+            // floors and rise after each block, so the first blocks are kept small.
+            let (mut b0, mut size) = (0, 4.min(per_block));
+            while b0 < panels {
+                monitor.check()?;
+                let b1 = (b0 + size).min(panels);
+                for r0 in rows.clone().step_by(MR) {
+                    let r1 = (r0 + MR).min(rows.end);
+                    let group = &mut states[r0 - rows.start..r1 - rows.start];
+                    if group.iter().all(Option::is_none) {
+                        continue;
+                    }
+                    let a = &qpacked[r0 * stride..(r0 + MR) * stride];
+                    let mut params = [[0.0, 0.0, 0.0, f32::INFINITY]; MR];
+                    for (r, st) in group.iter().enumerate() {
+                        if let Some(st) = st {
+                            let qi = &queries[r0 + r];
+                            params[r] = [qi.scale, qi.a, qi.b, st.threshold];
+                        }
+                    }
+                    bits.clear();
+                    bits.resize(MR * (b1 - b0), 0);
+                    // SAFETY: `available()` checked AVX2 and FMA.
+                    unsafe { x86::scan_block(a, stride, &gal, b0..b1, &params, &mut bits) };
+                    for (pi, pb) in bits.chunks_exact(MR).enumerate() {
+                        let j0 = (b0 + pi) * NR;
+                        for (r, st) in group.iter_mut().enumerate() {
+                            let Some(st) = st else { continue };
+                            let mut bits = pb[r];
+                            while bits != 0 {
+                                let c = bits.trailing_zeros() as usize;
+                                bits &= bits - 1;
+                                let j = j0 + c;
+                                if j < m && !(exclude_self && j == r0 + r) {
+                                    // The gallery has at most u32::MAX rows (validated).
+                                    st.cands.push(j as u32);
+                                }
+                            }
+                        }
+                    }
+                    for (r, st) in group.iter_mut().enumerate() {
+                        let Some(st) = st else { continue };
+                        if st.cands.is_empty() {
+                            continue;
+                        }
+                        let i = r0 + r;
+                        let mut raw = std::mem::take(&mut st.raw);
+                        raw.clear();
+                        // SAFETY: `available()` checked FMA.
+                        unsafe { x86::chains(&q[i * d..(i + 1) * d], g, d, &st.cands, &mut raw) };
+                        let cands = std::mem::take(&mut st.cands);
+                        for (&j, &v) in cands.iter().zip(&raw) {
+                            st.offer(j, internal(cols, j as usize, v));
+                        }
+                        st.cands = cands;
+                        st.cands.clear();
+                        st.raw = raw;
+                        st.threshold = queries[i].threshold(st.needed(rank_cap));
+                    }
+                }
+                b0 = b1;
+                size = (2 * size).min(per_block);
+            }
+            Ok(states
+                .into_iter()
+                .map(|st| match st {
+                    Some(mut st) => (st.top.finish(), st.before),
+                    None => (Vec::new(), 0),
+                })
+                .collect())
+        })
+        .collect::<Result<_, RetrievalError>>()?;
+    Ok(Some(chunks.into_iter().flatten().collect()))
+}
+
+/// The internal score of gallery row `j` from its raw inner product (the map of
+/// [`Columns`], as the scans apply it).
+#[inline]
+fn internal(cols: Columns<'_>, j: usize, v: f32) -> f32 {
+    match cols {
+        Columns::Raw => v,
+        Columns::Scale(c) => v * c[j],
+        Columns::Shift(h) => v - h[j],
+    }
+}
+
+/// The smallest f32 at least `x`.
+fn up(x: f64) -> f32 {
+    let f = x as f32;
+    if f64::from(f) < x {
+        f.next_up()
+    } else {
+        f
+    }
+}
+
+/// The largest f32 at most `x`.
+fn down(x: f64) -> f32 {
+    let f = x as f32;
+    if f64::from(f) > x {
+        f.next_down()
+    } else {
+        f
+    }
+}
+
+/// Whether the CPU has the prefilter's instructions (and the FMA of the exact chain).
+pub(crate) fn available() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+mod x86 {
+    use super::{Gallery, MR, NR, WIDEN};
+    use std::arch::x86_64::*;
+
+    /// For panels `panels` of `gal` against the `MR` query rows of `a` (row stride
+    /// `stride`) with parameters `params[r]` (scale, bound factors, threshold), set
+    /// `bits[(p - panels.start) * MR + r]` to the mask of [`mask`].
+    #[target_feature(enable = "avx2,fma")]
+    pub(super) unsafe fn scan_block(
+        a: &[u8],
+        stride: usize,
+        gal: &Gallery,
+        panels: std::ops::Range<usize>,
+        params: &[[f32; 4]; MR],
+        bits: &mut [u32],
+    ) {
+        assert!(bits.len() >= panels.len() * MR);
+        for (pi, p) in panels.enumerate() {
+            let mut sums = [0i32; MR * NR];
+            // SAFETY: the caller checked AVX2 and FMA.
+            unsafe { tile(a, stride, gal.panel(p), gal.quads, &mut sums) };
+            let j0 = p * NR;
+            let cols = [
+                &gal.scale[j0..],
+                &gal.norm[j0..],
+                &gal.residual[j0..],
+                &gal.shift[j0..],
+            ];
+            for r in 0..MR {
+                if params[r][3] == f32::INFINITY {
+                    continue;
+                }
+                // SAFETY: as above.
+                bits[pi * MR + r] = unsafe {
+                    mask(
+                        &sums[r * NR..(r + 1) * NR],
+                        &gal.offset[j0..],
+                        cols,
+                        params[r],
+                    )
+                };
+            }
+        }
+    }
+
+    /// `sums[r * NR + c] = sum_k a[r][k] * b[c][k]` for the `MR` unsigned query rows of
+    /// `a` (row stride `stride` bytes) and the packed panel `b` of `NR` signed columns,
+    /// over `quads` groups of four dimensions.
+    #[inline]
+    #[target_feature(enable = "avx2")]
+    unsafe fn tile(a: &[u8], stride: usize, b: &[i8], quads: usize, sums: &mut [i32; MR * NR]) {
+        assert!(a.len() >= MR * stride && stride >= quads * 4 && b.len() >= quads * 4 * NR);
+        // SAFETY: the assert above bounds every pointer read and write below.
+        unsafe {
+            let ones = _mm256_set1_epi16(1);
+            let mut acc = [_mm256_setzero_si256(); 2 * MR];
+            let ap = a.as_ptr();
+            let bp = b.as_ptr();
+            let mut t0 = 0;
+            while t0 < quads {
+                let t1 = (t0 + WIDEN).min(quads);
+                let mut part = [_mm256_setzero_si256(); 2 * MR];
+                for t in t0..t1 {
+                    let b0 = _mm256_loadu_si256(bp.add(t * 4 * NR) as *const __m256i);
+                    let b1 = _mm256_loadu_si256(bp.add(t * 4 * NR + 32) as *const __m256i);
+                    for r in 0..MR {
+                        let word = (ap.add(r * stride + t * 4) as *const i32).read_unaligned();
+                        let x = _mm256_set1_epi32(word);
+                        part[2 * r] = _mm256_add_epi16(part[2 * r], _mm256_maddubs_epi16(x, b0));
+                        part[2 * r + 1] =
+                            _mm256_add_epi16(part[2 * r + 1], _mm256_maddubs_epi16(x, b1));
+                    }
+                }
+                for (s, p) in acc.iter_mut().zip(&part) {
+                    *s = _mm256_add_epi32(*s, _mm256_madd_epi16(*p, ones));
+                }
+                t0 = t1;
+            }
+            for r in 0..MR {
+                let out = sums.as_mut_ptr().add(r * NR);
+                _mm256_storeu_si256(out as *mut __m256i, acc[2 * r]);
+                _mm256_storeu_si256(out.add(8) as *mut __m256i, acc[2 * r + 1]);
+            }
+        }
+    }
+
+    /// Bit `c` set when column `c` of one micro-kernel row passes the bound: `sums`
+    /// holds the row's [`NR`] integer products, `offset` and `cols` (scale, norm,
+    /// residual, shift) the columns' terms (at least [`NR`] each), `q` the query's
+    /// scale, bound factors and threshold.
+    #[inline]
+    #[target_feature(enable = "avx2,fma")]
+    unsafe fn mask(sums: &[i32], offset: &[i32], cols: [&[f32]; 4], q: [f32; 4]) -> u32 {
+        assert!(sums.len() >= NR && offset.len() >= NR && cols.iter().all(|c| c.len() >= NR));
+        let [scale, norm, residual, shift] = cols;
+        let [qs, qa, qb, qt] = q.map(|v| _mm256_set1_ps(v));
+        let mut bits = 0u32;
+        // SAFETY: the assert above bounds every read.
+        unsafe {
+            for h in 0..NR / 8 {
+                let o = h * 8;
+                let s = _mm256_loadu_si256(sums.as_ptr().add(o) as *const __m256i);
+                let off = _mm256_loadu_si256(offset.as_ptr().add(o) as *const __m256i);
+                let int = _mm256_cvtepi32_ps(_mm256_sub_epi32(s, off));
+                let y = _mm256_mul_ps(qs, _mm256_loadu_ps(scale.as_ptr().add(o)));
+                let z = _mm256_fmsub_ps(
+                    qb,
+                    _mm256_loadu_ps(residual.as_ptr().add(o)),
+                    _mm256_loadu_ps(shift.as_ptr().add(o)),
+                );
+                let z = _mm256_fmadd_ps(qa, _mm256_loadu_ps(norm.as_ptr().add(o)), z);
+                let ub = _mm256_fmadd_ps(int, y, z);
+                let pass = _mm256_cmp_ps::<_CMP_GE_OQ>(ub, qt);
+                bits |= (_mm256_movemask_ps(pass) as u32) << o;
+            }
+        }
+        bits
+    }
+
+    /// Append to `out` the f32 inner products of `q` (`d` values) with gallery rows
+    /// `idx` (rows of `d` values in `g`): per row the FMA chain over the dimensions in
+    /// order, as the kernels compute it, eight rows at a time so that the chains
+    /// overlap.
+    #[target_feature(enable = "fma")]
+    pub(super) unsafe fn chains(q: &[f32], g: &[f32], d: usize, idx: &[u32], out: &mut Vec<f32>) {
+        assert!(q.len() >= d && idx.iter().all(|&j| (j as usize + 1) * d <= g.len()));
+        for batch in idx.chunks(8) {
+            let last = batch.len() - 1;
+            // SAFETY: the assert above bounds every row's d values and q's.
+            unsafe {
+                let rows: [*const f32; 8] =
+                    std::array::from_fn(|c| g.as_ptr().add(batch[c.min(last)] as usize * d));
+                let mut s = [0f32; 8];
+                for k in 0..d {
+                    let x = *q.get_unchecked(k);
+                    for c in 0..8 {
+                        s[c] = x.mul_add(*rows[c].add(k), s[c]);
+                    }
+                }
+                out.extend_from_slice(&s[..batch.len()]);
+            }
+        }
+    }
+}
+
+#[cfg(not(target_arch = "x86_64"))]
+mod x86 {
+    use super::{MR, NR};
+    pub(super) unsafe fn tile(_: &[u8], _: usize, _: &[i8], _: usize, _: &mut [i32; MR * NR]) {
+        unreachable!("the prefilter is only used on x86_64")
+    }
+    pub(super) unsafe fn mask(
+        _: &[i32],
+        _: &[i32],
+        _: &[f32],
+        _: &[f32],
+        _: &[f32],
+        _: (f32, f32, f32),
+    ) -> u32 {
+        unreachable!("the prefilter is only used on x86_64")
+    }
+    pub(super) unsafe fn chains(_: &[f32], _: &[f32], _: usize, _: &[u32], _: &mut Vec<f32>) {
+        unreachable!("the prefilter is only used on x86_64")
+    }
+}
