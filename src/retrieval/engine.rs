@@ -163,7 +163,7 @@ impl Prepared {
 }
 
 /// Upper bound on the memory of the top-k selectors of one task.
-const SELECTOR_BYTES: usize = 64 << 20;
+pub(crate) const SELECTOR_BYTES: usize = 64 << 20;
 
 /// The relevant gallery rows of every query, for [`search`] on behalf of the metrics:
 /// query `i`'s are `rows[start[i]..start[i + 1]]` (never `i` itself with `exclude_self`).
@@ -173,7 +173,7 @@ pub(crate) struct Relevant<'a> {
     /// `n_queries + 1` offsets into `rows`.
     pub start: &'a [usize],
     /// Ranks from this one on need not be exact: a rank reported at or above it may be
-    /// larger than the true rank (never below it).
+    /// smaller than the true rank (but the true rank is then at least this too).
     pub rank_cap: usize,
 }
 
@@ -275,8 +275,9 @@ fn fma_chain(a: &[f32], b: &[f32]) -> f32 {
 /// Without `relevant`, every list holds the `k` best. With `relevant`, when the kernel
 /// allows it, query `i`'s list holds its best `max(R_i, 1)` only and `rank` is
 /// `Some(number of gallery items ranked before its best relevant item)` (the 0-based
-/// rank of its first hit; `None` for a query without relevant items); otherwise the
-/// lists hold `k` items and `rank` is `None`.
+/// rank of its first hit, exact below `relevant.rank_cap`; `None` for a query without
+/// relevant items, whose list may then be empty); otherwise the lists hold `k` items and
+/// `rank` is `None`.
 pub(crate) fn search<T, F>(
     queries: ArrayView2<'_, f32>,
     gallery: ArrayView2<'_, f32>,

@@ -34,7 +34,7 @@
 //! instead), for `d > 4096` (the integer products must stay exact in f32), and for values whose
 //! magnitudes could make the f32 bound underflow or overflow.
 
-use super::engine::Target;
+use super::engine::{Target, SELECTOR_BYTES};
 use super::scan::Columns;
 use super::topk::{Neighbor, TopK};
 use super::RetrievalError;
@@ -175,11 +175,13 @@ impl Gallery {
                 Columns::Shift(h) => (1.0, h[j]),
             };
             gal.offset[j] = OFFSET * st.qsum;
-            gal.scale[j] = (st.scale * mj) as f32;
+            // A zero row's quantized values are all zero: its scale does not matter.
+            let sg = if st.l2 == 0.0 { 0.0 } else { st.scale };
+            gal.scale[j] = (sg * mj) as f32;
             gal.norm[j] = up(st.l2 * mj * (1.0 + 1e-9));
             gal.residual[j] = up(st.residual * mj * (1.0 + 1e-9));
             gal.shift[j] = cj;
-            gal.max_scale = gal.max_scale.max(st.scale * mj);
+            gal.max_scale = gal.max_scale.max(sg * mj);
             gal.max_norm = gal.max_norm.max(f64::from(gal.norm[j]));
             gal.max_residual = gal.max_residual.max(f64::from(gal.residual[j]));
             gal.max_shift = gal.max_shift.max(f64::from(cj).abs());
@@ -283,8 +285,8 @@ impl RowState {
 /// The lists and rank counts of [`super::engine`]'s metrics search, computed with the
 /// prefilter: for every query, its `ks[i]` best (internal scores) and the number of
 /// items ranked before its target, exactly as the full scan gives them (a count that
-/// reaches `rank_cap` may be short of the full scan's, but stays at least `rank_cap`). Queries without
-/// a target get an empty list. `Ok(None)` when the prefilter declines (see the module
+/// reaches `rank_cap` may be short of the full scan's, but stays at least `rank_cap`).
+/// Queries without a target get an empty list. `Ok(None)` when the prefilter declines (see the module
 /// documentation).
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn lists(
@@ -309,7 +311,11 @@ pub(crate) fn lists(
     if n.div_ceil(MR) < 2 * threads {
         return Ok(None);
     }
-    let chunk = (n / (2 * threads)).clamp(MR, CHUNK) / MR * MR;
+    // The selectors of one task stay within SELECTOR_BYTES, as the full scan's do.
+    let k_max = ks.iter().copied().max().unwrap_or(1);
+    let per_query = (2 * k_max).max(k_max + 64) * std::mem::size_of::<Neighbor>();
+    let fit = (SELECTOR_BYTES / per_query).max(MR);
+    let chunk = (n / (2 * threads)).clamp(MR, CHUNK).min(fit) / MR * MR;
     let Some(gal) = Gallery::new(g, m, d, cols) else {
         return Ok(None);
     };
@@ -457,10 +463,13 @@ fn internal(cols: Columns<'_>, j: usize, v: f32) -> f32 {
 }
 
 /// The smallest f32 at least `x`.
+/// (A positive value below the normal range becomes the smallest normal f32, so that
+/// the bound's arithmetic stays within normal numbers.)
 fn up(x: f64) -> f32 {
     let f = x as f32;
-    if f64::from(f) < x {
-        f.next_up()
+    let f = if f64::from(f) < x { f.next_up() } else { f };
+    if f > 0.0 && f < f32::MIN_POSITIVE {
+        f32::MIN_POSITIVE
     } else {
         f
     }
@@ -636,20 +645,20 @@ mod x86 {
 
 #[cfg(not(target_arch = "x86_64"))]
 mod x86 {
-    use super::{MR, NR};
-    pub(super) unsafe fn tile(_: &[u8], _: usize, _: &[i8], _: usize, _: &mut [i32; MR * NR]) {
+    //! Never called: [`super::available`] is false off x86_64.
+    use super::{Gallery, MR};
+
+    pub(super) unsafe fn scan_block(
+        _: &[u8],
+        _: usize,
+        _: &Gallery,
+        _: std::ops::Range<usize>,
+        _: &[[f32; 4]; MR],
+        _: &mut [u32],
+    ) {
         unreachable!("the prefilter is only used on x86_64")
     }
-    pub(super) unsafe fn mask(
-        _: &[i32],
-        _: &[i32],
-        _: &[f32],
-        _: &[f32],
-        _: &[f32],
-        _: (f32, f32, f32),
-    ) -> u32 {
-        unreachable!("the prefilter is only used on x86_64")
-    }
+
     pub(super) unsafe fn chains(_: &[f32], _: &[f32], _: usize, _: &[u32], _: &mut Vec<f32>) {
         unreachable!("the prefilter is only used on x86_64")
     }
