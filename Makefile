@@ -19,7 +19,7 @@ export VIRTUAL_ENV := $(VENV)
 export PATH := $(VENV)/bin:$(PATH)
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-RUST_SRC := $(shell find src -type f -name '*.rs' 2>/dev/null)
+RUST_SRC := $(shell find src -type f \( -name '*.rs' -o -name '*.cpp' \) 2>/dev/null) build.rs
 PY_SRC := $(shell find python -type f 2>/dev/null)
 
 # Shared libraries needed by cargo's test binaries (torch's and Python's).

@@ -4,6 +4,7 @@
 //! the pure-Rust core.
 
 mod convert;
+mod cpu_cache;
 mod errors;
 mod expr;
 mod gsn;
@@ -158,6 +159,7 @@ fn core_module(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(_busy, m)?)?;
     m.add_function(wrap_pyfunction!(_tensor_scale, m)?)?;
     m.add_function(wrap_pyfunction!(_raise, m)?)?;
+    cpu_cache::register(m)?;
     expr::register(m)?;
     gsn::register(m)?;
     images::register(m)?;

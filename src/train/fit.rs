@@ -279,6 +279,8 @@ pub fn fit_parallel(
             }
         }
     };
+    // On the CPU, freed activation blocks are kept for the next step (see CpuCache).
+    let _cache = super::CpuCache::for_device(model.device);
     std::thread::scope(|scope| -> Result<(), GsnError> {
         scope.spawn(move || {
             crate::runtime::block_interrupt_signal();

@@ -15,8 +15,10 @@
 //! the Python boundary), `fit` (configuration and the loop), `parallel` (data-parallel
 //! training: shards, collectives through the caller's transport),
 //! `step` (one step's loss, grid stitching), `precision` (autocast regions and the
-//! float16 loss scaler).
+//! float16 loss scaler), `cpu_cache` (the pool of libtorch CPU blocks that training and
+//! embedding on the CPU keep for their next batch).
 
+mod cpu_cache;
 mod device;
 mod fit;
 mod model;
@@ -27,6 +29,7 @@ mod source;
 mod spec;
 mod step;
 
+pub use cpu_cache::{CpuCache, CpuCacheStats};
 pub use device::resolve_device;
 pub use fit::{
     fit, fit_parallel, validation_metrics, EpochRecord, TrainConfig, TrainData, ValData,

@@ -257,6 +257,7 @@ impl Model {
         let batch = batch.max(1);
         let mut parts = Vec::new();
         let _guard = tch::no_grad_guard();
+        let _cache = super::CpuCache::for_device(self.device);
         for start in (0..n).step_by(batch) {
             if monitor.is_cancelled() {
                 return Err(GsnError::Interrupted);
