@@ -26,7 +26,9 @@ Threads: gridmatch 2 threads; PyTorch 2 intra-op threads in the main process plu
 DataLoader worker processes (the configuration the issue names). One warm-up step / batch
 per side before timing; training is timed on both sides from the end of the first step to
 the end of the last (the eager loop after its warm-up step; gridmatch as one-step epochs,
-by the fit callback), three runs per side, alternating, medians reported.
+by the fit callback), three runs per side, alternating, medians reported. Every training
+run is a fresh Python process (``--child``), so neither side runs in a process the other
+has already used (its heap, its thread pools, its oneDNN primitive cache).
 
 Writes its section of BENCHMARKS.md (between the ``gsn-disk`` markers). Run:
 ``python benches/gsn_disk.py``; ``--quick`` (200 files, 3 steps, no write) checks it works.
@@ -36,6 +38,8 @@ from __future__ import annotations
 
 import argparse
 import os
+import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -171,10 +175,44 @@ def eager_embed(paths, ids, model) -> tuple[float, np.ndarray]:
     return rate, first
 
 
+def train_child(side: str, folder: Path, n: int, steps: int) -> float:
+    """One training run in this (fresh) process: steps/s of ``side`` over the first ``n``
+    files of ``folder`` (``render``'s names, ids as in ``main``)."""
+    import torch
+
+    import gridmatch as gm
+
+    gm.set_num_threads(THREADS)
+    torch.set_num_threads(THREADS)
+    paths = [folder / f"{i:05d}.jpg" for i in range(n)]
+    ids = np.concatenate([np.arange(n // 2), np.arange(n // 2)])
+    if side == "gridmatch":
+        return gsn_train(gm.datasets.ImageCatalogue(paths, [f"sku-{i}" for i in ids]), steps)
+    return eager_train(paths, ids, steps)
+
+
+def train_run(side: str, folder: Path, n: int, steps: int) -> float:
+    """Steps/s of one training run of ``side`` in a fresh Python process."""
+    out = subprocess.run(
+        [sys.executable, __file__, "--child", side, str(folder), str(n), str(steps)],
+        capture_output=True,
+        text=True,
+        timeout=1800,
+    )
+    if out.returncode != 0:
+        raise SystemExit(f"{side} training run failed:\n{out.stdout}\n{out.stderr}")
+    return float(out.stdout.split()[-1])
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="200 files, 3 steps (no write)")
+    ap.add_argument("--child", nargs=4, help=argparse.SUPPRESS)
     args = ap.parse_args()
+    if args.child:
+        side, folder, n_files, n_steps = args.child
+        print(train_child(side, Path(folder), int(n_files), int(n_steps)))
+        return
     n = 200 if args.quick else 2000
     steps = 3 if args.quick else 20
     load = os.getloadavg()[0]
@@ -195,10 +233,10 @@ def main() -> None:
 
         gsn_runs, eager_runs = [], []
         for _ in range(1 if args.quick else TRAIN_REPEATS):  # alternating sides
-            gsn_runs.append(gsn_train(cat, steps))
-            print(f"GSN fit from disk: {gsn_runs[-1]:.3f} steps/s")
-            eager_runs.append(eager_train(paths, ids, steps))
-            print(f"eager loop + DataLoader: {eager_runs[-1]:.3f} steps/s")
+            gsn_runs.append(train_run("gridmatch", Path(tmp), n, steps))
+            print(f"GSN fit from disk: {gsn_runs[-1]:.3f} steps/s", flush=True)
+            eager_runs.append(train_run("eager", Path(tmp), n, steps))
+            print(f"eager loop + DataLoader: {eager_runs[-1]:.3f} steps/s", flush=True)
         r_gsn, r_eager = float(np.median(gsn_runs)), float(np.median(eager_runs))
 
         model = eager_model(1)
@@ -232,7 +270,8 @@ def main() -> None:
             f"Machine: {cpu_name()} ({vector_extensions()}); gridmatch {THREADS} threads; "
             f"PyTorch {THREADS} threads + DataLoader(num_workers={THREADS}); load average "
             f"{load:.2f} at the start: {quiet_label(load)}. Training: "
-            f"{len(gsn_runs)} runs per side, alternating, medians reported (each run: "
+            f"{len(gsn_runs)} runs per side, alternating, each in a fresh process, medians "
+            "reported (each run: "
             f"gridmatch {', '.join(f'{r:.3f}' for r in gsn_runs)}; eager "
             f"{', '.join(f'{r:.3f}' for r in eager_runs)} steps/s); embedding: one run.",
             f"Data (generated): {n} 256-px RGB JPEG photos of {n // 2} Fashion-MNIST products "
