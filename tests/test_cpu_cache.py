@@ -95,3 +95,46 @@ def test_embed_and_fit_are_bit_identical_without_the_pool(cat, monkeypatch):
     assert [h["loss"] for h in a.history_] == [h["loss"] for h in b.history_]
     np.testing.assert_array_equal(ea, eb)
     assert _core.cpu_cache_stats()["windows"] == 0
+
+
+def test_windows_on_several_threads_at_once_change_no_result(cat):
+    """Two threads embed with two networks while a third computes with torch (its CPU
+    tensors go through the pool while a window is open): every result equals the one
+    computed alone, and the pool is freed when the last window closes."""
+    import threading
+
+    nets = [gsn(seed=s).fit(cat) for s in (1, 2)]
+    rng = np.random.default_rng(1)
+    X = rng.random((40, 3, 32, 32), dtype=np.float32)
+    alone = [n.embed(X, batch_size=8) for n in nets]
+    a = torch.from_numpy(rng.standard_normal((256, 256)).astype(np.float32))
+    product = a @ a
+    got: dict = {}
+    errors: list = []
+
+    def embed(k):
+        try:
+            got[k] = [nets[k].embed(X, batch_size=8) for _ in range(5)]
+        except Exception as e:  # noqa: BLE001 - reported below
+            errors.append(e)
+
+    def torch_work():
+        try:
+            got["torch"] = [a @ a for _ in range(50)]
+        except Exception as e:  # noqa: BLE001 - reported below
+            errors.append(e)
+
+    threads = [threading.Thread(target=embed, args=(k,)) for k in (0, 1)]
+    threads.append(threading.Thread(target=torch_work))
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=300)
+    assert not errors, errors
+    for k in (0, 1):
+        for e in got[k]:
+            np.testing.assert_array_equal(e, alone[k])
+    for p in got["torch"]:
+        torch.testing.assert_close(p, product)  # a wrong block would be far off
+    s = _core.cpu_cache_stats()
+    assert s["windows"] == 0 and s["pooled_bytes"] == 0, s
