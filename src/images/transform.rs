@@ -216,7 +216,17 @@ pub fn centre_box(width: u32, height: u32, size: u32) -> [f64; 4] {
     let left = round_even((nw - s) / 2.0) as f64;
     let top = round_even((nh - s) / 2.0) as f64;
     let (sx, sy) = (wf / nw, hf / nh);
-    [left * sx, top * sy, s * sx, s * sy]
+    inside([left * sx, top * sy, s * sx, s * sy], width, height)
+}
+
+/// `[left, top, width, height]` moved inside a `width × height` image: the products
+/// that place a box in source pixels can overshoot the edge by an ulp or so (a 400×239
+/// photo at 224 px: bottom edge 239.00000000000003), which the resampler refuses.
+fn inside(b: [f64; 4], width: u32, height: u32) -> [f64; 4] {
+    let (wf, hf) = (f64::from(width), f64::from(height));
+    let l = b[0].clamp(0.0, wf);
+    let t = b[1].clamp(0.0, hf);
+    [l, t, b[2].min(wf - l), b[3].min(hf - t)]
 }
 
 /// The plan for an image of `width × height` (`augment = None`: resize + centre crop).
@@ -297,6 +307,7 @@ impl Renderer {
                 .map_err(|e| format!("internal error: crop {:?}: {e}", plan.crop))?;
             self.resizer.resize(&view, &mut self.dst, &alg)
         } else {
+            let [l, t, w, h] = inside([l, t, w, h], img.width, img.height);
             self.resizer
                 .resize(&src, &mut self.dst, &alg.crop(l, t, w, h))
         };
@@ -571,6 +582,48 @@ mod tests {
         // Odd excess: (225 - 224) / 2 = 0.5 rounds to 0 (half to even).
         let b = centre_box(224, 225, 224);
         assert_eq!(b[1], 0.0);
+    }
+
+    #[test]
+    fn centre_box_stays_inside_every_size() {
+        // Every source size from 1 to 2000 px a side (a stride through them, the
+        // extreme aspect ratios and the sizes real photos broke on) × target sizes.
+        let mut sides: Vec<u32> = (1..=2000).step_by(37).collect();
+        sides.extend([1, 2, 3, 29, 70, 239, 400, 1999, 2000]);
+        for &size in &[16u32, 28, 32, 64, 96, 128, 224, 256, 299, 384, 512] {
+            for &w in &sides {
+                for &h in &sides {
+                    let [l, t, bw, bh] = centre_box(w, h, size);
+                    assert!(l >= 0.0 && t >= 0.0 && bw > 0.0 && bh > 0.0, "{w}x{h}@{size}");
+                    assert!(l + bw <= f64::from(w), "{w}x{h}@{size}: {l} + {bw}");
+                    assert!(t + bh <= f64::from(h), "{w}x{h}@{size}: {t} + {bh}");
+                }
+            }
+        }
+        // The two real photos that failed at 224 px: the box now ends on the edge.
+        let b = centre_box(400, 239, 224);
+        assert!(b[1] + b[3] <= 239.0);
+        assert!(centre_box(70, 29, 224)[1] + centre_box(70, 29, 224)[3] <= 29.0);
+    }
+
+    #[test]
+    fn resample_gives_the_exact_size_for_odd_sources() {
+        let a = Augment::default();
+        for &(w, h) in &[(400u32, 239u32), (70, 29), (1, 1), (1, 2000), (2000, 1), (3, 7)] {
+            let img = Rgb8 {
+                width: w,
+                height: h,
+                data: (0..(w * h * 3) as usize).map(|i| (i % 251) as u8).collect(),
+            };
+            for &size in &[16u32, 224, 299] {
+                let mut r = Renderer::new(size);
+                for aug in [None, Some(&a)] {
+                    let p = plan(aug, &mut Rng::new(3), w, h, size);
+                    let out = r.resample(&img, &p).expect("resample");
+                    assert_eq!(out.len(), (3 * size * size) as usize, "{w}x{h}@{size}");
+                }
+            }
+        }
     }
 
     #[test]
