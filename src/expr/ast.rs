@@ -263,7 +263,7 @@ pub enum ValueType {
 ///
 /// Build trees with the parser or the helper constructors ([`Expr::neg`] folds a minus
 /// into a constant, as the parser does), so that equal canonical forms mean equal trees.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub enum Expr {
     /// Variable number `i` (`0` = `x`, `1` = `y`; templates use their own names).
     Var(u8),
@@ -277,8 +277,47 @@ pub enum Expr {
     Call(Func, Vec<Expr>),
 }
 
+/// Dropping a tree takes the children out onto a heap-allocated list instead of
+/// recursing, so even the deepest accepted tree is dropped in constant stack.
+impl Drop for Expr {
+    fn drop(&mut self) {
+        fn take(e: &mut Expr, out: &mut Vec<Expr>) {
+            match e {
+                Expr::Neg(a) => out.push(std::mem::replace(&mut **a, Expr::Const(0.0))),
+                Expr::Bin(_, a, b) => {
+                    out.push(std::mem::replace(&mut **a, Expr::Const(0.0)));
+                    out.push(std::mem::replace(&mut **b, Expr::Const(0.0)));
+                }
+                Expr::Call(_, args) => out.append(args),
+                Expr::Var(_) | Expr::Const(_) => {}
+            }
+        }
+        if matches!(self, Expr::Var(_) | Expr::Const(_)) {
+            return;
+        }
+        let mut pending = Vec::new();
+        take(self, &mut pending);
+        while let Some(mut e) = pending.pop() {
+            take(&mut e, &mut pending);
+        }
+    }
+}
+
+impl Clone for Expr {
+    fn clone(&self) -> Self {
+        crate::expr::grow(|| match self {
+            Expr::Var(v) => Expr::Var(*v),
+            Expr::Const(c) => Expr::Const(*c),
+            Expr::Neg(a) => Expr::Neg(a.clone()),
+            Expr::Bin(o, a, b) => Expr::Bin(*o, a.clone(), b.clone()),
+            Expr::Call(f, args) => Expr::Call(*f, args.clone()),
+        })
+    }
+}
+
 impl PartialEq for Expr {
     fn eq(&self, other: &Self) -> bool {
+        crate::expr::grow(|| {
         match (self, other) {
             (Expr::Var(a), Expr::Var(b)) => a == b,
             (Expr::Const(a), Expr::Const(b)) => a.to_bits() == b.to_bits(),
@@ -287,6 +326,7 @@ impl PartialEq for Expr {
             (Expr::Call(f1, a1), Expr::Call(f2, a2)) => f1 == f2 && a1 == a2,
             _ => false,
         }
+        })
     }
 }
 
@@ -294,6 +334,7 @@ impl Eq for Expr {}
 
 impl Hash for Expr {
     fn hash<H: Hasher>(&self, state: &mut H) {
+        crate::expr::grow(|| {
         std::mem::discriminant(self).hash(state);
         match self {
             Expr::Var(v) => v.hash(state),
@@ -309,6 +350,7 @@ impl Hash for Expr {
                 args.hash(state);
             }
         }
+        })
     }
 }
 
@@ -347,6 +389,7 @@ impl Expr {
 
     /// The value type.
     pub fn value_type(&self) -> ValueType {
+        crate::expr::grow(|| {
         match self {
             Expr::Var(_) => ValueType::Vector,
             Expr::Const(_) => ValueType::Scalar,
@@ -362,10 +405,12 @@ impl Expr {
                 }
             }
         }
+        })
     }
 
     /// Whether variable `v` occurs.
     pub fn uses_var(&self, v: u8) -> bool {
+        crate::expr::grow(|| {
         match self {
             Expr::Var(w) => *w == v,
             Expr::Const(_) => false,
@@ -373,10 +418,12 @@ impl Expr {
             Expr::Bin(_, a, b) => a.uses_var(v) || b.uses_var(v),
             Expr::Call(_, args) => args.iter().any(|a| a.uses_var(v)),
         }
+        })
     }
 
     /// Replace variable `i` by `args[i]` (variables beyond `args` stay).
     pub fn substitute(&self, args: &[Expr]) -> Expr {
+        crate::expr::grow(|| {
         match self {
             Expr::Var(v) => args.get(usize::from(*v)).cloned().unwrap_or(Expr::Var(*v)),
             Expr::Const(c) => Expr::Const(*c),
@@ -384,16 +431,19 @@ impl Expr {
             Expr::Bin(o, a, b) => Expr::bin(*o, a.substitute(args), b.substitute(args)),
             Expr::Call(f, a) => Expr::Call(*f, a.iter().map(|e| e.substitute(args)).collect()),
         }
+        })
     }
 
     /// Number of nodes.
     pub fn size(&self) -> usize {
+        crate::expr::grow(|| {
         match self {
             Expr::Var(_) | Expr::Const(_) => 1,
             Expr::Neg(a) => 1 + a.size(),
             Expr::Bin(_, a, b) => 1 + a.size() + b.size(),
             Expr::Call(_, args) => 1 + args.iter().map(Expr::size).sum::<usize>(),
         }
+        })
     }
 
     /// The expression with `x` and `y` exchanged.
@@ -404,6 +454,7 @@ impl Expr {
     /// A normal form modulo commutativity: the arguments of `+`, `*`, `max`, `min`,
     /// `expdiff`, `dot`, `l1dist` and `l2dist` sorted by their printed form.
     pub fn commutative_normal(&self) -> Expr {
+        crate::expr::grow(|| {
         match self {
             Expr::Var(_) | Expr::Const(_) => self.clone(),
             Expr::Neg(a) => Expr::Neg(Box::new(a.commutative_normal())),
@@ -446,6 +497,7 @@ impl Expr {
                 Expr::Call(*f, args)
             }
         }
+        })
     }
 
     /// Whether `k(x, y) = k(y, x)` follows from commutativity alone (a sufficient test:
@@ -464,6 +516,7 @@ impl Expr {
     }
 
     fn fmt_prec(&self, f: &mut fmt::Formatter<'_>, min_prec: u8) -> fmt::Result {
+        crate::expr::grow(|| {
         let paren = self.precedence() < min_prec;
         if paren {
             f.write_str("(")?;
@@ -500,6 +553,7 @@ impl Expr {
             f.write_str(")")?;
         }
         Ok(())
+        })
     }
 }
 

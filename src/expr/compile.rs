@@ -186,6 +186,7 @@ impl Compiler {
     }
 
     fn node(&mut self, e: &Expr) -> Result<Src, ExprError> {
+        crate::expr::grow(|| {
         Ok(match e {
             Expr::Var(0) => Src::X,
             Expr::Var(1) => Src::Y,
@@ -224,6 +225,7 @@ impl Compiler {
                     }
                 }
             }
+        })
         })
     }
 

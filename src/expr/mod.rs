@@ -27,8 +27,19 @@ mod sparse;
 pub use ast::{BinOp, Expr, Func, ValueType, ALL_FUNCS, VAR_NAMES};
 pub use compile::Program;
 pub use eval::PairEvaluator;
-pub use parse::{parse, parse_with_vars};
+pub use parse::{parse, parse_with_vars, MAX_DEPTH};
 pub use sparse::SparseRows;
+
+/// Runs one level of a recursion over an expression tree (parsing, compiling, printing,
+/// comparing, bounding) with at least 64 KiB of stack left: when the calling thread's
+/// stack is nearly used up (a small worker-thread stack, a debug build's large frames), the
+/// rest of the recursion continues on a fresh 1 MiB segment allocated on the heap
+/// (`stacker`, as rustc does), so a deep expression is [`parse::MAX_DEPTH`]'s syntax
+/// error, never a stack overflow, on any thread.
+#[inline]
+pub(crate) fn grow<R>(f: impl FnOnce() -> R) -> R {
+    stacker::maybe_grow(64 * 1024, 1024 * 1024, f)
+}
 
 /// Errors of the expression language.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]

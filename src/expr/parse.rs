@@ -147,11 +147,13 @@ impl Parser<'_> {
     }
 
     fn expr(&mut self) -> Result<Parsed, ExprError> {
+        crate::expr::grow(|| {
         self.nesting += 1;
         self.check_depth(self.nesting, self.at())?;
         let r = self.sum();
         self.nesting -= 1;
         r
+        })
     }
 
     fn sum(&mut self) -> Result<Parsed, ExprError> {
@@ -394,6 +396,49 @@ mod tests {
         assert!(parse(&deep(300, "sin(", ")")).is_ok());
         assert!(parse(&vec!["x"; 500].join(" + ")).is_ok());
         assert!(parse(&deep(400, "(", ")")).is_ok());
+    }
+
+    #[test]
+    fn deep_expressions_on_a_small_stack_thread() {
+        // A 128 KiB thread (smaller than any default) in whatever build runs the tests
+        // (`make test` runs them in a debug build too): every deep input is the depth
+        // error, and the deepest accepted tree is compiled, printed, compared, cloned and
+        // dropped without overflowing.
+        let run = || {
+            let deep = |n: usize, open: &str, close: &str| {
+                format!("{}x{}", open.repeat(n), close.repeat(n))
+            };
+            for text in [
+                deep(100_000, "(", ")"),
+                deep(20_000, "sin(", ")"),
+                deep(20_000, "-", ""),
+                vec!["x"; 20_000].join(" + "),
+                format!("{}x{}", "max(y, ".repeat(20_000), ")".repeat(20_000)),
+            ] {
+                match parse(&text) {
+                    Err(ExprError::Syntax { message, .. }) => {
+                        assert!(message.contains("deeper than 1000"), "{message}")
+                    }
+                    other => panic!("{}...: {:?}", &text[..20], other.map(|e| e.size())),
+                }
+            }
+            let e = parse(&deep(MAX_DEPTH - 1, "sin(", ")")).expect("within the limit");
+            let chain = parse(&vec!["y"; MAX_DEPTH].join(" * ")).expect("within the limit");
+            let text = e.to_string();
+            assert_eq!(parse(&text).expect("round trip"), e.clone());
+            assert_eq!(e.size(), MAX_DEPTH);
+            assert!(!chain.commutative_normal().uses_var(0));
+            let k = parse(&format!("norm1({})", vec!["x * y"; 400].join(" + "))).unwrap();
+            let p = crate::expr::Program::compile(&k).expect("compiles");
+            assert!(p.check_kernel().is_ok());
+            assert!(crate::expr::Program::compile(&e).is_ok());
+        };
+        std::thread::Builder::new()
+            .stack_size(128 * 1024)
+            .spawn(run)
+            .expect("spawn")
+            .join()
+            .expect("no overflow, no failed assertion");
     }
 
     #[test]

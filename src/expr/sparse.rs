@@ -237,6 +237,7 @@ fn unary_know(f: Option<Func>, a: Know) -> Know {
 /// A bound on the magnitude of a value when every input entry is finite and at most
 /// `r` in magnitude (`inf`: none known).
 fn bound(e: &Expr, r: f64, d: usize) -> f64 {
+    crate::expr::grow(|| {
     let b = match e {
         Expr::Var(_) => r,
         Expr::Const(c) => c.abs(),
@@ -279,6 +280,7 @@ fn bound(e: &Expr, r: f64, d: usize) -> f64 {
     } else {
         f64::INFINITY
     }
+    })
 }
 
 /// The knowledge of a binary operation's value from its operands'.
@@ -315,6 +317,7 @@ fn binary_know(f: Bin, a: (Know, f64), b: (Know, f64)) -> Know {
 /// Returns the knowledge and magnitude bound of `e`; sets `*varies` when some
 /// reduction's term is not constant over the class.
 fn know(e: &Expr, zero: [bool; 2], r: f64, d: usize, varies: &mut bool) -> (Know, f64) {
+    crate::expr::grow(|| {
     let kb = |k: Know| (k, bound(e, r, d));
     match e {
         Expr::Var(v) => kb(if zero.get(usize::from(*v)).copied().unwrap_or(false) {
@@ -358,6 +361,7 @@ fn know(e: &Expr, zero: [bool; 2], r: f64, d: usize, varies: &mut bool) -> (Know
             }
         }
     }
+    })
 }
 
 /// The features the sparse evaluator must visit for `e` on data bounded by `r`.
