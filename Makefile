@@ -1,18 +1,28 @@
 # gridmatch — build, test, demo.
-#   make demo   set up .venv, build the release extension, run `gridmatch demo`
+#   make demo   set up the virtualenv, build the release extension, run `gridmatch demo`
 #   make test   set up, then lint gate, cargo test, pytest
 #   make dev    set up only (idempotent; quick when nothing changed)
 #   make fuzz   fuzz the expression parser and the IDX reader (nightly + cargo-fuzz)
 
 SHELL := /bin/bash
 PYTHON ?= python3
-VENV := $(CURDIR)/.venv
-PY := $(VENV)/bin/python
 PIP_CACHE := $(HOME)/.cache/pip
+CACHE := $(HOME)/.cache/gridmatch
 
-# A persistent target dir: torch-sys's C++ shim is compiled once, not on every run.
-export CARGO_TARGET_DIR ?= $(HOME)/.cache/gridmatch/target
-# libtorch comes from the torch wheel in .venv.
+# The virtualenv lives in the cache, keyed by the requirements and the interpreter, and
+# .venv in the clone links to it: a fresh clone with the same requirements reuses it
+# (no 4.7 GB reinstall of torch), and every clone builds against the same interpreter
+# path, so cargo's build scripts (pyo3, torch-sys) see the same environment and the
+# compiled dependencies stay fresh. `make VENV=$$PWD/.venv-own ...` keeps a private one.
+REQ_KEY := $(shell cat requirements-dev.txt 2>/dev/null | $(PYTHON) -c "import hashlib, sys; print(sys.implementation.cache_tag + '-' + hashlib.sha256(sys.stdin.buffer.read()).hexdigest()[:12])")
+VENV ?= $(CACHE)/venv-$(REQ_KEY)
+PY := $(VENV)/bin/python
+
+# A persistent target dir: dependencies (torch-sys's C++ shim, pyo3, ...) compile once,
+# for every clone. The crate itself recompiles in a fresh clone: stable cargo judges a
+# workspace crate's freshness by its files' modification times, which a clone resets.
+export CARGO_TARGET_DIR ?= $(CACHE)/target
+# libtorch comes from the torch wheel in the virtualenv.
 export LIBTORCH_USE_PYTORCH := 1
 export LIBTORCH_BYPASS_VERSION_CHECK := 0
 export VIRTUAL_ENV := $(VENV)
@@ -20,7 +30,7 @@ export PATH := $(VENV)/bin:$(PATH)
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
 RUST_SRC := $(shell find src -type f \( -name '*.rs' -o -name '*.cpp' \) 2>/dev/null) build.rs
-PY_SRC := $(shell find python -type f 2>/dev/null)
+PY_SRC := $(shell find python -type f -not -name '*.so' 2>/dev/null)
 
 # Shared libraries needed by cargo's test binaries (torch's and Python's).
 define rust_ld_path
@@ -36,18 +46,32 @@ help:
 requirements-dev.txt: pyproject.toml tools/requirements.py
 	$(PYTHON) tools/requirements.py > $@.tmp && mv $@.tmp $@
 
-$(VENV)/.deps: requirements-dev.txt
+# The virtualenv is keyed by the requirements' content (REQ_KEY), so it is complete once
+# its stamp exists; .venv in the clone links to it.
+$(VENV)/.deps: | requirements-dev.txt
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --cache-dir $(PIP_CACHE) -q --upgrade pip
 	$(PY) -m pip install --cache-dir $(PIP_CACHE) -q -r requirements-dev.txt
 	@touch $@
 
-$(VENV)/.built: $(VENV)/.deps Cargo.toml pyproject.toml $(RUST_SRC) $(PY_SRC)
+# Point the (shared) virtualenv at this clone's python/ (what `maturin develop` writes)
+# and link .venv here to it; cheap, so it runs every time.
+SITE = $$($(PY) -c "import sysconfig; print(sysconfig.get_path('purelib'))")
+define point_venv
+	@echo "$(CURDIR)/python" > $(SITE)/gridmatch.pth
+	@test -L .venv -o ! -e .venv && ln -sfn $(VENV) .venv || true
+endef
+
+# The release extension (make dev / demo / bench): maturin, thin LTO. Its stamp is in
+# the clone, since the virtualenv is shared.
+.built-release: $(VENV)/.deps Cargo.toml pyproject.toml $(RUST_SRC) $(PY_SRC)
 	$(VENV)/bin/maturin develop --release -q
-	$(PY) -c "import gridmatch; print('gridmatch', gridmatch.__version__, 'built')"
+	@rm -f .built-ci
 	@touch $@
 
-dev: $(VENV)/.built
+dev: .built-release
+	$(point_venv)
+	$(PY) -c "import gridmatch; print('gridmatch', gridmatch.__version__, 'built')"
 
 # A wheel for another machine (e.g. a CUDA host: benches/gpu.sh installs it there).
 wheel: $(VENV)/.deps
@@ -70,25 +94,44 @@ fmt: $(VENV)/.deps
 	$(VENV)/bin/ruff format python tests benches tools
 	$(VENV)/bin/ruff check --fix python tests benches tools
 
+# Tests build the crate once per configuration, with Cargo's `ci` profile (release
+# optimisation, no LTO, more codegen units: a third of the compile time of `release`):
+#   - default features: the library (its cdylib is also the extension pytest imports,
+#     copied to python/gridmatch/_core.abi3.so: no second compile by maturin), the unit
+#     tests, tests/props.rs and the doc-test;
+#   - the pure core alone (no libtorch, no Python: features torch, python off) in a
+#     debug build (debug assertions, overflow checks, large stack frames).
+# Examples are type-checked by clippy (--all-targets), not linked.
 # tests/props.rs draws its cases from a fixed seed here, so `make test` (and CI) is
 # reproducible; explore with another one, e.g. `make cargo-test PROPTEST_RNG_SEED=$$RANDOM`
 # (and `make fuzz` for the long runs).
 PROPTEST_RNG_SEED ?= 20261127
+TEST_PROFILE := ci
 cargo-test: $(VENV)/.deps
-	PROPTEST_RNG_SEED=$(PROPTEST_RNG_SEED) LD_LIBRARY_PATH=$(rust_ld_path):$$LD_LIBRARY_PATH cargo test --release -q
+	PROPTEST_RNG_SEED=$(PROPTEST_RNG_SEED) LD_LIBRARY_PATH=$(rust_ld_path):$$LD_LIBRARY_PATH \
+		cargo test --profile $(TEST_PROFILE) --lib --tests -q
+	LD_LIBRARY_PATH=$(rust_ld_path):$$LD_LIBRARY_PATH cargo test --profile $(TEST_PROFILE) --doc -q
 	# the pure core alone: no libtorch, no Python (Cargo features torch, python off)
-	cargo test --release --no-default-features --lib -q
+	cargo test --no-default-features --lib -q
+
+# The extension pytest imports: the `ci` build's cdylib (cargo-test built it already).
+.built-ci: $(VENV)/.deps Cargo.toml $(RUST_SRC)
+	cargo build --profile $(TEST_PROFILE) --lib -q
+	cp -f $(CARGO_TARGET_DIR)/$(TEST_PROFILE)/libgridmatch.so python/gridmatch/_core.abi3.so
+	@rm -f .built-release
+	@touch $@
 
 # The notebooks run top to bottom at small sizes (GRIDMATCH_FAST=1) through nbmake.
 # They are outside tests/conftest.py, so the same offline set-up is given here: no
 # download attempts (GRIDMATCH_OFFLINE=1), the project's datasets (../shared/datasets
 # unless GRIDMATCH_DATA says otherwise), the bundled sample when neither has them.
 SHARED_DATA := $(abspath $(CURDIR)/../shared/datasets)
-pytest: dev
+pytest: .built-ci
+	$(point_venv)
 	GRIDMATCH_FAST=1 GRIDMATCH_OFFLINE=1 GRIDMATCH_DATA="$${GRIDMATCH_DATA:-$(SHARED_DATA)}" \
 		$(PY) -m pytest -q tests --nbmake notebooks
 
-test: dev lint cargo-test pytest
+test: lint cargo-test pytest
 
 # The headline benchmarks (README's table), each job waiting for a quiet machine first;
 # `make bench BENCH="svm gram"` runs some of them (`benches/run_all.py --list`).
@@ -105,4 +148,4 @@ fuzz:
 	cd fuzz && CARGO_TARGET_DIR=$(CURDIR)/fuzz/target cargo +nightly fuzz run read_idx -- -runs=$(FUZZ_RUNS) -max_len=4096
 
 clean:
-	rm -rf $(VENV) python/gridmatch/*.so
+	rm -rf .venv .built-ci .built-release python/gridmatch/*.so
