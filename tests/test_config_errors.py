@@ -241,3 +241,71 @@ def test_config_error_is_exported_and_documented():
     assert issubclass(gm.ConfigError, ValueError)
     assert re.search(r"``ConfigError``", gm.exceptions.__doc__)
     assert gm.ConfigError.__doc__
+
+
+# ------------------------------------------------------------------- retrieval
+EQ = E.astype(np.float32)
+
+RETRIEVAL_CASES = [
+    ("evaluate", {"metric": "euclidean"}, r"unknown metric 'euclidean'"),
+    ("evaluate", {"device": "tpu"}, r"unknown device 'tpu'"),
+    ("evaluate", {"ks": ()}, r"ks is empty"),
+    ("evaluate", {"ks": (1, 0)}, r"each k in ks must be >= 1, got 0"),
+    ("evaluate", {"ks": "5"}, r"ks must be an int or a sequence"),
+    ("evaluate", {"block_size": (1, 2, 3)}, r"block_size must be an int or a \(queries"),
+    ("evaluate", {"exclude_self": "yes"}, r"exclude_self must be a bool, got 'yes'"),
+    ("knn", {"metric": "euclidean"}, r"unknown metric 'euclidean'"),
+    ("knn", {"metric": ["cosine"]}, r"unknown metric \['cosine'\]"),
+    ("knn", {"device": "tpu"}, r"unknown device 'tpu'"),
+    ("knn", {"k": 0}, r"k must be >= 1, got 0"),
+    ("knn", {"k": 1.5}, r"k must be a positive integer, got 1.5"),
+    ("knn", {"k": np.True_}, r"k must be a positive integer"),
+    ("knn", {"block_size": 0}, r"block_size must be >= 1, got 0"),
+    ("knn", {"exclude_self": 1}, r"exclude_self must be a bool, got 1"),
+]
+
+
+@pytest.mark.parametrize(("function", "kwargs", "match"), RETRIEVAL_CASES)
+def test_retrieval_bad_settings_are_config_errors(function, kwargs, match):
+    if function == "knn":
+        call = lambda: gm.retrieval.knn(EQ, EQ, **{"k": 1, **kwargs})  # noqa: E731
+    else:
+        call = lambda: gm.retrieval.evaluate(EQ, EIDS, EQ, EIDS, **kwargs)  # noqa: E731
+    with pytest.raises(gm.ConfigError, match=match) as info:
+        call()
+    assert isinstance(info.value, ValueError)
+
+
+def test_exclude_self_takes_bools_only():
+    with pytest.raises(gm.ConfigError, match=r"exclude_self must be a bool, got 0"):
+        gm.retrieval.knn(EQ, EQ, 1, exclude_self=0)  # was taken as False
+    # a numpy bool is one; the reference: leave-one-out by hand (numpy)
+    _, idx = gm.retrieval.knn(EQ, EQ, 1, exclude_self=np.True_)
+    S = EQ @ EQ.T / np.outer(np.linalg.norm(EQ, axis=1), np.linalg.norm(EQ, axis=1))
+    np.fill_diagonal(S, -np.inf)
+    np.testing.assert_array_equal(idx[:, 0], S.argmax(1))
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"seed": -1}, r"seed must be an integer >= 0, got -1"),
+        ({"seed": "0"}, r"seed must be an integer >= 0, got '0'"),
+        ({"keep_vectors": "yes"}, r"keep_vectors must be a bool, got 'yes'"),
+    ],
+)
+def test_index_bad_settings_are_config_errors(kwargs, match):
+    with pytest.raises(gm.ConfigError, match=match):
+        gm.retrieval.Index(**{"dim": 8, **kwargs})
+
+
+def test_index_search_and_load_bad_settings_are_config_errors(tmp_path):
+    index = gm.retrieval.Index(8)
+    index.add(EQ)
+    with pytest.raises(gm.ConfigError, match=r"k must be a positive integer, got 0"):
+        index.search(EQ, k=0)
+    with pytest.raises(gm.ConfigError, match=r"the exact backend has no search parameters"):
+        index.search(EQ, k=1, nprobe=4)
+    path = index.save(tmp_path / "i.safetensors")
+    with pytest.raises(gm.ConfigError, match=r"gpu must be None, True or False, got 'yes'"):
+        gm.retrieval.Index.load(path, gpu="yes")

@@ -12,6 +12,7 @@ most ``batch_size · (prefetch + 1)`` decoded images are held at any time.
 from __future__ import annotations
 
 import json
+import warnings
 from collections.abc import Iterator
 from typing import Any
 
@@ -20,12 +21,66 @@ import numpy as np
 from . import _core
 from ._validate import host_array
 from .catalogue import MAX_IMAGE_PIXELS, ImageCatalogue
-from .exceptions import ShapeError
+from .exceptions import InputScaleWarning, ShapeError
 
-__all__ = ["DEFAULT_IMAGE_SIZE", "Images", "catalogue_settings"]
+__all__ = ["DEFAULT_IMAGE_SIZE", "SCALE_RANGE", "Images", "catalogue_settings", "warn_scale"]
 
 #: Side of the images read from a catalogue when ``image_size`` is not set.
 DEFAULT_IMAGE_SIZE = 224
+
+#: Values of images given as floats (any dtype but ``uint8``) that are taken for the
+#: expected ``[0, 1]`` scale, with room for resampling overshoot and added noise. Beyond
+#: it lie the 0-255 scale (values up to 255) and images normalised already (ImageNet's
+#: mean and std give [-2.12, 2.64]).
+SCALE_RANGE = (-1.0, 2.0)
+
+
+def scale_problem(lo: float, hi: float, normalize: str | None) -> str | None:
+    """What is wrong with images whose values span ``[lo, hi]`` (``None``: nothing).
+
+    With a ``normalize`` setting the network normalises the images itself, so their
+    values must be on the ``[0, 1]`` scale: a value outside :data:`SCALE_RANGE` is a
+    problem. With ``normalize=None`` the values reach the backbone as they are and the
+    caller may have normalised them (they then go below 0): only non-negative values
+    beyond ``SCALE_RANGE[1]`` (a 0-255 scale) are a problem.
+    """
+    low, high = SCALE_RANGE
+    if normalize is None:
+        if lo >= 0 and hi > high:
+            return (
+                "normalize=None passes the values to the backbone as they are, and these "
+                "look like a 0-255 scale: divide them by 255 or pass them as uint8"
+            )
+        return None
+    if lo >= low and hi <= high:
+        return None
+    if lo >= low:
+        fix = "divide them by 255 or pass them as uint8"
+    else:
+        fix = "for images normalised already, set normalize=None"
+    return f"the network normalises the images itself (normalize={normalize!r}): {fix}"
+
+
+def warn_scale(
+    name: str,
+    dtype: np.dtype,
+    lo: float,
+    hi: float,
+    normalize: str | None,
+    what: str,
+    stacklevel: int,
+) -> None:
+    """An :class:`InputScaleWarning` when images of ``dtype`` spanning ``[lo, hi]`` are
+    not on the scale that ``GridSearchNetwork.{what}`` expects (see :func:`scale_problem`)."""
+    problem = scale_problem(lo, hi, normalize)
+    if problem is None:
+        return
+    warnings.warn(
+        f"{name} holds {dtype} values in [{lo:.4g}, {hi:.4g}], but GridSearchNetwork.{what} "
+        f"expects float images in [0, 1] or uint8 in [0, 255]; {problem}",
+        InputScaleWarning,
+        stacklevel=stacklevel + 1,
+    )
 
 
 def catalogue_settings(size: int, augment: dict[str, Any], skip_errors: bool = False) -> str:
@@ -97,6 +152,10 @@ class Images:
         The catalogue, when ``X`` is one.
     array : ndarray or None
         The ``(n, c, h, w)`` view of an array (values not converted), when ``X`` is one.
+    check_scale : bool
+        Whether the values are taken as they are, on the caller's scale (an array of
+        any dtype but ``uint8``; ``uint8`` and catalogues give ``[0, 1]``): see
+        :func:`warn_scale`.
 
     Raises
     ------
@@ -115,11 +174,13 @@ class Images:
             self.array: np.ndarray | None = None
             self.n = len(X)
             self.shape: tuple[int, ...] = (3, image_size, image_size)
+            self.check_scale = False
         else:
             self.catalogue = None
             self.array = _layout(X, name)
             self.n = int(self.array.shape[0])
             self.shape = tuple(int(s) for s in self.array.shape[1:])
+            self.check_scale = self.array.dtype != np.uint8
 
     def batches(self, batch_size: int, workers: int | None = None) -> Iterator[np.ndarray]:
         """Float32 ``(b, c, h, w)`` batches in order (the last one may be smaller).

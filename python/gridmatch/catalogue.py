@@ -25,9 +25,9 @@ from typing import Any
 import numpy as np
 
 from ._images import read_square
-from ._params import integer
+from ._params import flag, integer
 from ._validate import host_array
-from .exceptions import DataError, ShapeError
+from .exceptions import ConfigError, DataError, ShapeError
 
 __all__ = ["DEFAULT_EXTENSIONS", "LOAD_MAX_BYTES", "MAX_IMAGE_PIXELS", "ImageCatalogue"]
 
@@ -109,15 +109,20 @@ def _frozen(a: np.ndarray) -> np.ndarray:
     return a
 
 
-def _resolve(paths: list[str], base: str, root: str | None, where: Callable[[int], str]):
-    """Canonical absolute paths; DataError for outside ``root``, missing or duplicate."""
+def _resolve(
+    paths: list[str], base: str, root: str | None, where: Callable[[int], str], hint: str = ""
+):
+    """Canonical absolute paths; DataError for outside ``root`` (the message ending with
+    ``hint``), missing or duplicate."""
     real_root = os.path.realpath(root) if root is not None else None
     out: list[str] = []
     seen: dict[str, int] = {}
     for i, p in enumerate(paths):
         real = os.path.realpath(os.path.join(base, p))
         if real_root is not None and os.path.commonpath([real_root, real]) != real_root:
-            raise DataError(f"{where(i)}: {p!r} lies outside root {root} (resolves to {real})")
+            raise DataError(
+                f"{where(i)}: {p!r} lies outside root {root} (resolves to {real}){hint}"
+            )
         if real in seen:
             raise DataError(f"duplicate path {real} ({where(seen[real])} and {where(i)})")
         if not os.path.isfile(real):
@@ -144,9 +149,10 @@ class ImageCatalogue:
     """Images on disk with their product ids, optional classes and split names.
 
     A catalogue never holds pixels; :meth:`load` decodes a small one into an array. It
-    is a value object: its arrays are read-only and :meth:`subset` returns a new
-    catalogue. Build one with :meth:`from_folder`, :meth:`from_csv`, :meth:`from_inshop`
-    or :meth:`from_paths` (the same as calling the class).
+    is a value object: its arrays are read-only and :meth:`subset` (a part) and
+    :meth:`with_split` (split names drawn by product) return a new catalogue. Build one
+    with :meth:`from_folder`, :meth:`from_csv`, :meth:`from_inshop` or
+    :meth:`from_paths` (the same as calling the class).
 
     Parameters
     ----------
@@ -204,7 +210,7 @@ class ImageCatalogue:
         base = os.getcwd() if root is None else os.fspath(Path(root).expanduser())
         self._build(_fspaths(paths), ids, classes, split, root, base, "paths[{}]".format)
 
-    def _build(self, paths, ids, classes, split, root, base, where) -> None:
+    def _build(self, paths, ids, classes, split, root, base, where, hint="") -> None:
         ids = _labels(ids, "ids", "product id")
         n = len(paths)
         if n == 0:
@@ -224,7 +230,7 @@ class ImageCatalogue:
         codes = np.array([index.setdefault(v, len(index)) for v in ids.tolist()], np.int64)
         vocab = np.empty(len(index), dtype=ids.dtype)
         vocab[:] = list(index)
-        self._paths = _frozen(_resolve(paths, base, root, where))
+        self._paths = _frozen(_resolve(paths, base, root, where, hint))
         self._ids, self._codes, self._vocab = _frozen(ids), _frozen(codes), _frozen(vocab)
         self._index = index
         self._classes = None if classes is None else _frozen(classes)
@@ -248,7 +254,11 @@ class ImageCatalogue:
 
     @classmethod
     def from_folder(
-        cls, root: str | os.PathLike, extensions: Iterable[str] = DEFAULT_EXTENSIONS
+        cls,
+        root: str | os.PathLike,
+        extensions: Iterable[str] = DEFAULT_EXTENSIONS,
+        *,
+        allow_outside: bool = False,
     ) -> ImageCatalogue:
         """A catalogue of one folder per product, optionally grouped in class folders.
 
@@ -265,9 +275,14 @@ class ImageCatalogue:
         Parameters
         ----------
         root : path-like
-            The catalogue's folder; no image may resolve outside it.
+            The catalogue's folder; no image may resolve outside it (unless
+            ``allow_outside``).
         extensions : iterable of str, default :data:`DEFAULT_EXTENSIONS`
             File name endings counted as images (case-insensitive).
+        allow_outside : bool, default False
+            Accept images that resolve outside ``root`` through symbolic links in it (a
+            linked image file or product folder). By default such a link is refused, so
+            that a catalogue built from a folder reads nothing but that folder's files.
 
         Returns
         -------
@@ -279,8 +294,12 @@ class ImageCatalogue:
             ``root`` is not a folder, holds no images, holds images directly (one folder
             per product is expected), mixes the two layouts, is nested deeper, a folder
             holds both images and sub-folders, or one product name appears under two
-            class folders.
+            class folders; a symbolic link in it leads to an image outside it (without
+            ``allow_outside=True``; the message names the option).
+        ConfigError
+            ``allow_outside`` is not a bool.
         """
+        allow_outside = flag(allow_outside, "allow_outside")
         root = Path(root).expanduser()
         if not root.is_dir():
             raise DataError(f"{root}: not a folder")
@@ -349,9 +368,20 @@ class ImageCatalogue:
             )
         if not paths:
             raise DataError(f"{root}: no images (extensions {', '.join(exts)}) in its folders")
+        hint = (
+            "; a symbolic link in the folder leads there: pass allow_outside=True to "
+            "ImageCatalogue.from_folder to accept images outside the folder"
+        )
         out = cls.__new__(cls)
         out._build(
-            paths, ids, classes if layouts == {"class"} else None, None, root, "", "{}".format
+            paths,
+            ids,
+            classes if layouts == {"class"} else None,
+            None,
+            None if allow_outside else root,
+            "",
+            "{}".format,
+            hint,
         )
         return out
 
@@ -575,7 +605,10 @@ class ImageCatalogue:
         n = len(self)
         if isinstance(which, str):
             if self._split is None:
-                raise ValueError(f"this catalogue has no split names; cannot select {which!r}")
+                raise ValueError(
+                    f"this catalogue has no split names; cannot select {which!r} (give them "
+                    "with with_split(train=..., query=..., gallery=...))"
+                )
             idx = np.flatnonzero(self._split == which)
             if idx.size == 0:
                 names = ", ".join(map(repr, dict.fromkeys(self._split.tolist())))
@@ -604,6 +637,136 @@ class ImageCatalogue:
         out._vocab, out._index = self._vocab, self._index
         out._classes = None if self._classes is None else _frozen(self._classes[idx])
         out._split = None if self._split is None else _frozen(self._split[idx])
+        return out
+
+    def with_split(
+        self,
+        train: float | None = None,
+        query: float | None = None,
+        gallery: float | None = None,
+        *,
+        seed: int = 0,
+    ) -> ImageCatalogue:
+        """This catalogue with split names ``"train"``, ``"query"`` and ``"gallery"``
+        drawn by product, as DeepFashion In-shop's.
+
+        The products (all images of one id) are shuffled (seeded) and dealt out: the
+        first ``train`` share of them give all their images to ``"train"``; the next
+        ``query + gallery`` share are the evaluation products, and the images of each
+        of them are divided between ``"query"`` and ``"gallery"`` in the proportion
+        ``query : gallery`` (at random). So a product never appears both in training
+        and in evaluation, while the queries find their product's other images in the
+        gallery, as In-shop's query and gallery do (``gm.retrieval.evaluate(E_q,
+        q.codes, E_g, g.codes)`` then scores every query). An evaluation product with
+        a single image gives it to the gallery (as a query it could match nothing); one
+        with two or more gives at least one image to each side when both shares are
+        positive. Products beyond the three shares are left out of the result.
+
+        Parameters
+        ----------
+        train, query, gallery : float or int, optional
+            The shares: fractions of the products (floats in ``[0, 1]``, adding up to at
+            most 1; a part's number of products is rounded to the nearest) or numbers
+            of products (ints, adding up to at most the number of products), not both;
+            halves are rounded up.
+            Not given, ``train`` is 0 and ``query`` and ``gallery`` share what the
+            given ones leave equally: ``with_split(train=0.8)`` deals 80 % of the
+            products to training and splits each other product's images in half.
+        seed : int, default 0
+            Seeds the draw: the same seed gives the same split.
+
+        Returns
+        -------
+        ImageCatalogue
+            The images dealt out, in this catalogue's order, with their split names
+            (a previous split is replaced); codes and the id mappings are this
+            catalogue's. ``subset("query")`` etc. select the parts.
+
+        Raises
+        ------
+        ConfigError
+            A share that is negative, not a number, a fraction above 1, or fractions
+            mixed with counts; shares adding up to more than 1 (or than the number of
+            products); a bad ``seed``; or shares that leave no image.
+
+        Examples
+        --------
+        >>> cat = gm.datasets.ImageCatalogue.from_folder("photos/")  # doctest: +SKIP
+        >>> cat = cat.with_split(train=0.5, query=0.25, gallery=0.25, seed=0)  # doctest: +SKIP
+        >>> q, g = cat.subset("query"), cat.subset("gallery")  # doctest: +SKIP
+        """
+        seed = integer(seed, "seed", 0)
+        given = {"train": train, "query": query, "gallery": gallery}
+        kinds = set()
+        for name, v in given.items():
+            if v is None:
+                continue
+            if isinstance(v, (int, np.integer)) and not isinstance(v, (bool, np.bool_)):
+                kinds.add("count")
+                if v < 0:
+                    raise ConfigError(f"{name} must be >= 0, got {v!r}")
+            elif isinstance(v, (float, np.floating)):
+                kinds.add("fraction")
+                if not 0.0 <= v <= 1.0:
+                    raise ConfigError(f"{name} must be a fraction in [0, 1] or a count, got {v!r}")
+            else:
+                raise ConfigError(
+                    f"{name} must be a fraction in [0, 1] or a number of products, got {v!r}"
+                )
+        if len(kinds) > 1:
+            raise ConfigError(
+                "give train, query and gallery all as fractions (floats) or all as numbers "
+                f"of products (ints), got {', '.join(f'{k}={v!r}' for k, v in given.items())}"
+            )
+        products = np.unique(self._codes)
+        n_products = len(products)
+        fractions = kinds != {"count"}
+        whole = 1.0 if fractions else float(n_products)
+        shares = {k: (0.0 if v is None else float(v)) for k, v in given.items()}
+        total = sum(shares.values())
+        if total > whole * (1 + 1e-9):
+            what = "1" if fractions else f"the number of products ({n_products})"
+            raise ConfigError(
+                f"train + query + gallery must add up to at most {what}, got "
+                f"{'+'.join(f'{shares[k]:g}' for k in given)} = {total:g}"
+            )
+        open_parts = [k for k in ("query", "gallery") if given[k] is None]
+        for k in open_parts:
+            shares[k] = max(whole - total, 0.0) / len(open_parts)
+        scale = n_products if fractions else 1.0
+
+        def cut(x: float) -> int:
+            return min(n_products, int(np.floor(x * scale + 0.5 + 1e-9)))
+
+        n_train = cut(shares["train"])
+        n_eval = cut(shares["train"] + shares["query"] + shares["gallery"]) - n_train
+        evaluated = shares["query"] + shares["gallery"]
+        ratio = shares["query"] / evaluated if evaluated > 0 else 0.0
+        rng = np.random.default_rng(seed)
+        order = rng.permutation(products)
+        names = np.full(len(self), None, dtype=object)
+        names[np.isin(self._codes, order[:n_train])] = "train"
+        eval_products = np.sort(order[n_train : n_train + n_eval])
+        if len(eval_products):
+            images = np.flatnonzero(np.isin(self._codes, eval_products))
+            images = images[np.argsort(self._codes[images], kind="stable")]
+            starts = np.flatnonzero(np.diff(self._codes[images], prepend=-1))
+            for members in np.split(images, starts[1:]):
+                m = len(members)
+                n_query = int(np.floor(ratio * m + 0.5))
+                if 0 < ratio < 1:
+                    n_query = 0 if m == 1 else min(max(n_query, 1), m - 1)
+                chosen = rng.permutation(m)
+                names[members[chosen[:n_query]]] = "query"
+                names[members[chosen[n_query:]]] = "gallery"
+        keep = np.flatnonzero(names != None)  # noqa: E711 - elementwise on objects
+        if keep.size == 0:
+            raise ConfigError(
+                f"train={train!r}, query={query!r}, gallery={gallery!r} leave no image of "
+                f"the {n_products} products"
+            )
+        out = self.subset(keep)
+        out._split = _frozen(names[keep].astype(object))
         return out
 
     # ------------------------------------------------------------------ pixels

@@ -30,6 +30,7 @@ __all__ = [
     "DeviceError",
     "ExpressionError",
     "GridmatchError",
+    "InputScaleWarning",
     "InterruptedWarning",
     "NotFittedError",
     "ShapeError",
@@ -82,3 +83,13 @@ class ConvergenceWarning(_SkConvergenceWarning):
 
 class InterruptedWarning(UserWarning):
     """Long work was stopped early (Ctrl-C or a callback); the partial result was kept."""
+
+
+class InputScaleWarning(UserWarning):
+    """Images were given on another scale than the one expected.
+
+    :class:`~gridmatch.GridSearchNetwork` takes float images in ``[0, 1]`` or ``uint8``
+    images in ``[0, 255]`` and normalises them itself (its ``normalize`` setting); float
+    images on a 0–255 scale (or already normalised) would train and embed on another
+    scale without an error. See :meth:`gridmatch.GridSearchNetwork.fit` for the rule.
+    """

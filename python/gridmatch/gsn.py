@@ -26,7 +26,7 @@ import numpy as np
 from sklearn.base import BaseEstimator
 
 from . import _augment, _backbone_weights, _core, _distributed, _params, losses, miners
-from ._gsn_input import DEFAULT_IMAGE_SIZE, Images, _layout, _to_float
+from ._gsn_input import DEFAULT_IMAGE_SIZE, Images, _layout, _to_float, warn_scale
 from ._validate import host_array
 from .catalogue import ImageCatalogue
 from .exceptions import ConfigError, DataError, InterruptedWarning, NotFittedError, ShapeError
@@ -301,7 +301,8 @@ class GridSearchNetwork(BaseEstimator):
         ``"imagenet"`` for the ResNets and module backbones, ``"legacy"`` for the
         convnet. ``"legacy"``: one scalar, mean 0.5 / std 0.25 for the convnet and
         0.45 / 0.225 for the ResNets (what models saved before this setting used; they
-        load with it). ``None``: the ``[0, 1]`` values pass through.
+        load with it). ``None``: the ``[0, 1]`` values pass through. Float images on
+        another scale than ``[0, 1]`` give an ``InputScaleWarning`` (see :meth:`fit`).
     device : {"auto", "cpu", "cuda"} or "cuda:N", default "auto"
     seed : int, default 0
         Seeds initialisation, sampling and augmentation (CPU training is deterministic).
@@ -676,7 +677,13 @@ class GridSearchNetwork(BaseEstimator):
             crop (area 35–100 %), horizontal flip and colour jitter, or the recipe
             ``image_augment`` gives (the array augmentations are not applied); with
             ``augment=0`` the resized centre crop. A missing or undecodable file raises
-            ``DataError`` naming it.
+            ``DataError`` naming it. Images given as an array of any dtype but
+            ``uint8`` are taken as they are and are expected in ``[0, 1]`` (the network
+            normalises them itself, as ``normalize`` says): values outside ``[-1, 2]``
+            (a 0–255 scale, or images normalised already) give an
+            :class:`~gridmatch.exceptions.InputScaleWarning`; with ``normalize=None``,
+            under which the values reach the backbone unchanged, only non-negative values
+            beyond 2 (a 0–255 scale) do. The same holds for ``X_val``.
         ids : array-like of shape (n,)
             Product / instance id of each image (images of one id are positives).
             With one image per id, the positives are augmented views of it (so
@@ -719,6 +726,10 @@ class GridSearchNetwork(BaseEstimator):
 
         Warns
         -----
+        InputScaleWarning
+            Once per array (``X``, ``X_val``) whose values are not on the ``[0, 1]``
+            scale (see ``X``): a float array on a 0–255 scale trains without an error,
+            on the wrong scale.
         InterruptedWarning
             When Ctrl-C or the callback stopped training early.
         RuntimeWarning
@@ -780,16 +791,24 @@ class GridSearchNetwork(BaseEstimator):
                 "images; use a smaller grid or more images"
             )
         xv = iv = None
+        val: Images | None = None
         if isinstance(X_val, ImageCatalogue) and ids_val is None:
             ids_val = X_val.codes
         if X_val is not None or ids_val is not None:
             if X_val is None or ids_val is None:
                 raise ValueError("give both X_val and ids_val, or neither")
-            xv = Images(X_val, size, "X_val").gather_all()
+            val = Images(X_val, size, "X_val")
+            xv = val.gather_all()
             iv = _labels(ids_val, xv.shape[0], "ids_val")
             if xv.shape[1:] != images.shape:
                 raise ShapeError(f"X_val images {xv.shape[1:]} differ from X's {images.shape}")
         train_images = images.training_images(p["image_augment"], p["skip_errors"])
+        given_arrays = [(images, train_images)] + ([] if val is None else [(val, xv)])
+        for given, pixels in given_arrays:  # float images on another scale: a warning
+            if given.check_scale:
+                assert given.array is not None
+                lo, hi = float(pixels.min()), float(pixels.max())
+                warn_scale(given.name, given.array.dtype, lo, hi, self.normalize, "fit", 2)
         self.n_channels_ = int(images.shape[0])
         self.image_shape_ = tuple(images.shape)
         self.image_size_ = size if images.catalogue is not None else None
@@ -878,7 +897,8 @@ class GridSearchNetwork(BaseEstimator):
             (streamed through the Rust image pipeline at ``image_size``, else the size
             the network was trained at, else 224: resize of the shorter side + centre
             crop, no augmentation).
-            Arrays are converted one batch at a time.
+            Arrays are converted one batch at a time; as in :meth:`fit`, an array of
+            any dtype but ``uint8`` is expected in ``[0, 1]``.
         batch_size : int, optional
             Images per forward pass. By default about 1.6 million pixels per batch
             (32 images of 224 × 224, 256 of 28 × 28; between 8 and 256): larger batches
@@ -903,6 +923,9 @@ class GridSearchNetwork(BaseEstimator):
 
         Warns
         -----
+        InputScaleWarning
+            Once per call, when an array's values are not on the ``[0, 1]`` scale (the
+            rule of :meth:`fit`'s ``X``), e.g. floats on a 0–255 scale.
         RuntimeWarning
             With ``on_error="skip"``, when files were left out: their rows are NaN
             (find them with ``np.isnan(E).any(axis=1)``; see :attr:`skipped_`).
@@ -930,6 +953,11 @@ class GridSearchNetwork(BaseEstimator):
             Features (512 channels for ResNet-18, 2048 for ResNet-50, 128 for the
             convnet; a module backbone's output channels, its ``(n, c)`` output as it
             is); a torch tensor (on ``X``'s device) when ``X`` is one.
+
+        Warns
+        -----
+        InputScaleWarning
+            As :meth:`embed`: once per call, for an array not on the ``[0, 1]`` scale.
         """
         self._check_fitted()
         return self._forward(X, batch_size, self.model_.features, "features")
@@ -976,6 +1004,7 @@ class GridSearchNetwork(BaseEstimator):
         out: np.ndarray | None = None
         filled = 0
         skipped: list[tuple[int, str]] = []
+        lo, hi = np.inf, -np.inf  # the values of an array taken as they are
         # On the CPU, libtorch's freed blocks are kept from one batch to the next for the
         # whole loop (gridmatch._core.CpuCacheWindow): no page faults on every batch's
         # activations, and a peak that does not creep up over a long catalogue.
@@ -985,11 +1014,16 @@ class GridSearchNetwork(BaseEstimator):
                 skipped += left_out
                 if b.shape[0] == 0:
                     continue
+                if images.check_scale:
+                    lo, hi = min(lo, float(b.min())), max(hi, float(b.max()))
                 e = run(b, batch_size)
                 if out is None:
                     out = np.full((images.n, e.shape[1]), np.nan, np.float32)
                 out[idx] = e
                 filled += e.shape[0]
+        if images.check_scale:
+            assert images.array is not None
+            warn_scale(images.name, images.array.dtype, lo, hi, self.normalize, what, 4)
         self._record_skipped(images, skipped, f"{what} left out", "(their rows are NaN)", 5)
         if out is None:
             raise DataError(

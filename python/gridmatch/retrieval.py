@@ -33,10 +33,10 @@ from typing import Any
 
 import numpy as np
 
-from . import _core
+from . import _core, _params
 from ._index import Index
 from ._validate import host_array
-from .exceptions import DeviceError, ShapeError
+from .exceptions import ConfigError, DeviceError, ShapeError
 
 __all__ = ["METRICS", "Index", "evaluate", "knn"]
 
@@ -50,9 +50,9 @@ def _is_tensor(x: Any) -> bool:
     return isinstance(x, torch.Tensor)
 
 
-def _check_metric(metric: str) -> str:
-    if metric not in METRICS:
-        raise ValueError(f"unknown metric {metric!r}: expected one of {', '.join(METRICS)}")
+def _check_metric(metric: Any) -> str:
+    if not isinstance(metric, str) or metric not in METRICS:
+        raise ConfigError(f"unknown metric {metric!r}: expected one of {', '.join(METRICS)}")
     return metric
 
 
@@ -60,18 +60,18 @@ def _check_device(device: Any) -> str:
     name = str(device)
     if name == "cpu" or name == "cuda" or name.startswith("cuda:"):
         return name
-    raise ValueError(f"unknown device {device!r}: expected 'cpu', 'cuda' or 'cuda:N'")
+    raise ConfigError(f"unknown device {device!r}: expected 'cpu', 'cuda' or 'cuda:N'")
 
 
 def _check_positive_int(value: Any, name: str) -> int:
-    if isinstance(value, bool):
-        raise ValueError(f"{name} must be a positive integer, got {value!r}")
+    if isinstance(value, (bool, np.bool_)):
+        raise ConfigError(f"{name} must be a positive integer, got {value!r}")
     try:
         value = operator.index(value)
     except TypeError:
-        raise ValueError(f"{name} must be a positive integer, got {value!r}") from None
+        raise ConfigError(f"{name} must be a positive integer, got {value!r}") from None
     if value < 1:
-        raise ValueError(f"{name} must be >= 1, got {value}")
+        raise ConfigError(f"{name} must be >= 1, got {value}")
     return value
 
 
@@ -80,7 +80,7 @@ def _check_blocks(block_size: Any) -> tuple[int, int] | None:
         return None
     if isinstance(block_size, (tuple, list)):
         if len(block_size) != 2:
-            raise ValueError(
+            raise ConfigError(
                 f"block_size must be an int or a (queries, gallery) pair, got {block_size!r}"
             )
         q, g = block_size
@@ -201,8 +201,9 @@ def knn(
     gridmatch.ShapeError
         Wrong number of dimensions, dimension mismatch, empty input, NaN or inf values,
         ``k`` larger than the gallery (a ``ValueError``).
-    ValueError
-        Unknown ``metric`` or ``device``, bad ``k`` or ``block_size``.
+    gridmatch.ConfigError
+        Unknown ``metric`` or ``device``, bad ``k``, ``block_size`` or ``exclude_self``
+        (a ``ValueError``).
     gridmatch.DeviceError
         ``device="cuda"`` without a usable GPU.
 
@@ -219,6 +220,7 @@ def knn(
     device = _check_device(device)
     k = _check_positive_int(k, "k")
     blocks = _check_blocks(block_size)
+    exclude_self = _params.flag(exclude_self, "exclude_self")
     like = queries if _is_tensor(queries) else None
     if device == "cpu":
         q = _as_matrix(queries, "queries")
@@ -296,8 +298,9 @@ def evaluate(
     gridmatch.ShapeError
         Wrong shapes, dimension mismatch, ids not matching the rows, empty input,
         NaN or inf values (a ``ValueError``).
-    ValueError
-        Unknown ``metric``, empty or non-positive ``ks``.
+    gridmatch.ConfigError
+        Unknown ``metric`` or ``device``, empty or non-positive ``ks``, bad
+        ``block_size`` or ``exclude_self`` (a ``ValueError``).
 
     Examples
     --------
@@ -315,13 +318,14 @@ def evaluate(
     metric = _check_metric(metric)
     device = _check_device(device)
     blocks = _check_blocks(block_size)
+    exclude_self = _params.flag(exclude_self, "exclude_self")
     if isinstance(ks, (int, np.integer)) and not isinstance(ks, bool):
         ks = (ks,)
     if isinstance(ks, (str, bytes)) or not hasattr(ks, "__iter__"):
-        raise ValueError(f"ks must be an int or a sequence of positive ints, got {ks!r}")
+        raise ConfigError(f"ks must be an int or a sequence of positive ints, got {ks!r}")
     ks = [_check_positive_int(k, "each k in ks") for k in ks]
     if not ks:
-        raise ValueError("ks is empty: give at least one k for recall@k")
+        raise ConfigError("ks is empty: give at least one k for recall@k")
     if device == "cpu":
         q = _as_matrix(E_q, "E_q")
         g = _as_matrix(E_g, "E_g")

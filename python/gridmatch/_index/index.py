@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import operator
 import os
 from typing import TYPE_CHECKING, Any
 
@@ -114,9 +113,10 @@ class Index:
 
     Raises
     ------
-    ValueError
+    gridmatch.ConfigError
         Unknown ``metric`` or ``backend``, a ``factory`` faiss cannot parse (named in
-        the message), a ``factory`` with the exact backend, bad ``dim`` or ``train_size``.
+        the message), a ``factory`` with the exact backend, bad ``dim``,
+        ``train_size``, ``seed``, ``gpu`` or ``keep_vectors`` (a ``ValueError``).
     ImportError
         ``backend="faiss"`` without faiss installed.
 
@@ -179,8 +179,8 @@ class Index:
         self.backend = backend
         self.factory = (factory or "Flat") if backend == "faiss" else None
         self.train_size = _params.integer(train_size, "train_size", 1, optional=True)
-        self.seed = operator.index(seed)
-        self.keep_vectors = bool(keep_vectors)
+        self.seed = _params.integer(seed, "seed", 0)
+        self.keep_vectors = _params.flag(keep_vectors, "keep_vectors")
         self._book = IdBook()
         self._vectors: np.ndarray | None = np.empty((0, self.dim), dtype=np.float32)
         self._faiss: FaissIndex | None = None
@@ -391,8 +391,9 @@ class Index:
         ------
         gridmatch.ShapeError
             Dimension mismatch, NaN or inf values, an empty index, ``k > len(self)``.
-        ValueError
-            ``k < 1``, an unknown search parameter, or parameters for the exact backend.
+        gridmatch.ConfigError
+            ``k < 1``, an unknown search parameter, or parameters for the exact backend
+            (a ``ValueError``).
         """
         X, k = self._check_query(Q, k)
         D, slots = self._search_slots(X, k, params)
@@ -432,7 +433,7 @@ class Index:
         gridmatch.NotFittedError
             A faiss index created with ``keep_vectors=False`` (no vectors to search
             exactly).
-        gridmatch.ShapeError, ValueError
+        gridmatch.ShapeError, gridmatch.ConfigError
             As for :meth:`search`.
         """
         V = self._kept_vectors()
@@ -508,12 +509,16 @@ class Index:
         gridmatch.DataError
             If the file is missing, truncated, modified (checksum mismatch), malformed,
             or of another format version.
+        gridmatch.ConfigError
+            A bad ``gpu``.
         ImportError
             A faiss index without faiss installed.
         """
         from .. import _core
         from .files import decode
 
+        if gpu not in (None, True, False):
+            raise ConfigError(f"gpu must be None, True or False, got {gpu!r}")
         path = os.fspath(path)
         arrays, meta = _core.store_load(path)
         return decode(arrays, meta, path, gpu)
