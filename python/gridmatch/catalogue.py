@@ -27,7 +27,7 @@ import numpy as np
 from ._images import read_square
 from ._params import integer
 from ._validate import host_array
-from .exceptions import DataError, ShapeError
+from .exceptions import ConfigError, DataError, ShapeError
 
 __all__ = ["DEFAULT_EXTENSIONS", "LOAD_MAX_BYTES", "MAX_IMAGE_PIXELS", "ImageCatalogue"]
 
@@ -280,15 +280,22 @@ class ImageCatalogue:
             per product is expected), mixes the two layouts, is nested deeper, a folder
             holds both images and sub-folders, or one product name appears under two
             class folders.
+        ConfigError
+            ``extensions`` is empty or not a sequence of strings.
         """
         root = Path(root).expanduser()
         if not root.is_dir():
             raise DataError(f"{root}: not a folder")
         if isinstance(extensions, str):
             extensions = (extensions,)
-        exts = tuple("." + e.lower().lstrip(".") for e in extensions)
+        try:
+            exts = tuple("." + e.lower().lstrip(".") for e in extensions)
+        except (TypeError, AttributeError):
+            raise ConfigError(
+                f"extensions must be file name endings (strings such as 'jpg'), got {extensions!r}"
+            ) from None
         if not exts:
-            raise ValueError("extensions must name at least one file name ending")
+            raise ConfigError("extensions must name at least one file name ending")
 
         def scan(folder: Path) -> tuple[list[str], list[Path]]:
             images, folders = [], []
@@ -390,9 +397,11 @@ class ImageCatalogue:
             (named); a row is short or has an empty cell; ``id_type="int"`` and an id is
             not an integer; or a listed image is missing, duplicated or outside ``root``
             (the CSV line is named).
+        ConfigError
+            ``id_type`` is not one of the three.
         """
         if id_type not in ("auto", "int", "str"):
-            raise ValueError(f"id_type must be 'auto', 'int' or 'str', got {id_type!r}")
+            raise ConfigError(f"id_type must be 'auto', 'int' or 'str', got {id_type!r}")
         path = Path(path).expanduser()
         try:
             with open(path, newline="", encoding="utf-8-sig") as f:
@@ -567,19 +576,19 @@ class ImageCatalogue:
 
         Raises
         ------
-        ValueError
-            Unknown split name, or the catalogue has no split names.
+        ConfigError
+            Unknown split name, or the catalogue has no split names (a ``ValueError``).
         ShapeError
             A mask of the wrong length, an index out of range or repeated, another dtype.
         """
         n = len(self)
         if isinstance(which, str):
             if self._split is None:
-                raise ValueError(f"this catalogue has no split names; cannot select {which!r}")
+                raise ConfigError(f"this catalogue has no split names; cannot select {which!r}")
             idx = np.flatnonzero(self._split == which)
             if idx.size == 0:
                 names = ", ".join(map(repr, dict.fromkeys(self._split.tolist())))
-                raise ValueError(f"no split {which!r} in this catalogue; it has {names}")
+                raise ConfigError(f"no split {which!r} in this catalogue; it has {names}")
         else:
             arr = np.asarray(host_array(which, "which"))
             if arr.ndim != 1:
@@ -649,12 +658,14 @@ class ImageCatalogue:
         DataError
             An image is missing, unreadable, truncated, too large or of an unsupported
             mode (32-bit integer or float); the message names the file.
-        ValueError
-            Bad ``size`` or ``mode``.
+        ConfigError
+            Bad ``size``, ``mode``, ``max_bytes`` or ``max_pixels`` (a ``ValueError``).
         """
         size = integer(size, "size", 1)
+        max_bytes = integer(max_bytes, "max_bytes", 1)
+        max_pixels = integer(max_pixels, "max_pixels", 1)
         if mode not in ("RGB", "L"):
-            raise ValueError(f"mode must be 'RGB' or 'L', got {mode!r}")
+            raise ConfigError(f"mode must be 'RGB' or 'L', got {mode!r}")
         shape = (len(self), size, size) + ((3,) if mode == "RGB" else ())
         nbytes = int(np.prod(shape, dtype=np.int64))
         if nbytes > max_bytes:

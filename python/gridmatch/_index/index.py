@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import operator
 import os
 from typing import TYPE_CHECKING, Any
 
@@ -92,7 +91,7 @@ class Index:
         The most vectors a faiss index is trained on when :meth:`add` trains it (a
         seeded sample without replacement); ``None`` trains on all of them.
     seed : int, default=0
-        Seed of the training sample.
+        Seed of the training sample (a non-negative integer).
     gpu : bool or None, default=None
         faiss backend: ``None`` uses GPU 0 when faiss reports one (and the index type
         has a GPU version), ``True`` requires it, ``False`` stays on the CPU.
@@ -116,7 +115,8 @@ class Index:
     ------
     ValueError
         Unknown ``metric`` or ``backend``, a ``factory`` faiss cannot parse (named in
-        the message), a ``factory`` with the exact backend, bad ``dim`` or ``train_size``.
+        the message), a ``factory`` with the exact backend, bad ``dim``, ``train_size`` or
+        ``seed``.
     ImportError
         ``backend="faiss"`` without faiss installed.
 
@@ -179,7 +179,7 @@ class Index:
         self.backend = backend
         self.factory = (factory or "Flat") if backend == "faiss" else None
         self.train_size = _params.integer(train_size, "train_size", 1, optional=True)
-        self.seed = operator.index(seed)
+        self.seed = _params.integer(seed, "seed", 0)
         self.keep_vectors = bool(keep_vectors)
         self._book = IdBook()
         self._vectors: np.ndarray | None = np.empty((0, self.dim), dtype=np.float32)
