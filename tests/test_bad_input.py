@@ -6,9 +6,11 @@ holds no data ("meta"), single-class labels, ids with too few samples, grids lar
 the data, non-positive hyper-parameters and malformed expressions. Each case must raise
 the documented exception type with a message naming the parameter or the problem.
 
-The cases live beside this module, one file per area of the API: ``test_bad_input_retrieval.py``,
-``..._expr.py``, ``..._svm.py``, ``..._search.py``, ``..._gsn.py`` and ``..._io.py``
-(datasets, plots, the command line); their shared data and helpers are in ``_bad_input.py``.
+The cases live beside this module, one file per area of the API: ``test_bad_input_retrieval.py``
+(knn, evaluate, Index), ``..._expr.py``, ``..._svm.py``, ``..._search.py`` (executors
+included), ``..._gsn.py`` (precision, image_augment, distributed included), ``..._photos.py``
+(ImageCatalogue, ImageLoader) and ``..._io.py`` (datasets, plots, the command line); their
+shared data and helpers are in ``_bad_input.py``.
 This module holds the cases of ``gm.set_num_threads`` and the checks over the whole suite.
 
 Non-contiguous (strided, Fortran-order, transposed tensors) and read-only inputs are not
@@ -29,6 +31,7 @@ import pytest
 import test_bad_input_expr
 import test_bad_input_gsn
 import test_bad_input_io
+import test_bad_input_photos
 import test_bad_input_retrieval
 import test_bad_input_search
 import test_bad_input_svm
@@ -76,6 +79,7 @@ def test_case_names_are_unique():
             test_bad_input_search,
             test_bad_input_gsn,
             test_bad_input_io,
+            test_bad_input_photos,
         )
         for c in m.CASES
     ] + [c.name for c in CASES]
@@ -151,6 +155,13 @@ def _gsn(Xa, ia):
     return m.embed(Xa)
 
 
+def _index(Ea, ia):
+    index = gm.retrieval.Index(Ea.shape[1], metric="l2")
+    index.add(Ea, ids=ia)
+    index.remove(ia[:2])
+    return index.search(Ea, 3), index.ids, index.recall(Ea, 3)
+
+
 def _ksearch(Xa, ya):
     r = KernelSearch(controller="random", **SEARCH_FAST).fit(Xa, ya, Xa, ya)
     return [(c["expr"], c["reward"]) for c in r.result_.candidates]
@@ -172,6 +183,7 @@ class Layout:
 
 LAYOUT_CASES = [
     Layout("knn", lambda q, g: gm.retrieval.knn(q, g, 3), (E, E)),
+    Layout("Index", _index, (E, np.arange(10) * 3)),
     Layout(
         "evaluate",
         lambda q, i: gm.retrieval.evaluate(q, i, q, i, ks=(1, 3), exclude_self=True),
@@ -218,7 +230,7 @@ def test_layouts_give_the_contiguous_result(case: Layout, layout: str):
 
 @pytest.mark.parametrize(
     "name",
-    ["knn", "evaluate", "gram", "SVC", "TransformSearch"],
+    ["knn", "evaluate", "Index", "gram", "SVC", "TransformSearch"],
 )
 def test_non_contiguous_cpu_tensors_give_the_numpy_result(name: str):
     case = next(c for c in LAYOUT_CASES if c.name == name)

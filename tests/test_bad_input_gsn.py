@@ -21,6 +21,7 @@ from _bad_input import (
 
 import gridmatch as gm
 from gridmatch.exceptions import (
+    ConfigError,
     DataError,
     DeviceError,
     NotFittedError,
@@ -201,6 +202,80 @@ CASES: list[Case] = [
         lambda: fitted_gsn().embed(torch.zeros((2, 28, 28), device="meta")),
         DeviceError,
         r"X.*'meta'",
+    ),
+    # --- precision ----------------------------------------------------------------------
+    Case(
+        "GSN/precision fp64",
+        lambda: gsn_fit(precision="fp64"),
+        ConfigError,
+        r"precision must be 'fp32', 'bf16' or 'fp16', got 'fp64'",
+    ),
+    Case("GSN/precision 16", lambda: gsn_fit(precision=16), ConfigError, r"precision must be"),
+    Case("GSN/precision None", lambda: gsn_fit(precision=None), ConfigError, r"got None"),
+    Case("GSN/precision case", lambda: gsn_fit(precision="FP16"), ConfigError, r"got 'FP16'"),
+    Case(
+        "GSN/precision set after fit",
+        lambda: fitted_gsn().set_params(precision="half").embed(IMG[:2]),
+        ConfigError,
+        r"precision must be .*got 'half'",
+    ),
+    # --- image_augment -----------------------------------------------------------------
+    Case(
+        "GSN/image_augment unknown",
+        lambda: gsn_fit(image_augment={"blurr": 0.5}),
+        ConfigError,
+        r"image_augment has unknown setting\(s\) \['blurr'\]; known: \['affine_scale'",
+    ),
+    Case(
+        "GSN/image_augment not a dict",
+        lambda: gsn_fit(image_augment=[("blur", 0.5)]),
+        ConfigError,
+        r"image_augment must be a dict of augmentation settings, got list",
+    ),
+    Case(
+        "GSN/image_augment blur > 1",
+        lambda: gsn_fit(image_augment={"blur": 2.0}),
+        ConfigError,
+        r"blur must be a fraction in \[0, 1\], got 2.0",
+    ),
+    Case(
+        "GSN/image_augment scale reversed",
+        lambda: gsn_fit(image_augment={"scale": (0.5, 0.2)}),
+        ConfigError,
+        r"scale must satisfy low <= high",
+    ),
+    Case(
+        "GSN/image_augment jitter nan",
+        lambda: gsn_fit(image_augment={"jitter": NAN}),
+        ConfigError,
+        r"jitter must be a fraction in \[0, 1\], got nan",
+    ),
+    Case(
+        "GSN/image_augment flip str",
+        lambda: gsn_fit(image_augment={"flip": "half"}),
+        ConfigError,
+        r"flip must be a fraction in \[0, 1\], got 'half'",
+    ),
+    Case(
+        "GSN/image_augment shear",
+        lambda: gsn_fit(image_augment={"shear": (10, 95)}),
+        ConfigError,
+        r"shear must lie in \(-90, 90\) degrees",
+    ),
+    # --- distributed -------------------------------------------------------------------
+    Case(
+        "GSN/distributed str",
+        lambda: gsn_fit(distributed="yes"),
+        ConfigError,
+        r"distributed must be 'auto', True or False, got 'yes'",
+    ),
+    Case("GSN/distributed None", lambda: gsn_fit(distributed=None), ConfigError, r"got None"),
+    Case("GSN/distributed 1", lambda: gsn_fit(distributed=1), ConfigError, r"must be 'auto', T"),
+    Case(
+        "GSN/distributed without a process group",
+        lambda: gsn_fit(distributed=True),
+        ConfigError,
+        r"distributed=True needs an initialised torch.distributed process group",
     ),
     Case(
         "GSN/load missing",

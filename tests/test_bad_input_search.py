@@ -5,6 +5,8 @@ See test_bad_input.py for the suite.
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
+
 import numpy as np
 import pytest
 import torch
@@ -26,12 +28,33 @@ from _bad_input import (
 
 import gridmatch as gm
 from gridmatch.exceptions import (
+    ConfigError,
     DeviceError,
     ExpressionError,
     NotFittedError,
     ShapeError,
 )
 from gridmatch.search import KernelSearch, Space
+
+
+class NoSubmit:
+    """An executor whose ``submit`` is not callable."""
+
+    submit = 3
+
+
+class NoFuture:
+    """An executor whose ``submit`` returns something other than a future."""
+
+    def submit(self, fn, *args) -> int:
+        return 3
+
+
+def shut_down() -> ThreadPoolExecutor:
+    pool = ThreadPoolExecutor(1)
+    pool.shutdown()
+    return pool
+
 
 CASES: list[Case] = [
     # --- gm.search --------------------------------------------------------------------
@@ -276,6 +299,61 @@ CASES: list[Case] = [
         lambda: transform_search(space="paper"),
         ValueError,
         r"needs a transform space",
+    ),
+    # --- executors ----------------------------------------------------------------------
+    Case(
+        "search/executor name",
+        lambda: kernel_search(executor="dask"),
+        ConfigError,
+        r"executor must be None, 'ray' or a concurrent.futures.Executor .*got 'dask'",
+    ),
+    Case(
+        "search/executor case",
+        lambda: transform_search(executor="Ray"),
+        ConfigError,
+        r"executor must be None, 'ray' or .*got 'Ray'",
+    ),
+    Case(
+        "search/executor a number",
+        lambda: kernel_search(executor=3),
+        ConfigError,
+        r"executor must be .*an object with submit\), got 3",
+    ),
+    Case(
+        "search/executor submit not callable",
+        lambda: kernel_search(executor=NoSubmit()),
+        ConfigError,
+        r"executor must be .*got <.*NoSubmit",
+    ),
+    Case(
+        "search/executor shut down",
+        lambda: kernel_search(executor=shut_down()),
+        ConfigError,
+        r"the executor cannot take tasks: cannot schedule new futures after shutdown",
+    ),
+    Case(
+        "search/executor submit returns no future",
+        lambda: kernel_search(executor=NoFuture()),
+        ConfigError,
+        r"executor.submit must return a concurrent.futures.Future, got int",
+    ),
+    Case(
+        "search/cpus_per_candidate=0",
+        lambda: transform_search(executor=ThreadPoolExecutor(1), cpus_per_candidate=0),
+        ConfigError,
+        r"cpus_per_candidate must be a positive integer, got 0",
+    ),
+    Case(
+        "search/cpus_per_candidate str",
+        lambda: kernel_search(executor=ThreadPoolExecutor(1), cpus_per_candidate="2"),
+        ConfigError,
+        r"cpus_per_candidate must be a positive integer, got '2'",
+    ),
+    Case(
+        "search/executor timeout<0",
+        lambda: kernel_search(executor=ThreadPoolExecutor(1), timeout=-1),
+        ConfigError,
+        r"timeout must be > 0 or None, got -1",
     ),
     Case(
         "TransformSearch/no shared ids",

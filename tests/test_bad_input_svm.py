@@ -22,6 +22,7 @@ from _bad_input import (
 )
 
 from gridmatch.exceptions import (
+    ConfigError,
     DeviceError,
     ExpressionError,
     NotFittedError,
@@ -206,6 +207,55 @@ CASES: list[Case] = [
         ValueError,
         r"square matrix",
     ),
+    # --- probability --------------------------------------------------------------------
+    Case(
+        "SVC/probability str",
+        lambda: SVC(probability="yes").fit(X, Y),
+        ConfigError,
+        r"probability must be a bool, got 'yes'",
+    ),
+    Case(
+        "SVC/probability 2",
+        lambda: SVC(probability=2).fit(X, Y),
+        ConfigError,
+        r"probability must be a bool, got 2",
+    ),
+    Case(
+        "SVC/probability random_state",
+        lambda: SVC(probability=True, random_state="x").fit(X, Y),
+        ConfigError,
+        r"random_state must be None, an integer in \[0, 4294967295\] or a numpy",
+    ),
+    Case(
+        "SVC/predict_proba before fit",
+        lambda: SVC(probability=True).predict_proba(X),
+        NotFittedError,
+        r"not fitted",
+    ),
+    Case(
+        "SVC/predict_proba without the model",
+        lambda: fitted_svc().predict_proba(X),
+        AttributeError,
+        r"has no attribute 'predict_proba'",
+    ),
+    Case(
+        "SVC/predict_log_proba without the model",
+        lambda: fitted_svc().predict_log_proba(X),
+        AttributeError,
+        r"has no attribute 'predict_log_proba'",
+    ),
+    Case(
+        "SVC/predict_proba nan",
+        lambda: fitted_svc(probability=True).predict_proba(with_value(X, NAN)),
+        ValueError,
+        r"Input X contains NaN",
+    ),
+    Case(
+        "SVC/predict_proba features",
+        lambda: fitted_svc(probability=True).predict_proba(X[:, :2]),
+        ValueError,
+        r"X has 2 features, but SVC is expecting 4",
+    ),
     Case("SVC/predict before fit", lambda: SVC().predict(X), NotFittedError, r"not fitted"),
     Case(
         "SVC/decision before fit", lambda: SVC().decision_function(X), NotFittedError, r"not fitted"
@@ -254,6 +304,12 @@ FOREIGN = {
     "SVC/nan y": ("sklearn",),
     "SVC/class_weight classes": ("sklearn",),
     "SVC/predict features": ("sklearn",),
+    # scikit-learn's conventions, by design: its available_if hides predict_proba when
+    # probability=False, and its input validation names NaN and feature counts.
+    "SVC/predict_proba without the model": ("sklearn",),
+    "SVC/predict_log_proba without the model": ("sklearn",),
+    "SVC/predict_proba nan": ("sklearn",),
+    "SVC/predict_proba features": ("sklearn",),
     "SVC/predict nan": ("sklearn",),
     "SVC/predict empty": ("sklearn",),
     "SVC/predict expression nan": ("sklearn",),

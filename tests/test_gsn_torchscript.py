@@ -157,17 +157,38 @@ def test_training_changes_parameters_and_statistics(trained, data, tmp_path):
     np.testing.assert_allclose(F, module_features(saved, X[:50]), rtol=1e-5, atol=1e-6)
 
 
+def assert_trained_in_eval_mode(module: nn.Module, start: dict, saved) -> None:
+    """A traced backbone after training: every parameter moved (each takes part in the
+    forward pass, so each gets a gradient), no BatchNorm statistic did (traced in eval
+    mode, its BatchNorm normalises with the running statistics and never updates them),
+    and the caller's module is the one it started as."""
+    params = {k for k, _ in module.named_parameters()}
+    state = dict(saved.state_dict())
+    assert set(state) == set(start)
+    for k, v in state.items():
+        if k in params:
+            assert not torch.equal(v, start[k]), f"{k} did not move"
+            assert torch.isfinite(v).all(), k
+        else:  # buffers: running_mean, running_var, num_batches_tracked
+            assert torch.equal(v, start[k]), f"{k} moved"
+    for k, v in module.state_dict().items():
+        assert torch.equal(v, start[k]), f"the caller's {k} changed"
+
+
 def test_a_traced_module_keeps_eval_mode_in_training(data, tmp_path):
     X, y = data
     m = tiny()
+    start = {k: v.clone() for k, v in m.state_dict().items()}
     traced = torch.jit.trace(m.eval(), torch.rand(2, 3, 28, 28))
     gsn = gm.GridSearchNetwork(backbone=traced, epochs=1, steps_per_epoch=2, **FAST).fit(X, y)
+    saved = torch.jit.load(str(gsn.save(tmp_path / "m") / "backbone.pt")).eval()
     # trained, but its BatchNorm ran in eval mode (as traced): statistics unchanged
-    assert not np.allclose(gsn.features(X[:20]), module_features(m, X[:20]), atol=1e-4)
-    state = torch.jit.load(str(gsn.save(tmp_path / "m") / "backbone.pt")).state_dict()
-    assert not torch.equal(state["conv1.weight"], m.conv1.weight)
-    assert torch.equal(state["bn.running_mean"], m.bn.running_mean)
-    assert int(state["bn.num_batches_tracked"]) == 0
+    assert_trained_in_eval_mode(m, start, saved)
+    assert int(saved.state_dict()["bn.num_batches_tracked"]) == 0
+    # the features are the trained module's own, no longer the starting module's
+    F = gsn.features(X[:20])
+    np.testing.assert_allclose(F, module_features(saved, X[:20]), rtol=1e-5, atol=1e-6)
+    assert not np.allclose(F, module_features(m, X[:20]), atol=1e-4)
 
 
 def test_unscriptable_module_is_traced_with_a_warning(data):
@@ -177,17 +198,27 @@ def test_unscriptable_module_is_traced_with_a_warning(data):
     assert gsn.features(X[:4]).shape == (4, 4)
 
 
-def test_torchvision_resnet18_traced_trains_one_epoch(data):
+def test_torchvision_resnet18_traced_trains_one_epoch(data, tmp_path):
     torchvision = pytest.importorskip("torchvision")
     X, y = data
+    torch.manual_seed(0)
     r = torchvision.models.resnet18()
     r.fc = nn.Identity()
+    start = {k: v.clone() for k, v in r.state_dict().items()}
     traced = torch.jit.trace(r.eval(), torch.rand(2, 3, 28, 28))
     gsn = gm.GridSearchNetwork(
         backbone=traced, epochs=1, steps_per_epoch=2, **{**FAST, "dim": 16}
     ).fit(X[:64], y[:64])
     assert len(gsn.history_) == 1 and np.isfinite(gsn.history_[0]["loss"])
     assert gsn.features(X[:4]).shape == (4, 512)
+    # two steps moved every one of its 60 parameter tensors, and none of its BatchNorm
+    # statistics (eval mode, as traced)
+    saved = torch.jit.load(str(gsn.save(tmp_path / "r") / "backbone.pt")).eval()
+    assert len(list(r.parameters())) == 60
+    assert_trained_in_eval_mode(r, start, saved)
+    np.testing.assert_allclose(
+        gsn.features(X[:4]), module_features(saved, X[:4]), rtol=1e-4, atol=1e-5
+    )
     assert gsn.model_.parameter_count == sum(p.numel() for p in r.parameters()) + 512 * 16 + 16
 
 

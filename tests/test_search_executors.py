@@ -9,15 +9,15 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import numpy as np
 import pytest
 import ray
-from dask.distributed import Client, LocalCluster
+from dask.distributed import Client, LocalCluster, get_task_stream
 
 import gridmatch as gm
 from gridmatch.search import KernelSearch, Space, TransformSearch, _executors
@@ -67,6 +67,85 @@ def dask_executor():
     cluster.close()
 
 
+def recording(monkeypatch, log: Path, kill: bool = False) -> None:
+    """Make every evaluation, wherever it runs, record where it ran in files in ``log``.
+
+    ``_executors.evaluate`` (what the executors send to their workers) is replaced by a
+    wrapper defined here: a closure, which cloudpickle (Ray's and Dask's) sends by value,
+    so the workers need not import this module; it refers to nothing of it. Each
+    evaluation appends a ``start`` line and, once scored, an ``end`` line
+    ``"<event> <pid> <thread ident> <thread name> <text>"`` to its process's file. With
+    ``kill``, the first evaluation to start in a worker process once the file
+    ``log / "arm"`` exists kills that process (SIGKILL) after its ``start`` line: a
+    worker dies mid-task.
+    """
+    real = _executors.evaluate
+    folder = str(log)
+    driver = os.getpid()  # never killed: a worker may only kill itself
+
+    def evaluate(kind, spec, text, *rest):
+        import os
+        import signal
+        import threading
+
+        name = threading.current_thread().name
+        path = os.path.join(folder, f"events-{os.getpid()}")
+
+        def note(event):
+            with open(path, "a") as f:
+                f.write(f"{event} {os.getpid()} {threading.get_ident()} {name} {text}\n")
+
+        note("start")
+        if kill and os.getpid() != driver and os.path.exists(os.path.join(folder, "arm")):
+            try:  # once in the whole search
+                os.close(os.open(os.path.join(folder, "killed"), os.O_CREAT | os.O_EXCL))
+            except FileExistsError:
+                pass
+            else:
+                os.kill(os.getpid(), signal.SIGKILL)
+        out = real(kind, spec, text, *rest)
+        note("end")
+        return out
+
+    monkeypatch.setattr(_executors, "evaluate", evaluate)
+
+
+def events(log) -> list[tuple[str, tuple]]:
+    """The lines :func:`recording` wrote: ``(line, (event, pid, ident, name, text))``."""
+    import glob
+
+    out = []
+    for path in sorted(glob.glob(os.path.join(str(log), "events-*"))):
+        with open(path) as f:
+            for line in f:
+                event, pid, ident, name, text = line.rstrip("\n").split(" ", 4)
+                out.append((line, (event, int(pid), int(ident), name, text)))
+    return out
+
+
+def ran(log) -> list[tuple[int, int, str, str]]:
+    """``(pid, thread ident, thread name, text)`` of every evaluation that finished."""
+    return [(p, i, n, t) for _, (e, p, i, n, t) in events(log) if e == "end"]
+
+
+def assert_on_workers(log, search, *, processes: bool) -> None:
+    """Every candidate of ``search`` was scored exactly once, away from this process
+    (``processes``) or this thread, and the work was spread over several workers."""
+    done = ran(log)
+    texts = sorted(t for *_, t in done)
+    assert texts == sorted({c["expr"] for c in search.result_.candidates}), done
+    assert len(texts) == search.result_.n_unique
+    if processes:
+        pids = {p for p, *_ in done}
+        assert os.getpid() not in pids and len(pids) >= 2, pids
+    else:
+        main = threading.main_thread().ident
+        idents = {(p, i) for p, i, *_ in done}
+        assert {p for p, _ in idents} == {os.getpid()}, idents
+        assert main not in {i for _, i in idents} and len(idents) >= 2, idents
+        assert all(n.startswith("pool_") for *_, n, _ in done), done
+
+
 def timeless(search):
     """A result without its timings: candidates, history, best, interrupted."""
     r = search.result_
@@ -81,39 +160,60 @@ def kernel_search(**kw):
 
 
 @pytest.mark.parametrize("controller", ["rl", "random"])
-def test_ray_kernel_search_equals_in_process(ray_cluster, mnist_small, controller):
+def test_ray_kernel_search_equals_in_process(
+    ray_cluster, mnist_small, controller, monkeypatch, tmp_path
+):
     tr, va = mnist_small["small"]
     here = kernel_search(controller=controller).fit(*tr, *va)
+    recording(monkeypatch, tmp_path)
     there = kernel_search(controller=controller, executor="ray").fit(*tr, *va)
     assert timeless(there) == timeless(here)
+    # Scored by Ray's worker processes, not here.
+    assert_on_workers(tmp_path, there, processes=True)
     assert len(here.history) == 4 and here.result_.n_unique > 4
     assert there.best_expr == here.best_expr and there.best_score == here.best_score
     assert "executor" not in there.result_.settings
 
 
-def test_ray_transform_search_two_threads_each(ray_cluster):
+def test_ray_transform_search_two_threads_each(ray_cluster, monkeypatch, tmp_path):
     data = embeddings()
     kw = dict(budget=24, batch_size=6, seed=3, progress=False)
     here = TransformSearch(**kw).fit(*data)
+    recording(monkeypatch, tmp_path)
     there = TransformSearch(**kw, executor="ray", cpus_per_candidate=2).fit(*data)
     assert timeless(there) == timeless(here)
+    # One task at a time on the 2-CPU cluster, in a worker process.
+    pids = {p for p, *_ in ran(tmp_path)}
+    assert pids and os.getpid() not in pids, pids
     with pytest.raises(gm.ConfigError, match="more than the Ray cluster's 2 CPUs"):
         TransformSearch(**kw, executor="ray", cpus_per_candidate=3).fit(*data)
 
 
-def test_dask_searches_equal_in_process(dask_executor, mnist_small):
+def test_dask_searches_equal_in_process(dask_executor, mnist_small, monkeypatch, tmp_path):
     tr, va = mnist_small["small"]
+    client = dask_executor._client
+    workers = set(client.scheduler_info()["workers"])
     here = kernel_search().fit(*tr, *va)
-    there = kernel_search(executor=dask_executor).fit(*tr, *va)
+    recording(monkeypatch, tmp_path / "kernel")
+    (tmp_path / "kernel").mkdir()
+    with get_task_stream(client) as stream:
+        there = kernel_search(executor=dask_executor).fit(*tr, *va)
     assert timeless(there) == timeless(here)
+    assert_on_workers(tmp_path / "kernel", there, processes=True)
+    # Dask's own record: one task of `evaluate` per candidate, on both workers.
+    tasks = [t for t in stream.data if str(t["key"]).startswith("evaluate-")]
+    assert len(tasks) == there.result_.n_unique, stream.data
+    assert {t["worker"] for t in tasks} == workers, tasks
     data = embeddings(1)
     kw = dict(controller="random", budget=20, batch_size=5, seed=1, progress=False)
     here = TransformSearch(**kw).fit(*data)
+    recording(monkeypatch, tmp_path)
     there = TransformSearch(**kw, executor=dask_executor).fit(*data)
     assert timeless(there) == timeless(here)
+    assert_on_workers(tmp_path, there, processes=True)
 
 
-def test_thread_pool_callback_stop_and_progress(mnist_small):
+def test_thread_pool_callback_stop_and_progress(mnist_small, monkeypatch, tmp_path):
     tr, va = mnist_small["small"]
     seen = {}
 
@@ -126,9 +226,15 @@ def test_thread_pool_callback_stop_and_progress(mnist_small):
 
     with pytest.warns(gm.InterruptedWarning):
         here = kernel_search(callback=stop_after_2("here")).fit(*tr, *va)
-    with ThreadPoolExecutor(2) as pool, pytest.warns(gm.InterruptedWarning):
+    recording(monkeypatch, tmp_path)
+    with (
+        ThreadPoolExecutor(2, thread_name_prefix="pool") as pool,
+        pytest.warns(gm.InterruptedWarning),
+    ):
         there = kernel_search(callback=stop_after_2("there"), executor=pool).fit(*tr, *va)
     assert timeless(there) == timeless(here)
+    # Scored on the pool's two threads, not on this one.
+    assert_on_workers(tmp_path, there, processes=False)
     assert len(there.history) == 2 and there.result_.interrupted
     assert seen["there"] == seen["here"]
     assert seen["here"][0][1] == 4
@@ -220,21 +326,34 @@ def test_ray_force_cancels_a_task_past_its_deadline(ray_cluster, mnist_small, mo
     assert sum(cancelled) >= len(cands) - 1, cands
 
 
-def test_ray_worker_killed_mid_search_loses_nothing(ray_cluster, mnist_small):
-    # 400 x 784: a candidate takes a good fraction of a second, so a kill 0.05 s into
-    # step 2 lands on a busy worker (both are busy then); Ray retries its task.
-    tr, va = mnist_small["medium"]
+def test_ray_worker_killed_mid_search_loses_nothing(
+    ray_cluster, mnist_small, monkeypatch, tmp_path
+):
+    # After step 1, the first candidate to start kills its worker (SIGKILL) while it
+    # is being scored; Ray retries its task on another worker, and the search ends as
+    # in-process.
+    tr, va = mnist_small["small"]
     here = kernel_search(budget=8).fit(*tr, *va)
-    killed = []
+    recording(monkeypatch, tmp_path, kill=True)
 
-    def kill_a_worker(step, total, metrics):
+    def arm(step, total, metrics):
         if step == 1:
-            pid = ray.get(ray.remote(num_cpus=1)(_executors._warm).remote())  # a worker's pid
-            threading.Timer(0.05, os.kill, (pid, signal.SIGKILL)).start()
-            killed.append(pid)
+            (tmp_path / "arm").touch()
         return True
 
-    there = kernel_search(budget=8, executor="ray", callback=kill_a_worker).fit(*tr, *va)
-    assert killed
+    there = kernel_search(budget=8, executor="ray", callback=arm).fit(*tr, *va)
     assert timeless(there) == timeless(here)
     assert all("task failed" not in (c["error"] or "") for c in there.result_.candidates)
+    assert (tmp_path / "killed").exists()
+    log = [e for _, e in events(tmp_path)]
+    # The killed worker started a candidate and never finished it ...
+    unfinished = {(p, t) for e, p, _, _, t in log if e == "start"} - {
+        (p, t) for e, p, _, _, t in log if e == "end"
+    }
+    assert len(unfinished) == 1, log
+    ((dead, text),) = unfinished
+    assert dead != os.getpid()
+    # ... and the retried task scored it in another worker process, once.
+    assert [p for e, p, _, _, t in log if e == "end" and t == text] != [dead]
+    assert len([p for e, p, _, _, t in log if e == "end" and t == text]) == 1
+    assert_on_workers(tmp_path, there, processes=True)

@@ -297,7 +297,8 @@ class ImageCatalogue:
             class folders; a symbolic link in it leads to an image outside it (without
             ``allow_outside=True``; the message names the option).
         ConfigError
-            ``allow_outside`` is not a bool.
+            ``allow_outside`` is not a bool, or ``extensions`` is empty or not a sequence
+            of strings.
         """
         allow_outside = flag(allow_outside, "allow_outside")
         root = Path(root).expanduser()
@@ -305,9 +306,14 @@ class ImageCatalogue:
             raise DataError(f"{root}: not a folder")
         if isinstance(extensions, str):
             extensions = (extensions,)
-        exts = tuple("." + e.lower().lstrip(".") for e in extensions)
+        try:
+            exts = tuple("." + e.lower().lstrip(".") for e in extensions)
+        except (TypeError, AttributeError):
+            raise ConfigError(
+                f"extensions must be file name endings (strings such as 'jpg'), got {extensions!r}"
+            ) from None
         if not exts:
-            raise ValueError("extensions must name at least one file name ending")
+            raise ConfigError("extensions must name at least one file name ending")
 
         def scan(folder: Path) -> tuple[list[str], list[Path]]:
             images, folders = [], []
@@ -420,9 +426,11 @@ class ImageCatalogue:
             (named); a row is short or has an empty cell; ``id_type="int"`` and an id is
             not an integer; or a listed image is missing, duplicated or outside ``root``
             (the CSV line is named).
+        ConfigError
+            ``id_type`` is not one of the three.
         """
         if id_type not in ("auto", "int", "str"):
-            raise ValueError(f"id_type must be 'auto', 'int' or 'str', got {id_type!r}")
+            raise ConfigError(f"id_type must be 'auto', 'int' or 'str', got {id_type!r}")
         path = Path(path).expanduser()
         try:
             with open(path, newline="", encoding="utf-8-sig") as f:
@@ -597,22 +605,22 @@ class ImageCatalogue:
 
         Raises
         ------
-        ValueError
-            Unknown split name, or the catalogue has no split names.
+        ConfigError
+            Unknown split name, or the catalogue has no split names (a ``ValueError``).
         ShapeError
             A mask of the wrong length, an index out of range or repeated, another dtype.
         """
         n = len(self)
         if isinstance(which, str):
             if self._split is None:
-                raise ValueError(
+                raise ConfigError(
                     f"this catalogue has no split names; cannot select {which!r} (give them "
                     "with with_split(train=..., query=..., gallery=...))"
                 )
             idx = np.flatnonzero(self._split == which)
             if idx.size == 0:
                 names = ", ".join(map(repr, dict.fromkeys(self._split.tolist())))
-                raise ValueError(f"no split {which!r} in this catalogue; it has {names}")
+                raise ConfigError(f"no split {which!r} in this catalogue; it has {names}")
         else:
             arr = np.asarray(host_array(which, "which"))
             if arr.ndim != 1:
@@ -812,12 +820,14 @@ class ImageCatalogue:
         DataError
             An image is missing, unreadable, truncated, too large or of an unsupported
             mode (32-bit integer or float); the message names the file.
-        ValueError
-            Bad ``size`` or ``mode``.
+        ConfigError
+            Bad ``size``, ``mode``, ``max_bytes`` or ``max_pixels`` (a ``ValueError``).
         """
         size = integer(size, "size", 1)
+        max_bytes = integer(max_bytes, "max_bytes", 1)
+        max_pixels = integer(max_pixels, "max_pixels", 1)
         if mode not in ("RGB", "L"):
-            raise ValueError(f"mode must be 'RGB' or 'L', got {mode!r}")
+            raise ConfigError(f"mode must be 'RGB' or 'L', got {mode!r}")
         shape = (len(self), size, size) + ((3,) if mode == "RGB" else ())
         nbytes = int(np.prod(shape, dtype=np.int64))
         if nbytes > max_bytes:

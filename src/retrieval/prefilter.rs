@@ -221,6 +221,36 @@ impl Query {
 /// A query's list (internal scores, best first) and its rank count.
 pub(crate) type Ranked = (Vec<Neighbor>, usize);
 
+/// What [`lists`] computed: every query's list and rank count, and how much work the
+/// prefilter left (the engine keeps the lists; tests read the rest).
+#[derive(Debug)]
+pub(crate) struct Pruned {
+    /// One per query, in query order.
+    pub lists: Vec<Ranked>,
+    /// (query, gallery item) pairs scored by the exact f32 chain: the items the prefilter
+    /// could not drop (at most `n * m`). Only the tests read it.
+    #[cfg_attr(not(test), allow(dead_code))]
+    pub exact: u64,
+    /// Queries per task (each task's top-k selectors stay within [`SELECTOR_BYTES`]).
+    /// Only the tests read it.
+    #[cfg_attr(not(test), allow(dead_code))]
+    pub rows_per_task: usize,
+}
+
+/// Bytes of the top-k selector of a list of `k` items.
+pub(crate) fn selector_bytes(k: usize) -> usize {
+    (2 * k).max(k + 64) * std::mem::size_of::<Neighbor>()
+}
+
+/// Queries per task for `n` queries on `threads` threads with lists of at most `k_max`
+/// items: enough tasks for the threads, at most [`CHUNK`], a multiple of [`MR`], and
+/// (but for [`MR`] rows at least) within [`SELECTOR_BYTES`] of selectors, as the full
+/// scan's tasks are.
+fn task_rows(n: usize, threads: usize, k_max: usize) -> usize {
+    let fit = (SELECTOR_BYTES / selector_bytes(k_max)).max(MR);
+    (n / (2 * threads)).clamp(MR, CHUNK).min(fit) / MR * MR
+}
+
 /// Where one query stands during the scan.
 struct RowState {
     top: TopK,
@@ -286,8 +316,8 @@ impl RowState {
 /// prefilter: for every query, its `ks[i]` best (internal scores) and the number of
 /// items ranked before its target, exactly as the full scan gives them (a count that
 /// reaches `rank_cap` may be short of the full scan's, but stays at least `rank_cap`).
-/// Queries without a target get an empty list. `Ok(None)` when the prefilter declines (see the module
-/// documentation).
+/// Queries without a target get an empty list. `Ok(None)` when the prefilter declines
+/// (see the module documentation).
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn lists(
     q: &[f32],
@@ -299,7 +329,7 @@ pub(crate) fn lists(
     rank_cap: usize,
     exclude_self: bool,
     monitor: &Monitor<'_>,
-) -> Result<Option<Vec<Ranked>>, RetrievalError> {
+) -> Result<Option<Pruned>, RetrievalError> {
     if !available() || d == 0 || d > MAX_D {
         return Ok(None);
     }
@@ -311,11 +341,7 @@ pub(crate) fn lists(
     if n.div_ceil(MR) < 2 * threads {
         return Ok(None);
     }
-    // The selectors of one task stay within SELECTOR_BYTES, as the full scan's do.
-    let k_max = ks.iter().copied().max().unwrap_or(1);
-    let per_query = (2 * k_max).max(k_max + 64) * std::mem::size_of::<Neighbor>();
-    let fit = (SELECTOR_BYTES / per_query).max(MR);
-    let chunk = (n / (2 * threads)).clamp(MR, CHUNK).min(fit) / MR * MR;
+    let chunk = task_rows(n, threads, ks.iter().copied().max().unwrap_or(1));
     let Some(gal) = Gallery::new(g, m, d, cols) else {
         return Ok(None);
     };
@@ -353,7 +379,7 @@ pub(crate) fn lists(
     };
     let panels = m.div_ceil(NR);
     let per_block = BLOCK / NR;
-    let chunks: Vec<Vec<Ranked>> = (0..n.div_ceil(chunk))
+    let chunks: Vec<(Vec<Ranked>, u64)> = (0..n.div_ceil(chunk))
         .into_par_iter()
         .map(|c| {
             let rows = c * chunk..((c + 1) * chunk).min(n);
@@ -376,6 +402,7 @@ pub(crate) fn lists(
                 })
                 .collect();
             let mut bits: Vec<u32> = Vec::with_capacity(MR * per_block);
+            let mut exact = 0u64;
             // Blocks grow from 4 panels to `per_block`: the thresholds start at the
             // floors and rise after each block, so the first blocks are kept small.
             let (mut b0, mut size) = (0, 4.min(per_block));
@@ -422,6 +449,7 @@ pub(crate) fn lists(
                             continue;
                         }
                         let i = r0 + r;
+                        exact += st.cands.len() as u64;
                         let mut raw = std::mem::take(&mut st.raw);
                         raw.clear();
                         // SAFETY: `available()` checked FMA.
@@ -439,16 +467,22 @@ pub(crate) fn lists(
                 b0 = b1;
                 size = (2 * size).min(per_block);
             }
-            Ok(states
+            let lists = states
                 .into_iter()
                 .map(|st| match st {
                     Some(mut st) => (st.top.finish(), st.before),
                     None => (Vec::new(), 0),
                 })
-                .collect())
+                .collect();
+            Ok((lists, exact))
         })
         .collect::<Result<_, RetrievalError>>()?;
-    Ok(Some(chunks.into_iter().flatten().collect()))
+    let exact = chunks.iter().map(|c| c.1).sum();
+    Ok(Some(Pruned {
+        lists: chunks.into_iter().flat_map(|c| c.0).collect(),
+        exact,
+        rows_per_task: chunk,
+    }))
 }
 
 /// The internal score of gallery row `j` from its raw inner product (the map of
@@ -661,5 +695,49 @@ mod x86 {
 
     pub(super) unsafe fn chains(_: &[f32], _: &[f32], _: usize, _: &[u32], _: &mut Vec<f32>) {
         unreachable!("the prefilter is only used on x86_64")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn task_rows_keep_the_selectors_within_the_cap() {
+        for threads in [1, 2, 16] {
+            for n in [8, 100, 10_000] {
+                for k in [1, 100, 65_536, 140_000, 1_000_000, 100_000_000] {
+                    let rows = task_rows(n, threads, k);
+                    assert!(
+                        rows >= MR && rows % MR == 0 && rows <= CHUNK,
+                        "{n} {threads} {k}"
+                    );
+                    // Only a task of the fewest rows (MR) may exceed the cap.
+                    let bytes = rows * selector_bytes(k);
+                    assert!(
+                        rows == MR || bytes <= SELECTOR_BYTES,
+                        "{n} {threads} {k}: {bytes}"
+                    );
+                }
+            }
+        }
+        // Short lists: as many rows as keep the threads busy, at most CHUNK.
+        assert_eq!(task_rows(10_000, 2, 5), CHUNK);
+        assert_eq!(task_rows(64, 2, 5), 16);
+        // 140,000 items a list: 2.24 MB a selector, 29 fit in 64 MiB, 28 rows.
+        assert_eq!(task_rows(10_000, 2, 140_000), 28);
+    }
+
+    #[test]
+    fn up_rounds_up_to_normal_numbers() {
+        assert_eq!(up(0.0), 0.0);
+        assert_eq!(up(1.0), 1.0);
+        assert_eq!(up(1e-40), f32::MIN_POSITIVE);
+        assert_eq!(up(1e-300), f32::MIN_POSITIVE);
+        assert_eq!(up(f64::from(f32::MIN_POSITIVE)), f32::MIN_POSITIVE);
+        for x in [0.1, 1e-30, 3.7e20, 1.0 + 1e-12] {
+            let f = up(x);
+            assert!(f64::from(f) >= x && f64::from(f.next_down()) < x, "{x}");
+        }
     }
 }

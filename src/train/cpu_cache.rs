@@ -116,43 +116,100 @@ mod tests {
     use super::*;
     use tch::{Device, Kind, Tensor};
 
-    /// One test function: the pool is process-wide, so its counters are read where no
-    /// other test of this module runs at the same time.
+    /// Set in the process that runs the test's body.
+    const CHILD: &str = "GRIDMATCH_CPU_CACHE_TEST_CHILD";
+
+    /// The pool and its counters are process-wide (libtorch has one CPU allocator, and
+    /// while a window is open every CPU tensor of the process goes through it), so any
+    /// other test of the crate running meanwhile moves them: one that trains or embeds
+    /// opens a window of its own, and any tensor it allocates while a window is open
+    /// counts. The body therefore runs in a process of its own: this test binary
+    /// started again with only this test, on one thread. There nothing else allocates,
+    /// and the counters are checked exactly.
     #[test]
     fn pooled_blocks_are_reused_and_results_unchanged() {
+        if std::env::var_os(CHILD).is_none() {
+            let module = module_path!().split_once("::").map_or("", |m| m.1);
+            let name = format!("{module}::pooled_blocks_are_reused_and_results_unchanged");
+            let out = std::process::Command::new(std::env::current_exe().unwrap())
+                .args([name.as_str(), "--exact", "--test-threads=1", "--nocapture"])
+                .env(CHILD, "1")
+                .env_remove("GRIDMATCH_CPU_CACHE")
+                .output()
+                .unwrap();
+            let text = format!(
+                "{}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            );
+            assert!(out.status.success(), "{text}");
+            // The body did run there (the name matched one test).
+            assert!(text.contains("test result: ok. 1 passed"), "{text}");
+            return;
+        }
+        pooled_blocks_alone();
+    }
+
+    fn pooled_blocks_alone() {
         let x = Tensor::randn([64, 256], (Kind::Float, Device::Cpu));
         let w = Tensor::randn([256, 512], (Kind::Float, Device::Cpu));
         let expect = x.matmul(&w).relu().sum(Kind::Double).double_value(&[]);
         let before = CpuCache::stats();
+        assert_eq!((before.windows, before.pooled_bytes), (0, 0), "{before:?}");
+        assert_eq!(before.live_blocks, 0, "{before:?}");
         {
             let cache = CpuCache::enter();
             assert!(cache.is_open());
-            for _ in 0..5 {
-                // 64 x 512 x 4 bytes = 128 KiB: pooled.
+            // 64 x 512 x 4 bytes = 128 KiB (the product and its relu): pooled.
+            let step = || {
                 let y = x.matmul(&w).relu();
                 let got = y.sum(Kind::Double).double_value(&[]);
                 assert_eq!(got.to_bits(), expect.to_bits());
+            };
+            step();
+            let first = CpuCache::stats();
+            assert_eq!(first.windows, 1);
+            assert!(first.misses > before.misses, "{before:?} -> {first:?}");
+            assert!(first.pooled_bytes >= 2 << 17, "{first:?}");
+            for _ in 0..4 {
+                step();
             }
+            // Every block of the later steps came from the pool: two a step.
             let s = CpuCache::stats();
-            assert!(s.windows >= 1);
-            assert!(s.hits >= before.hits + 4, "{before:?} -> {s:?}");
-            assert!(s.pooled_bytes > 0);
+            assert_eq!(s.misses, first.misses, "{first:?} -> {s:?}");
+            assert!(s.hits >= first.hits + 8, "{first:?} -> {s:?}");
+            assert_eq!(s.pooled_bytes, first.pooled_bytes, "{first:?} -> {s:?}");
+            assert_eq!(s.live_blocks, 0, "{s:?}");
             // A nested window shares the pool and leaves it open when it closes.
-            drop(CpuCache::enter());
-            assert!(CpuCache::stats().pooled_bytes > 0);
+            let nested = CpuCache::enter();
+            assert_eq!(CpuCache::stats().windows, 2);
+            drop(nested);
+            let s = CpuCache::stats();
+            assert_eq!(
+                (s.windows, s.pooled_bytes),
+                (1, first.pooled_bytes),
+                "{s:?}"
+            );
         }
+        let s = CpuCache::stats();
+        assert_eq!(
+            (s.windows, s.pooled_bytes),
+            (0, 0),
+            "freed on the last exit: {s:?}"
+        );
         // A tensor made inside a window and freed after it closes is freed normally.
         let kept = {
             let _cache = CpuCache::enter();
             Tensor::ones([1 << 16], (Kind::Float, Device::Cpu))
         };
         let s = CpuCache::stats();
-        // (Another test's training loop may hold a window of its own meanwhile.)
-        assert!(
-            s.windows > 0 || s.pooled_bytes == 0,
-            "the pool is freed on the last exit: {s:?}"
+        assert_eq!(
+            (s.windows, s.pooled_bytes, s.live_blocks),
+            (0, 0, 0),
+            "{s:?}"
         );
         assert_eq!(kept.sum(Kind::Double).double_value(&[]), 65536.0);
         drop(kept);
+        assert_eq!(CpuCache::stats().pooled_bytes, 0);
     }
 }

@@ -91,7 +91,7 @@ class Index:
         The most vectors a faiss index is trained on when :meth:`add` trains it (a
         seeded sample without replacement); ``None`` trains on all of them.
     seed : int, default=0
-        Seed of the training sample.
+        Seed of the training sample (a non-negative integer).
     gpu : bool or None, default=None
         faiss backend: ``None`` uses GPU 0 when faiss reports one (and the index type
         has a GPU version), ``True`` requires it, ``False`` stays on the CPU.

@@ -218,7 +218,16 @@ class _Futures:
 
     def submit(self, text: str) -> Any:
         kind, spec, *rest = self.args
-        return self.executor.submit(evaluate, kind, spec, text, *rest)
+        try:
+            handle = self.executor.submit(evaluate, kind, spec, text, *rest)
+        except RuntimeError as e:  # shut down ("cannot schedule new futures ...")
+            raise ConfigError(f"the executor cannot take tasks: {e}") from None
+        if not isinstance(handle, self.futures.Future):
+            raise ConfigError(
+                "executor.submit must return a concurrent.futures.Future, got "
+                f"{type(handle).__name__}"
+            )
+        return handle
 
     def wait(self, handles: list[Any], timeout: float) -> list[Any]:
         done, _ = self.futures.wait(
