@@ -79,7 +79,7 @@ def test_the_photos_that_broke_match_torchvision(tmp_path):
         loader = ImageLoader(
             ImageCatalogue(paths, [0, 1]), 2, size, augment=False, shuffle=False, normalize=None
         )
-        (x, _), = list(loader)
+        ((x, _),) = list(loader)
         for k, p in enumerate(paths):
             with Image.open(p) as im:
                 t = torch.from_numpy(np.asarray(im.convert("RGB")).copy()).permute(2, 0, 1)
