@@ -317,15 +317,13 @@ impl Clone for Expr {
 
 impl PartialEq for Expr {
     fn eq(&self, other: &Self) -> bool {
-        crate::expr::grow(|| {
-        match (self, other) {
+        crate::expr::grow(|| match (self, other) {
             (Expr::Var(a), Expr::Var(b)) => a == b,
             (Expr::Const(a), Expr::Const(b)) => a.to_bits() == b.to_bits(),
             (Expr::Neg(a), Expr::Neg(b)) => a == b,
             (Expr::Bin(o1, a1, b1), Expr::Bin(o2, a2, b2)) => o1 == o2 && a1 == a2 && b1 == b2,
             (Expr::Call(f1, a1), Expr::Call(f2, a2)) => f1 == f2 && a1 == a2,
             _ => false,
-        }
         })
     }
 }
@@ -335,21 +333,21 @@ impl Eq for Expr {}
 impl Hash for Expr {
     fn hash<H: Hasher>(&self, state: &mut H) {
         crate::expr::grow(|| {
-        std::mem::discriminant(self).hash(state);
-        match self {
-            Expr::Var(v) => v.hash(state),
-            Expr::Const(c) => c.to_bits().hash(state),
-            Expr::Neg(a) => a.hash(state),
-            Expr::Bin(o, a, b) => {
-                o.hash(state);
-                a.hash(state);
-                b.hash(state);
+            std::mem::discriminant(self).hash(state);
+            match self {
+                Expr::Var(v) => v.hash(state),
+                Expr::Const(c) => c.to_bits().hash(state),
+                Expr::Neg(a) => a.hash(state),
+                Expr::Bin(o, a, b) => {
+                    o.hash(state);
+                    a.hash(state);
+                    b.hash(state);
+                }
+                Expr::Call(f, args) => {
+                    f.hash(state);
+                    args.hash(state);
+                }
             }
-            Expr::Call(f, args) => {
-                f.hash(state);
-                args.hash(state);
-            }
-        }
         })
     }
 }
@@ -389,8 +387,7 @@ impl Expr {
 
     /// The value type.
     pub fn value_type(&self) -> ValueType {
-        crate::expr::grow(|| {
-        match self {
+        crate::expr::grow(|| match self {
             Expr::Var(_) => ValueType::Vector,
             Expr::Const(_) => ValueType::Scalar,
             Expr::Neg(a) => a.value_type(),
@@ -404,45 +401,38 @@ impl Expr {
                         .fold(ValueType::Scalar, join)
                 }
             }
-        }
         })
     }
 
     /// Whether variable `v` occurs.
     pub fn uses_var(&self, v: u8) -> bool {
-        crate::expr::grow(|| {
-        match self {
+        crate::expr::grow(|| match self {
             Expr::Var(w) => *w == v,
             Expr::Const(_) => false,
             Expr::Neg(a) => a.uses_var(v),
             Expr::Bin(_, a, b) => a.uses_var(v) || b.uses_var(v),
             Expr::Call(_, args) => args.iter().any(|a| a.uses_var(v)),
-        }
         })
     }
 
     /// Replace variable `i` by `args[i]` (variables beyond `args` stay).
     pub fn substitute(&self, args: &[Expr]) -> Expr {
-        crate::expr::grow(|| {
-        match self {
+        crate::expr::grow(|| match self {
             Expr::Var(v) => args.get(usize::from(*v)).cloned().unwrap_or(Expr::Var(*v)),
             Expr::Const(c) => Expr::Const(*c),
             Expr::Neg(a) => Expr::neg(a.substitute(args)),
             Expr::Bin(o, a, b) => Expr::bin(*o, a.substitute(args), b.substitute(args)),
             Expr::Call(f, a) => Expr::Call(*f, a.iter().map(|e| e.substitute(args)).collect()),
-        }
         })
     }
 
     /// Number of nodes.
     pub fn size(&self) -> usize {
-        crate::expr::grow(|| {
-        match self {
+        crate::expr::grow(|| match self {
             Expr::Var(_) | Expr::Const(_) => 1,
             Expr::Neg(a) => 1 + a.size(),
             Expr::Bin(_, a, b) => 1 + a.size() + b.size(),
             Expr::Call(_, args) => 1 + args.iter().map(Expr::size).sum::<usize>(),
-        }
         })
     }
 
@@ -455,48 +445,53 @@ impl Expr {
     /// `expdiff`, `dot`, `l1dist` and `l2dist` sorted by their printed form.
     pub fn commutative_normal(&self) -> Expr {
         crate::expr::grow(|| {
-        match self {
-            Expr::Var(_) | Expr::Const(_) => self.clone(),
-            Expr::Neg(a) => Expr::Neg(Box::new(a.commutative_normal())),
-            Expr::Bin(o, a, b) => {
-                let (a, b) = (a.commutative_normal(), b.commutative_normal());
-                if matches!(o, BinOp::Add | BinOp::Mul) && a.to_string() > b.to_string() {
-                    Expr::bin(*o, b, a)
-                } else {
-                    Expr::bin(*o, a, b)
-                }
-            }
-            Expr::Call(f, args) => {
-                let mut args: Vec<Expr> = args.iter().map(Expr::commutative_normal).collect();
-                let commutes = matches!(
-                    f,
-                    Func::Max | Func::Min | Func::ExpDiff | Func::Dot | Func::L1Dist | Func::L2Dist
-                );
-                if commutes {
-                    args.sort_by_cached_key(|a| a.to_string());
-                }
-                // Even functions of a difference: f(a - b) = f(b - a) exactly, since
-                // a - b = -(b - a) in floating point.
-                let even = matches!(
-                    f,
-                    Func::Abs
-                        | Func::Square
-                        | Func::SqrtAbs
-                        | Func::Cosh
-                        | Func::L1
-                        | Func::L2
-                        | Func::Norm1
-                );
-                if even {
-                    if let [Expr::Bin(BinOp::Sub, a, b)] = args.as_slice() {
-                        if a.to_string() > b.to_string() {
-                            args = vec![Expr::bin(BinOp::Sub, (**b).clone(), (**a).clone())];
-                        }
+            match self {
+                Expr::Var(_) | Expr::Const(_) => self.clone(),
+                Expr::Neg(a) => Expr::Neg(Box::new(a.commutative_normal())),
+                Expr::Bin(o, a, b) => {
+                    let (a, b) = (a.commutative_normal(), b.commutative_normal());
+                    if matches!(o, BinOp::Add | BinOp::Mul) && a.to_string() > b.to_string() {
+                        Expr::bin(*o, b, a)
+                    } else {
+                        Expr::bin(*o, a, b)
                     }
                 }
-                Expr::Call(*f, args)
+                Expr::Call(f, args) => {
+                    let mut args: Vec<Expr> = args.iter().map(Expr::commutative_normal).collect();
+                    let commutes = matches!(
+                        f,
+                        Func::Max
+                            | Func::Min
+                            | Func::ExpDiff
+                            | Func::Dot
+                            | Func::L1Dist
+                            | Func::L2Dist
+                    );
+                    if commutes {
+                        args.sort_by_cached_key(|a| a.to_string());
+                    }
+                    // Even functions of a difference: f(a - b) = f(b - a) exactly, since
+                    // a - b = -(b - a) in floating point.
+                    let even = matches!(
+                        f,
+                        Func::Abs
+                            | Func::Square
+                            | Func::SqrtAbs
+                            | Func::Cosh
+                            | Func::L1
+                            | Func::L2
+                            | Func::Norm1
+                    );
+                    if even {
+                        if let [Expr::Bin(BinOp::Sub, a, b)] = args.as_slice() {
+                            if a.to_string() > b.to_string() {
+                                args = vec![Expr::bin(BinOp::Sub, (**b).clone(), (**a).clone())];
+                            }
+                        }
+                    }
+                    Expr::Call(*f, args)
+                }
             }
-        }
         })
     }
 
@@ -517,42 +512,42 @@ impl Expr {
 
     fn fmt_prec(&self, f: &mut fmt::Formatter<'_>, min_prec: u8) -> fmt::Result {
         crate::expr::grow(|| {
-        let paren = self.precedence() < min_prec;
-        if paren {
-            f.write_str("(")?;
-        }
-        match self {
-            Expr::Var(v) => match VAR_NAMES.get(usize::from(*v)) {
-                Some(name) => f.write_str(name)?,
-                None => write!(f, "v{v}")?,
-            },
-            Expr::Const(c) => write!(f, "{c}")?,
-            Expr::Neg(a) => {
-                f.write_str("-")?;
-                a.fmt_prec(f, 3)?;
-            }
-            Expr::Bin(o, a, b) => {
-                let p = o.precedence();
-                a.fmt_prec(f, p)?;
-                write!(f, " {} ", o.symbol())?;
-                b.fmt_prec(f, p + 1)?;
-            }
-            Expr::Call(func, args) => {
-                f.write_str(func.name())?;
+            let paren = self.precedence() < min_prec;
+            if paren {
                 f.write_str("(")?;
-                for (i, a) in args.iter().enumerate() {
-                    if i > 0 {
-                        f.write_str(", ")?;
-                    }
-                    a.fmt_prec(f, 0)?;
+            }
+            match self {
+                Expr::Var(v) => match VAR_NAMES.get(usize::from(*v)) {
+                    Some(name) => f.write_str(name)?,
+                    None => write!(f, "v{v}")?,
+                },
+                Expr::Const(c) => write!(f, "{c}")?,
+                Expr::Neg(a) => {
+                    f.write_str("-")?;
+                    a.fmt_prec(f, 3)?;
                 }
+                Expr::Bin(o, a, b) => {
+                    let p = o.precedence();
+                    a.fmt_prec(f, p)?;
+                    write!(f, " {} ", o.symbol())?;
+                    b.fmt_prec(f, p + 1)?;
+                }
+                Expr::Call(func, args) => {
+                    f.write_str(func.name())?;
+                    f.write_str("(")?;
+                    for (i, a) in args.iter().enumerate() {
+                        if i > 0 {
+                            f.write_str(", ")?;
+                        }
+                        a.fmt_prec(f, 0)?;
+                    }
+                    f.write_str(")")?;
+                }
+            }
+            if paren {
                 f.write_str(")")?;
             }
-        }
-        if paren {
-            f.write_str(")")?;
-        }
-        Ok(())
+            Ok(())
         })
     }
 }

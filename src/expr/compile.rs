@@ -187,45 +187,45 @@ impl Compiler {
 
     fn node(&mut self, e: &Expr) -> Result<Src, ExprError> {
         crate::expr::grow(|| {
-        Ok(match e {
-            Expr::Var(0) => Src::X,
-            Expr::Var(1) => Src::Y,
-            Expr::Var(v) => {
-                return Err(ExprError::Invalid(format!(
-                    "unbound placeholder variable number {v}"
-                )))
-            }
-            Expr::Const(c) => Src::Const(*c),
-            Expr::Neg(a) => {
-                let a = self.node(a)?;
-                self.unary(None, a)
-            }
-            Expr::Bin(op, a, b) => {
-                let a = self.node(a)?;
-                let b = self.node(b)?;
-                self.binary(Bin::Op(*op), a, b)
-            }
-            Expr::Call(f, args) => {
-                let srcs = args
-                    .iter()
-                    .map(|a| self.node(a))
-                    .collect::<Result<Vec<_>, _>>()?;
-                match (f.is_reduction(), srcs.as_slice()) {
-                    (true, [a]) => self.reduce(*f, *a, None),
-                    (true, [a, b]) => self.reduce(*f, *a, Some(*b)),
-                    (false, [a]) => self.unary(Some(*f), *a),
-                    (false, [a, b]) => self.binary(Bin::F(*f), *a, *b),
-                    _ => {
-                        return Err(ExprError::Invalid(format!(
-                            "{} takes {} argument(s), got {}",
-                            f.name(),
-                            f.arity(),
-                            srcs.len()
-                        )))
+            Ok(match e {
+                Expr::Var(0) => Src::X,
+                Expr::Var(1) => Src::Y,
+                Expr::Var(v) => {
+                    return Err(ExprError::Invalid(format!(
+                        "unbound placeholder variable number {v}"
+                    )))
+                }
+                Expr::Const(c) => Src::Const(*c),
+                Expr::Neg(a) => {
+                    let a = self.node(a)?;
+                    self.unary(None, a)
+                }
+                Expr::Bin(op, a, b) => {
+                    let a = self.node(a)?;
+                    let b = self.node(b)?;
+                    self.binary(Bin::Op(*op), a, b)
+                }
+                Expr::Call(f, args) => {
+                    let srcs = args
+                        .iter()
+                        .map(|a| self.node(a))
+                        .collect::<Result<Vec<_>, _>>()?;
+                    match (f.is_reduction(), srcs.as_slice()) {
+                        (true, [a]) => self.reduce(*f, *a, None),
+                        (true, [a, b]) => self.reduce(*f, *a, Some(*b)),
+                        (false, [a]) => self.unary(Some(*f), *a),
+                        (false, [a, b]) => self.binary(Bin::F(*f), *a, *b),
+                        _ => {
+                            return Err(ExprError::Invalid(format!(
+                                "{} takes {} argument(s), got {}",
+                                f.name(),
+                                f.arity(),
+                                srcs.len()
+                            )))
+                        }
                     }
                 }
-            }
-        })
+            })
         })
     }
 

@@ -148,11 +148,11 @@ impl Parser<'_> {
 
     fn expr(&mut self) -> Result<Parsed, ExprError> {
         crate::expr::grow(|| {
-        self.nesting += 1;
-        self.check_depth(self.nesting, self.at())?;
-        let r = self.sum();
-        self.nesting -= 1;
-        r
+            self.nesting += 1;
+            self.check_depth(self.nesting, self.at())?;
+            let r = self.sum();
+            self.nesting -= 1;
+            r
         })
     }
 

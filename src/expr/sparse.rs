@@ -238,48 +238,48 @@ fn unary_know(f: Option<Func>, a: Know) -> Know {
 /// `r` in magnitude (`inf`: none known).
 fn bound(e: &Expr, r: f64, d: usize) -> f64 {
     crate::expr::grow(|| {
-    let b = match e {
-        Expr::Var(_) => r,
-        Expr::Const(c) => c.abs(),
-        Expr::Neg(a) => bound(a, r, d),
-        Expr::Bin(op, a, b) => {
-            let (p, q) = (bound(a, r, d), bound(b, r, d));
-            match op {
-                BinOp::Add | BinOp::Sub => p + q,
-                BinOp::Mul => p * q,
-                BinOp::Div => f64::INFINITY,
+        let b = match e {
+            Expr::Var(_) => r,
+            Expr::Const(c) => c.abs(),
+            Expr::Neg(a) => bound(a, r, d),
+            Expr::Bin(op, a, b) => {
+                let (p, q) = (bound(a, r, d), bound(b, r, d));
+                match op {
+                    BinOp::Add | BinOp::Sub => p + q,
+                    BinOp::Mul => p * q,
+                    BinOp::Div => f64::INFINITY,
+                }
             }
+            Expr::Call(f, args) => {
+                let bs: Vec<f64> = args.iter().map(|a| bound(a, r, d)).collect();
+                if bs.iter().any(|v| !v.is_finite()) {
+                    return f64::INFINITY;
+                }
+                let p = bs[0];
+                let q = bs.get(1).copied().unwrap_or(0.0);
+                match f {
+                    Func::Abs | Func::Relu | Func::Min0 | Func::L1 | Func::L2 => p,
+                    Func::Square => p * p,
+                    Func::Cube => p * p * p,
+                    Func::SqrtAbs => p.sqrt(),
+                    Func::Exp => p.exp(),
+                    Func::Sin | Func::Cos | Func::Tanh | Func::Sigmoid | Func::Sign => 1.0,
+                    Func::ExpDiff => 1.0,
+                    Func::Sinh | Func::Cosh => p.cosh(),
+                    Func::Softplus => p + 1.0,
+                    Func::Max | Func::Min => p.max(q),
+                    Func::Dot => p * q,
+                    Func::L1Dist | Func::L2Dist => p + q,
+                    Func::Norm1 => d as f64 * p,
+                }
+            }
+        };
+        // A wide margin for rounding.
+        if b.is_finite() && b < 1e300 {
+            b
+        } else {
+            f64::INFINITY
         }
-        Expr::Call(f, args) => {
-            let bs: Vec<f64> = args.iter().map(|a| bound(a, r, d)).collect();
-            if bs.iter().any(|v| !v.is_finite()) {
-                return f64::INFINITY;
-            }
-            let p = bs[0];
-            let q = bs.get(1).copied().unwrap_or(0.0);
-            match f {
-                Func::Abs | Func::Relu | Func::Min0 | Func::L1 | Func::L2 => p,
-                Func::Square => p * p,
-                Func::Cube => p * p * p,
-                Func::SqrtAbs => p.sqrt(),
-                Func::Exp => p.exp(),
-                Func::Sin | Func::Cos | Func::Tanh | Func::Sigmoid | Func::Sign => 1.0,
-                Func::ExpDiff => 1.0,
-                Func::Sinh | Func::Cosh => p.cosh(),
-                Func::Softplus => p + 1.0,
-                Func::Max | Func::Min => p.max(q),
-                Func::Dot => p * q,
-                Func::L1Dist | Func::L2Dist => p + q,
-                Func::Norm1 => d as f64 * p,
-            }
-        }
-    };
-    // A wide margin for rounding.
-    if b.is_finite() && b < 1e300 {
-        b
-    } else {
-        f64::INFINITY
-    }
     })
 }
 
@@ -318,49 +318,50 @@ fn binary_know(f: Bin, a: (Know, f64), b: (Know, f64)) -> Know {
 /// reduction's term is not constant over the class.
 fn know(e: &Expr, zero: [bool; 2], r: f64, d: usize, varies: &mut bool) -> (Know, f64) {
     crate::expr::grow(|| {
-    let kb = |k: Know| (k, bound(e, r, d));
-    match e {
-        Expr::Var(v) => kb(if zero.get(usize::from(*v)).copied().unwrap_or(false) {
-            PLUS_ZERO
-        } else {
-            VARIES
-        }),
-        Expr::Const(c) => kb(Know {
-            det: true,
-            exact: true,
-            zero: *c == 0.0,
-        }),
-        Expr::Neg(a) => {
-            let (k, _) = know(a, zero, r, d, varies);
-            kb(unary_know(None, k))
-        }
-        Expr::Bin(op, a, b) => {
-            let ka = know(a, zero, r, d, varies);
-            let kb2 = know(b, zero, r, d, varies);
-            kb(binary_know(Bin::Op(*op), ka, kb2))
-        }
-        Expr::Call(f, args) => {
-            let ks: Vec<(Know, f64)> = args.iter().map(|a| know(a, zero, r, d, varies)).collect();
-            if f.is_reduction() {
-                let term_det = match (f, ks.as_slice()) {
-                    (Func::Dot, [a, b]) => binary_know(Bin::Op(BinOp::Mul), *a, *b).det,
-                    (Func::L1Dist | Func::L2Dist, [a, b]) => {
-                        binary_know(Bin::Op(BinOp::Sub), *a, *b).det
-                    }
-                    (_, [a]) => a.0.det,
-                    _ => false,
-                };
-                *varies |= !term_det;
-                kb(FIXED)
+        let kb = |k: Know| (k, bound(e, r, d));
+        match e {
+            Expr::Var(v) => kb(if zero.get(usize::from(*v)).copied().unwrap_or(false) {
+                PLUS_ZERO
             } else {
-                match ks.as_slice() {
-                    [a] => kb(unary_know(Some(*f), a.0)),
-                    [a, b] => kb(binary_know(Bin::F(*f), *a, *b)),
-                    _ => kb(VARIES),
+                VARIES
+            }),
+            Expr::Const(c) => kb(Know {
+                det: true,
+                exact: true,
+                zero: *c == 0.0,
+            }),
+            Expr::Neg(a) => {
+                let (k, _) = know(a, zero, r, d, varies);
+                kb(unary_know(None, k))
+            }
+            Expr::Bin(op, a, b) => {
+                let ka = know(a, zero, r, d, varies);
+                let kb2 = know(b, zero, r, d, varies);
+                kb(binary_know(Bin::Op(*op), ka, kb2))
+            }
+            Expr::Call(f, args) => {
+                let ks: Vec<(Know, f64)> =
+                    args.iter().map(|a| know(a, zero, r, d, varies)).collect();
+                if f.is_reduction() {
+                    let term_det = match (f, ks.as_slice()) {
+                        (Func::Dot, [a, b]) => binary_know(Bin::Op(BinOp::Mul), *a, *b).det,
+                        (Func::L1Dist | Func::L2Dist, [a, b]) => {
+                            binary_know(Bin::Op(BinOp::Sub), *a, *b).det
+                        }
+                        (_, [a]) => a.0.det,
+                        _ => false,
+                    };
+                    *varies |= !term_det;
+                    kb(FIXED)
+                } else {
+                    match ks.as_slice() {
+                        [a] => kb(unary_know(Some(*f), a.0)),
+                        [a, b] => kb(binary_know(Bin::F(*f), *a, *b)),
+                        _ => kb(VARIES),
+                    }
                 }
             }
         }
-    }
     })
 }
 

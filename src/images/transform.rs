@@ -594,7 +594,10 @@ mod tests {
             for &w in &sides {
                 for &h in &sides {
                     let [l, t, bw, bh] = centre_box(w, h, size);
-                    assert!(l >= 0.0 && t >= 0.0 && bw > 0.0 && bh > 0.0, "{w}x{h}@{size}");
+                    assert!(
+                        l >= 0.0 && t >= 0.0 && bw > 0.0 && bh > 0.0,
+                        "{w}x{h}@{size}"
+                    );
                     assert!(l + bw <= f64::from(w), "{w}x{h}@{size}: {l} + {bw}");
                     assert!(t + bh <= f64::from(h), "{w}x{h}@{size}: {t} + {bh}");
                 }
@@ -609,7 +612,14 @@ mod tests {
     #[test]
     fn resample_gives_the_exact_size_for_odd_sources() {
         let a = Augment::default();
-        for &(w, h) in &[(400u32, 239u32), (70, 29), (1, 1), (1, 2000), (2000, 1), (3, 7)] {
+        for &(w, h) in &[
+            (400u32, 239u32),
+            (70, 29),
+            (1, 1),
+            (1, 2000),
+            (2000, 1),
+            (3, 7),
+        ] {
             let img = Rgb8 {
                 width: w,
                 height: h,
