@@ -978,9 +978,12 @@ mod tests {
 
     const METRICS: [Metric; 3] = [Metric::Cosine, Metric::InnerProduct, Metric::L2];
 
+    /// Relevant gallery items by query: `(items, offsets)`, as `by_ids` returns them.
+    type Relevance = (Vec<u32>, Vec<usize>);
+
     /// Clustered queries and gallery (ids `i % 120` and `j % 100`, 400 x 24 each, as in
     /// [`prefilter_cases`]), every query with at least one relevant item.
-    fn clustered_case(scale: f32) -> (Array2<f32>, Array2<f32>, (Vec<u32>, Vec<usize>)) {
+    fn clustered_case(scale: f32) -> (Array2<f32>, Array2<f32>, Relevance) {
         let centres = normals(100, 24, 7);
         let q = near(&centres, 400, 8) * scale;
         let g = near(&centres, 400, 9) * scale;

@@ -709,7 +709,7 @@ mod tests {
                 for k in [1, 100, 65_536, 140_000, 1_000_000, 100_000_000] {
                     let rows = task_rows(n, threads, k);
                     assert!(
-                        rows >= MR && rows % MR == 0 && rows <= CHUNK,
+                        rows >= MR && rows.is_multiple_of(MR) && rows <= CHUNK,
                         "{n} {threads} {k}"
                     );
                     // Only a task of the fewest rows (MR) may exceed the cap.
