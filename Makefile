@@ -111,8 +111,11 @@ cargo-test: $(VENV)/.deps
 	PROPTEST_RNG_SEED=$(PROPTEST_RNG_SEED) LD_LIBRARY_PATH=$(rust_ld_path):$$LD_LIBRARY_PATH \
 		cargo test --profile $(TEST_PROFILE) --lib --tests -q
 	LD_LIBRARY_PATH=$(rust_ld_path):$$LD_LIBRARY_PATH cargo test --profile $(TEST_PROFILE) --doc -q
-	# the pure core alone: no libtorch, no Python (Cargo features torch, python off)
-	cargo test --no-default-features --lib -q
+	# the pure core alone: no libtorch, no Python (Cargo features torch, python off), in a
+	# debug build; its frames are several times an optimised build's, so test threads get
+	# 8 MiB (expr::sparse::tests::drivers_agree overflows 2 MiB there; the expression
+	# parser's own small-stack test spawns its 128 KiB thread explicitly)
+	RUST_MIN_STACK=8388608 cargo test --no-default-features --lib -q
 
 # The extension pytest imports: the `ci` build's cdylib (cargo-test built it already).
 .built-ci: $(VENV)/.deps Cargo.toml $(RUST_SRC)
