@@ -29,7 +29,7 @@ export VIRTUAL_ENV := $(VENV)
 export PATH := $(VENV)/bin:$(PATH)
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-RUST_SRC := $(shell find src -type f \( -name '*.rs' -o -name '*.cpp' \) 2>/dev/null) build.rs
+RUST_SRC := $(shell find src crates -type f \( -name '*.rs' -o -name '*.cpp' -o -name Cargo.toml \) 2>/dev/null) build.rs
 PY_SRC := $(shell find python -type f -not -name '*.so' 2>/dev/null)
 
 # Shared libraries needed by cargo's test binaries (torch's and Python's).
@@ -81,8 +81,8 @@ demo: dev
 	$(VENV)/bin/gridmatch demo
 
 lint: $(VENV)/.deps
-	cargo fmt --check
-	cargo clippy --release --all-targets -- -D warnings
+	cargo fmt --all --check
+	cargo clippy --release --workspace --all-targets -- -D warnings
 	cargo clippy --release --no-default-features --lib -- -D warnings
 	$(VENV)/bin/ruff check python tests benches tools notebooks/_make_notebooks.py
 	$(VENV)/bin/ruff format --check python tests benches tools notebooks/_make_notebooks.py
@@ -90,34 +90,35 @@ lint: $(VENV)/.deps
 	$(VENV)/bin/mypy
 
 fmt: $(VENV)/.deps
-	cargo fmt
+	cargo fmt --all
 	$(VENV)/bin/ruff format python tests benches tools
 	$(VENV)/bin/ruff check --fix python tests benches tools
 
-# Tests build the crate once per configuration, with Cargo's `ci` profile (release
-# optimisation, no LTO, more codegen units: a third of the compile time of `release`):
-#   - default features: the library (its cdylib is also the extension pytest imports,
-#     copied to python/gridmatch/_core.abi3.so: no second compile by maturin), the unit
-#     tests, tests/props.rs and the doc-test;
-#   - the pure core alone (no libtorch, no Python: features torch, python off) in a
-#     debug build (debug assertions, overflow checks, large stack frames).
+# Where `make test`'s time went (cargo build --timings, cargo llvm-lines): compiling the
+# crate with optimisation, ~12 CPU-minutes a target at opt-level 1 as at 3, against ~50 s
+# unoptimised. So the crate is optimised once, for the extension pytest imports, and the
+# Rust tests run in debug builds (debug assertions and overflow checks on: they check
+# more than an optimised run; dependencies stay optimised, [profile.dev.package."*"]):
+#   - default features: the unit tests, tests/props.rs and the doc-tests;
+#   - the pure core alone (no libtorch, no Python: features torch, python off).
+# Debug frames are several times an optimised build's, so test threads get 8 MiB
+# (expr::sparse::tests::drivers_agree overflows 2 MiB; the expression parser's own
+# small-stack test spawns its 128 KiB thread explicitly).
 # Examples are type-checked by clippy (--all-targets), not linked.
 # tests/props.rs draws its cases from a fixed seed here, so `make test` (and CI) is
 # reproducible; explore with another one, e.g. `make cargo-test PROPTEST_RNG_SEED=$$RANDOM`
 # (and `make fuzz` for the long runs).
 PROPTEST_RNG_SEED ?= 20261127
-TEST_PROFILE := ci
+TEST_STACK := RUST_MIN_STACK=8388608
 cargo-test: $(VENV)/.deps
-	PROPTEST_RNG_SEED=$(PROPTEST_RNG_SEED) LD_LIBRARY_PATH=$(rust_ld_path):$$LD_LIBRARY_PATH \
-		cargo test --profile $(TEST_PROFILE) --lib --tests -q
-	LD_LIBRARY_PATH=$(rust_ld_path):$$LD_LIBRARY_PATH cargo test --profile $(TEST_PROFILE) --doc -q
-	# the pure core alone: no libtorch, no Python (Cargo features torch, python off), in a
-	# debug build; its frames are several times an optimised build's, so test threads get
-	# 8 MiB (expr::sparse::tests::drivers_agree overflows 2 MiB there; the expression
-	# parser's own small-stack test spawns its 128 KiB thread explicitly)
-	RUST_MIN_STACK=8388608 cargo test --no-default-features --lib -q
+	$(TEST_STACK) PROPTEST_RNG_SEED=$(PROPTEST_RNG_SEED) LD_LIBRARY_PATH=$(rust_ld_path):$$LD_LIBRARY_PATH \
+		cargo test --workspace --lib --tests -q
+	LD_LIBRARY_PATH=$(rust_ld_path):$$LD_LIBRARY_PATH cargo test --doc -q
+	$(TEST_STACK) cargo test --no-default-features --lib -q
 
-# The extension pytest imports: the `ci` build's cdylib (cargo-test built it already).
+# The extension pytest imports: Cargo's `ci` profile (release optimisation without LTO,
+# 16 codegen units, the crate at opt-level 1), its cdylib copied in place of maturin's.
+TEST_PROFILE := ci
 .built-ci: $(VENV)/.deps Cargo.toml $(RUST_SRC)
 	cargo build --profile $(TEST_PROFILE) --lib -q
 	cp -f $(CARGO_TARGET_DIR)/$(TEST_PROFILE)/libgridmatch.so python/gridmatch/_core.abi3.so

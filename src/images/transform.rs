@@ -21,8 +21,7 @@
 
 use super::decode::Rgb8;
 use crate::rng::Rng;
-use fast_image_resize::images::{CroppedImage, Image, ImageRef};
-use fast_image_resize::{FilterType, PixelType, ResizeAlg, ResizeOptions, Resizer};
+use gridmatch_resample::{Crop, Resampler};
 use serde::{Deserialize, Serialize};
 
 /// Augmentation strengths (torchvision's standard recipe by default).
@@ -277,8 +276,7 @@ const GRAY: [f32; 3] = [0.2989, 0.587, 0.114];
 
 /// Reusable buffers of one worker thread.
 pub struct Renderer {
-    resizer: Resizer,
-    dst: Image<'static>,
+    resampler: Resampler,
     pixels: Vec<f32>,
     scratch: Vec<f32>,
     size: u32,
@@ -288,8 +286,7 @@ impl Renderer {
     /// Buffers for `size × size` outputs.
     pub fn new(size: u32) -> Self {
         Renderer {
-            resizer: Resizer::new(),
-            dst: Image::new(size, size, PixelType::U8x3),
+            resampler: Resampler::new(size),
             pixels: vec![0.0; 3 * (size as usize) * (size as usize)],
             scratch: Vec::new(),
             size,
@@ -298,21 +295,15 @@ impl Renderer {
 
     /// Resample `plan`'s box of `img` to `size × size` RGB8 (no flip, no colour).
     pub fn resample(&mut self, img: &Rgb8, plan: &Plan) -> Result<&[u8], String> {
-        let src = ImageRef::new(img.width, img.height, &img.data, PixelType::U8x3)
-            .map_err(|e| format!("internal error: {e}"))?;
-        let alg = ResizeOptions::new().resize_alg(ResizeAlg::Convolution(FilterType::Bilinear));
         let [l, t, w, h] = plan.crop;
-        let r = if plan.exclusive {
-            let view = CroppedImage::new(&src, l as u32, t as u32, w as u32, h as u32)
-                .map_err(|e| format!("internal error: crop {:?}: {e}", plan.crop))?;
-            self.resizer.resize(&view, &mut self.dst, &alg)
+        let crop = if plan.exclusive {
+            Crop::Pixels([l as u32, t as u32, w as u32, h as u32])
         } else {
-            let [l, t, w, h] = inside([l, t, w, h], img.width, img.height);
-            self.resizer
-                .resize(&src, &mut self.dst, &alg.crop(l, t, w, h))
+            Crop::Box(inside([l, t, w, h], img.width, img.height))
         };
-        r.map_err(|e| format!("internal error: resize: {e}"))?;
-        Ok(self.dst.buffer())
+        self.resampler
+            .resample(&img.data, img.width, img.height, crop)
+            .map_err(|e| format!("internal error: {e} (plan {:?})", plan.crop))
     }
 
     /// The whole plan into `out` (`3 · size²` floats, channel-major): resample, flip,
@@ -338,7 +329,7 @@ impl Renderer {
         out: &mut [f32],
     ) {
         let s = self.size as usize;
-        let src = self.dst.buffer();
+        let src = self.resampler.last();
         let px = &mut self.pixels;
         let lut = unit_lut();
         for y in 0..s {

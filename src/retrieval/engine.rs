@@ -1126,7 +1126,6 @@ mod tests {
     #[test]
     // 128 x 150,000 scores and a 140,000-item list: seconds optimised, minutes in a
     // debug build (`make test`'s pure-core run); it runs in the optimised test run.
-    #[cfg_attr(debug_assertions, ignore = "runs in the optimised test run")]
     fn prefilter_tasks_keep_their_selectors_within_the_cap() {
         // Query 0 has 140,000 relevant items (its list keeps its best 140,000): 32
         // queries a task (128 queries, two threads) would hold 32 selectors of 2.2 MB,
