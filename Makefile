@@ -94,11 +94,12 @@ fmt: $(VENV)/.deps
 	$(VENV)/bin/ruff format python tests benches tools
 	$(VENV)/bin/ruff check --fix python tests benches tools
 
-# Where `make test`'s time went (cargo build --timings, cargo llvm-lines): compiling the
-# crate with optimisation, ~12 CPU-minutes a target at opt-level 1 as at 3, against ~50 s
-# unoptimised. So the crate is optimised once, for the extension pytest imports, and the
-# Rust tests run in debug builds (debug assertions and overflow checks on: they check
-# more than an optimised run; dependencies stay optimised, [profile.dev.package."*"]):
+# Where `make test`'s time went (cargo build --timings, -Zllvm-time-trace): compiling
+# the crate with optimisation, ~17 CPU-minutes a target, nearly all of it LLVM's loop
+# passes on two giant functions (src/expr/sparse.rs, fixed there). Now the crate is
+# optimised once, for the extension pytest imports (105 s), and the Rust tests run in
+# debug builds (debug assertions and overflow checks on: they check more than an
+# optimised run; dependencies stay optimised, [profile.dev.package."*"]):
 #   - default features: the unit tests, tests/props.rs and the doc-tests;
 #   - the pure core alone (no libtorch, no Python: features torch, python off).
 # Debug frames are several times an optimised build's, so test threads get 8 MiB
@@ -117,7 +118,7 @@ cargo-test: $(VENV)/.deps
 	$(TEST_STACK) cargo test --no-default-features --lib -q
 
 # The extension pytest imports: Cargo's `ci` profile (release optimisation without LTO,
-# 16 codegen units, the crate at opt-level 1), its cdylib copied in place of maturin's.
+# 16 codegen units), its cdylib copied in place of maturin's.
 TEST_PROFILE := ci
 .built-ci: $(VENV)/.deps Cargo.toml $(RUST_SRC)
 	cargo build --profile $(TEST_PROFILE) --lib -q

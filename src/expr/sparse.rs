@@ -506,7 +506,7 @@ fn pair<M: Madd, const V: u8>(
         visited += visit_word::<V>(a, b).count_ones();
     }
     if f64::from(visited) > DENSE_PAIR_FRACTION * d as f64 {
-        return ev.kernel::<M>(xi, yj);
+        return kernel_once::<M>(ev, xi, yj);
     }
     let mut gx = std::mem::take(&mut ev.gx);
     let mut gy = std::mem::take(&mut ev.gy);
@@ -559,12 +559,41 @@ fn pair<M: Madd, const V: u8>(
     gy[n + w.k..len].fill(0.0);
     ev.d = len;
     ev.wt = Some(w);
-    let v = ev.kernel::<M>(&gx[..len], &gy[..len]);
+    let v = kernel_once::<M>(ev, &gx[..len], &gy[..len]);
     ev.d = d;
     ev.wt = None;
     ev.gx = gx;
     ev.gy = gy;
     v
+}
+
+/// One pair through the interpreter, compiled once per variant rather than inlined
+/// into each of `pair`'s two call sites in each of the eight row loops (four visit
+/// modes, two column kinds): inlined there, LLVM's loop passes spent ~8 CPU-minutes
+/// on each of `kernel_row` and `row_avx2` (-Zllvm-time-trace), most of the crate's
+/// optimised compile. One call per pair costs nothing next to the program it runs.
+#[inline(never)]
+fn kernel_once<M: Madd>(ev: &mut PairEvaluator<'_>, x: &[f64], y: &[f64]) -> f64 {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if M::AVX2 {
+            // SAFETY: `M::AVX2` variants run only where AVX2 and FMA were checked
+            // (`kernel_row`'s dispatch).
+            return unsafe { kernel_avx2(ev, x, y) };
+        }
+    }
+    ev.kernel::<M>(x, y)
+}
+
+/// [`PairEvaluator::kernel`] compiled for AVX2 and FMA.
+///
+/// # Safety
+/// The CPU must support AVX2 and FMA.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+#[inline(never)]
+unsafe fn kernel_avx2(ev: &mut PairEvaluator<'_>, x: &[f64], y: &[f64]) -> f64 {
+    ev.kernel::<Fused>(x, y)
 }
 
 /// The columns of a kernel row: `j >= from`, or a list.
