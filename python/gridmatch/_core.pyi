@@ -143,12 +143,14 @@ def svm_fit(
     sample_c: npt.NDArray[np.float64],
     spec: str,
     callback: Callable[[int, int | None, dict[str, float]], Any] | None = None,
+    shift: npt.NDArray[np.float64] | None = None,
 ) -> dict[str, Any]: ...
 def svm_decision(
     x: npt.NDArray[Any],
     sv: npt.NDArray[Any] | None,
     model: dict[str, npt.NDArray[Any]],
     spec: str,
+    shift: npt.NDArray[np.float64] | None = None,
 ) -> npt.NDArray[np.float64]: ...
 def svm_proba(
     dec: npt.NDArray[np.float64],

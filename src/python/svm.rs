@@ -4,8 +4,9 @@
 use super::errors::{self, Kind};
 use super::heavy::run_heavy;
 use crate::svm::{
-    fit_ovo_features_with, fit_ovo_with, predict_proba, ExprGram, Gram, KernelSpec, OvoModel,
-    PrecomputedGram, SolverParams, SvmError, SvmSpec, KERNEL_NAMES,
+    fit_ovo_features_with, fit_ovo_with, predict_proba, BuiltinKernel, ExprGram, Gram, Kernel,
+    KernelSpec, OvoModel, PrecomputedGram, ShiftedKernel, SolverParams, SvmError, SvmSpec,
+    KERNEL_NAMES,
 };
 use numpy::{IntoPyArray, PyArray2, PyReadonlyArray1, PyReadonlyArray2, ToPyArray};
 use pyo3::prelude::*;
@@ -28,15 +29,44 @@ fn read_spec(spec: &str) -> PyResult<SvmSpec> {
     Ok(SvmSpec::from_json(spec)?)
 }
 
+/// The built-in kernel `k` on rows centred by `shift` (float64, one value per feature
+/// of `d`), or `k` itself without a shift.
+fn builtin_kernel(
+    k: BuiltinKernel,
+    shift: Option<PyReadonlyArray1<'_, f64>>,
+    d: usize,
+) -> Result<Box<dyn Kernel>, SvmError> {
+    let Some(shift) = shift else {
+        return Ok(Box::new(k));
+    };
+    let m = shift.as_array().to_vec();
+    if m.len() != d {
+        return Err(SvmError::Shape(format!(
+            "the shift has {} values, the features have {d} columns",
+            m.len()
+        )));
+    }
+    if !m.iter().all(|v| v.is_finite()) {
+        return Err(SvmError::Value(
+            "the shift holds NaN or infinite values".into(),
+        ));
+    }
+    Ok(Box::new(ShiftedKernel::new(k, m)))
+}
+
 /// Fit a one-vs-one C-SVC. `spec` is the fit's [`SvmSpec`] as JSON (kernel, tol,
 /// cache, iteration limit, threads, probability seed). `x` is float32 `(n, d)` features
 /// for built-in kernels, float64 `(n, d)` features for an expression kernel, or the
 /// float64 `(n, n)` Gram matrix for `"precomputed"`; `y` int64 class indices
-/// `0..n_classes`; `sample_c` float64 per-sample box bounds. Returns a dict with
+/// `0..n_classes`; `sample_c` float64 per-sample box bounds. With `shift` (float64,
+/// one value per feature; built-in kernels only), `x` holds the features minus
+/// `shift` and the kernel is [`ShiftedKernel`]'s (`rho` is then `rho'`, the bias of
+/// the shifted kernel). Returns a dict with
 /// `support`, `n_support`, `dual_coef`, `rho`, `iterations`, `converged`,
 /// `interrupted`, `prob_a`, `prob_b` (empty without a probability model).
 #[pyfunction]
-#[pyo3(signature = (x, y, n_classes, sample_c, spec, callback=None))]
+#[pyo3(signature = (x, y, n_classes, sample_c, spec, callback=None, shift=None))]
+#[allow(clippy::too_many_arguments)]
 pub(crate) fn svm_fit<'py>(
     py: Python<'py>,
     x: &Bound<'py, PyAny>,
@@ -45,6 +75,7 @@ pub(crate) fn svm_fit<'py>(
     sample_c: PyReadonlyArray1<'py, f64>,
     spec: &str,
     callback: Option<&Bound<'py, PyAny>>,
+    shift: Option<PyReadonlyArray1<'py, f64>>,
 ) -> PyResult<Bound<'py, PyDict>> {
     let spec = read_spec(spec)?;
     let prob = spec.probability_seed;
@@ -90,9 +121,11 @@ pub(crate) fn svm_fit<'py>(
     } else if let Some(k) = spec.kernel.builtin() {
         let xa: PyReadonlyArray2<'py, f32> = x.extract()?;
         let xv = xa.as_array();
+        let k = builtin_kernel(k, shift, xv.ncols())?;
+        let k = k.as_ref();
         run_heavy(py, callback, |mon| {
             with_threads(n_jobs, || {
-                fit_ovo_features_with(&k, xv, &y, n_classes, &c, &params, prob, mon)
+                fit_ovo_features_with(k, xv, &y, n_classes, &c, &params, prob, mon)
             })
         })?
     } else {
@@ -157,15 +190,18 @@ fn fit(
 /// `spec` (JSON). `x` is float32 `(n, d)` with `sv` float32 `(n_sv, d)` for built-in
 /// kernels; float64 features and support vectors for an expression kernel (evaluated
 /// here against the support vectors, a block of rows at a time); float64 `(n,
-/// n_train)` kernel values for `"precomputed"` (then `sv` is ignored).
+/// n_train)` kernel values for `"precomputed"` (then `sv` is ignored). With `shift`
+/// (built-in kernels only), `x` and `sv` are centred by it and `rho` is the shifted
+/// kernel's bias (see `svm_fit`).
 #[pyfunction]
-#[pyo3(signature = (x, sv, model, spec))]
+#[pyo3(signature = (x, sv, model, spec, shift=None))]
 pub(crate) fn svm_decision<'py>(
     py: Python<'py>,
     x: &Bound<'py, PyAny>,
     sv: Option<&Bound<'py, PyAny>>,
     model: ModelArrays<'py>,
     spec: &str,
+    shift: Option<PyReadonlyArray1<'py, f64>>,
 ) -> PyResult<Bound<'py, PyArray2<f64>>> {
     let spec = read_spec(spec)?;
     let n_jobs = spec.n_jobs;
@@ -208,8 +244,10 @@ pub(crate) fn svm_decision<'py>(
         let svv = sv.as_array();
         let xa: PyReadonlyArray2<'py, f32> = x.extract()?;
         let xv = xa.as_array();
+        let k = builtin_kernel(k, shift, xv.ncols())?;
+        let k = k.as_ref();
         run_heavy(py, None, |_| {
-            with_threads(n_jobs, || model.decision_function(&k, svv, xv))
+            with_threads(n_jobs, || model.decision_function(k, svv, xv))
         })?
         .value
     } else {

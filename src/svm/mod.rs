@@ -37,7 +37,9 @@ pub mod probability;
 pub mod solver;
 pub mod spec;
 
-pub use kernel::{BuiltinKernel, ExprGram, FeatureGram, Gram, Kernel, PrecomputedGram};
+pub use kernel::{
+    BuiltinKernel, ExprGram, FeatureGram, Gram, Kernel, PrecomputedGram, ShiftedKernel,
+};
 pub use multiclass::{fit_ovo, fit_ovo_features, fit_ovo_features_with, fit_ovo_with, OvoModel};
 pub use predict::predict_from_decision;
 pub use probability::predict_proba;
