@@ -113,7 +113,7 @@ PROPTEST_RNG_SEED ?= 20261127
 TEST_STACK := RUST_MIN_STACK=8388608
 cargo-test: $(VENV)/.deps
 	$(TEST_STACK) PROPTEST_RNG_SEED=$(PROPTEST_RNG_SEED) LD_LIBRARY_PATH=$(rust_ld_path):$$LD_LIBRARY_PATH \
-		cargo test --workspace --lib --tests -q
+		cargo test --lib --tests -q
 	LD_LIBRARY_PATH=$(rust_ld_path):$$LD_LIBRARY_PATH cargo test --doc -q
 	$(TEST_STACK) cargo test --no-default-features --lib -q
 

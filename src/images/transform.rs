@@ -601,6 +601,32 @@ mod tests {
     }
 
     #[test]
+    fn resampler_keeps_a_constant_image_and_checks_crops() {
+        // gridmatch-resample's entry point (tested here: the debug-build test run
+        // covers this crate only). A constant image resamples to the same constant at
+        // any size and crop.
+        use gridmatch_resample::{Crop, Resampler};
+        let (w, h) = (37u32, 11u32);
+        let data: Vec<u8> = (0..w * h).flat_map(|_| [10u8, 200, 77]).collect();
+        let mut r = Resampler::new(16);
+        for crop in [
+            Crop::Pixels([2, 1, 30, 9]),
+            Crop::Box([0.5, 0.25, 36.0, 10.5]),
+        ] {
+            let out = r.resample(&data, w, h, crop).expect("resample").to_vec();
+            assert_eq!(out.len(), 3 * 16 * 16);
+            assert!(out.chunks(3).all(|p| p == [10, 200, 77]), "{crop:?}");
+            assert_eq!(r.last(), &out[..]);
+        }
+        assert!(r
+            .resample(&data, w, h, Crop::Pixels([30, 0, 8, 1]))
+            .is_err());
+        assert!(r
+            .resample(&data[1..], w, h, Crop::Pixels([0, 0, 1, 1]))
+            .is_err());
+    }
+
+    #[test]
     fn resample_gives_the_exact_size_for_odd_sources() {
         let a = Augment::default();
         for &(w, h) in &[

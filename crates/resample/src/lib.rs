@@ -68,30 +68,3 @@ impl Resampler {
         self.dst.buffer()
     }
 }
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn constant_image_stays_constant_and_crops_are_checked() {
-        // A constant image resamples to the same constant at any size and crop.
-        let (w, h) = (37u32, 11u32);
-        let data: Vec<u8> = (0..w * h).flat_map(|_| [10u8, 200, 77]).collect();
-        let mut r = Resampler::new(16);
-        for crop in [
-            Crop::Pixels([2, 1, 30, 9]),
-            Crop::Box([0.5, 0.25, 36.0, 10.5]),
-        ] {
-            let out = r.resample(&data, w, h, crop).expect("resample");
-            assert_eq!(out.len(), 3 * 16 * 16);
-            assert!(out.chunks(3).all(|p| p == [10, 200, 77]), "{crop:?}");
-        }
-        assert!(r
-            .resample(&data, w, h, Crop::Pixels([30, 0, 8, 1]))
-            .is_err());
-        assert!(r
-            .resample(&data[1..], w, h, Crop::Pixels([0, 0, 1, 1]))
-            .is_err());
-    }
-}
