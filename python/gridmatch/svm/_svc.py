@@ -40,6 +40,26 @@ def _shift_of(X: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(X.mean(axis=0), dtype=np.float64)
 
 
+def _centred_f32(X: np.ndarray, shift: np.ndarray) -> np.ndarray:
+    """``X - shift`` computed in float64 and stored as float32, a block of rows (4 MB
+    of float64) at a time: no full-size temporary next to the caller's ``X``.
+
+    Raises ``ValueError`` when a centred value does not fit in float32.
+    """
+    out = np.empty(X.shape, dtype=np.float32)
+    top = np.finfo(np.float32).max
+    rows = max(1, (1 << 19) // max(1, X.shape[1]))
+    for start in range(0, X.shape[0], rows):
+        block = X[start : start + rows] - shift
+        if block.size and np.abs(block).max() > top:
+            raise ValueError(
+                "X has values too large for single precision (kernels are computed in "
+                "float32); scale the data first"
+            )
+        out[start : start + rows] = block
+    return out
+
+
 class SVC(ClassifierMixin, BaseEstimator):
     """C-support vector classifier (libsvm's algorithm, Rust core).
 
@@ -312,13 +332,7 @@ class SVC(ClassifierMixin, BaseEstimator):
             # Centred in float64 before the float32 cast (see Notes): the kernels see
             # X - shift, and the Rust core keeps the shift in float64.
             shift = _shift_of(X)
-            X_centred = X - shift
-            if X.size and np.abs(X_centred).max() > np.finfo(np.float32).max:
-                raise ValueError(
-                    "X has values too large for single precision (kernels are computed in "
-                    "float32); scale the data first"
-                )
-            data, kname = np.ascontiguousarray(X_centred, dtype=np.float32), kernel
+            data, kname = _centred_f32(X, shift), kernel
         self._gamma = gamma
         self._kernel_name = "precomputed" if kname == "expression" else kname
 
@@ -350,7 +364,7 @@ class SVC(ClassifierMixin, BaseEstimator):
         rho = np.asarray(out["rho"], dtype=np.float64)
         if builtin and np.isfinite(rho).all() and np.isfinite(self.dual_coef_).all():
             # The shifted kernel's bias back to the raw kernel's (scikit-learn's).
-            rho = rho + self._bias_shift(self.dual_coef_, self._n_support, X[self.support_], shift)
+            rho = rho + self._bias_shift(self.dual_coef_, self._n_support, X, shift, self.support_)
             if not np.isfinite(rho).all():
                 raise ValueError(
                     "The intercepts are not finite. The input data may contain large "
@@ -518,8 +532,8 @@ class SVC(ClassifierMixin, BaseEstimator):
             # models loaded from files are evaluated the same way), see Notes.
             sv64 = np.asarray(self.support_vectors_, dtype=np.float64)
             shift = _shift_of(sv64)
-            data = np.ascontiguousarray(X - shift, dtype=np.float32)
-            sv = np.ascontiguousarray(sv64 - shift, dtype=np.float32)
+            data = _centred_f32(X, shift)
+            sv = _centred_f32(sv64, shift)
             support = self.support_
             # The raw kernel's bias to the shifted kernel's.
             rho = np.asarray(rho, dtype=np.float64) - self._bias_shift(dual, n_support, sv64, shift)
@@ -546,8 +560,10 @@ class SVC(ClassifierMixin, BaseEstimator):
                 return float(deg * k["gamma"] * b ** (deg - 1)) if deg >= 1 else 0.0
             return float(k["gamma"] / np.cosh(b) ** 2)
 
-    def _bias_shift(self, dual, n_support, sv, shift) -> np.ndarray:
-        """``rho - rho'`` of each pair: ``F'(m.m) sum_j coef_j m.(sv_j - m)``.
+    def _bias_shift(self, dual, n_support, sv, shift, rows=None) -> np.ndarray:
+        """``rho - rho'`` of each pair: ``F'(m.m) sum_j coef_j m.(sv_j - m)``, the
+        support vectors being ``sv[rows]`` (``sv`` itself without ``rows``; taken only
+        where the slope is not 0, so rbf copies nothing).
 
         A built-in kernel ``F(a.b)`` on rows centred by ``m`` is computed as
         ``K' = K - F(m.m) - F'(m.m) (p_a + p_b)``, ``p_a = m.(a - m)`` (the Rust core's
@@ -556,6 +572,8 @@ class SVC(ClassifierMixin, BaseEstimator):
         """
         slope = self._slope(shift, self._svm_spec())
         n_pairs = len(n_support) * (len(n_support) - 1) // 2
+        if rows is not None:
+            sv = sv[rows] if slope != 0.0 else sv[:0]
         if slope == 0.0 or len(sv) == 0:
             return np.zeros(n_pairs)
         p = (np.asarray(sv, dtype=np.float64) - shift) @ shift
