@@ -573,31 +573,40 @@ impl Kernel for ShiftedKernel {
         if let ShiftedForm::Base = self.form {
             return self.base.block(a, b, out);
         }
-        let pa: Vec<f64> = a.axis_iter(Axis(0)).map(|r| self.p(r)).collect();
-        let pb: Vec<f64> = b.axis_iter(Axis(0)).map(|r| self.p(r)).collect();
-        const RB: usize = 256;
-        out.axis_chunks_iter_mut(Axis(0), RB)
-            .collect::<Vec<_>>()
-            .into_par_iter()
-            .enumerate()
-            .for_each(|(blk, mut o)| {
-                let start = blk * RB;
-                let ab = a.slice(ndarray::s![start..start + o.nrows(), ..]);
-                ndarray::linalg::general_mat_mul(1.0, &ab, &b.t(), 0.0, &mut o);
-                for (p, mut row) in o.axis_iter_mut(Axis(0)).enumerate() {
-                    let pp = pa[start + p];
-                    for (v, q) in row.iter_mut().zip(&pb) {
-                        *v = self.finish(*v, pp + q);
-                    }
-                }
-            });
+        // The dot products of the centred rows by the linear kernel's blocks, then K'.
+        BuiltinKernel::Linear.block(a, b, out.view_mut());
+        self.finish_block(a, b, out);
     }
 
-    fn block_symmetric(&self, a: ArrayView2<'_, f32>, out: ArrayViewMut2<'_, f32>) {
+    fn block_symmetric(&self, a: ArrayView2<'_, f32>, mut out: ArrayViewMut2<'_, f32>) {
         if let ShiftedForm::Base = self.form {
             return self.base.block_symmetric(a, out);
         }
-        self.block(a, a, out);
+        // One triangle of products, mirrored (the values `block(a, a)` gives).
+        BuiltinKernel::Linear.block_symmetric(a, out.view_mut());
+        self.finish_block(a, a, out);
+    }
+}
+
+impl ShiftedKernel {
+    /// `out[i, j] = K'` from the dot products `out[i, j] = (a_i - m).(b_j - m)`.
+    fn finish_block(
+        &self,
+        a: ArrayView2<'_, f32>,
+        b: ArrayView2<'_, f32>,
+        mut out: ArrayViewMut2<'_, f32>,
+    ) {
+        let pa: Vec<f64> = a.axis_iter(Axis(0)).map(|r| self.p(r)).collect();
+        let pb: Vec<f64> = b.axis_iter(Axis(0)).map(|r| self.p(r)).collect();
+        out.axis_iter_mut(Axis(0))
+            .collect::<Vec<_>>()
+            .into_par_iter()
+            .zip(pa)
+            .for_each(|(mut row, pp)| {
+                for (v, q) in row.iter_mut().zip(&pb) {
+                    *v = self.finish(*v, pp + q);
+                }
+            });
     }
 }
 
