@@ -34,14 +34,33 @@ def replace_block(name: str, block: str) -> None:
     BENCHMARKS.write_text(text)
 
 
+#: The CPU flags that matter to the kernels (x86 SIMD, AVX-512 extensions, AMX; Arm).
+VECTOR_FLAGS = (
+    "sse4_2",
+    "avx",
+    "avx2",
+    "fma",
+    "avx512f",
+    "avx512dq",
+    "avx512bw",
+    "avx512vl",
+    "avx512_vnni",
+    "avx512_bf16",
+    "avx512_fp16",
+    "amx_bf16",
+    "amx_int8",
+    "asimd",
+    "sve",
+)
+
+
 def vector_extensions() -> str:
-    """The CPU's SIMD extensions that matter to the kernels (from /proc/cpuinfo's flags)."""
-    wanted = ["sse4_2", "avx", "avx2", "fma", "avx512f", "avx512bw", "avx512vl"]
+    """The CPU's vector extensions that matter here (from /proc/cpuinfo's flags)."""
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("flags"):
-                flags = set(line.split(":", 1)[1].split())
-                return ", ".join(f for f in wanted if f in flags) or "none of " + ", ".join(wanted)
+            if line.startswith(("flags", "Features")):
+                have = set(line.split(":", 1)[1].split())
+                return ", ".join(f for f in VECTOR_FLAGS if f in have) or "none listed"
     except OSError:
         pass
     return "unknown"

@@ -22,7 +22,7 @@ import time
 import numpy as np
 
 import gridmatch as gm
-from gridmatch._shop import distort
+from gridmatch.datasets import distort
 
 sys.path.insert(0, __file__.rsplit("/", 1)[0])
 from gsn import metrics, raw  # noqa: E402

@@ -24,7 +24,7 @@ import sys
 import time
 
 import numpy as np
-from _common import ROOT, replace_block
+from _common import ROOT, replace_block, vector_extensions
 
 import gridmatch as gm
 
@@ -212,17 +212,6 @@ def timed(fn, repeats: int):
         wall.append(time.perf_counter() - t0)
         cpu.append(time.process_time() - c0)
     return statistics.median(wall), statistics.median(cpu), out
-
-
-def vector_extensions() -> str:
-    """The CPU's SIMD extensions that matter here, from /proc/cpuinfo (Linux)."""
-    try:
-        with open("/proc/cpuinfo") as f:
-            flags = next(line for line in f if line.startswith("flags")).split()
-    except (OSError, StopIteration):
-        return "unknown"
-    names = ["sse4_2", "avx", "avx2", "fma", "avx512f", "avx512dq", "avx512vl"]
-    return ", ".join(n for n in names if n in flags) or "none of SSE4.2/AVX"
 
 
 def speed(args) -> list[str]:

@@ -204,7 +204,7 @@ def sku_catalogue(root: str | os.PathLike, split: str):
     4820193); the generator's SKUs are ``id_`` + 8 digits, so the strings are rebuilt
     exactly (and checked against the partition file).
     """
-    from gridmatch.catalogue import ImageCatalogue
+    from gridmatch.datasets import ImageCatalogue
 
     cat = ImageCatalogue.from_inshop(root, split)
     skus = [f"id_{int(i):08d}" for i in cat.ids]

@@ -58,7 +58,7 @@ NB1 = [
     "contrast — the deformations the paper is about. Queries are distorted views; the gallery "
     "holds other views of every product.",
     """\
-from gridmatch._shop import distort
+from gridmatch.datasets import distort
 
 Xtr, ytr = load("fashion-mnist", "train")
 Xte, yte = load("fashion-mnist", "test")
@@ -132,7 +132,7 @@ NB2 = [
     SETUP,
     LOAD,
     """\
-from gridmatch._shop import distort
+from gridmatch.datasets import distort
 
 Xtr, ytr = load("fashion-mnist", "train")
 Xte, yte = load("fashion-mnist", "test")
@@ -240,7 +240,7 @@ NB4 = [
     SETUP,
     LOAD,
     """\
-from gridmatch._shop import distort
+from gridmatch.datasets import distort
 
 Xm, ym = load("mnist", "train")
 Xmt, ymt = load("mnist", "test")

@@ -7,6 +7,7 @@ import os
 import re
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 REPO = Path(__file__).resolve().parent.parent
@@ -59,3 +60,33 @@ def pytest_terminal_summary(terminalreporter):
     if total:
         detail = ", ".join(f"{v} {k}" for k, v in counts.items())
         terminalreporter.write_line(f"bad-input suite: {total} cases ({detail})")
+
+
+@pytest.fixture
+def iris():
+    """scikit-learn's iris data ``(X, y)``."""
+    from sklearn import datasets as skdatasets
+
+    return skdatasets.load_iris(return_X_y=True)
+
+
+@pytest.fixture(scope="session")
+def image_rows():
+    """``image_rows(root, name, n_train, n_test, seed)``: seeded train and test samples of
+    MNIST / Fashion-MNIST as flattened float64 rows in [0, 1], ``(Xtr, ytr, Xte, yte)``."""
+
+    def load(root, name, n_train, n_test, seed):
+        import gridmatch as gm
+
+        Xtr, ytr = gm.datasets.load(name, split="train", root=root / name)
+        Xte, yte = gm.datasets.load(name, split="test", root=root / name)
+        rng = np.random.default_rng(seed)
+        itr = rng.choice(len(Xtr), n_train, replace=False)
+        ite = rng.choice(len(Xte), n_test, replace=False)
+
+        def rows(a):
+            return a.reshape(len(a), -1).astype(np.float64) / 255.0
+
+        return rows(Xtr[itr]), ytr[itr], rows(Xte[ite]), yte[ite]
+
+    return load

@@ -110,7 +110,7 @@ CASES: list[Case] = [
     Case("GSN/lr inf", lambda: gsn_fit(lr=INF), ValueError, r"lr must be finite"),
     Case(
         "GSN/temperature=0",
-        lambda: gsn_fit(temperature=0.0),
+        lambda: gsn_fit(loss=gm.losses.GridSoftmax(temperature=0.0)),
         ValueError,
         r"temperature must be > 0",
     ),
@@ -123,17 +123,25 @@ CASES: list[Case] = [
     Case("GSN/augment nan", lambda: gsn_fit(augment=NAN), ValueError, r"augment must be finite"),
     Case(
         "GSN/margin<0",
-        lambda: gsn_fit(loss="triplet", margin=-1.0),
+        lambda: gsn_fit(loss=gm.losses.Triplet(margin=-1.0)),
         ValueError,
         r"margin must be >= 0",
     ),
     Case(
-        "GSN/hi <= lo", lambda: gsn_fit(hi=0.0, lo=0.5), ValueError, r"hi must be greater than lo"
+        "GSN/hi <= lo",
+        lambda: gsn_fit(loss=gm.losses.DoubleMargin(hi=0.0, lo=0.5)),
+        ValueError,
+        r"hi must be greater than lo",
     ),
     Case("GSN/seed<0", lambda: gsn_fit(seed=-1), ValueError, r"seed must be an integer >= 0"),
     Case("GSN/loss", lambda: gsn_fit(loss="hinge"), ValueError, r"loss must be one of"),
     Case("GSN/device", lambda: gsn_fit(device="tpu"), ValueError, r"device must be 'auto', 'cpu'"),
-    Case("GSN/balance", lambda: gsn_fit(balance="yes"), ValueError, r"balance must be a bool"),
+    Case(
+        "GSN/balance",
+        lambda: gsn_fit(loss=gm.losses.DoubleMargin(balance="yes")),
+        ValueError,
+        r"balance must be a bool",
+    ),
     Case(
         "GSN/weights missing",
         lambda: gsn_fit(weights="/nonexistent/w.safetensors"),

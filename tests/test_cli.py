@@ -10,6 +10,7 @@ import matplotlib.image as mpimg
 import torch
 
 import gridmatch as gm
+import gridmatch.data.datasets
 from gridmatch import cli
 
 
@@ -31,7 +32,7 @@ def test_demo_quick_offline_uses_the_shipped_sample(tmp_path, monkeypatch, capsy
     # No dataset anywhere and no network: the demo says so and runs on the sample.
     monkeypatch.setenv("GRIDMATCH_DATA", str(tmp_path / "none"))
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
-    monkeypatch.setattr(gm.datasets, "_SYSTEM_DIR", tmp_path / "system")
+    monkeypatch.setattr(gridmatch.data.datasets, "_SYSTEM_DIR", tmp_path / "system")
     out = tmp_path / "report"
     assert cli.main(["demo", "--quick", "--out", str(out)]) == 0
     text = capsys.readouterr().out

@@ -1,6 +1,6 @@
 """Bad settings raise gm.ConfigError naming the parameter, what it must be and the value.
 
-Every estimator checks its settings through one module (``gridmatch._params``), so the
+Every estimator checks its settings through one module (``gridmatch._base.params``), so the
 same kind of bad value gets the same message from each; the rules' boundaries are
 checked here too (the values on either side of each bound).
 """
@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 import gridmatch as gm
-from gridmatch import _params
+from gridmatch._base import params as _params
 from gridmatch.search import KernelSearch, TransformSearch
 from gridmatch.svm import SVC
 

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 import gridmatch as gm
-from gridmatch import datasets
+from gridmatch.data import datasets
 from gridmatch.exceptions import DataError
 
 SPLITS = [("mnist", "train", 60000), ("mnist", "test", 10000)]

@@ -208,10 +208,10 @@ def test_bad_input_raises_clear_errors(fmnist):
         dict(positives=0),
         dict(batch_size=3),
         dict(lr=-1.0),
-        dict(temperature=0.0),
-        dict(hi="high"),
-        dict(balance="yes"),
-        dict(balance=1),
+        dict(loss=gm.losses.GridSoftmax(temperature=0.0)),
+        dict(loss=gm.losses.DoubleMargin(hi="high")),
+        dict(loss=gm.losses.DoubleMargin(balance="yes")),
+        dict(loss=gm.losses.DoubleMargin(balance=1)),
         dict(augment=float("nan")),
         dict(mode="stitched", loss="triplet"),
         dict(backbone="vgg"),
@@ -322,33 +322,46 @@ def test_history_lr_is_the_rate_of_each_epochs_last_step(fmnist, schedule):
     assert gsn.history_[-1]["lr"] > 0  # the last epoch trained at a positive rate
 
 
-def test_deprecated_flat_loss_parameters_still_train_the_same_loss(fmnist, tmp_path):
+def _as_earlier_version(model_dir, **params):
+    """Rewrite a saved model's config.json as files of earlier versions recorded it."""
+    cfg_path = model_dir / "config.json"
+    cfg = json.loads(cfg_path.read_text())
+    cfg["params"].update(params)
+    cfg_path.write_text(json.dumps(cfg))
+
+
+@pytest.mark.parametrize("name", ["hi", "lo", "balance", "temperature", "margin", "verbose"])
+def test_removed_parameters_are_refused(name):
+    with pytest.raises(TypeError, match=name):
+        gm.GridSearchNetwork(**{name: 0.5})
+
+
+def test_model_files_with_flat_loss_parameters_load_as_their_loss(fmnist, tmp_path):
+    # Files of earlier versions record the loss as a name plus flat parameters (hi, lo,
+    # balance, temperature, margin): they load as the loss object with those values.
     X, y = fmnist
-    with pytest.warns(DeprecationWarning, match=r"hi=, lo=.*DoubleMargin"):
-        old = gm.GridSearchNetwork(**{**FAST, "hi": 0.7, "lo": 0.1}).fit(X[:100], y[:100])
     new = gm.GridSearchNetwork(**FAST, loss=gm.losses.DoubleMargin(hi=0.7, lo=0.1))
-    with warnings.catch_warnings():
-        warnings.simplefilter("error", DeprecationWarning)  # the object form never warns
-        new.fit(X[:100], y[:100])
-    np.testing.assert_array_equal(old.embed(X[:20]), new.embed(X[:20]))
+    new.fit(X[:100], y[:100])
     default = gm.GridSearchNetwork(**FAST).fit(X[:100], y[:100])
-    assert not np.array_equal(default.embed(X[:20]), new.embed(X[:20]))  # hi/lo were used
-    with pytest.warns(DeprecationWarning, match="Triplet"):
-        t_old = gm.GridSearchNetwork(**{**FAST, "loss": "triplet", "margin": 0.5})
-        t_old.fit(X[:100], y[:100])
-    t_new = gm.GridSearchNetwork(**FAST, loss=gm.losses.Triplet(margin=0.5)).fit(X[:100], y[:100])
-    np.testing.assert_array_equal(t_old.embed(X[:20]), t_new.embed(X[:20]))
-    with pytest.raises(ValueError, match="in the loss object"):
-        gm.GridSearchNetwork(**FAST, loss=gm.losses.DoubleMargin(), hi=0.8).fit(X[:50], y[:50])
-    # a model saved with flat parameters (files of earlier versions) loads as its loss
-    old.save(tmp_path / "m")
-    cfg = json.loads((tmp_path / "m" / "config.json").read_text())
-    assert cfg["params"]["loss"] == "double-margin" and cfg["params"]["hi"] == 0.7
+    assert not np.array_equal(default.embed(X[:20]), new.embed(X[:20]))  # hi/lo matter
+    new.save(tmp_path / "m")
+    flat = dict(hi=0.7, lo=0.1, balance=None, temperature=None, margin=None)
+    _as_earlier_version(tmp_path / "m", loss="double-margin", **flat)
     with warnings.catch_warnings():
-        warnings.simplefilter("error", DeprecationWarning)
+        warnings.simplefilter("error")
         back = gm.GridSearchNetwork.load(tmp_path / "m")
-    assert back.loss == gm.losses.DoubleMargin(hi=0.7, lo=0.1) and back.hi is None
-    np.testing.assert_array_equal(back.embed(X[:20]), old.embed(X[:20]))
+    assert back.loss == gm.losses.DoubleMargin(hi=0.7, lo=0.1)
+    assert not hasattr(back, "hi")
+    np.testing.assert_array_equal(back.embed(X[:20]), new.embed(X[:20]))
+    # a parameter of another loss (hi beside triplet) is left out, as it was
+    triplet = gm.GridSearchNetwork(**FAST, loss=gm.losses.Triplet(margin=0.5))
+    triplet.fit(X[:100], y[:100]).save(tmp_path / "t")
+    _as_earlier_version(tmp_path / "t", loss="triplet", margin=0.5, hi=0.9)
+    assert gm.GridSearchNetwork.load(tmp_path / "t").loss == gm.losses.Triplet(margin=0.5)
+    # a bad flat value is a DataError naming the file, as any invalid config
+    _as_earlier_version(tmp_path / "t", margin=-1.0)
+    with pytest.raises(gm.DataError, match="config.json"):
+        gm.GridSearchNetwork.load(tmp_path / "t")
 
 
 def test_multi_similarity_trains_and_saves_its_spec(fmnist, tmp_path):
@@ -421,23 +434,20 @@ def test_miners_differ_and_bad_miners_are_value_errors(fmnist):
         gm.miners.from_spec({"name": "mined", "k": 3})
 
 
-def test_progress_is_the_parameter_and_verbose_is_deprecated(fmnist, tmp_path, capsys):
+def test_model_files_with_verbose_load_it_as_progress(fmnist, tmp_path):
     X, y = fmnist
     kw = {k: v for k, v in FAST.items() if k != "progress"}
-    with pytest.warns(DeprecationWarning, match="use progress="):
-        old = gm.GridSearchNetwork(**kw, verbose=False).fit(X[:100], y[:100])
-    new = gm.GridSearchNetwork(**kw, progress=False).fit(X[:100], y[:100])
-    np.testing.assert_array_equal(old.embed(X[:5]), new.embed(X[:5]))
     with pytest.raises(ValueError, match="progress must be a bool"):
         gm.GridSearchNetwork(**kw, progress="no").fit(X[:100], y[:100])
-    # a model file of an earlier version records verbose: it loads as progress
+    new = gm.GridSearchNetwork(**kw, progress=False).fit(X[:100], y[:100])
+    # a model file of an earlier version records verbose (not progress): it loads as progress
     new.save(tmp_path / "m")
     cfg_path = tmp_path / "m" / "config.json"
     cfg = json.loads(cfg_path.read_text())
-    params = cfg["params"]
-    params["verbose"] = params.pop("progress")
+    cfg["params"]["verbose"] = cfg["params"].pop("progress")
     cfg_path.write_text(json.dumps(cfg))
     with warnings.catch_warnings():
-        warnings.simplefilter("error", DeprecationWarning)
+        warnings.simplefilter("error")
         back = gm.GridSearchNetwork.load(tmp_path / "m")
-    assert back.progress is False and back.verbose is None
+    assert back.progress is False and not hasattr(back, "verbose")
+    np.testing.assert_array_equal(back.embed(X[:5]), new.embed(X[:5]))

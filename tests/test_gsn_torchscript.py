@@ -310,10 +310,10 @@ def test_checkpoints_carry_the_program(data, tmp_path):
 def test_the_buffers_method_returns_the_modules_own_statistics():
     # What data-parallel training broadcasts: the module's buffer tensors themselves, in
     # named_buffers order, on a copy (the caller's ScriptModule gains no method).
-    from gridmatch.gsn import _export_buffers
+    from gridmatch.gsn.torchscript import export_buffers
 
     mine = torch.jit.script(Tiny())
-    program = _export_buffers(mine, warn=True)
+    program = export_buffers(mine, warn=True)
     assert not hasattr(mine, "gridmatch_buffers")
     named = dict(program.named_buffers())
     got = program.gridmatch_buffers()
@@ -329,7 +329,7 @@ def test_the_buffers_method_returns_the_modules_own_statistics():
 
 
 def test_a_module_without_buffers_gets_an_empty_buffers_method():
-    from gridmatch.gsn import _export_buffers
+    from gridmatch.gsn.torchscript import export_buffers
 
-    program = _export_buffers(torch.jit.script(nn.Conv2d(3, 4, 3)), warn=True)
+    program = export_buffers(torch.jit.script(nn.Conv2d(3, 4, 3)), warn=True)
     assert program.gridmatch_buffers() == []

@@ -359,7 +359,7 @@ def test_load_refuses_other_versions_and_other_models(data, tmp_path):
     import json
 
     from gridmatch import _core
-    from gridmatch._index.files import encode
+    from gridmatch.retrieval.index.files import encode
 
     E, _ = data
     index = Index(DIM)

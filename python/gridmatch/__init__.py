@@ -17,7 +17,7 @@ from __future__ import annotations
 import torch  # noqa: F401
 
 from . import _core, datasets, exceptions, expr, losses, miners, retrieval, search, svm
-from ._threads import get_num_threads, set_num_threads
+from ._base.threads import get_num_threads, set_num_threads
 from .exceptions import (
     BackendError,
     ConfigError,

@@ -16,7 +16,7 @@ import sys
 import time
 
 from . import __version__, _core, datasets
-from ._threads import get_num_threads, set_num_threads
+from ._base.threads import get_num_threads, set_num_threads
 
 __all__ = ["main"]
 

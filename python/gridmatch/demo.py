@@ -119,7 +119,7 @@ def _load_all() -> tuple[dict[tuple[str, str], tuple[np.ndarray, np.ndarray]], s
 
 
 def _views(X: np.ndarray, views: int, seed: int) -> np.ndarray:
-    from ._shop import distort
+    from .datasets import distort
 
     rep = np.repeat(X, views, axis=0)
     return distort(rep, 1.0, seed, 2).reshape(len(X), views, *X.shape[1:])

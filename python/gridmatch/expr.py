@@ -60,7 +60,7 @@ def parse(text: str) -> Expr:
     if isinstance(text, Expr):
         return text
     if not isinstance(text, str):
-        from .exceptions import ExpressionError
+        from ._base.exceptions import ExpressionError
 
         raise ExpressionError(f"an expression must be a string, got {type(text).__name__}")
     return Expr(text)

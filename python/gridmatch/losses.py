@@ -22,8 +22,9 @@ from typing import Any
 
 from sklearn.base import BaseEstimator
 
-from . import _core, _params
-from .exceptions import ConfigError
+from . import _core
+from ._base import params as _params
+from ._base.exceptions import ConfigError
 
 __all__ = [
     "Contrastive",

@@ -18,7 +18,7 @@ from typing import Any
 from sklearn.base import BaseEstimator
 
 from . import _core
-from .exceptions import ConfigError
+from ._base.exceptions import ConfigError
 
 __all__ = ["Mined", "Miner", "Random", "SameClass", "SemiHard", "from_spec", "resolve"]
 

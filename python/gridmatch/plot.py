@@ -286,7 +286,7 @@ def embedding_2d(
     -------
     matplotlib.figure.Figure
     """
-    from ._validate import host_array
+    from ._base.validate import host_array
 
     E = np.asarray(host_array(embeddings, "embeddings"))
     y = np.asarray(host_array(labels, "labels"))

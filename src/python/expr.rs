@@ -30,14 +30,14 @@ impl PyExpr {
 }
 
 /// `obj` as a C-contiguous float64 2-D array, through the Python package's shared check
-/// (`gridmatch._validate.float64_matrix`: torch tensors copied to the host, complex,
+/// (`gridmatch._base.validate.float64_matrix`: torch tensors copied to the host, complex,
 /// object and string arrays and wrong shapes refused with `ShapeError` / `DeviceError`).
 pub(crate) fn as_f64_2d<'py>(
     py: Python<'py>,
     obj: &Bound<'py, PyAny>,
     what: &str,
 ) -> PyResult<PyReadonlyArray2<'py, f64>> {
-    let arr = match py.import("gridmatch._validate") {
+    let arr = match py.import("gridmatch._base.validate") {
         Ok(v) => v.call_method1("float64_matrix", (obj, what))?,
         // `_core` used without the Python package: plain numpy conversion.
         Err(_) => py

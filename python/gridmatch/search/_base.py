@@ -7,8 +7,9 @@ import warnings
 from collections.abc import Callable
 from typing import Any
 
-from .. import _core, _params
-from ..exceptions import ConfigError, InterruptedWarning, NotFittedError
+from .. import _core
+from .._base import params as _params
+from .._base.exceptions import ConfigError, InterruptedWarning, NotFittedError
 from ..expr import Expr
 from . import _executors
 from .result import SearchResult

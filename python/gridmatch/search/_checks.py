@@ -1,6 +1,6 @@
 """Input checks of the searches (arrays, labels, train/validation splits).
 
-Their settings are checked by :mod:`gridmatch._params`.
+Their settings are checked by :mod:`gridmatch._base.params`.
 """
 
 from __future__ import annotations
@@ -9,8 +9,8 @@ from typing import Any
 
 import numpy as np
 
-from .._validate import host_array
-from ..exceptions import ShapeError
+from .._base.exceptions import ShapeError
+from .._base.validate import host_array
 
 
 def _flatten(a: Any, name: str) -> np.ndarray:

@@ -45,7 +45,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from .. import _core
-from ..exceptions import ConfigError, GridmatchError
+from .._base.exceptions import ConfigError, GridmatchError
 
 #: Seconds a task may run past its ``timeout`` (from its submission: worker start-up,
 #: data transfer) before the search cancels it; until then the worker's own deadline

@@ -7,7 +7,8 @@ from typing import Any
 
 import numpy as np
 
-from .. import _core, _params
+from .. import _core
+from .._base import params as _params
 from ..expr import Expr
 from ._base import _BaseSearch
 from ._checks import _split

@@ -9,8 +9,9 @@ from typing import Any
 
 import numpy as np
 
-from .. import _core, _params
-from ..exceptions import ConfigError, DataError, ExpressionError
+from .. import _core
+from .._base import params as _params
+from .._base.exceptions import ConfigError, DataError, ExpressionError
 from ..expr import Expr
 from ._checks import _split
 

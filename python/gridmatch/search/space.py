@@ -8,8 +8,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .. import _core, _params
-from ..exceptions import ConfigError, ExpressionError
+from .. import _core
+from .._base import params as _params
+from .._base.exceptions import ConfigError, ExpressionError
 from ..expr import Expr
 
 #: Largest number of units of a :class:`Space`.

@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 
 from .. import _core
-from ..exceptions import ShapeError
+from .._base.exceptions import ShapeError
 from ._base import _BaseSearch
 from ._checks import _float_matrix, _labels, _to_numpy
 from .space import Space

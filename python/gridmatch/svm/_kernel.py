@@ -7,7 +7,7 @@ from typing import Any, Callable
 import numpy as np
 
 from .. import _core
-from ..exceptions import ConfigError, ExpressionError
+from .._base.exceptions import ConfigError, ExpressionError
 from ..expr import Expr, parse
 
 #: The kernels the Rust solver computes itself.

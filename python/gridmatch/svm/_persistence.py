@@ -15,9 +15,10 @@ from typing import Any
 import numpy as np
 
 from .. import _core
-from .._validate import check_fitted
-from ..exceptions import DataError
+from .._base.exceptions import DataError
+from .._base.validate import check_fitted
 from ._kernel import BUILTIN_KERNELS, kernel_from_spec, kernel_spec, storable
+from ._spec import svm_spec
 
 FORMAT = "gridmatch.svm.SVC"
 VERSION = 1
@@ -124,7 +125,7 @@ def to_arrays(est: Any) -> tuple[Arrays, dict[str, str]]:
         "gamma": float(est._gamma),
         "kernel_name": est._kernel_name,
         # the spec that crosses into Rust for prediction (SvmSpec)
-        "spec": est._svm_spec(),
+        "spec": svm_spec(est),
     }
     names = dict(ARRAYS)
     if np.size(getattr(est, "_probA", ())) and np.size(getattr(est, "_probB", ())):

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import warnings
-from typing import Any
 
 import numpy as np
 from sklearn.base import BaseEstimator, ClassifierMixin
@@ -14,50 +13,18 @@ from sklearn.utils.metaestimators import available_if
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import column_or_1d
 
-from .. import _core, _params
-from .._validate import check_fitted, host_array
-from ..exceptions import ConvergenceWarning, InterruptedWarning, NotFittedError
+from .. import _core
+from .._base import params as _params
+from .._base.exceptions import ConvergenceWarning, InterruptedWarning, NotFittedError
+from .._base.validate import check_fitted, host_array, validate_data
 from . import _persistence
+from ._centring import bias_shift, centred_f32, shift_of, slope
+from ._decision import ovo_decision
 from ._kernel import expression_of, resolve_kernel
 from ._multiclass import ovo_votes, ovr_decision_function
-
-try:  # scikit-learn >= 1.6
-    from sklearn.utils.validation import validate_data as _validate_data
-except ImportError:  # pragma: no cover - older scikit-learn
-
-    def _validate_data(estimator, X="no_validation", y="no_validation", **kw):
-        return estimator._validate_data(X, y, **kw)
-
+from ._spec import svm_spec
 
 __all__ = ["SVC"]
-
-
-def _shift_of(X: np.ndarray) -> np.ndarray:
-    """The float64 mean of the rows of ``X`` (zeros without rows): the shift by which
-    the built-in kernels centre their inputs before the float32 cast."""
-    if X.shape[0] == 0:
-        return np.zeros(X.shape[1])
-    return np.ascontiguousarray(X.mean(axis=0), dtype=np.float64)
-
-
-def _centred_f32(X: np.ndarray, shift: np.ndarray) -> np.ndarray:
-    """``X - shift`` computed in float64 and stored as float32, a block of rows (4 MB
-    of float64) at a time: no full-size temporary next to the caller's ``X``.
-
-    Raises ``ValueError`` when a centred value does not fit in float32.
-    """
-    out = np.empty(X.shape, dtype=np.float32)
-    top = np.finfo(np.float32).max
-    rows = max(1, (1 << 19) // max(1, X.shape[1]))
-    for start in range(0, X.shape[0], rows):
-        block = X[start : start + rows] - shift
-        if block.size and np.abs(block).max() > top:
-            raise ValueError(
-                "X has values too large for single precision (kernels are computed in "
-                "float32); scale the data first"
-            )
-        out[start : start + rows] = block
-    return out
 
 
 class SVC(ClassifierMixin, BaseEstimator):
@@ -261,7 +228,7 @@ class SVC(ClassifierMixin, BaseEstimator):
         seed = int(_params.random_state(self.random_state).randint(np.iinfo("i").max))
         kernel = resolve_kernel(self.kernel)
         X, y = host_array(X, "X"), host_array(y, "y")
-        X, y = _validate_data(self, X, y, dtype=np.float64, order="C", accept_sparse=False)
+        X, y = validate_data(self, X, y, dtype=np.float64, order="C", accept_sparse=False)
         y_ = column_or_1d(y, warn=True)
         check_classification_targets(y_)
         classes, y_enc = np.unique(y_, return_inverse=True)
@@ -331,12 +298,12 @@ class SVC(ClassifierMixin, BaseEstimator):
                 gamma = float(self.gamma)
             # Centred in float64 before the float32 cast (see Notes): the kernels see
             # X - shift, and the Rust core keeps the shift in float64.
-            shift = _shift_of(X)
-            data, kname = _centred_f32(X, shift), kernel
+            shift = shift_of(X)
+            data, kname = centred_f32(X, shift), kernel
         self._gamma = gamma
         self._kernel_name = "precomputed" if kname == "expression" else kname
 
-        spec = self._svm_spec(probability_seed=seed if self.probability else None)
+        spec = svm_spec(self, probability_seed=seed if self.probability else None)
         builtin = shift is not None
         out = _core.svm_fit(
             data,
@@ -349,7 +316,7 @@ class SVC(ClassifierMixin, BaseEstimator):
         finite = [np.isfinite(out[k]).all() for k in ("dual_coef", "rho", "prob_a", "prob_b")]
         if builtin and all(finite):
             # the slope F'(m.m) of poly / sigmoid can overflow where the kernel does
-            finite.append(np.isfinite(self._slope(shift, spec)))
+            finite.append(np.isfinite(slope(shift, spec)))
         if not all(finite):
             raise ValueError(
                 "The dual coefficients or intercepts are not finite. The input data may "
@@ -364,7 +331,7 @@ class SVC(ClassifierMixin, BaseEstimator):
         rho = np.asarray(out["rho"], dtype=np.float64)
         if builtin and np.isfinite(rho).all() and np.isfinite(self.dual_coef_).all():
             # The shifted kernel's bias back to the raw kernel's (scikit-learn's).
-            rho = rho + self._bias_shift(self.dual_coef_, self._n_support, X, shift, self.support_)
+            rho = rho + bias_shift(self.dual_coef_, self._n_support, X, shift, spec, self.support_)
             if not np.isfinite(rho).all():
                 raise ValueError(
                     "The intercepts are not finite. The input data may contain large "
@@ -491,142 +458,6 @@ class SVC(ClassifierMixin, BaseEstimator):
         super().__setstate__(state)
 
     # ----------------------------------------------------------------- predict
-    def _ovo_decision(self, X) -> np.ndarray:
-        """Pairwise decision values in libsvm's convention (positive: first class)."""
-        check_fitted(self)
-        kernel = resolve_kernel(self.kernel)
-        X = _validate_data(
-            self, host_array(X, "X"), dtype=np.float64, order="C", accept_sparse=False, reset=False
-        )
-        binary = len(self.classes_) == 2
-        dual = -self.dual_coef_ if binary else self.dual_coef_
-        rho = self.intercept_ if binary else -self.intercept_
-        n_support = np.asarray(self._n_support, dtype=np.int64)
-        if n_support.sum() != len(self.support_) or dual.shape[1] != len(self.support_):
-            raise ValueError("The internal representation of SVC was altered")
-        spec = self._svm_spec()
-        shift = None  # built-in kernels only (below)
-        if spec["kernel"]["kind"] == "expression":
-            # evaluated in Rust against the support vectors, a block of rows at a time
-            data = np.ascontiguousarray(X, dtype=np.float64)
-            sv = np.ascontiguousarray(self.support_vectors_, dtype=np.float64)
-            support = self.support_
-        elif callable(kernel):
-            k = np.asarray(kernel(X, self.support_vectors_), dtype=np.float64)
-            if k.shape != (X.shape[0], len(self.support_)):
-                raise ValueError(
-                    f"the kernel callable returned shape {k.shape}, "
-                    f"expected {(X.shape[0], len(self.support_))}"
-                )
-            data, sv, support = k, None, np.arange(len(self.support_))
-        elif self._kernel_name == "precomputed":
-            if X.shape[1] != self.shape_fit_[0]:
-                raise ValueError(
-                    f"X.shape[1] = {X.shape[1]} should be equal to {self.shape_fit_[0]}, "
-                    "the number of samples at training time"
-                )
-            data, sv, support = X, None, self.support_
-        else:
-            # Centred in float64 by the support vectors' mean (any shift gives the
-            # same model; this one needs nothing beyond the public attributes, so
-            # models loaded from files are evaluated the same way), see Notes.
-            sv64 = np.asarray(self.support_vectors_, dtype=np.float64)
-            shift = _shift_of(sv64)
-            data = _centred_f32(X, shift)
-            sv = _centred_f32(sv64, shift)
-            support = self.support_
-            # The raw kernel's bias to the shifted kernel's.
-            rho = np.asarray(rho, dtype=np.float64) - self._bias_shift(dual, n_support, sv64, shift)
-        model = {
-            "support": np.asarray(support, dtype=np.int64),
-            "n_support": n_support,
-            "dual_coef": np.ascontiguousarray(dual, dtype=np.float64),
-            "rho": np.ascontiguousarray(rho, dtype=np.float64),
-        }
-        return _core.svm_decision(data, sv, model, json.dumps(spec), shift=shift)
-
-    def _slope(self, shift: np.ndarray, spec: dict[str, Any]) -> float:
-        """``F'(m.m)`` of a built-in kernel ``F(a.b)`` at the shift ``m`` (0 for rbf)."""
-        k = spec["kernel"]
-        kind = k["kind"]
-        if kind == "linear":
-            return 1.0
-        if kind not in ("poly", "sigmoid"):
-            return 0.0
-        with np.errstate(over="ignore", invalid="ignore"):
-            b = np.float64(k["gamma"]) * np.dot(shift, shift) + np.float64(k["coef0"])
-            if kind == "poly":
-                deg = int(k["degree"])
-                return float(deg * k["gamma"] * b ** (deg - 1)) if deg >= 1 else 0.0
-            return float(k["gamma"] / np.cosh(b) ** 2)
-
-    def _bias_shift(self, dual, n_support, sv, shift, rows=None) -> np.ndarray:
-        """``rho - rho'`` of each pair: ``F'(m.m) sum_j coef_j m.(sv_j - m)``, the
-        support vectors being ``sv[rows]`` (``sv`` itself without ``rows``; taken only
-        where the slope is not 0, so rbf copies nothing).
-
-        A built-in kernel ``F(a.b)`` on rows centred by ``m`` is computed as
-        ``K' = K - F(m.m) - F'(m.m) (p_a + p_b)``, ``p_a = m.(a - m)`` (the Rust core's
-        ``ShiftedKernel``); the separable terms leave the dual coefficients alone and
-        move the bias by this much (``dual``: libsvm's signs and layout).
-        """
-        slope = self._slope(shift, self._svm_spec())
-        n_pairs = len(n_support) * (len(n_support) - 1) // 2
-        if rows is not None:
-            sv = sv[rows] if slope != 0.0 else sv[:0]
-        if slope == 0.0 or len(sv) == 0:
-            return np.zeros(n_pairs)
-        p = (np.asarray(sv, dtype=np.float64) - shift) @ shift
-        start = np.concatenate([[0], np.cumsum(n_support)])
-        out = np.empty(n_pairs)
-        t = 0
-        for a in range(len(n_support)):
-            sa = slice(start[a], start[a + 1])
-            for b in range(a + 1, len(n_support)):
-                sb = slice(start[b], start[b + 1])
-                out[t] = dual[b - 1, sa] @ p[sa] + dual[a, sb] @ p[sb]
-                t += 1
-        with np.errstate(over="ignore", invalid="ignore"):
-            return slope * out
-
-    def _svm_spec(self, probability_seed: int | None = None) -> dict[str, Any]:
-        """The fit's spec as it crosses into Rust (and is stored in model files).
-
-        The kernel: a built-in one with the fitted ``gamma``; an expression by its
-        canonical text; ``precomputed`` for precomputed matrices and Python callables
-        (their Gram matrices are computed in Python).
-        """
-        name, gamma = self._kernel_name, float(self._gamma)
-        expr_text = None
-        if name == "precomputed" and not (isinstance(self.kernel, str) and self.kernel == name):
-            owner = expression_of(resolve_kernel(self.kernel))
-            if owner is not None:  # an expression kernel (a callable's Gram is precomputed)
-                expr_text = str(owner)
-        if expr_text is not None:
-            kernel: dict = {"kind": "expression", "text": expr_text}
-        elif name in ("linear", "precomputed"):
-            kernel = {"kind": name}
-        elif name == "rbf":
-            kernel = {"kind": "rbf", "gamma": gamma}
-        elif name == "sigmoid":
-            kernel = {"kind": "sigmoid", "gamma": gamma, "coef0": float(self.coef0)}
-        else:
-            kernel = {
-                "kind": "poly",
-                "gamma": gamma,
-                "coef0": float(self.coef0),
-                "degree": int(self.degree),
-            }
-        max_iter = int(self.max_iter)
-        return {
-            "kernel": kernel,
-            "tol": float(self.tol),
-            "cache_size": float(self.cache_size),
-            "max_iter": None if max_iter < 0 else max_iter,
-            "n_jobs": _params.n_jobs(self.n_jobs),
-            "probability_seed": probability_seed,
-        }
-
     def decision_function(self, X):
         """Evaluate the decision function.
 
@@ -647,7 +478,7 @@ class SVC(ClassifierMixin, BaseEstimator):
         NotFittedError
             If called before :meth:`fit`.
         """
-        dec = self._ovo_decision(X)
+        dec = ovo_decision(self, X)
         n_classes = len(self.classes_)
         if n_classes == 2:
             return -dec.ravel()
@@ -673,7 +504,7 @@ class SVC(ClassifierMixin, BaseEstimator):
         NotFittedError
             If called before :meth:`fit`.
         """
-        dec = self._ovo_decision(X)
+        dec = ovo_decision(self, X)
         return self.classes_[np.argmax(ovo_votes(dec, len(self.classes_)), axis=1)]
 
     # ----------------------------------------------------------- probabilities
@@ -710,7 +541,7 @@ class SVC(ClassifierMixin, BaseEstimator):
             If called before :meth:`fit`, or when the model was fitted with
             ``probability=False``.
         """
-        dec = self._ovo_decision(X)
+        dec = ovo_decision(self, X)
         if self._probA.size == 0 or self._probB.size == 0:
             raise NotFittedError(
                 "predict_proba is not available when fitted with probability=False"

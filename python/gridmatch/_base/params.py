@@ -17,7 +17,7 @@ Each rule returns the value converted (``int``, ``float``, ``bool``, ...). ``opt
 rules accept ``None`` (and return it); ``also`` lists single values accepted besides the
 range (``max_iter=-1``).
 
-Array checks (shapes, dtypes, devices) live in :mod:`gridmatch._validate`.
+Array checks (shapes, dtypes, devices) live in :mod:`gridmatch._base.validate`.
 """
 
 from __future__ import annotations

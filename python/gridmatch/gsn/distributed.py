@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from .exceptions import ConfigError
+from .._base.exceptions import ConfigError
 
 __all__ = ["Group", "check", "device_for", "group", "hook"]
 

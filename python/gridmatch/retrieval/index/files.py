@@ -26,8 +26,8 @@ from typing import Any
 
 import numpy as np
 
-from .. import _core
-from ..exceptions import DataError
+from ... import _core
+from ..._base.exceptions import DataError
 from .ids import IdBook
 
 __all__ = ["FORMAT", "VERSION", "decode", "encode"]
@@ -177,9 +177,11 @@ def _strings(utf8: np.ndarray, offsets: np.ndarray, bad) -> np.ndarray:
     return np.array(out, dtype=str) if out else np.empty(0, dtype="U1")
 
 
-def decode(arrays: list, metadata: dict[str, str], where: str, gpu: bool | None) -> Any:
-    """Rebuild an Index from :func:`encode`'s output; ``DataError`` if anything is off."""
-    from .index import Index
+def decode(
+    index_class: type, arrays: list, metadata: dict[str, str], where: str, gpu: bool | None
+) -> Any:
+    """Rebuild an Index (of ``index_class``: the caller's, so this module stays below the
+    class) from :func:`encode`'s output; ``DataError`` if anything is off."""
 
     def bad(msg: str) -> DataError:
         return DataError(f"{where}: {msg}")
@@ -187,7 +189,7 @@ def decode(arrays: list, metadata: dict[str, str], where: str, gpu: bool | None)
     config = _config(metadata, bad)
     got = _arrays(arrays, config, bad)
     try:
-        index = Index(
+        index = index_class(
             config["dim"],
             metric=config["metric"],
             backend=config["backend"],

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import operator
 
-from . import _core
+from .. import _core
 
 __all__ = ["get_num_threads", "set_num_threads"]
 

@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from ..exceptions import BackendError, ConfigError, DeviceError, ShapeError
+from ..._base.exceptions import BackendError, ConfigError, DeviceError, ShapeError
 
 __all__ = ["FaissIndex", "import_faiss"]
 

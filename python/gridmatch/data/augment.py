@@ -13,8 +13,8 @@ import math
 from collections.abc import Mapping
 from typing import Any
 
-from ._params import real
-from .exceptions import ConfigError
+from .._base.exceptions import ConfigError
+from .._base.params import real
 
 __all__ = ["LOADER_DEFAULTS", "TRAIN_DEFAULTS", "from_mapping", "settings"]
 

@@ -1,6 +1,6 @@
 """Safe decoding of one image file into a square uint8 array with PIL (private).
 
-Used by :meth:`gridmatch.catalogue.ImageCatalogue.load`; the file's header is checked
+Used by :meth:`gridmatch.datasets.ImageCatalogue.load`; the file's header is checked
 against a pixel limit before anything is decoded, and every failure is a
 :class:`~gridmatch.exceptions.DataError` naming the file.
 """
@@ -11,7 +11,7 @@ import warnings
 
 import numpy as np
 
-from .exceptions import DataError
+from .._base.exceptions import DataError
 
 __all__ = ["read_square"]
 

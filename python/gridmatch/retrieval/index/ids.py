@@ -12,8 +12,8 @@ from typing import Any
 
 import numpy as np
 
-from .._validate import host_array
-from ..exceptions import ShapeError
+from ..._base.exceptions import ShapeError
+from ..._base.validate import host_array
 
 __all__ = ["IdBook"]
 

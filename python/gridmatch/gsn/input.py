@@ -1,7 +1,7 @@
 """Images given to a Grid Search Network, read a batch at a time.
 
 :class:`Images` takes an array (numpy, torch, array-like) or an
-:class:`~gridmatch.catalogue.ImageCatalogue` and hands out float32 ``(b, c, h, w)``
+:class:`~gridmatch.datasets.ImageCatalogue` and hands out float32 ``(b, c, h, w)``
 batches in ``[0, 1]``, in order. Arrays are checked once, then converted batch by
 batch (never the whole array at once); catalogues are decoded by the Rust image
 pipeline (resize of the shorter side + centre crop, no augmentation, no
@@ -18,12 +18,22 @@ from typing import Any
 
 import numpy as np
 
-from . import _core
-from ._validate import host_array
-from .catalogue import MAX_IMAGE_PIXELS, ImageCatalogue
-from .exceptions import InputScaleWarning, ShapeError
+from .. import _core
+from .._base.exceptions import InputScaleWarning, ShapeError
+from .._base.validate import host_array
+from ..data.catalogue import MAX_IMAGE_PIXELS, ImageCatalogue
 
-__all__ = ["DEFAULT_IMAGE_SIZE", "SCALE_RANGE", "Images", "catalogue_settings", "warn_scale"]
+__all__ = [
+    "DEFAULT_IMAGE_SIZE",
+    "SCALE_RANGE",
+    "Images",
+    "as_images",
+    "catalogue_settings",
+    "is_torch",
+    "labels",
+    "record_skipped",
+    "warn_scale",
+]
 
 #: Side of the images read from a catalogue when ``image_size`` is not set.
 DEFAULT_IMAGE_SIZE = 224
@@ -274,3 +284,65 @@ class Images:
         if self.array.dtype == np.uint8:
             return np.ascontiguousarray(self.array)
         return _to_float(self.array, self.name)
+
+
+def is_torch(x: Any) -> bool:
+    """Whether ``x`` is a torch tensor (without importing torch)."""
+    return type(x).__module__.startswith("torch") and hasattr(x, "detach")
+
+
+def as_images(X: Any, name: str = "X") -> np.ndarray:
+    """Convert images to a C-contiguous float32 array ``(n, channels, height, width)``.
+
+    Parameters
+    ----------
+    X : array-like or torch.Tensor
+        ``(n, h, w)`` grayscale, ``(n, c, h, w)`` or ``(n, h, w, c)`` with ``c`` in
+        {1, 3}. ``uint8`` values are scaled to ``[0, 1]``; floating values are taken as
+        they are (expected in ``[0, 1]``).
+    name : str, default "X"
+        Name used in error messages.
+
+    Returns
+    -------
+    ndarray of float32, shape (n, c, h, w)
+
+    Raises
+    ------
+    ShapeError
+        Wrong number of dimensions, no images, an unsupported dtype, or NaN/inf values.
+    """
+    return _to_float(_layout(X, name), name)
+
+
+def labels(y: Any, n: int, name: str) -> np.ndarray:
+    """``y`` (ids or classes, one per image) as int64: integers and booleans as they are,
+    other values by their rank among the distinct values; ``ShapeError`` otherwise."""
+    y = np.asarray(host_array(y, name))
+    if y.ndim != 1 or y.shape[0] != n:
+        raise ShapeError(f"{name} must be 1-D with one value per image ({n}), got {y.shape}")
+    if not (np.issubdtype(y.dtype, np.integer) or np.issubdtype(y.dtype, np.bool_)):
+        _, y = np.unique(y, return_inverse=True)
+    return np.ascontiguousarray(y, dtype=np.int64)
+
+
+def record_skipped(
+    est: Any,
+    images: Images,
+    skipped: list[tuple[int, str]],
+    done: str,
+    effect: str,
+    stacklevel: int,
+) -> None:
+    """``skipped_`` from the ``(position, message)`` of the images left out, and a
+    ``RuntimeWarning`` giving their count and the first message."""
+    skipped = sorted(skipped)
+    ids = None if images.catalogue is None else images.catalogue.ids
+    est.skipped_ = [(i if ids is None else ids[i], msg) for i, msg in skipped]
+    if skipped:
+        warnings.warn(
+            f"GridSearchNetwork.{done} {len(skipped)} unreadable image file(s) {effect} "
+            f"(see skipped_); first: {skipped[0][1]}",
+            RuntimeWarning,
+            stacklevel=stacklevel,
+        )

@@ -4,7 +4,7 @@ Every public entry point converts its array arguments through these helpers, so 
 input gets the same clear exception everywhere: torch tensors without data (``meta``
 device) or on a device that cannot be read raise :class:`~gridmatch.DeviceError`,
 complex / object / string arrays and wrong shapes raise :class:`~gridmatch.ShapeError`.
-Scalar settings (estimator parameters, options) are checked by :mod:`gridmatch._params`.
+Scalar settings (estimator parameters, options) are checked by :mod:`gridmatch._base.params`.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import numpy as np
 
 from .exceptions import DeviceError, NotFittedError, ShapeError
 
-__all__ = ["check_fitted", "float64_matrix", "host_array", "is_tensor"]
+__all__ = ["check_fitted", "float64_matrix", "host_array", "is_tensor", "validate_data"]
 
 
 def is_tensor(x: Any) -> bool:
@@ -127,3 +127,12 @@ def check_fitted(estimator: Any) -> None:
         raise
     except SkNotFittedError as e:
         raise NotFittedError(str(e)) from None
+
+
+try:  # scikit-learn >= 1.6
+    from sklearn.utils.validation import validate_data
+except ImportError:  # pragma: no cover - older scikit-learn
+
+    def validate_data(estimator, X="no_validation", y="no_validation", **kw):
+        """scikit-learn's ``validate_data`` (an estimator method before 1.6)."""
+        return estimator._validate_data(X, y, **kw)

@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from .exceptions import ConfigError, DataError
+from .._base.exceptions import ConfigError, DataError
 
 __all__ = ["IMAGENET", "check", "describe", "load_into"]
 

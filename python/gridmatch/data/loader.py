@@ -1,6 +1,6 @@
 """Batches of photos for training and embedding, decoded and augmented in Rust.
 
-:class:`ImageLoader` streams an :class:`~gridmatch.catalogue.ImageCatalogue` as
+:class:`ImageLoader` streams an :class:`~gridmatch.datasets.ImageCatalogue` as
 ``(torch.Tensor (n, 3, h, w) float32, ids)`` batches: a drop-in for a
 ``torch.utils.data.DataLoader`` over a folder of photos with torchvision transforms.
 Decoding (JPEG, PNG, WebP), cropping, resampling, augmentation and normalisation run on
@@ -17,11 +17,11 @@ import warnings
 from collections.abc import Iterator
 from typing import Any
 
-from . import _core
-from ._augment import settings as augment_settings
-from ._params import choice, flag, integer
+from .. import _core
+from .._base.exceptions import ConfigError, ShapeError
+from .._base.params import choice, flag, integer
+from .augment import settings as augment_settings
 from .catalogue import MAX_IMAGE_PIXELS, ImageCatalogue
-from .exceptions import ConfigError, ShapeError
 
 __all__ = ["ImageLoader"]
 
@@ -69,7 +69,7 @@ class ImageLoader:
         (a warning at the end of the epoch gives the count).
     drop_last : bool, default=False
         Drop the last batch when it is smaller than ``batch_size``.
-    max_pixels : int, default :data:`~gridmatch.catalogue.MAX_IMAGE_PIXELS`
+    max_pixels : int, default :data:`~gridmatch.datasets.MAX_IMAGE_PIXELS`
         Refuse images whose header claims more pixels (checked before decoding).
     scale : (float, float), default=(0.08, 1.0)
         Area range of the random resized crop (fractions of the image, in (0, 1]).

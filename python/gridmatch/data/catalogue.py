@@ -9,30 +9,29 @@ Paths are checked when a catalogue is built (eagerly: every file must exist, no 
 appear twice, and with a ``root`` every path must lie inside it after resolving ``..``
 and symbolic links); the image *content* is read only by :meth:`~ImageCatalogue.load`.
 Training straight from a catalogue streams it with
-:class:`~gridmatch.image_loader.ImageLoader` (decoding and augmentation in Rust).
+:class:`~gridmatch.datasets.ImageLoader` (decoding and augmentation in Rust).
 """
 
 from __future__ import annotations
 
-import csv
 import os
-import re
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from ._images import read_square
-from ._params import flag, integer
-from ._validate import host_array
-from .exceptions import ConfigError, DataError, ShapeError
+from .._base.exceptions import ConfigError, ShapeError
+from .._base.params import flag, integer
+from .._base.validate import host_array
+from .catalogue_checks import frozen, fspaths, labels, resolve, split_names
+from .catalogue_files import DEFAULT_EXTENSIONS, read_csv, scan_folder
+from .decode import read_square
+from .inshop_files import catalogue_fields, read_partition
+from .splits import deal
 
 __all__ = ["DEFAULT_EXTENSIONS", "LOAD_MAX_BYTES", "MAX_IMAGE_PIXELS", "ImageCatalogue"]
-
-#: File name extensions :meth:`ImageCatalogue.from_folder` treats as images (any case).
-DEFAULT_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff")
 
 #: Largest image (width × height, read from the file's header before decoding) that
 #: :meth:`ImageCatalogue.load` decodes; larger ones raise ``DataError``.
@@ -40,109 +39,6 @@ MAX_IMAGE_PIXELS = 100_000_000
 
 #: Largest array (bytes) :meth:`ImageCatalogue.load` returns by default (1 GiB).
 LOAD_MAX_BYTES = 1 << 30
-
-_INT_TEXT = re.compile(r"-?[1-9][0-9]*|0")
-_INT64_MAX = np.iinfo(np.int64).max
-
-
-def _labels(values: Any, name: str, noun: str) -> np.ndarray:
-    """Ids or classes given by the caller: an int64 array or an object array of str."""
-    values = host_array(values, name)
-    if isinstance(values, (str, bytes)) or np.ndim(values) == 0:
-        raise ShapeError(f"{name} must be a sequence of strings or integers, got {values!r}")
-    if isinstance(values, np.ndarray) or hasattr(values, "__array__"):
-        arr = np.asarray(values)
-    else:  # a list or tuple: keep each element's own type (numpy would turn 1 into "1")
-        seq = list(values)
-        arr = np.empty(len(seq), dtype=object)
-        for i, v in enumerate(seq):
-            arr[i] = v
-    if arr.ndim != 1:
-        raise ShapeError(f"{name} must be 1-D, got shape {arr.shape}")
-    kind = arr.dtype.kind
-    if kind in "iu":
-        if kind == "u" and arr.size and int(arr.max()) > _INT64_MAX:
-            raise ShapeError(f"{name} holds integers beyond the int64 range")
-        return arr.astype(np.int64)
-    if kind == "f":
-        bad = np.flatnonzero(np.isnan(arr))
-        if bad.size:
-            raise ShapeError(f"{name}[{bad[0]}] is NaN; every image needs a {noun}")
-        raise ShapeError(f"{name} must hold strings or integers, got floats ({arr.dtype})")
-    if kind not in "UO":
-        raise ShapeError(f"{name} must hold strings or integers, got dtype {arr.dtype}")
-    out, types = np.empty(arr.shape[0], dtype=object), set()
-    for i, v in enumerate(arr.tolist()):
-        if v is None or (isinstance(v, (float, np.floating)) and v != v):
-            what = "None" if v is None else "NaN"
-            raise ShapeError(f"{name}[{i}] is {what}; every image needs a {noun}")
-        if isinstance(v, np.integer):
-            v = int(v)
-        if isinstance(v, str):
-            if not v:
-                raise ShapeError(f"{name}[{i}] is an empty string; every image needs a {noun}")
-            v, t = str(v), "str"
-        elif isinstance(v, int) and not isinstance(v, bool):
-            if not -_INT64_MAX - 1 <= v <= _INT64_MAX:
-                raise ShapeError(f"{name}[{i}] = {v} is beyond the int64 range")
-            t = "int"
-        else:
-            raise ShapeError(f"{name}[{i}] = {v!r}: {name} must be strings or integers")
-        types.add(t)
-        out[i] = v
-    if len(types) > 1:
-        raise ShapeError(f"{name} mix strings and integers; use one type (1 and '1' differ)")
-    return out.astype(np.int64) if types == {"int"} else out
-
-
-def _split_names(values: Any, n: int) -> np.ndarray:
-    if isinstance(values, str):
-        values = [values] * n
-    arr = _labels(values, "split", "split name")
-    if arr.dtype != object:
-        raise ShapeError("split must hold split names (strings) such as 'train'")
-    return arr
-
-
-def _frozen(a: np.ndarray) -> np.ndarray:
-    a.flags.writeable = False
-    return a
-
-
-def _resolve(
-    paths: list[str], base: str, root: str | None, where: Callable[[int], str], hint: str = ""
-):
-    """Canonical absolute paths; DataError for outside ``root`` (the message ending with
-    ``hint``), missing or duplicate."""
-    real_root = os.path.realpath(root) if root is not None else None
-    out: list[str] = []
-    seen: dict[str, int] = {}
-    for i, p in enumerate(paths):
-        real = os.path.realpath(os.path.join(base, p))
-        if real_root is not None and os.path.commonpath([real_root, real]) != real_root:
-            raise DataError(
-                f"{where(i)}: {p!r} lies outside root {root} (resolves to {real}){hint}"
-            )
-        if real in seen:
-            raise DataError(f"duplicate path {real} ({where(seen[real])} and {where(i)})")
-        if not os.path.isfile(real):
-            raise DataError(f"{where(i)}: no such image file {real}")
-        seen[real] = i
-        out.append(real)
-    return np.array(out, dtype=object) if out else np.empty(0, dtype=object)
-
-
-def _fspaths(paths: Any) -> list[str]:
-    if isinstance(paths, (str, bytes, os.PathLike)):
-        raise ShapeError(f"paths must be a sequence of paths, got the single path {paths!r}")
-    out = []
-    for i, p in enumerate(list(paths)):
-        if isinstance(p, os.PathLike):
-            p = os.fspath(p)
-        if not isinstance(p, str) or not p:
-            raise ShapeError(f"paths[{i}] = {p!r} is not a path (str or os.PathLike)")
-        out.append(p)
-    return out
 
 
 class ImageCatalogue:
@@ -195,7 +91,7 @@ class ImageCatalogue:
     -----
     Files are checked for existence when the catalogue is built (one ``stat`` each);
     their content is read only by :meth:`load`. For training, stream the catalogue with
-    :class:`~gridmatch.image_loader.ImageLoader` (decoding and augmentation in Rust).
+    :class:`~gridmatch.datasets.ImageLoader` (decoding and augmentation in Rust).
 
     Examples
     --------
@@ -208,21 +104,21 @@ class ImageCatalogue:
 
     def __init__(self, paths, ids, classes=None, split=None, *, root=None):
         base = os.getcwd() if root is None else os.fspath(Path(root).expanduser())
-        self._build(_fspaths(paths), ids, classes, split, root, base, "paths[{}]".format)
+        self._build(fspaths(paths), ids, classes, split, root, base, "paths[{}]".format)
 
     def _build(self, paths, ids, classes, split, root, base, where, hint="") -> None:
-        ids = _labels(ids, "ids", "product id")
+        ids = labels(ids, "ids", "product id")
         n = len(paths)
         if n == 0:
             raise ShapeError("a catalogue needs at least one image; paths is empty")
         if ids.shape[0] != n:
             raise ShapeError(f"paths has {n} entries but ids has {ids.shape[0]}")
         if classes is not None:
-            classes = _labels(classes, "classes", "class")
+            classes = labels(classes, "classes", "class")
             if classes.shape[0] != n:
                 raise ShapeError(f"paths has {n} entries but classes has {classes.shape[0]}")
         if split is not None:
-            split = _split_names(split, n)
+            split = split_names(split, n)
             if split.shape[0] != n:
                 raise ShapeError(f"paths has {n} entries but split has {split.shape[0]}")
         root = None if root is None else os.fspath(Path(root).expanduser())
@@ -230,11 +126,11 @@ class ImageCatalogue:
         codes = np.array([index.setdefault(v, len(index)) for v in ids.tolist()], np.int64)
         vocab = np.empty(len(index), dtype=ids.dtype)
         vocab[:] = list(index)
-        self._paths = _frozen(_resolve(paths, base, root, where, hint))
-        self._ids, self._codes, self._vocab = _frozen(ids), _frozen(codes), _frozen(vocab)
+        self._paths = frozen(resolve(paths, base, root, where, hint))
+        self._ids, self._codes, self._vocab = frozen(ids), frozen(codes), frozen(vocab)
         self._index = index
-        self._classes = None if classes is None else _frozen(classes)
-        self._split = None if split is None else _frozen(split)
+        self._classes = None if classes is None else frozen(classes)
+        self._split = None if split is None else frozen(split)
 
     # ------------------------------------------------------------------ constructors
     @classmethod
@@ -302,78 +198,7 @@ class ImageCatalogue:
         """
         allow_outside = flag(allow_outside, "allow_outside")
         root = Path(root).expanduser()
-        if not root.is_dir():
-            raise DataError(f"{root}: not a folder")
-        if isinstance(extensions, str):
-            extensions = (extensions,)
-        try:
-            exts = tuple("." + e.lower().lstrip(".") for e in extensions)
-        except (TypeError, AttributeError):
-            raise ConfigError(
-                f"extensions must be file name endings (strings such as 'jpg'), got {extensions!r}"
-            ) from None
-        if not exts:
-            raise ConfigError("extensions must name at least one file name ending")
-
-        def scan(folder: Path) -> tuple[list[str], list[Path]]:
-            images, folders = [], []
-            for e in sorted(os.scandir(folder), key=lambda e: e.name):
-                if e.name.startswith("."):
-                    continue
-                if e.is_dir():
-                    folders.append(Path(e.path))
-                elif e.is_file() and e.name.lower().endswith(exts):
-                    images.append(e.path)
-            if images and folders:
-                raise DataError(
-                    f"{folder} holds both images and sub-folders ({folders[0].name}/); "
-                    "expected root/<product>/<image> or root/<class>/<product>/<image>"
-                )
-            return images, folders
-
-        top_images, top = scan(root)
-        if top_images:
-            raise DataError(
-                f"{top_images[0]}: image directly in {root}; expected one folder per "
-                "product (root/<product>/<image>)"
-            )
-        paths, ids, classes, layouts = [], [], [], set()
-        owner: dict[str, Path] = {}
-        for folder in top:
-            images, sub = scan(folder)
-            if images:
-                layouts.add("product")
-                groups: list[tuple[Path, list[str], str | None]] = [(folder, images, None)]
-            elif sub:
-                layouts.add("class")
-                groups = []
-                for product in sub:
-                    imgs, deeper = scan(product)
-                    if deeper:
-                        raise DataError(
-                            f"{deeper[0]}: nested too deep; expected root/<class>/<product>/<image>"
-                        )
-                    groups.append((product, imgs, folder.name))
-            else:
-                continue
-            for product, imgs, klass in groups:
-                if imgs and product.name in owner:
-                    raise DataError(
-                        f"product {product.name!r} appears under two class folders "
-                        f"({owner[product.name]} and {product.parent}); product folder names "
-                        "must be unique (use from_csv for other layouts)"
-                    )
-                owner[product.name] = product.parent
-                paths += imgs
-                ids += [product.name] * len(imgs)
-                classes += [klass] * len(imgs)
-        if len(layouts) > 1:
-            raise DataError(
-                f"{root} mixes product folders (with images) and class folders (with "
-                "product sub-folders); use one layout"
-            )
-        if not paths:
-            raise DataError(f"{root}: no images (extensions {', '.join(exts)}) in its folders")
+        paths, ids, classes = scan_folder(root, extensions)
         hint = (
             "; a symbolic link in the folder leads there: pass allow_outside=True to "
             "ImageCatalogue.from_folder to accept images outside the folder"
@@ -382,7 +207,7 @@ class ImageCatalogue:
         out._build(
             paths,
             ids,
-            classes if layouts == {"class"} else None,
+            classes,
             None,
             None if allow_outside else root,
             "",
@@ -429,61 +254,10 @@ class ImageCatalogue:
         ConfigError
             ``id_type`` is not one of the three.
         """
-        if id_type not in ("auto", "int", "str"):
-            raise ConfigError(f"id_type must be 'auto', 'int' or 'str', got {id_type!r}")
         path = Path(path).expanduser()
-        try:
-            with open(path, newline="", encoding="utf-8-sig") as f:
-                reader = csv.reader(f)
-                rows = [(reader.line_num, row) for row in reader]
-        except FileNotFoundError:
-            raise DataError(f"{path}: no such CSV file") from None
-        except (OSError, UnicodeDecodeError, csv.Error) as e:
-            raise DataError(f"{path}: cannot read CSV: {e}") from None
-        rows = [(ln, [c.strip() for c in row]) for ln, row in rows if any(c.strip() for c in row)]
-        if not rows:
-            raise DataError(f"{path}: empty CSV; expected a header row 'path,id[,class][,split]'")
-        header = rows[0][1]
-        if len(set(header)) != len(header):
-            raise DataError(f"{path}: repeated column name in header {header}")
-        for need in ("path", "id"):
-            if need not in header:
-                raise DataError(
-                    f"{path}: missing column {need!r} (header: {', '.join(header)}); "
-                    "expected 'path,id[,class][,split]'"
-                )
-        if len(rows) == 1:
-            raise DataError(f"{path}: header only, no images listed")
-        cols = {c: header.index(c) for c in ("path", "id", "class", "split") if c in header}
-        lines: list[int] = []
-        table: dict[str, list[str]] = {c: [] for c in cols}
-        for ln, row in rows[1:]:
-            if len(row) != len(header):
-                raise DataError(f"{path}:{ln}: {len(row)} cells, header has {len(header)}")
-            for c, j in cols.items():
-                if not row[j]:
-                    raise DataError(f"{path}:{ln}: empty {c!r} cell")
-                table[c].append(row[j])
-            lines.append(ln)
-
-        def typed(cells: list[str], kind: str, column: str) -> list:
-            ints = [
-                c if _INT_TEXT.fullmatch(c) and abs(int(c)) <= _INT64_MAX else None for c in cells
-            ]
-            if kind == "int" and None in ints:
-                k = ints.index(None)
-                raise DataError(f"{path}:{lines[k]}: {column} {cells[k]!r} is not an integer")
-            return [int(c) for c in cells] if kind != "str" and None not in ints else cells
-
-        ids = typed(table["id"], id_type, "id")
-        classes = typed(table["class"], "auto", "class") if "class" in cols else None
-        base = os.fspath(Path(root).expanduser() if root is not None else path.parent)
-
-        def where(i: int) -> str:
-            return f"{path}:{lines[i]}"
-
+        paths, ids, classes, split, base, where = read_csv(path, root, id_type)
         out = cls.__new__(cls)
-        out._build(table["path"], ids, classes, table.get("split"), root, base, where)
+        out._build(paths, ids, classes, split, root, base, where)
         return out
 
     @classmethod
@@ -504,9 +278,8 @@ class ImageCatalogue:
         -------
         ImageCatalogue
         """
-        from ._shop import InShop
-
-        return InShop(root).catalogue(split)
+        paths, ids, classes, names = catalogue_fields(read_partition(root), split)
+        return cls(paths, ids, classes, names, root=Path(root).expanduser())
 
     # ------------------------------------------------------------------ accessors
     paths = property(lambda self: self._paths, doc="Canonical absolute paths (object array).")
@@ -640,11 +413,11 @@ class ImageCatalogue:
             else:
                 raise ShapeError(f"which must be a split name, a bool mask or ints: {arr.dtype}")
         out = object.__new__(type(self))
-        out._paths, out._ids = _frozen(self._paths[idx]), _frozen(self._ids[idx])
-        out._codes = _frozen(self._codes[idx])
+        out._paths, out._ids = frozen(self._paths[idx]), frozen(self._ids[idx])
+        out._codes = frozen(self._codes[idx])
         out._vocab, out._index = self._vocab, self._index
-        out._classes = None if self._classes is None else _frozen(self._classes[idx])
-        out._split = None if self._split is None else _frozen(self._split[idx])
+        out._classes = None if self._classes is None else frozen(self._classes[idx])
+        out._split = None if self._split is None else frozen(self._split[idx])
         return out
 
     def with_split(
@@ -703,78 +476,9 @@ class ImageCatalogue:
         >>> cat = cat.with_split(train=0.5, query=0.25, gallery=0.25, seed=0)  # doctest: +SKIP
         >>> q, g = cat.subset("query"), cat.subset("gallery")  # doctest: +SKIP
         """
-        seed = integer(seed, "seed", 0)
-        given = {"train": train, "query": query, "gallery": gallery}
-        kinds = set()
-        for name, v in given.items():
-            if v is None:
-                continue
-            if isinstance(v, (int, np.integer)) and not isinstance(v, (bool, np.bool_)):
-                kinds.add("count")
-                if v < 0:
-                    raise ConfigError(f"{name} must be >= 0, got {v!r}")
-            elif isinstance(v, (float, np.floating)):
-                kinds.add("fraction")
-                if not 0.0 <= v <= 1.0:
-                    raise ConfigError(f"{name} must be a fraction in [0, 1] or a count, got {v!r}")
-            else:
-                raise ConfigError(
-                    f"{name} must be a fraction in [0, 1] or a number of products, got {v!r}"
-                )
-        if len(kinds) > 1:
-            raise ConfigError(
-                "give train, query and gallery all as fractions (floats) or all as numbers "
-                f"of products (ints), got {', '.join(f'{k}={v!r}' for k, v in given.items())}"
-            )
-        products = np.unique(self._codes)
-        n_products = len(products)
-        fractions = kinds != {"count"}
-        whole = 1.0 if fractions else float(n_products)
-        shares = {k: (0.0 if v is None else float(v)) for k, v in given.items()}
-        total = sum(shares.values())
-        if total > whole * (1 + 1e-9):
-            what = "1" if fractions else f"the number of products ({n_products})"
-            raise ConfigError(
-                f"train + query + gallery must add up to at most {what}, got "
-                f"{'+'.join(f'{shares[k]:g}' for k in given)} = {total:g}"
-            )
-        open_parts = [k for k in ("query", "gallery") if given[k] is None]
-        for k in open_parts:
-            shares[k] = max(whole - total, 0.0) / len(open_parts)
-        scale = n_products if fractions else 1.0
-
-        def cut(x: float) -> int:
-            return min(n_products, int(np.floor(x * scale + 0.5 + 1e-9)))
-
-        n_train = cut(shares["train"])
-        n_eval = cut(shares["train"] + shares["query"] + shares["gallery"]) - n_train
-        evaluated = shares["query"] + shares["gallery"]
-        ratio = shares["query"] / evaluated if evaluated > 0 else 0.0
-        rng = np.random.default_rng(seed)
-        order = rng.permutation(products)
-        names = np.full(len(self), None, dtype=object)
-        names[np.isin(self._codes, order[:n_train])] = "train"
-        eval_products = np.sort(order[n_train : n_train + n_eval])
-        if len(eval_products):
-            images = np.flatnonzero(np.isin(self._codes, eval_products))
-            images = images[np.argsort(self._codes[images], kind="stable")]
-            starts = np.flatnonzero(np.diff(self._codes[images], prepend=-1))
-            for members in np.split(images, starts[1:]):
-                m = len(members)
-                n_query = int(np.floor(ratio * m + 0.5))
-                if 0 < ratio < 1:
-                    n_query = 0 if m == 1 else min(max(n_query, 1), m - 1)
-                chosen = rng.permutation(m)
-                names[members[chosen[:n_query]]] = "query"
-                names[members[chosen[n_query:]]] = "gallery"
-        keep = np.flatnonzero(names != None)  # noqa: E711 - elementwise on objects
-        if keep.size == 0:
-            raise ConfigError(
-                f"train={train!r}, query={query!r}, gallery={gallery!r} leave no image of "
-                f"the {n_products} products"
-            )
+        keep, names = deal(self._codes, train, query, gallery, seed)
         out = self.subset(keep)
-        out._split = _frozen(names[keep].astype(object))
+        out._split = frozen(names[keep].astype(object))
         return out
 
     # ------------------------------------------------------------------ pixels

@@ -5,15 +5,13 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Literal, overload
 
 import numpy as np
 
-from . import _core
-from .exceptions import DataError
+from .. import _core
 
-__all__ = ["InShop", "ShopBenchmark", "ShopSplit", "distort", "fashion_shop"]
+__all__ = ["ShopBenchmark", "ShopSplit", "distort", "fashion_shop"]
 
 
 @dataclass
@@ -81,9 +79,9 @@ def distort(X: np.ndarray, strength: float = 1.0, seed: int = 0, stream: int = 0
     ValueError
         If ``strength`` is negative or not finite, or ``seed`` / ``stream`` is negative.
     """
-    from ._params import integer
-    from ._validate import host_array
-    from .exceptions import ShapeError
+    from .._base.exceptions import ShapeError
+    from .._base.params import integer
+    from .._base.validate import host_array
 
     X = np.asarray(host_array(X, "X"))
     if X.ndim != 3:
@@ -201,172 +199,3 @@ def fashion_shop(
         np.repeat(yp, views - 1).astype(np.int64),
     )
     return ShopBenchmark(q, g)
-
-
-class InShop:
-    """DeepFashion In-shop Clothes Retrieval in its on-disk format.
-
-    Reads ``list_eval_partition.txt`` (a count line, a header line, then
-    ``image_name item_id evaluation_status`` rows with status ``train``, ``query`` or
-    ``gallery``) and the images under the same root (``img/...``).
-
-    Parameters
-    ----------
-    root : path-like
-        The folder holding ``list_eval_partition.txt`` (``Eval/`` is also searched)
-        and ``img/``.
-
-    Attributes
-    ----------
-    root : Path
-    items : dict of str to list of (str, int)
-        Per split, ``(relative image path, item id)`` rows.
-
-    Raises
-    ------
-    DataError
-        Missing or malformed partition file.
-    """
-
-    SPLITS = ("train", "query", "gallery")
-
-    def __init__(self, root: str | os.PathLike):
-        self.root = Path(root).expanduser()
-        part = None
-        for cand in (
-            self.root / "list_eval_partition.txt",
-            self.root / "Eval" / "list_eval_partition.txt",
-        ):
-            if cand.is_file():
-                part = cand
-                break
-        if part is None:
-            raise DataError(
-                f"{self.root}: no list_eval_partition.txt (DeepFashion In-shop's Eval file); "
-                "put it in the root folder beside img/"
-            )
-        lines = part.read_text().splitlines()
-        if len(lines) < 2:
-            raise DataError(f"{part}: too short")
-        try:
-            count = int(lines[0].strip())
-        except ValueError:
-            raise DataError(f"{part}: first line must be the image count") from None
-        rows = [ln.split() for ln in lines[2:] if ln.strip()]
-        if len(rows) != count:
-            raise DataError(f"{part}: header says {count} images, found {len(rows)} rows")
-        self.items: dict[str, list[tuple[str, int]]] = {s: [] for s in self.SPLITS}
-        self._order: list[str] = []  # the split of each row, in the file's order
-        for i, r in enumerate(rows, start=3):
-            if len(r) != 3 or r[2] not in self.items or not r[1].startswith("id_"):
-                raise DataError(f"{part}:{i}: expected 'img/... id_NNNNNNNN train|query|gallery'")
-            try:
-                item = int(r[1][3:])
-            except ValueError:
-                raise DataError(f"{part}:{i}: bad item id {r[1]!r}") from None
-            self.items[r[2]].append((r[0], item))
-            self._order.append(r[2])
-
-    def ids(self, split: str) -> np.ndarray:
-        """Item ids of a split.
-
-        Parameters
-        ----------
-        split : {"train", "query", "gallery"}
-
-        Returns
-        -------
-        ndarray of int64
-        """
-        return np.array([i for _, i in self._rows(split)], dtype=np.int64)
-
-    def paths(self, split: str) -> list[Path]:
-        """Image paths of a split.
-
-        Parameters
-        ----------
-        split : {"train", "query", "gallery"}
-
-        Returns
-        -------
-        list of Path
-        """
-        return [self.root / p for p, _ in self._rows(split)]
-
-    def _rows(self, split: str) -> list[tuple[str, int]]:
-        if split not in self.items:
-            raise ValueError(f"split must be one of {self.SPLITS}, got {split!r}")
-        return self.items[split]
-
-    def catalogue(self, split: str | None = None):
-        """The images as an :class:`~gridmatch.catalogue.ImageCatalogue` (paths, no pixels).
-
-        Ids are the integer item ids (``id_00000042`` → 42); split names are
-        ``"train"``, ``"query"``, ``"gallery"``; classes are ``"<group>/<category>"``
-        read from paths of the form ``img/<group>/<category>/id_…/<file>`` (such as
-        ``"WOMEN/Dresses"``), or ``None`` when a path has another form. Every image
-        must exist and lie inside ``root`` (checked now).
-
-        Parameters
-        ----------
-        split : {"train", "query", "gallery"}, optional
-            One split; default every image, in the partition file's order.
-
-        Returns
-        -------
-        ImageCatalogue
-
-        Raises
-        ------
-        DataError
-            A listed image is missing, listed twice or outside ``root``.
-        ValueError
-            Unknown ``split``.
-        """
-        from .catalogue import ImageCatalogue
-
-        if split is None:
-            cursor = {s: iter(self.items[s]) for s in self.SPLITS}
-            rows = [(*next(cursor[s]), s) for s in self._order]
-        else:
-            rows = [(p, i, split) for p, i in self._rows(split)]
-        if not rows:
-            raise DataError(f"{self.root}: the partition file lists no images for {split!r}")
-        parts = [Path(p).parts for p, _, _ in rows]
-        classes = None
-        if all(len(q) == 5 and q[0] == "img" for q in parts):
-            classes = [f"{q[1]}/{q[2]}" for q in parts]
-        paths, ids, names = zip(*rows)
-        return ImageCatalogue(
-            [self.root / p for p in paths], list(ids), classes, list(names), root=self.root
-        )
-
-    def load(self, split: str, size: tuple[int, int] = (128, 128)) -> tuple[np.ndarray, np.ndarray]:
-        """Load a split's images, resized.
-
-        Parameters
-        ----------
-        split : {"train", "query", "gallery"}
-        size : (width, height), default (128, 128)
-
-        Returns
-        -------
-        X : ndarray of uint8, shape (n, height, width, 3)
-        ids : ndarray of int64, shape (n,)
-
-        Raises
-        ------
-        DataError
-            A listed image is missing or unreadable.
-        """
-        from PIL import Image
-
-        paths = self.paths(split)
-        X = np.empty((len(paths), size[1], size[0], 3), dtype=np.uint8)
-        for k, p in enumerate(paths):
-            try:
-                with Image.open(p) as im:
-                    X[k] = np.asarray(im.convert("RGB").resize(size, Image.Resampling.BILINEAR))
-            except (OSError, ValueError) as e:
-                raise DataError(f"cannot read image {p}: {e}") from None
-        return X, self.ids(split)

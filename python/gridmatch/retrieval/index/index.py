@@ -7,9 +7,9 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .. import _params
-from .._validate import host_array
-from ..exceptions import ConfigError, NotFittedError, ShapeError
+from ..._base import params as _params
+from ..._base.exceptions import ConfigError, NotFittedError, ShapeError
+from ..._base.validate import host_array
 from .ids import IdBook
 
 if TYPE_CHECKING:
@@ -353,7 +353,7 @@ class Index:
                 raise ConfigError(
                     f"the exact backend has no search parameters (got {', '.join(params)})"
                 )
-            from ..retrieval import knn
+            from ..knn import knn
 
             return knn(X, self._vectors, k, metric=self.metric)
         D, slots = self._faiss.search(X, k, params)
@@ -443,7 +443,7 @@ class Index:
             )
         X, k = self._check_query(Q, k)
         _, got = self._search_slots(X, k, params)
-        from ..retrieval import knn
+        from ..knn import knn
 
         live = np.flatnonzero(self._book.alive)
         G = V if len(live) == len(V) else V[live]
@@ -480,7 +480,7 @@ class Index:
         gridmatch.DataError
             If the file cannot be written.
         """
-        from .. import _core
+        from ... import _core
         from .files import encode
 
         path = os.fspath(path)
@@ -514,26 +514,26 @@ class Index:
         ImportError
             A faiss index without faiss installed.
         """
-        from .. import _core
+        from ... import _core
         from .files import decode
 
         if gpu not in (None, True, False):
             raise ConfigError(f"gpu must be None, True or False, got {gpu!r}")
         path = os.fspath(path)
         arrays, meta = _core.store_load(path)
-        return decode(arrays, meta, path, gpu)
+        return decode(cls, arrays, meta, path, gpu)
 
     def __getstate__(self) -> dict:
         # Pickling (copy, multiprocessing) goes through the same checksummed bytes as save().
-        from .. import _core
+        from ... import _core
         from .files import encode
 
         arrays, meta = encode(self)
         return {"_gridmatch_index": bytes(_core.store_dumps(arrays, meta))}
 
     def __setstate__(self, state: dict) -> None:
-        from .. import _core
+        from ... import _core
         from .files import decode
 
         arrays, meta = _core.store_loads(state["_gridmatch_index"])
-        self.__dict__.update(decode(arrays, meta, "pickled Index", None).__dict__)
+        self.__dict__.update(decode(type(self), arrays, meta, "pickled Index", None).__dict__)

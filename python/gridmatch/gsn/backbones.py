@@ -1,0 +1,51 @@
+"""The core model of a Grid Search Network, from a built-in backbone's name or a torch
+module backbone (converted to TorchScript), with its initial weights."""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from .. import _core
+from . import distributed as _distributed
+from . import weights as _weights
+from .torchscript import SCRIPT_FILE, export_buffers, to_torchscript
+
+__all__ = ["new_model"]
+
+
+def new_model(
+    est: Any,
+    p: dict[str, Any],
+    n_channels: int,
+    device: str | None = None,
+    image_hw: tuple[int, int] = (224, 224),
+    script_file: Path | None = None,
+) -> Any:
+    """The core model (``gridmatch._core.GsnModel``) of the estimator ``est`` with the
+    checked parameters ``p``; a module ``backbone`` is converted to TorchScript (or read
+    from ``script_file``), its probe pass run on ``image_hw`` images. ``device`` overrides
+    ``est.device`` (data-parallel training picks the process's device)."""
+    args = (n_channels, p["dim"], est.mode == "stitched")
+    dev = est.device if device is None else device
+    norm = "none" if est.normalize is None else est.normalize
+    if isinstance(est.backbone, str):
+        model = _core.GsnModel(est.backbone, *args, dev, p["seed"], norm)
+    elif script_file is not None:
+        script = (str(script_file), *image_hw)
+        model = _core.GsnModel("torchscript", *args, dev, p["seed"], norm, script)
+    else:
+        import torch
+
+        program = export_buffers(
+            to_torchscript(est.backbone, (n_channels, *image_hw)),
+            warn=_distributed.active(est.distributed),
+        )
+        with tempfile.TemporaryDirectory(prefix="gridmatch-gsn-") as d:
+            path = Path(d) / SCRIPT_FILE
+            torch.jit.save(program, str(path))
+            script = (str(path), *image_hw)
+            model = _core.GsnModel("torchscript", *args, dev, p["seed"], norm, script)
+    _weights.load_into(model, est.weights, est.backbone)
+    return model
