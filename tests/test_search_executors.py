@@ -289,15 +289,15 @@ def test_driver_and_reward_misuse(mnist_small):
     yv_idx = np.array([lookup.get(v, -1) for v in va[1].tolist()])
     first = s.result_.candidates[0]
     reward, error, seconds = gm._core.kernel_reward(
-        spec, first["expr"], tr[0], y_idx, va[0], yv_idx, threads=2
+        spec, first["expr"], (tr[0], y_idx), (va[0], yv_idx), threads=2
     )
     assert (reward if error is None else 0.0) == first["reward"] and seconds >= 0
     with pytest.raises(gm.ExpressionError):
-        gm._core.kernel_reward(spec, "x +", tr[0], y_idx, va[0], yv_idx)
+        gm._core.kernel_reward(spec, "x +", (tr[0], y_idx), (va[0], yv_idx))
     with pytest.raises(gm.ConfigError, match="threads must be at least 1"):
-        gm._core.kernel_reward(spec, first["expr"], tr[0], y_idx, va[0], yv_idx, threads=0)
+        gm._core.kernel_reward(spec, first["expr"], (tr[0], y_idx), (va[0], yv_idx), threads=0)
     with pytest.raises(gm.ShapeError):
-        gm._core.kernel_reward(spec, first["expr"], tr[0], y_idx[:5], va[0], yv_idx)
+        gm._core.kernel_reward(spec, first["expr"], (tr[0], y_idx[:5]), (va[0], yv_idx))
 
 
 def test_ray_timeout_makes_candidates_invalid_promptly(ray_cluster, mnist_small):

@@ -50,15 +50,7 @@ def cpu_cache_stats() -> dict[str, int]: ...
 
 class GsnModel:
     def __init__(
-        self,
-        backbone: str,
-        in_channels: int,
-        dim: int,
-        stitched: bool,
-        device: str,
-        seed: int,
-        normalize: str = "auto",
-        script: tuple[str, int, int] | None = None,
+        self, spec: str, device: str, script: tuple[str, int, int] | None = None
     ) -> None: ...
     @property
     def device(self) -> str: ...
@@ -75,9 +67,8 @@ class GsnModel:
             npt.NDArray[np.int64],
             npt.NDArray[np.int64] | None,
         ],
-        spec: str,
+        run: str,
         val: tuple[npt.NDArray[np.float32], npt.NDArray[np.int64]] | None = None,
-        checkpoint: tuple[str, str] | None = None,
         callback: Callable[[int, int | None, dict[str, float]], Any] | None = None,
         parallel: tuple[int, int, Callable[[str, list[Any]], Any]] | None = None,
     ) -> tuple[list[list[tuple[str, float]]], bool, list[tuple[int, str]]]: ...
@@ -139,7 +130,6 @@ def transform_search(
 def svm_fit(
     x: npt.NDArray[Any],
     y: npt.NDArray[np.int64],
-    n_classes: int,
     sample_c: npt.NDArray[np.float64],
     spec: str,
     callback: Callable[[int, int | None, dict[str, float]], Any] | None = None,
@@ -200,20 +190,16 @@ class SearchDriver:
 def kernel_reward(
     spec: str,
     text: str,
-    X_train: Any,
-    y_train: Any,
-    X_val: Any,
-    y_val: Any,
+    train: tuple[Any, Any],
+    val: tuple[Any, Any],
     threads: int = 1,
     timeout: float | None = None,
 ) -> ScoredCandidate: ...
 def transform_reward(
     spec: str,
     text: str,
-    E_query: Any,
-    ids_query: Any,
-    E_gallery: Any,
-    ids_gallery: Any,
+    query: tuple[Any, Any],
+    gallery: tuple[Any, Any],
     threads: int = 1,
     timeout: float | None = None,
 ) -> ScoredCandidate: ...

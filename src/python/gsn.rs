@@ -56,6 +56,44 @@ struct FileSettings {
     skip_errors: bool,
 }
 
+/// What `GsnModel(spec, ...)` builds (JSON): [`ModelSpec`]'s fields, the input
+/// normalisation by name (`"auto"`, `"imagenet"`, `"legacy"`, `"none"`).
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ModelArgs {
+    backbone: String,
+    in_channels: i64,
+    dim: i64,
+    stitched: bool,
+    seed: u64,
+    #[serde(default = "ModelArgs::auto")]
+    normalize: String,
+}
+
+impl ModelArgs {
+    fn auto() -> String {
+        "auto".to_string()
+    }
+}
+
+/// What `GsnModel.fit(train, run, ...)` runs (JSON): the training spec ([`TrainSpec`])
+/// and where to write per-epoch checkpoints (optional).
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FitRun {
+    spec: TrainSpec,
+    #[serde(default)]
+    checkpoint: Option<Checkpoint>,
+}
+
+/// A checkpoint folder and the config JSON written beside its weights.
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Checkpoint {
+    dir: PathBuf,
+    config: String,
+}
+
 fn shape4<T: numpy::Element>(x: &PyReadonlyArray4<'_, T>) -> ImageShape {
     let s = x.shape();
     ImageShape {
@@ -161,41 +199,40 @@ impl GsnModel {
 
 #[pymethods]
 impl GsnModel {
-    /// Build an initialised model (weights seeded by `seed`) on `device`; `normalize`
-    /// names the input normalisation (`"auto"`, `"imagenet"`, `"legacy"`, `"none"`).
-    /// `script`, an optional `(path, height, width)`, makes the backbone the TorchScript
-    /// module saved at `path` (`backbone` is then only a label); `height × width` is the
-    /// image size of the probe pass that finds its feature size.
+    /// Build an initialised model on `device` from `spec`, a JSON object
+    /// `{"backbone", "in_channels", "dim", "stitched", "seed", "normalize"}` (the weights
+    /// seeded by `seed`; `normalize` names the input normalisation: `"auto"` (default),
+    /// `"imagenet"`, `"legacy"`, `"none"`). `script`, an optional `(path, height, width)`,
+    /// makes the backbone the TorchScript module saved at `path` (`backbone` is then
+    /// only a label); `height × width` is the image size of the probe pass that finds
+    /// its feature size.
     #[new]
-    #[pyo3(signature = (backbone, in_channels, dim, stitched, device, seed, normalize="auto", script=None))]
-    #[allow(clippy::too_many_arguments)]
+    #[pyo3(signature = (spec, device, script=None))]
     fn new(
         py: Python<'_>,
-        backbone: &str,
-        in_channels: i64,
-        dim: i64,
-        stitched: bool,
+        spec: &str,
         device: &str,
-        seed: u64,
-        normalize: &str,
         script: Option<(PathBuf, i64, i64)>,
     ) -> PyResult<Self> {
+        let args: ModelArgs = serde_json::from_str(spec)
+            .map_err(|e| error(Kind::Config, format!("invalid model spec: {e}")))?;
         let dev = train::resolve_device(device)?;
-        let normalize = Normalize::parse(normalize).ok_or_else(|| {
+        let normalize = Normalize::parse(&args.normalize).ok_or_else(|| {
             error(
                 Kind::Config,
                 format!(
-                    "normalize must be one of {:?}, got {normalize:?}",
-                    Normalize::NAMES
+                    "normalize must be one of {:?}, got {:?}",
+                    Normalize::NAMES,
+                    args.normalize
                 ),
             )
         })?;
         let spec = ModelSpec {
-            backbone: backbone.to_string(),
-            in_channels,
-            dim,
-            stitched,
-            seed,
+            backbone: args.backbone,
+            in_channels: args.in_channels,
+            dim: args.dim,
+            stitched: args.stitched,
+            seed: args.seed,
             normalize,
         };
         let model = match script {
@@ -250,33 +287,35 @@ impl GsnModel {
         Ok(crate::nets::parameter_count(&self.lock(py)?.vs))
     }
 
-    /// Train with the settings of `spec` (a [`TrainSpec`] as JSON); returns
+    /// Train as `run` says (a JSON object `{"spec": TrainSpec, "checkpoint": {"dir",
+    /// "config"} or null}`: the settings of the run, and an optional folder written after
+    /// every epoch with the config JSON beside its weights); returns
     /// `(history, interrupted, skipped)` with one list of `(name, value)` pairs per
     /// epoch and the `(index, message)` of the image files left out (`skip_errors`).
-    /// `train` is `(images, ids, classes or None)`, `val` an optional `(images, ids)`,
-    /// `checkpoint` an optional `(folder, config JSON)` written after every epoch.
+    /// `train` is `(images, ids, classes or None)`, `val` an optional `(images, ids)`.
     /// `parallel`, an optional `(rank, world, hook)`, trains data-parallel: `hook(event,
     /// tensors)` runs the collective `event` (`"broadcast"` from rank 0 or
     /// `"all_reduce_mean"`) in place on a list of torch tensors that share the model's
     /// memory; it is called from the training thread with the GIL taken.
-    #[pyo3(signature = (train, spec, val=None, checkpoint=None, callback=None, parallel=None))]
-    #[allow(clippy::too_many_arguments)]
+    #[pyo3(signature = (train, run, val=None, callback=None, parallel=None))]
     fn fit(
         &self,
         py: Python<'_>,
         train: TrainArrays<'_>,
-        spec: &str,
+        run: &str,
         val: Option<ValArrays<'_>>,
-        checkpoint: Option<(PathBuf, String)>,
         callback: Option<&Bound<'_, PyAny>>,
         parallel: Option<ParallelArgs<'_>>,
     ) -> PyResult<FitResult> {
-        let (checkpoint_dir, checkpoint_config) = match checkpoint {
-            Some((dir, config)) => (Some(dir), config),
+        let run: FitRun = serde_json::from_str(run)
+            .map_err(|e| error(Kind::Config, format!("invalid training run: {e}")))?;
+        run.spec.check()?;
+        let (checkpoint_dir, checkpoint_config) = match run.checkpoint {
+            Some(c) => (Some(c.dir), c.config),
             None => (None, String::new()),
         };
         let cfg = train::TrainConfig {
-            spec: TrainSpec::from_json(spec)?,
+            spec: run.spec,
             checkpoint_dir,
             checkpoint_config,
         };

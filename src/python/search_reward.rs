@@ -73,20 +73,17 @@ where
 }
 
 /// Kernel-search reward of one candidate (canonical text): validation accuracy of the
-/// spec's SVM with it, as `kernel_search` scores it. Returns `(reward, None, seconds)`
-/// or `(None, error, seconds)` for an invalid candidate; `timeout` (seconds) is the
-/// candidate's own time limit.
+/// spec's SVM with it, as `kernel_search` scores it; `train` and `val` are `(X, y)`.
+/// Returns `(reward, None, seconds)` or `(None, error, seconds)` for an invalid
+/// candidate; `timeout` (seconds) is the candidate's own time limit.
 #[pyfunction]
-#[pyo3(signature = (spec, text, X_train, y_train, X_val, y_val, threads=1, timeout=None))]
-#[allow(non_snake_case, clippy::too_many_arguments)]
+#[pyo3(signature = (spec, text, train, val, threads=1, timeout=None))]
 pub(crate) fn kernel_reward<'py>(
     py: Python<'py>,
     spec: &str,
     text: &str,
-    X_train: &Bound<'py, PyAny>,
-    y_train: &Bound<'py, PyAny>,
-    X_val: &Bound<'py, PyAny>,
-    y_val: &Bound<'py, PyAny>,
+    train: (Bound<'py, PyAny>, Bound<'py, PyAny>),
+    val: (Bound<'py, PyAny>, Bound<'py, PyAny>),
     threads: usize,
     timeout: Option<f64>,
 ) -> PyResult<Scored> {
@@ -94,32 +91,30 @@ pub(crate) fn kernel_reward<'py>(
     let c = spec.svm_c()?;
     let limit = settings(threads, timeout)?;
     let e = candidate(text)?;
-    let data = KernelData::new(py, X_train, y_train, X_val, y_val)?;
+    let data = KernelData::new(py, &train.0, &train.1, &val.0, &val.1)?;
     let task = data.task(c);
     let rew = |e: &Expr, ctx: &EvalContext<'_>| reward::kernel_reward(e, &task, ctx);
     score(py, &e, &rew, threads, limit)
 }
 
 /// Transform-search reward of one candidate (canonical text): recall@1, as
-/// `transform_search` scores it. Returns like `kernel_reward`.
+/// `transform_search` scores it; `query` and `gallery` are `(E, ids)`. Returns like
+/// `kernel_reward`.
 #[pyfunction]
-#[pyo3(signature = (spec, text, E_query, ids_query, E_gallery, ids_gallery, threads=1, timeout=None))]
-#[allow(non_snake_case, clippy::too_many_arguments)]
+#[pyo3(signature = (spec, text, query, gallery, threads=1, timeout=None))]
 pub(crate) fn transform_reward<'py>(
     py: Python<'py>,
     spec: &str,
     text: &str,
-    E_query: &Bound<'py, PyAny>,
-    ids_query: &Bound<'py, PyAny>,
-    E_gallery: &Bound<'py, PyAny>,
-    ids_gallery: &Bound<'py, PyAny>,
+    query: (Bound<'py, PyAny>, Bound<'py, PyAny>),
+    gallery: (Bound<'py, PyAny>, Bound<'py, PyAny>),
     threads: usize,
     timeout: Option<f64>,
 ) -> PyResult<Scored> {
     read_spec(spec, SpaceKind::Transform)?;
     let limit = settings(threads, timeout)?;
     let e = candidate(text)?;
-    let data = TransformData::new(py, E_query, ids_query, E_gallery, ids_gallery)?;
+    let data = TransformData::new(py, &query.0, &query.1, &gallery.0, &gallery.1)?;
     let task = data.task();
     let rew = |e: &Expr, ctx: &EvalContext<'_>| task.reward(e, ctx);
     score(py, &e, &rew, threads, limit)

@@ -58,20 +58,18 @@ fn builtin_kernel(
 /// cache, iteration limit, threads, probability seed). `x` is float32 `(n, d)` features
 /// for built-in kernels, float64 `(n, d)` features for an expression kernel, or the
 /// float64 `(n, n)` Gram matrix for `"precomputed"`; `y` int64 class indices
-/// `0..n_classes`; `sample_c` float64 per-sample box bounds. With `shift` (float64,
+/// `0..k`, every class with a sample of positive weight; `sample_c` float64 per-sample box bounds. With `shift` (float64,
 /// one value per feature; built-in kernels only), `x` holds the features minus
 /// `shift` and the kernel is [`ShiftedKernel`]'s (`rho` is then `rho'`, the bias of
 /// the shifted kernel). Returns a dict with
 /// `support`, `n_support`, `dual_coef`, `rho`, `iterations`, `converged`,
 /// `interrupted`, `prob_a`, `prob_b` (empty without a probability model).
 #[pyfunction]
-#[pyo3(signature = (x, y, n_classes, sample_c, spec, callback=None, shift=None))]
-#[allow(clippy::too_many_arguments)]
+#[pyo3(signature = (x, y, sample_c, spec, callback=None, shift=None))]
 pub(crate) fn svm_fit<'py>(
     py: Python<'py>,
     x: &Bound<'py, PyAny>,
     y: PyReadonlyArray1<'py, i64>,
-    n_classes: usize,
     sample_c: PyReadonlyArray1<'py, f64>,
     spec: &str,
     callback: Option<&Bound<'py, PyAny>>,
@@ -85,6 +83,8 @@ pub(crate) fn svm_fit<'py>(
         .iter()
         .map(|&v| usize::try_from(v).map_err(|_| SvmError::Value(format!("negative label {v}"))))
         .collect::<Result<_, _>>()?;
+    // Classes are 0..=max(y); the solver refuses a class without a sample.
+    let n_classes = y.iter().max().map_or(0, |&m| m + 1);
     let c = sample_c.as_array().to_vec();
     let params = spec.solver_params();
     let fitted = if let Some(prog) = spec.kernel.program()? {

@@ -3,6 +3,7 @@ module backbone (converted to TorchScript), with its initial weights."""
 
 from __future__ import annotations
 
+import json
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -27,14 +28,19 @@ def new_model(
     checked parameters ``p``; a module ``backbone`` is converted to TorchScript (or read
     from ``script_file``), its probe pass run on ``image_hw`` images. ``device`` overrides
     ``est.device`` (data-parallel training picks the process's device)."""
-    args = (n_channels, p["dim"], est.mode == "stitched")
     dev = est.device if device is None else device
-    norm = "none" if est.normalize is None else est.normalize
+    spec = {
+        "backbone": est.backbone if isinstance(est.backbone, str) else "torchscript",
+        "in_channels": n_channels,
+        "dim": p["dim"],
+        "stitched": est.mode == "stitched",
+        "seed": p["seed"],
+        "normalize": "none" if est.normalize is None else est.normalize,
+    }
     if isinstance(est.backbone, str):
-        model = _core.GsnModel(est.backbone, *args, dev, p["seed"], norm)
+        model = _core.GsnModel(json.dumps(spec), dev)
     elif script_file is not None:
-        script = (str(script_file), *image_hw)
-        model = _core.GsnModel("torchscript", *args, dev, p["seed"], norm, script)
+        model = _core.GsnModel(json.dumps(spec), dev, (str(script_file), *image_hw))
     else:
         import torch
 
@@ -45,7 +51,6 @@ def new_model(
         with tempfile.TemporaryDirectory(prefix="gridmatch-gsn-") as d:
             path = Path(d) / SCRIPT_FILE
             torch.jit.save(program, str(path))
-            script = (str(path), *image_hw)
-            model = _core.GsnModel("torchscript", *args, dev, p["seed"], norm, script)
+            model = _core.GsnModel(json.dumps(spec), dev, (str(path), *image_hw))
     _weights.load_into(model, est.weights, est.backbone)
     return model

@@ -3,7 +3,6 @@ reads (``src/train/spec.rs``)."""
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from .. import _core, losses, miners
@@ -80,22 +79,20 @@ def check(est: Any) -> dict[str, Any]:
     }
 
 
-def train_spec(est: Any, p: dict[str, Any]) -> str:
-    """The training spec the core reads (one JSON value; see ``src/train/spec.rs``), from
+def train_spec(est: Any, p: dict[str, Any]) -> dict[str, Any]:
+    """The training spec the core reads (``TrainSpec`` in ``src/train/spec.rs``), from
     the checked parameters ``p``."""
-    return json.dumps(
-        {
-            "loss": p["loss"],
-            "grid": {"rows": p["rows"], "cols": p["cols"], "positives": p["positives"]},
-            "negatives": p["negatives"],
-            "epochs": p["epochs"],
-            "steps_per_epoch": p["steps_per_epoch"],
-            "batch_size": p["batch_size"],
-            "lr": p["lr"],
-            "optimizer": est.optimizer,
-            "schedule": est.schedule,
-            "weight_decay": p["weight_decay"],
-            "augment": p["augment"],
-            "seed": p["seed"],
-        }
-    )
+    return {
+        "loss": p["loss"],
+        "grid": {"rows": p["rows"], "cols": p["cols"], "positives": p["positives"]},
+        "negatives": p["negatives"],
+        "epochs": p["epochs"],
+        "steps_per_epoch": p["steps_per_epoch"],
+        "batch_size": p["batch_size"],
+        "lr": p["lr"],
+        "optimizer": est.optimizer,
+        "schedule": est.schedule,
+        "weight_decay": p["weight_decay"],
+        "augment": p["augment"],
+        "seed": p["seed"],
+    }

@@ -3,6 +3,7 @@ the Rust training loop (data-parallel inside a ``torch.distributed`` process gro
 
 from __future__ import annotations
 
+import json
 import warnings
 from collections.abc import Callable
 from typing import Any
@@ -122,11 +123,16 @@ def fit(
     model.precision = p["precision"]
     try:
         ckpt = est.checkpoint_dir if lead else None
+        run = {
+            "spec": _params.train_spec(est, p),
+            "checkpoint": None
+            if ckpt is None
+            else {"dir": str(ckpt), "config": config_json(est, est.n_channels_)},
+        }
         history, interrupted, skipped = model.fit(
             (train_images, ids, cls),
-            _params.train_spec(est, p),
+            json.dumps(run),
             None if xv is None or not lead else (xv, iv),
-            None if ckpt is None else (str(ckpt), config_json(est, est.n_channels_)),
             on_epoch,
             None if dp is None else (dp[0], dp[1], _distributed.hook(dp[1])),
         )

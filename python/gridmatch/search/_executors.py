@@ -124,7 +124,7 @@ def evaluate(
         ``(reward or None, error or None, seconds)``.
     """
     fn = _core.kernel_reward if kind == "kernel" else _core.transform_reward
-    return fn(spec, text, a, b, c, d, threads=threads, timeout=timeout)
+    return fn(spec, text, (a, b), (c, d), threads=threads, timeout=timeout)
 
 
 def _warm() -> int:

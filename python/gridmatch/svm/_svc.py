@@ -308,7 +308,6 @@ class SVC(ClassifierMixin, BaseEstimator):
         out = _core.svm_fit(
             data,
             np.ascontiguousarray(y_enc, dtype=np.int64),
-            len(classes),
             np.ascontiguousarray(sample_c),
             json.dumps(spec),
             shift=shift,
