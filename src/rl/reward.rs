@@ -2,7 +2,7 @@
 //! (kernel search) and recall@1 of retrieval with transformed embeddings (transform
 //! search).
 
-use super::search::EvalContext;
+use super::record::EvalContext;
 use crate::expr::{Expr, ExprError, Program};
 use crate::retrieval::{recall_at_k, Metric};
 use crate::runtime::{CancelToken, Monitor};
