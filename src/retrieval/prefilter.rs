@@ -34,9 +34,9 @@
 //! instead), for `d > 4096` (the integer products must stay exact in f32), and for values whose
 //! magnitudes could make the f32 bound underflow or overflow.
 
-use super::engine::{Target, SELECTOR_BYTES};
 use super::scan::Columns;
-use super::topk::{Neighbor, TopK};
+use super::targets::Target;
+use super::topk::{selector_bytes, Neighbor, TopK, SELECTOR_BYTES};
 use super::RetrievalError;
 use crate::runtime::Monitor;
 use rayon::prelude::*;
@@ -237,11 +237,6 @@ pub(crate) struct Pruned {
     pub rows_per_task: usize,
 }
 
-/// Bytes of the top-k selector of a list of `k` items.
-pub(crate) fn selector_bytes(k: usize) -> usize {
-    (2 * k).max(k + 64) * std::mem::size_of::<Neighbor>()
-}
-
 /// Queries per task for `n` queries on `threads` threads with lists of at most `k_max`
 /// items: enough tasks for the threads, at most [`CHUNK`], a multiple of [`MR`], and
 /// (but for [`MR`] rows at least) within [`SELECTOR_BYTES`] of selectors, as the full
@@ -312,24 +307,37 @@ impl RowState {
     }
 }
 
+/// What the metrics search wants of every query's list: its target (best relevant item
+/// and floor; `None`: no relevant item, an empty list), its length `ks[i]`, the rank
+/// from which counts need not be exact, and whether the query's own row is left out.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Wanted<'a> {
+    pub targets: &'a [Option<Target>],
+    pub ks: &'a [usize],
+    pub rank_cap: usize,
+    pub exclude_self: bool,
+}
+
 /// The lists and rank counts of [`super::engine`]'s metrics search, computed with the
 /// prefilter: for every query, its `ks[i]` best (internal scores) and the number of
 /// items ranked before its target, exactly as the full scan gives them (a count that
 /// reaches `rank_cap` may be short of the full scan's, but stays at least `rank_cap`).
 /// Queries without a target get an empty list. `Ok(None)` when the prefilter declines
 /// (see the module documentation).
-#[allow(clippy::too_many_arguments)]
 pub(crate) fn lists(
     q: &[f32],
     g: &[f32],
     d: usize,
     cols: Columns<'_>,
-    targets: &[Option<Target>],
-    ks: &[usize],
-    rank_cap: usize,
-    exclude_self: bool,
+    wanted: &Wanted<'_>,
     monitor: &Monitor<'_>,
 ) -> Result<Option<Pruned>, RetrievalError> {
+    let Wanted {
+        targets,
+        ks,
+        rank_cap,
+        exclude_self,
+    } = *wanted;
     if !available() || d == 0 || d > MAX_D {
         return Ok(None);
     }

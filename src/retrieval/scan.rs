@@ -57,30 +57,37 @@ pub(crate) struct RowScan {
     pub before: usize,
 }
 
-/// Score gallery rows `first..first + n` (packed in `b`) against the `m` query rows
-/// packed in `a` and scan them into `rows` (one [`RowScan`] per query row) without
+/// The packed operands of one tile, as [`Kernel::tile`] and [`Kernel::blocks`] take
+/// them: `m` query rows packed in `a` (panels of [`Kernel::mr`] rows), `n` gallery rows
+/// packed in `b` (panels of [`Kernel::nr`] rows), `d` dimensions.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Panels<'a> {
+    pub a: &'a [f32],
+    pub m: usize,
+    pub b: &'a [f32],
+    pub n: usize,
+    pub d: usize,
+}
+
+/// Score gallery rows `first..first + n` (packed in `panels.b`) against the `m` query
+/// rows packed in `panels.a` and scan them into `rows` (one [`RowScan`] per query row) without
 /// storing the tile: each micro-tile of [`Kernel::blocks`] is scanned from L1 right
 /// after the kernel writes it. Every score is the one [`Kernel::tile`] gives, and each
 /// row's candidates are offered in increasing gallery order, so the selectors and
 /// counts end as [`scan_row`] on the stored tile leaves them. `cols` maps the `n`
 /// columns. Returns `false` (doing nothing) when `kernel` has no fused scan.
-#[allow(clippy::too_many_arguments)]
 pub(crate) fn scan_fused(
     kernel: Kernel,
-    a: &[f32],
-    m: usize,
-    b: &[f32],
-    n: usize,
-    d: usize,
+    panels: Panels<'_>,
     cols: Columns<'_>,
     first: usize,
     rows: &mut [RowScan],
 ) -> bool {
-    assert!(rows.len() >= m);
+    assert!(rows.len() >= panels.m);
     match kernel {
         #[cfg(target_arch = "x86_64")]
         Kernel::Avx512 | Kernel::Avx2 => {
-            let count = rows[..m].iter().any(|r| r.target.is_some());
+            let count = rows[..panels.m].iter().any(|r| r.target.is_some());
             // The gallery has at most u32::MAX rows (validated).
             let first = first as u32;
             let (op, c) = x86::op_terms(cols);
@@ -92,7 +99,7 @@ pub(crate) fn scan_fused(
                 (_, false) => fused::<{ x86::RAW }, false>,
                 (_, true) => fused::<{ x86::RAW }, true>,
             };
-            f(kernel, a, m, b, n, d, c, first, rows)
+            f(kernel, panels, c, first, rows)
         }
         _ => false,
     }
@@ -100,18 +107,14 @@ pub(crate) fn scan_fused(
 
 /// [`scan_fused`] for one column map and count setting (AVX-512 or AVX2).
 #[cfg(target_arch = "x86_64")]
-#[allow(clippy::too_many_arguments)]
 fn fused<const OP: u8, const COUNT: bool>(
     kernel: Kernel,
-    a: &[f32],
-    m: usize,
-    b: &[f32],
-    n: usize,
-    d: usize,
+    panels: Panels<'_>,
     c: &[f32],
     first: u32,
     rows: &mut [RowScan],
 ) -> bool {
+    let Panels { a, m, b, n, d } = panels;
     let w = kernel.block_width();
     assert!(w == x86::W512 || w == x86::W256);
     assert!(OP == x86::RAW || c.len() >= n);
