@@ -1,7 +1,7 @@
 //! The search loop: sample a batch from the controller, evaluate the new candidates in
 //! parallel (rayon), reuse cached rewards of candidates seen before (by canonical form),
 //! give invalid candidates reward 0 and count them, update the controller, record one
-//! [`StepRecord`] and report progress per step.
+//! [`super::StepRecord`] and report progress per step.
 
 use super::driver::{evaluate, Driver};
 use super::record::{EvalContext, SearchConfig, SearchOutcome};
