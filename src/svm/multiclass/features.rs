@@ -10,7 +10,7 @@ use super::{
 };
 use crate::runtime::Monitor;
 use crate::svm::kernel::{FeatureGram, Gram, Kernel};
-use crate::svm::probability::pair_probability;
+use crate::svm::probability::{pair_probability, PairProblem};
 use crate::svm::solver::SolverParams;
 use crate::svm::SvmError;
 use ndarray::{Array2, ArrayView2, Axis};
@@ -108,13 +108,17 @@ pub fn fit_ovo_features_with(
             .map(|&i| sample_c[i])
             .collect();
         let na = members[a].len();
+        let problem = PairProblem {
+            gram: &g,
+            index: &index,
+            na,
+            c: &c,
+        };
         let sigmoid = match &perms {
-            Some(perms) => Some(pair_probability(
-                &g, &index, na, &c, &perms[p], &sub, monitor,
-            )?),
+            Some(perms) => Some(pair_probability(&problem, &perms[p], &sub, monitor)?),
             None => None,
         };
-        let sol = solve_pair_with_c(&g, &index, na, &c, &sub, monitor)?;
+        let sol = solve_pair_with_c(&problem, &sub, monitor)?;
         report(monitor, &done, pairs.len(), &sol)?;
         Ok((p, sol, sigmoid))
     };

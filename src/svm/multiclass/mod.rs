@@ -17,7 +17,7 @@
 //! solutions).
 
 use super::kernel::Gram;
-use super::probability::{cv_permutations, pair_probability};
+use super::probability::{cv_permutations, pair_probability, PairProblem};
 use super::solver::{solve_binary, BinarySolution, SolverParams};
 use super::SvmError;
 use crate::runtime::{Monitor, Progress};
@@ -138,13 +138,17 @@ pub fn fit_ovo_with(
             let index: Vec<usize> = members[a].iter().chain(&members[b]).copied().collect();
             let na = members[a].len();
             let c: Vec<f64> = index.iter().map(|&i| sample_c[i]).collect();
+            let problem = PairProblem {
+                gram,
+                index: &index,
+                na,
+                c: &c,
+            };
             let sigmoid = match &perms {
-                Some(perms) => Some(pair_probability(
-                    gram, &index, na, &c, &perms[p], &sub, monitor,
-                )?),
+                Some(perms) => Some(pair_probability(&problem, &perms[p], &sub, monitor)?),
                 None => None,
             };
-            let sol = solve_pair_with_c(gram, &index, na, &c, &sub, monitor)?;
+            let sol = solve_pair_with_c(&problem, &sub, monitor)?;
             report(monitor, &done, pairs.len(), &sol)?;
             Ok((p, sol, sigmoid))
         })
@@ -235,13 +239,11 @@ fn report(
 }
 
 fn solve_pair_with_c(
-    gram: &dyn Gram,
-    index: &[usize],
-    na: usize,
-    c: &[f64],
+    problem: &PairProblem<'_>,
     params: &SolverParams,
     monitor: &Monitor<'_>,
 ) -> Result<BinarySolution, SvmError> {
+    let PairProblem { gram, index, na, c } = *problem;
     let y: Vec<i8> = (0..index.len())
         .map(|t| if t < na { 1 } else { -1 })
         .collect();
