@@ -10,7 +10,7 @@
 //! cargo run --release --example svm_fit_timing -- 5000`.
 
 use gridmatch::runtime::Monitor;
-use gridmatch::svm::{fit_ovo_features, BuiltinKernel, Kernel, SolverParams};
+use gridmatch::svm::{fit_ovo_features, BuiltinKernel, Classes, Kernel, SolverParams};
 use ndarray::{Array2, Axis};
 use std::path::Path;
 
@@ -71,9 +71,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         let m = fit_ovo_features(
             &k,
             x.view(),
-            &y,
-            10,
-            &c,
+            &Classes::new(&y, 10, &c),
             &SolverParams::default(),
             &Monitor::none(),
         )?;
@@ -134,9 +132,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             let m = fit_ovo_features(
                 &k,
                 x.view(),
-                &y,
-                10,
-                &c,
+                &Classes::new(&y, 10, &c),
                 &SolverParams::default(),
                 &Monitor::none(),
             )

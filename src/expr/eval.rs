@@ -1,155 +1,22 @@
-//! Evaluation of compiled programs over matrices: the per-pair evaluator and the
-//! kernel-matrix, kernel-row and transform drivers.
+//! Evaluation of compiled programs over matrices: the kernel-matrix, kernel-row and
+//! transform drivers, which run the per-pair evaluator of [`super::pair`] row by row.
 //!
 //! A kernel matrix is evaluated pair by pair (rows in parallel with rayon), never
 //! materialising an `n×m×d` array. On sparse data the drivers use the evaluator of
 //! [`super::sparse`], which visits only the nonzero features that matter.
 
 use super::ast::ValueType;
-use super::compile::{Instr, Program, Src};
+use super::compile::Program;
+#[cfg(target_arch = "x86_64")]
+use super::fastmath::has_avx2_fma;
 use super::fastmath::{Fused, Madd, Unfused};
-use super::simd::{
-    bin_dispatch, bin_left, bin_new, bin_right, reduce, reduce_bin, unary_inplace, unary_scalar,
-    View,
-};
-use super::sparse::{self, SparseRows, Weights};
+use super::nonzero::SparseRows;
+use super::pair::PairEvaluator;
+use super::sparse;
 use super::ExprError;
 use crate::runtime::CancelToken;
 use ndarray::{Array2, ArrayView2};
 use rayon::prelude::*;
-
-/// Per-thread evaluation state for one [`Program`] and feature count: scratch slots and
-/// scalar registers, allocated once and reused for every pair.
-pub struct PairEvaluator<'p> {
-    pub(super) prog: &'p Program,
-    /// Length of the operand vectors of the current run (the feature count, or the
-    /// number of gathered lanes on the sparse path).
-    pub(super) d: usize,
-    slots: Vec<f64>,
-    sca: Vec<f64>,
-    /// Sparse path: how the reductions weight the gathered lanes (`None`: dense).
-    pub(super) wt: Option<Weights>,
-    /// Sparse path: gathered `x` and `y` lanes.
-    pub(super) gx: Vec<f64>,
-    pub(super) gy: Vec<f64>,
-}
-
-impl PairEvaluator<'_> {
-    #[inline(always)]
-    fn view<'a>(&'a self, s: Src, x: &'a [f64], y: &'a [f64], slots: &'a [f64]) -> View<'a> {
-        match s {
-            Src::X => View::V(x),
-            Src::Y => View::V(y),
-            Src::Slot(k) => View::V(&slots[k * self.d..(k + 1) * self.d]),
-            Src::Sca(k) => View::C(self.sca[k]),
-            Src::Const(c) => View::C(c),
-        }
-    }
-
-    #[inline(always)]
-    fn scalar(&self, s: Src) -> f64 {
-        match s {
-            Src::Sca(k) => self.sca[k],
-            Src::Const(c) => c,
-            _ => f64::NAN,
-        }
-    }
-
-    /// Run the program on one pair; afterwards the result is in [`Self::result`].
-    #[inline(always)]
-    fn run<M: Madd>(&mut self, x: &[f64], y: &[f64]) {
-        let d = self.d;
-        let mut slots = std::mem::take(&mut self.slots);
-        for ins in &self.prog.instrs {
-            match *ins {
-                Instr::Load { src, slot } => {
-                    let from = if src == Src::Y { y } else { x };
-                    slots[slot * d..(slot + 1) * d].copy_from_slice(from);
-                }
-                Instr::UnaryV { f, slot } => {
-                    unary_inplace::<M>(f, &mut slots[slot * d..(slot + 1) * d])
-                }
-                Instr::UnaryS { f, a, out } => self.sca[out] = unary_scalar::<M>(f, self.scalar(a)),
-                Instr::BinS { f, a, b, out } => {
-                    self.sca[out] = f.apply(self.scalar(a), self.scalar(b));
-                }
-                Instr::BinLeft { f, slot, b } | Instr::BinRight { f, a: b, slot } => {
-                    let left = matches!(ins, Instr::BinLeft { .. });
-                    let (o, other): (&mut [f64], View<'_>) = match b {
-                        Src::Slot(k) => {
-                            let (o, other) = two_slots(&mut slots, d, slot, k);
-                            (o, View::V(other))
-                        }
-                        Src::X => (&mut slots[slot * d..(slot + 1) * d], View::V(x)),
-                        Src::Y => (&mut slots[slot * d..(slot + 1) * d], View::V(y)),
-                        Src::Sca(k) => (&mut slots[slot * d..(slot + 1) * d], View::C(self.sca[k])),
-                        Src::Const(c) => (&mut slots[slot * d..(slot + 1) * d], View::C(c)),
-                    };
-                    if left {
-                        bin_dispatch!(f, bin_left, o, other);
-                    } else {
-                        bin_dispatch!(f, bin_right, o, other);
-                    }
-                }
-                Instr::BinNew { f, a, b, slot } => {
-                    // (The compiler never gives BinNew a slot operand: `slots` is borrowed
-                    // mutably for the output here.)
-                    let operand = |s: Src| match s {
-                        Src::X => View::V(x),
-                        Src::Y => View::V(y),
-                        Src::Sca(k) => View::C(self.sca[k]),
-                        Src::Const(c) => View::C(c),
-                        Src::Slot(_) => View::C(f64::NAN),
-                    };
-                    let (va, vb) = (operand(a), operand(b));
-                    let o = &mut slots[slot * d..(slot + 1) * d];
-                    bin_dispatch!(f, bin_new, o, va, vb);
-                }
-                Instr::ReduceBin { red, f, a, b, out } => {
-                    let va = self.view(a, x, y, &slots);
-                    let vb = self.view(b, x, y, &slots);
-                    self.sca[out] = match &self.wt {
-                        None => reduce_bin::<M>(red, f, va, vb, d),
-                        Some(w) => sparse::reduce_bin_weighted::<M>(red, f, va, vb, w),
-                    };
-                }
-                Instr::Reduce { f, a, b, out } => {
-                    let va = self.view(a, x, y, &slots);
-                    let vb = b.map(|b| self.view(b, x, y, &slots));
-                    self.sca[out] = match &self.wt {
-                        None => reduce::<M>(f, va, vb, d),
-                        Some(w) => sparse::reduce_weighted::<M>(f, va, vb, w),
-                    };
-                }
-            }
-        }
-        self.slots = slots;
-    }
-
-    /// Evaluate a scalar-valued program (a kernel) on one pair.
-    #[inline(always)]
-    pub(super) fn kernel<M: Madd>(&mut self, x: &[f64], y: &[f64]) -> f64 {
-        self.run::<M>(x, y);
-        match self.prog.result {
-            Src::Sca(k) => self.sca[k],
-            Src::Const(c) => c,
-            _ => f64::NAN,
-        }
-    }
-
-    /// Evaluate a program on one row (`y` = `x`) into `out` (`d` values; a scalar
-    /// result is broadcast).
-    #[inline(always)]
-    fn transform<M: Madd>(&mut self, x: &[f64], out: &mut [f64]) {
-        self.run::<M>(x, x);
-        match self.prog.result {
-            Src::X | Src::Y => out.copy_from_slice(x),
-            Src::Slot(k) => out.copy_from_slice(&self.slots[k * self.d..(k + 1) * self.d]),
-            Src::Sca(k) => out.fill(self.sca[k]),
-            Src::Const(c) => out.fill(c),
-        }
-    }
-}
 
 /// `row[j] = k(xi, y_j)` for `j >= from`.
 #[inline(always)]
@@ -201,11 +68,6 @@ pub(super) fn kernel_row(
         }
     }
     kernel_row_generic::<Unfused>(ev, xi, ys, from, row);
-}
-
-#[cfg(target_arch = "x86_64")]
-pub(super) fn has_avx2_fma() -> bool {
-    std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
 }
 
 /// Transform one row (AVX2 + FMA where present).
@@ -261,16 +123,6 @@ unsafe fn kernel_cols_avx2(
     kernel_cols_generic::<Fused>(ev, xi, ys, cols, out);
 }
 
-fn two_slots(buf: &mut [f64], d: usize, a: usize, b: usize) -> (&mut [f64], &[f64]) {
-    if a < b {
-        let (lo, hi) = buf.split_at_mut(b * d);
-        (&mut lo[a * d..(a + 1) * d], &hi[..d])
-    } else {
-        let (lo, hi) = buf.split_at_mut(a * d);
-        (&mut hi[..d], &lo[b * d..(b + 1) * d])
-    }
-}
-
 impl Program {
     /// Number of vector scratch slots.
     pub fn n_slots(&self) -> usize {
@@ -285,20 +137,6 @@ impl Program {
     /// Whether the program has no instructions (a variable or a constant).
     pub fn is_empty(&self) -> bool {
         self.instrs.is_empty()
-    }
-
-    /// An evaluator for `d` features.
-    pub fn evaluator(&self, d: usize) -> PairEvaluator<'_> {
-        PairEvaluator {
-            prog: self,
-            d,
-            // (Room for the sparse path's extra lanes.)
-            slots: vec![0.0; self.n_slots * (d + sparse::EXTRA_LANES)],
-            sca: vec![0.0; self.n_sca],
-            wt: None,
-            gx: Vec::new(),
-            gy: Vec::new(),
-        }
     }
 
     /// Check that the program is a kernel (scalar-valued).

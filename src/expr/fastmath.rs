@@ -28,6 +28,13 @@ pub struct Fused;
 #[derive(Clone, Copy)]
 pub struct Unfused;
 
+/// Whether this CPU has AVX2 and FMA (the dispatchers run the [`Fused`] variants only
+/// then).
+#[cfg(target_arch = "x86_64")]
+pub(super) fn has_avx2_fma() -> bool {
+    std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
+}
+
 impl Madd for Fused {
     const AVX2: bool = true;
     #[inline(always)]

@@ -20,15 +20,19 @@ mod ast;
 mod compile;
 mod eval;
 mod fastmath;
+mod nonzero;
+mod pair;
 mod parse;
 mod simd;
 mod sparse;
+mod visit;
+mod weighted;
 
 pub use ast::{BinOp, Expr, Func, ValueType, ALL_FUNCS, VAR_NAMES};
 pub use compile::Program;
-pub use eval::PairEvaluator;
+pub use nonzero::SparseRows;
+pub use pair::PairEvaluator;
 pub use parse::{parse, parse_with_vars, MAX_DEPTH};
-pub use sparse::SparseRows;
 
 /// Runs one level of a recursion over an expression tree (parsing, compiling, printing,
 /// comparing, bounding) with at least 64 KiB of stack left: when the calling thread's

@@ -9,7 +9,7 @@ use super::heavy::run_heavy;
 use super::search::{read_spec, KernelData, TransformData};
 use crate::expr::{self, Expr};
 use crate::rl::driver::evaluate;
-use crate::rl::search::EvalContext;
+use crate::rl::record::EvalContext;
 use crate::rl::{reward, SpaceKind};
 use crate::runtime::{self, Cancelled};
 use pyo3::prelude::*;

@@ -4,8 +4,8 @@
 use super::errors::{self, Kind};
 use super::heavy::run_heavy;
 use crate::svm::{
-    fit_ovo_features_with, fit_ovo_with, predict_proba, BuiltinKernel, ExprGram, Gram, Kernel,
-    KernelSpec, OvoModel, PrecomputedGram, ShiftedKernel, SolverParams, SvmError, SvmSpec,
+    fit_ovo_features_with, fit_ovo_with, predict_proba, BuiltinKernel, Classes, ExprGram, Gram,
+    Kernel, KernelSpec, OvoModel, PrecomputedGram, ShiftedKernel, SolverParams, SvmError, SvmSpec,
     KERNEL_NAMES,
 };
 use numpy::{IntoPyArray, PyArray2, PyReadonlyArray1, PyReadonlyArray2, ToPyArray};
@@ -125,7 +125,7 @@ pub(crate) fn svm_fit<'py>(
         let k = k.as_ref();
         run_heavy(py, callback, |mon| {
             with_threads(n_jobs, || {
-                fit_ovo_features_with(k, xv, &y, n_classes, &c, &params, prob, mon)
+                fit_ovo_features_with(k, xv, &Classes::new(&y, n_classes, &c), &params, prob, mon)
             })
         })?
     } else {
@@ -182,7 +182,7 @@ fn fit(
     probability: Option<u32>,
     mon: &crate::runtime::Monitor<'_>,
 ) -> Result<OvoModel, SvmError> {
-    fit_ovo_with(g, y, n_classes, c, params, probability, mon)
+    fit_ovo_with(g, &Classes::new(y, n_classes, c), params, probability, mon)
 }
 
 /// Decision values `(n, n_pairs)` (libsvm's sign convention) of a fitted model

@@ -12,7 +12,8 @@
 //!   `1/R * sum_{i<=R} P(i) * rel(i)` with `P(i)` the precision at rank i.
 //! - R-precision: relevant items among the top R, divided by R.
 
-use super::engine::{ranks_pay, search, Relevant};
+use super::engine::{search, Request};
+use super::targets::{ranks_pay, Relevant};
 use super::topk::Neighbor;
 use super::{validate, KnnOptions, Metric, RetrievalError};
 use crate::runtime::Monitor;
@@ -264,12 +265,15 @@ pub fn evaluate(
         start,
         rank_cap,
     });
-    let stats = search(
+    let request = Request {
         queries,
         gallery,
-        k_search,
-        relevant.as_ref(),
-        &options.knn,
+        k: k_search,
+        relevant: relevant.as_ref(),
+        options: &options.knn,
+    };
+    let stats = search(
+        &request,
         monitor,
         |i, list: &[Neighbor], rank: Option<usize>| {
             let r = rel.r[i];

@@ -23,8 +23,10 @@ mod engine;
 mod kernel;
 mod metrics;
 mod prefilter;
+mod prepared;
 mod scan;
 pub mod spec;
+mod targets;
 mod topk;
 #[cfg(feature = "torch")]
 pub mod torch_backend;

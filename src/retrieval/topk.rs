@@ -129,6 +129,14 @@ pub(crate) fn merge(lists: &[Vec<Neighbor>], k: usize) -> Vec<Neighbor> {
     all
 }
 
+/// Upper bound on the memory of the top-k selectors of one task.
+pub(crate) const SELECTOR_BYTES: usize = 64 << 20;
+
+/// Bytes of the top-k selector of a list of `k` items.
+pub(crate) fn selector_bytes(k: usize) -> usize {
+    (2 * k).max(k + 64) * std::mem::size_of::<Neighbor>()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

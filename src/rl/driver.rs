@@ -8,7 +8,7 @@
 //! rules (non-finite → invalid, past the timeout → "timed out after X s") are one.
 
 use super::controller::{uniform_entropy, Policy};
-use super::search::{Candidate, EvalContext, SearchConfig, SearchOutcome, StepRecord};
+use super::record::{Candidate, EvalContext, SearchConfig, SearchOutcome, StepRecord};
 use super::space::Space;
 use super::{ControllerKind, RlError};
 use crate::expr::Expr;

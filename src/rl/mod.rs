@@ -1,12 +1,14 @@
 //! Reinforcement-learning search over expressions (the paper's kernel and transform
 //! search): search spaces as data ([`space`]), the GRU controller trained with
 //! REINFORCE ([`controller`]), the search loop's steps with caching and invalid-candidate
-//! accounting, for any evaluator ([`driver`]), the in-process loop with parallel
-//! evaluation and progress reporting ([`search`]), and the search spec that crosses the
-//! Python boundary and is stored with results ([`spec`]).
+//! accounting, for any evaluator ([`driver`]), the settings and records they share
+//! ([`record`]), the in-process loop with parallel evaluation and progress reporting
+//! ([`search`]), and the search spec that crosses the Python boundary and is stored with
+//! results ([`spec`]).
 
 pub mod controller;
 pub mod driver;
+pub mod record;
 pub mod reward;
 pub mod search;
 pub mod space;
@@ -14,7 +16,8 @@ pub mod spec;
 
 pub use controller::{ControllerConfig, ControllerKind};
 pub use driver::{judge, Batch, Driver};
-pub use search::{search, Candidate, EvalContext, SearchConfig, SearchOutcome, StepRecord};
+pub use record::{Candidate, EvalContext, SearchConfig, SearchOutcome, StepRecord};
+pub use search::search;
 pub use space::{Space, SpaceKind};
 pub use spec::{SearchSpec, SpaceSpec};
 

@@ -2,11 +2,11 @@
 //! (kernel search) and recall@1 of retrieval with transformed embeddings (transform
 //! search).
 
-use super::search::EvalContext;
+use super::record::EvalContext;
 use crate::expr::{Expr, ExprError, Program};
 use crate::retrieval::{recall_at_k, Metric};
 use crate::runtime::{CancelToken, Monitor};
-use crate::svm::{fit_ovo, PrecomputedGram, SolverParams};
+use crate::svm::{fit_ovo, Classes, PrecomputedGram, SolverParams};
 use ndarray::{Array2, ArrayView2, Axis};
 
 fn expr_msg(e: ExprError) -> String {
@@ -117,9 +117,7 @@ pub fn kernel_reward(
     let mon = Monitor::new(tok.clone(), None);
     let model = fit_ovo(
         &gram,
-        task.y_train,
-        task.n_classes,
-        &bounds,
+        &Classes::new(task.y_train, task.n_classes, &bounds),
         &task.params,
         &mon,
     )

@@ -19,12 +19,12 @@
 //!
 //! ```
 //! use gridmatch::runtime::Monitor;
-//! use gridmatch::svm::{fit_ovo, PrecomputedGram, SolverParams};
+//! use gridmatch::svm::{fit_ovo, Classes, PrecomputedGram, SolverParams};
 //! use ndarray::array;
 //! let k = array![[1.0, 0.9, 0.1, 0.0], [0.9, 1.0, 0.0, 0.1], [0.1, 0.0, 1.0, 0.9], [0.0, 0.1, 0.9, 1.0]];
 //! let gram = PrecomputedGram::new(k.view()).unwrap();
 //! let y = [0, 0, 1, 1];
-//! let model = fit_ovo(&gram, &y, 2, &[1.0; 4], &SolverParams::default(), &Monitor::none()).unwrap();
+//! let model = fit_ovo(&gram, &Classes::new(&y, 2, &[1.0; 4]), &SolverParams::default(), &Monitor::none()).unwrap();
 //! let pred = model.predict_precomputed(k.view()).unwrap();
 //! assert_eq!(pred, vec![0, 0, 1, 1]);
 //! ```
@@ -40,7 +40,9 @@ pub mod spec;
 pub use kernel::{
     BuiltinKernel, ExprGram, FeatureGram, Gram, Kernel, PrecomputedGram, ShiftedKernel,
 };
-pub use multiclass::{fit_ovo, fit_ovo_features, fit_ovo_features_with, fit_ovo_with, OvoModel};
+pub use multiclass::{
+    fit_ovo, fit_ovo_features, fit_ovo_features_with, fit_ovo_with, Classes, OvoModel,
+};
 pub use predict::predict_from_decision;
 pub use probability::predict_proba;
 pub use solver::{solve_binary, BinarySolution, SolverParams};

@@ -317,26 +317,37 @@ pub fn predict_proba(
     Ok(out)
 }
 
+/// One pair's binary problem: the samples `index` of `gram` (gram indices; the first
+/// `na` are the first class, the rest the second) with box bounds `c`.
+#[derive(Clone, Copy)]
+pub struct PairProblem<'a> {
+    /// The kernel values, read by gram index.
+    pub gram: &'a dyn Gram,
+    /// Gram indices of the pair's samples, first class first.
+    pub index: &'a [usize],
+    /// Number of samples of the first class.
+    pub na: usize,
+    /// Box bound of each sample (in `index` order).
+    pub c: &'a [f64],
+}
+
 /// The sigmoid `(A, B)` of one pair problem from 5-fold cross-validation decision
 /// values (libsvm's `svm_binary_svc_probability`).
 ///
-/// The pair problem is `index` (gram indices; the first `na` samples are the first
-/// class) with box bounds `c`; `perm` is its shuffle from [`cv_permutations`]. Fold `f`
-/// holds out positions `fold_bounds(l, f)` of `perm` and trains on the rest with the
-/// same bounds (grouped as libsvm groups them: second class first); the held-out
-/// samples get that model's decision values (sign: positive for the first class). A
-/// training part with one class only gives its held-out samples `+1` (first class) or
-/// `-1`, an empty one `0`, as libsvm does. The folds run in parallel, each solver with
+/// `perm` is the shuffle of `problem` from [`cv_permutations`]. Fold `f` holds out
+/// positions `fold_bounds(l, f)` of `perm` and trains on the rest with the same bounds
+/// (grouped as libsvm groups them: second class first); the held-out samples get that
+/// model's decision values (sign: positive for the first class). A training part with
+/// one class only gives its held-out samples `+1` (first class) or `-1`, an empty one
+/// `0`, as libsvm does. The folds run in parallel, each solver with
 /// `params.cache_bytes / N_FOLDS` of row cache.
 pub fn pair_probability(
-    gram: &dyn Gram,
-    index: &[usize],
-    na: usize,
-    c: &[f64],
+    problem: &PairProblem<'_>,
     perm: &[usize],
     params: &SolverParams,
     monitor: &Monitor<'_>,
 ) -> Result<(f64, f64), SvmError> {
+    let PairProblem { index, na, c, .. } = *problem;
     let l = index.len();
     if c.len() != l || perm.len() != l || na > l {
         return Err(SvmError::Shape(format!(
@@ -351,7 +362,7 @@ pub fn pair_probability(
     };
     let folds = (0..N_FOLDS)
         .into_par_iter()
-        .map(|f| fold_decisions(gram, index, na, c, perm, f, &sub, monitor))
+        .map(|f| fold_decisions(problem, perm, f, &sub, monitor))
         .collect::<Result<Vec<_>, SvmError>>()?;
     let mut dec = vec![0.0; l];
     for fold in folds {
@@ -365,17 +376,14 @@ pub fn pair_probability(
 
 /// Decision values `(position in the pair problem, value)` of the samples held out by
 /// fold `f`.
-#[allow(clippy::too_many_arguments)]
 fn fold_decisions(
-    gram: &dyn Gram,
-    index: &[usize],
-    na: usize,
-    c: &[f64],
+    problem: &PairProblem<'_>,
     perm: &[usize],
     f: usize,
     params: &SolverParams,
     monitor: &Monitor<'_>,
 ) -> Result<Vec<(usize, f64)>, SvmError> {
+    let PairProblem { gram, index, na, c } = *problem;
     let (begin, end) = fold_bounds(perm.len(), f);
     let held = &perm[begin..end];
     let rest: Vec<usize> = perm[..begin].iter().chain(&perm[end..]).copied().collect();
@@ -561,16 +569,15 @@ mod tests {
         let g = FeatureGram::new(&k, x.view());
         let index: Vec<usize> = (0..n).collect();
         let perm = cv_permutations(0, &[(20, 20)]).remove(0);
-        let (a, b) = pair_probability(
-            &g,
-            &index,
-            20,
-            &vec![1.0; n],
-            &perm,
-            &SolverParams::default(),
-            &Monitor::none(),
-        )
-        .unwrap();
+        let c = vec![1.0; n];
+        let problem = PairProblem {
+            gram: &g,
+            index: &index,
+            na: 20,
+            c: &c,
+        };
+        let (a, b) =
+            pair_probability(&problem, &perm, &SolverParams::default(), &Monitor::none()).unwrap();
         assert!(a < -1.0 && b.abs() < 1.0, "A = {a}, B = {b}");
         assert!(sigmoid_predict(1.0, a, b) > 0.8);
     }

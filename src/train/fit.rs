@@ -4,7 +4,7 @@
 use super::parallel::{shard, DataParallel};
 use super::precision::{LossScaler, MIN_SCALE};
 use super::source::ImageSource;
-use super::step::step_loss;
+use super::step::{step_loss, StepBatch};
 use super::{GsnError, Model, Optim, TrainSpec};
 use crate::data::grid::plan_batch;
 use crate::rng::Rng;
@@ -86,13 +86,6 @@ pub fn validation_metrics(e: &Tensor, ids: &[i64]) -> Result<Vec<(String, f64)>,
         .collect();
     out.push(("val_map@r".to_string(), ev.map_at_r));
     Ok(out)
-}
-
-/// One batch prepared for a step.
-pub(super) struct StepBatch {
-    pub(super) x: Tensor,
-    pub(super) labels: Vec<i64>,
-    pub(super) classes: Option<Vec<i64>>,
 }
 
 /// Train `model` on `data`, its forward passes in `model.precision`. Reports one
@@ -323,7 +316,7 @@ pub fn fit_parallel(
                     labels: prep.labels,
                     classes: prep.classes,
                 };
-                let loss = step_loss(model, &batch, cfg, &mut rng)?; // float32
+                let loss = step_loss(model, &batch, &cfg.spec, &mut rng)?; // float32
                 opt.zero_grad();
                 match &scaler {
                     Some(s) => s.scaled(&loss)?.f_backward()?,

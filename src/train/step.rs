@@ -2,18 +2,25 @@
 //! network), the similarity map, the loss with its autograd graph; the networks run in
 //! the model's precision, the similarities and the loss in float32.
 
-use super::fit::{StepBatch, TrainConfig};
 use super::precision::Autocast;
+use super::spec::TrainSpec;
 use super::{GsnError, Model};
 use crate::data::grid::{build_grids, Negatives};
 use crate::rng::Rng;
 use tch::{Device, Tensor};
 
+/// One batch prepared for a step.
+pub(super) struct StepBatch {
+    pub(super) x: Tensor,
+    pub(super) labels: Vec<i64>,
+    pub(super) classes: Option<Vec<i64>>,
+}
+
 /// Loss of one step (with the autograd graph).
 pub(super) fn step_loss(
     model: &Model,
     batch: &StepBatch,
-    cfg: &TrainConfig,
+    spec: &TrainSpec,
     rng: &mut Rng,
 ) -> Result<Tensor, GsnError> {
     let b = batch.labels.len() as i64;
@@ -27,14 +34,14 @@ pub(super) fn step_loss(
         let _region = autocast()?;
         Ok(model.query.embed(x, true)?)
     };
-    if !cfg.spec.loss.is_grid() {
+    if !spec.loss.is_grid() {
         let e = embed(&batch.x)?;
         let labels = Tensor::f_from_slice(&batch.labels)?.f_to_device(dev)?;
-        return Ok(cfg.spec.loss.pairs(&e, &labels)?);
+        return Ok(spec.loss.pairs(&e, &labels)?);
     }
-    let cells = cfg.spec.grid.cells() as i64;
-    let need_sim = matches!(cfg.spec.negatives, Negatives::Mined | Negatives::SemiHard)
-        || (cfg.spec.negatives == Negatives::Hard && batch.classes.is_none());
+    let cells = spec.grid.cells() as i64;
+    let need_sim = matches!(spec.negatives, Negatives::Mined | Negatives::SemiHard)
+        || (spec.negatives == Negatives::Hard && batch.classes.is_none());
     // The CPU copy of a batch's similarity matrix, for the negatives mined from it.
     let to_cpu = |s: &Tensor| -> Result<Vec<f32>, GsnError> {
         let s = s.f_detach()?.f_to_device(Device::Cpu)?;
@@ -47,8 +54,8 @@ pub(super) fn step_loss(
             &batch.labels,
             batch.classes.as_deref(),
             sim.as_deref(),
-            cfg.spec.grid,
-            cfg.spec.negatives,
+            spec.grid,
+            spec.negatives,
         );
         let g = Tensor::f_from_slice(&g)?.f_to_device(dev)?;
         let t = Tensor::f_from_slice(&t)?
@@ -62,7 +69,7 @@ pub(super) fn step_loss(
             let full = e.f_matmul(&e.f_tr()?)?;
             let (g, t) = grids(need_sim.then(|| to_cpu(&full)).transpose()?)?;
             let sim = full.f_gather(1, &g.f_view([b, cells])?, false)?;
-            Ok(cfg.spec.loss.grid(&sim, &t)?)
+            Ok(spec.loss.grid(&sim, &t)?)
         }
         Some(target) => {
             let q = embed(&batch.x)?;
@@ -77,20 +84,20 @@ pub(super) fn step_loss(
                 &batch.x,
                 &g,
                 b,
-                cfg.spec.grid.rows as i64,
-                cfg.spec.grid.cols as i64,
+                spec.grid.rows as i64,
+                spec.grid.cols as i64,
             )?;
             let vol = {
                 let _region = autocast()?;
                 target.volume(
                     &stitched,
-                    cfg.spec.grid.rows as i64,
-                    cfg.spec.grid.cols as i64,
+                    spec.grid.rows as i64,
+                    spec.grid.cols as i64,
                     true,
                 )?
             }; // (b, cells, d)
             let sim = vol.f_bmm(&q.f_unsqueeze(2)?)?.f_squeeze_dim(2)?;
-            Ok(cfg.spec.loss.grid(&sim, &t)?)
+            Ok(spec.loss.grid(&sim, &t)?)
         }
     }
 }

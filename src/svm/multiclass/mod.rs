@@ -11,15 +11,25 @@
 //!   (scikit-learn's `dual_coef_` before its binary sign flip);
 //! - `rho`: one bias per pair; the pair's decision value is `sum coef K - rho`
 //!   (scikit-learn's `intercept_ = -rho`, before its binary sign flip).
+//!
+//! Files: this one (the model, the labels, fitting on any [`Gram`]), `features`
+//! ([`fit_ovo_features`]: shared kernel blocks), `assemble` (the model from the pair
+//! solutions).
 
-use super::kernel::{Gram, Kernel};
-use super::probability::{cv_permutations, pair_probability};
+use super::kernel::Gram;
+use super::probability::{cv_permutations, pair_probability, PairProblem};
 use super::solver::{solve_binary, BinarySolution, SolverParams};
 use super::SvmError;
 use crate::runtime::{Monitor, Progress};
-use ndarray::{Array2, ArrayView2, Axis};
+use ndarray::Array2;
 use rayon::prelude::*;
 use std::sync::atomic::{AtomicUsize, Ordering};
+
+mod assemble;
+mod features;
+
+use assemble::assemble;
+pub use features::{fit_ovo_features, fit_ovo_features_with};
 
 /// A fitted one-vs-one model (see the module docs for the layout).
 #[derive(Debug, Clone, PartialEq)]
@@ -44,6 +54,30 @@ pub struct OvoModel {
     pub prob_b: Vec<f64>,
 }
 
+/// The training labels of a multiclass problem: the class of every sample (`y[i] <
+/// n_classes`) and its box bound (`C` times class and sample weights; a sample with a
+/// bound `<= 0` is left out).
+#[derive(Debug, Clone, Copy)]
+pub struct Classes<'a> {
+    /// Class of each training sample.
+    pub y: &'a [usize],
+    /// Number of classes.
+    pub n_classes: usize,
+    /// Box bound of each training sample.
+    pub sample_c: &'a [f64],
+}
+
+impl<'a> Classes<'a> {
+    /// Labels `y` in `0..n_classes` with box bounds `sample_c`.
+    pub fn new(y: &'a [usize], n_classes: usize, sample_c: &'a [f64]) -> Self {
+        Classes {
+            y,
+            n_classes,
+            sample_c,
+        }
+    }
+}
+
 /// The pairs `(a, b)`, `a < b`, in libsvm's order.
 pub fn pairs(n_classes: usize) -> Vec<(usize, usize)> {
     let mut v = Vec::with_capacity(n_classes * n_classes.saturating_sub(1) / 2);
@@ -57,19 +91,18 @@ pub fn pairs(n_classes: usize) -> Vec<(usize, usize)> {
 
 /// Fit a one-vs-one C-SVC.
 ///
-/// `y[i] < n_classes` is the class of training sample `i` of `gram`; `sample_c[i]` its
-/// box bound (`C` times class and sample weights). Samples with a bound `<= 0` are left
-/// out (as scikit-learn does for non-positive sample weights). The kernel-row cache
-/// budget `params.cache_bytes` is shared by the binary problems running at once.
+/// `classes.y[i] < n_classes` is the class of training sample `i` of `gram`;
+/// `classes.sample_c[i]` its box bound (`C` times class and sample weights). Samples
+/// with a bound `<= 0` are left out (as scikit-learn does for non-positive sample
+/// weights). The kernel-row cache budget `params.cache_bytes` is shared by the binary
+/// problems running at once.
 pub fn fit_ovo(
     gram: &dyn Gram,
-    y: &[usize],
-    n_classes: usize,
-    sample_c: &[f64],
+    classes: &Classes<'_>,
     params: &SolverParams,
     monitor: &Monitor<'_>,
 ) -> Result<OvoModel, SvmError> {
-    fit_ovo_with(gram, y, n_classes, sample_c, params, None, monitor)
+    fit_ovo_with(gram, classes, params, None, monitor)
 }
 
 /// [`fit_ovo`], and with `probability = Some(seed)` also libsvm's probability model
@@ -77,13 +110,16 @@ pub fn fit_ovo(
 /// cross-validation whose shuffles are drawn from `seed`.
 pub fn fit_ovo_with(
     gram: &dyn Gram,
-    y: &[usize],
-    n_classes: usize,
-    sample_c: &[f64],
+    classes: &Classes<'_>,
     params: &SolverParams,
     probability: Option<u32>,
     monitor: &Monitor<'_>,
 ) -> Result<OvoModel, SvmError> {
+    let Classes {
+        y,
+        n_classes,
+        sample_c,
+    } = *classes;
     let n = gram.n();
     let members = group(n, y, n_classes, sample_c)?;
     let pairs = pairs(n_classes);
@@ -102,13 +138,17 @@ pub fn fit_ovo_with(
             let index: Vec<usize> = members[a].iter().chain(&members[b]).copied().collect();
             let na = members[a].len();
             let c: Vec<f64> = index.iter().map(|&i| sample_c[i]).collect();
+            let problem = PairProblem {
+                gram,
+                index: &index,
+                na,
+                c: &c,
+            };
             let sigmoid = match &perms {
-                Some(perms) => Some(pair_probability(
-                    gram, &index, na, &c, &perms[p], &sub, monitor,
-                )?),
+                Some(perms) => Some(pair_probability(&problem, &perms[p], &sub, monitor)?),
                 None => None,
             };
-            let sol = solve_pair_with_c(gram, &index, na, &c, &sub, monitor)?;
+            let sol = solve_pair_with_c(&problem, &sub, monitor)?;
             report(monitor, &done, pairs.len(), &sol)?;
             Ok((p, sol, sigmoid))
         })
@@ -123,163 +163,6 @@ fn permutations(seed: u32, pairs: &[(usize, usize)], members: &[Vec<usize>]) -> 
         .map(|&(a, b)| (members[a].len(), members[b].len()))
         .collect();
     cv_permutations(seed, &sizes)
-}
-
-/// Fit a one-vs-one C-SVC on feature rows `x` with `kernel`, sharing kernel work
-/// between the binary problems.
-///
-/// When the within-class kernel blocks plus the cross-class blocks of the problems
-/// running at once fit in `params.cache_bytes`, every within-class block
-/// `K(class a, class a)` is computed once (by [`Kernel::block`], a matrix product for
-/// the built-in kernels) and shared by the `n_classes - 1` problems that need it; each
-/// problem computes its cross block `K(a, b)` the same way; the solver's row cache
-/// gets the rest of the budget. Otherwise it falls back to [`fit_ovo`] with kernel rows
-/// computed on demand. Same results either way (up to float rounding).
-pub fn fit_ovo_features(
-    kernel: &dyn Kernel,
-    x: ArrayView2<'_, f32>,
-    y: &[usize],
-    n_classes: usize,
-    sample_c: &[f64],
-    params: &SolverParams,
-    monitor: &Monitor<'_>,
-) -> Result<OvoModel, SvmError> {
-    fit_ovo_features_with(kernel, x, y, n_classes, sample_c, params, None, monitor)
-}
-
-/// [`fit_ovo_features`], and with `probability = Some(seed)` also the probability
-/// model (as [`fit_ovo_with`]; the cross-validation folds read the same shared blocks).
-#[allow(clippy::too_many_arguments)]
-pub fn fit_ovo_features_with(
-    kernel: &dyn Kernel,
-    x: ArrayView2<'_, f32>,
-    y: &[usize],
-    n_classes: usize,
-    sample_c: &[f64],
-    params: &SolverParams,
-    probability: Option<u32>,
-    monitor: &Monitor<'_>,
-) -> Result<OvoModel, SvmError> {
-    let n = x.nrows();
-    let members = group(n, y, n_classes, sample_c)?;
-    let pairs = pairs(n_classes);
-    let f = std::mem::size_of::<f32>();
-    let diag_bytes: usize = members.iter().map(|m| m.len() * m.len() * f).sum();
-    let cross_bytes = pairs
-        .iter()
-        .map(|&(a, b)| members[a].len() * members[b].len() * f)
-        .max()
-        .unwrap_or(0);
-    let threads = rayon::current_num_threads().clamp(1, pairs.len());
-    let room = params.cache_bytes.saturating_sub(diag_bytes);
-    let concurrent = room
-        .checked_div(cross_bytes)
-        .map_or(threads, |v| v.min(threads));
-    if concurrent == 0 {
-        let g = super::kernel::FeatureGram::new(kernel, x);
-        return fit_ovo_with(&g, y, n_classes, sample_c, params, probability, monitor);
-    }
-    let sub = SolverParams {
-        cache_bytes: (room - concurrent * cross_bytes) / concurrent,
-        ..*params
-    };
-    let xs: Vec<Array2<f32>> = members.iter().map(|m| x.select(Axis(0), m)).collect();
-    let mut diag = Vec::with_capacity(n_classes);
-    for xk in &xs {
-        monitor.check()?;
-        let mut k = Array2::<f32>::zeros((xk.nrows(), xk.nrows()));
-        kernel.block_symmetric(xk.view(), k.view_mut());
-        diag.push(k);
-    }
-    let perms = probability.map(|seed| permutations(seed, &pairs, &members));
-    let order = largest_first(&pairs, &members);
-    let done = AtomicUsize::new(0);
-    // `concurrent` workers take the pairs (largest first) from one queue: at most
-    // `concurrent` cross blocks exist at once, and no worker waits for a slower pair
-    // of a batch (as a batch barrier would make it).
-    let next = AtomicUsize::new(0);
-    let failed = std::sync::atomic::AtomicBool::new(false);
-    let solve = |p: usize| -> Result<PairFit, SvmError> {
-        monitor.check()?;
-        let (a, b) = pairs[p];
-        let mut ab = Array2::<f32>::zeros((xs[a].nrows(), xs[b].nrows()));
-        kernel.block(xs[a].view(), xs[b].view(), ab.view_mut());
-        let g = PairGram {
-            aa: &diag[a],
-            bb: &diag[b],
-            ab: &ab,
-        };
-        let index: Vec<usize> = (0..g.n()).collect();
-        let c: Vec<f64> = members[a]
-            .iter()
-            .chain(&members[b])
-            .map(|&i| sample_c[i])
-            .collect();
-        let na = members[a].len();
-        let sigmoid = match &perms {
-            Some(perms) => Some(pair_probability(
-                &g, &index, na, &c, &perms[p], &sub, monitor,
-            )?),
-            None => None,
-        };
-        let sol = solve_pair_with_c(&g, &index, na, &c, &sub, monitor)?;
-        report(monitor, &done, pairs.len(), &sol)?;
-        Ok((p, sol, sigmoid))
-    };
-    let parts = (0..concurrent)
-        .into_par_iter()
-        .map(|_| {
-            let mut mine = Vec::new();
-            while !failed.load(Ordering::Relaxed) {
-                let t = next.fetch_add(1, Ordering::SeqCst);
-                let Some(&p) = order.get(t) else { break };
-                match solve(p) {
-                    Ok(fit) => mine.push(fit),
-                    Err(e) => {
-                        failed.store(true, Ordering::Relaxed);
-                        return Err(e);
-                    }
-                }
-            }
-            Ok(mine)
-        })
-        .collect::<Result<Vec<_>, SvmError>>()?;
-    let sols: Vec<PairFit> = parts.into_iter().flatten().collect();
-    Ok(assemble(n, n_classes, &members, &pairs, sols))
-}
-
-/// The kernel of one pair problem from shared blocks: samples `0..na` are class `a`,
-/// the rest class `b`.
-struct PairGram<'a> {
-    aa: &'a Array2<f32>,
-    bb: &'a Array2<f32>,
-    /// `K(a, b)`; rows of class-`b` samples read its columns (the solver caches rows).
-    ab: &'a Array2<f32>,
-}
-
-impl Gram for PairGram<'_> {
-    fn n(&self) -> usize {
-        self.aa.nrows() + self.bb.nrows()
-    }
-    fn diag(&self, i: usize) -> f64 {
-        let na = self.aa.nrows();
-        f64::from(if i < na {
-            self.aa[[i, i]]
-        } else {
-            self.bb[[i - na, i - na]]
-        })
-    }
-    fn row(&self, i: usize, cols: &[usize], out: &mut [f32]) {
-        let na = self.aa.nrows();
-        let (left, right) = if i < na {
-            (self.aa.row(i), self.ab.row(i))
-        } else {
-            (self.ab.column(i - na), self.bb.row(i - na))
-        };
-        for (o, &c) in out.iter_mut().zip(cols) {
-            *o = if c < na { left[c] } else { right[c - na] };
-        }
-    }
 }
 
 /// Samples of each class with a positive bound, after validating the inputs.
@@ -356,13 +239,11 @@ fn report(
 }
 
 fn solve_pair_with_c(
-    gram: &dyn Gram,
-    index: &[usize],
-    na: usize,
-    c: &[f64],
+    problem: &PairProblem<'_>,
     params: &SolverParams,
     monitor: &Monitor<'_>,
 ) -> Result<BinarySolution, SvmError> {
+    let PairProblem { gram, index, na, c } = *problem;
     let y: Vec<i8> = (0..index.len())
         .map(|t| if t < na { 1 } else { -1 })
         .collect();
@@ -372,77 +253,11 @@ fn solve_pair_with_c(
 /// One fitted pair: its index, its solution and (with a probability model) its sigmoid.
 type PairFit = (usize, BinarySolution, Option<(f64, f64)>);
 
-/// Build the model from the pair solutions (libsvm's `svm_train` bookkeeping).
-fn assemble(
-    n: usize,
-    n_classes: usize,
-    members: &[Vec<usize>],
-    pairs: &[(usize, usize)],
-    mut sols: Vec<PairFit>,
-) -> OvoModel {
-    sols.sort_by_key(|(p, _, _)| *p);
-    let total = pairs.len();
-    let mut nonzero = vec![false; n];
-    for (p, sol, _) in &sols {
-        let (a, b) = pairs[*p];
-        for (&i, &c) in members[a].iter().chain(&members[b]).zip(&sol.coef) {
-            if c != 0.0 {
-                nonzero[i] = true;
-            }
-        }
-    }
-    let mut support = Vec::new();
-    let mut n_support = vec![0usize; n_classes];
-    let mut pos = vec![usize::MAX; n];
-    for (k, m) in members.iter().enumerate() {
-        for &i in m {
-            if nonzero[i] {
-                pos[i] = support.len();
-                support.push(i);
-                n_support[k] += 1;
-            }
-        }
-    }
-    let mut dual_coef = Array2::<f64>::zeros((n_classes - 1, support.len()));
-    let mut rho = vec![0.0; total];
-    let mut iterations = vec![0; total];
-    let mut converged = true;
-    for (p, sol, _) in &sols {
-        let (a, b) = pairs[*p];
-        let (ma, mb) = (&members[a], &members[b]);
-        for (t, &i) in ma.iter().enumerate() {
-            if nonzero[i] {
-                dual_coef[[b - 1, pos[i]]] = sol.coef[t];
-            }
-        }
-        for (t, &i) in mb.iter().enumerate() {
-            if nonzero[i] {
-                dual_coef[[a, pos[i]]] = sol.coef[ma.len() + t];
-            }
-        }
-        rho[*p] = sol.rho;
-        iterations[*p] = sol.iterations;
-        converged &= sol.converged;
-    }
-    let (prob_a, prob_b) = sols.iter().filter_map(|(_, _, s)| *s).unzip();
-    OvoModel {
-        n_classes,
-        support,
-        n_support,
-        dual_coef,
-        rho,
-        iterations,
-        converged,
-        prob_a,
-        prob_b,
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::svm::kernel::{BuiltinKernel, FeatureGram, PrecomputedGram};
-    use ndarray::array;
+    use crate::svm::kernel::{BuiltinKernel, FeatureGram, Kernel, PrecomputedGram};
+    use ndarray::{array, Axis};
 
     #[test]
     fn three_classes_on_a_line_layout_and_votes() {
@@ -453,9 +268,7 @@ mod tests {
         let g = FeatureGram::new(&k, x.view());
         let m = fit_ovo(
             &g,
-            &y,
-            3,
-            &[10.0; 6],
+            &Classes::new(&y, 3, &[10.0; 6]),
             &SolverParams::default(),
             &Monitor::none(),
         )
@@ -497,12 +310,20 @@ mod tests {
             tol: 1e-6,
             ..SolverParams::default()
         };
-        let shared = fit_ovo_features(&k, x.view(), &y, 3, &c, &p, &Monitor::none()).unwrap();
+        let shared =
+            fit_ovo_features(&k, x.view(), &Classes::new(&y, 3, &c), &p, &Monitor::none()).unwrap();
         let tiny = SolverParams {
             cache_bytes: 16,
             ..p
         };
-        let rows = fit_ovo_features(&k, x.view(), &y, 3, &c, &tiny, &Monitor::none()).unwrap();
+        let rows = fit_ovo_features(
+            &k,
+            x.view(),
+            &Classes::new(&y, 3, &c),
+            &tiny,
+            &Monitor::none(),
+        )
+        .unwrap();
         assert_eq!(shared.support, rows.support);
         for (a, b) in shared.dual_coef.iter().zip(rows.dual_coef.iter()) {
             assert!((a - b).abs() < 1e-4);
@@ -518,9 +339,7 @@ mod tests {
         let g = PrecomputedGram::new(k.view()).unwrap();
         let m = fit_ovo(
             &g,
-            &[0, 1, 1],
-            2,
-            &[1.0, 1.0, 0.0],
+            &Classes::new(&[0, 1, 1], 2, &[1.0, 1.0, 0.0]),
             &SolverParams::default(),
             &Monitor::none(),
         )
@@ -528,27 +347,21 @@ mod tests {
         assert_eq!(m.support, vec![0, 1]);
         let e = fit_ovo(
             &g,
-            &[0, 1, 1],
-            2,
-            &[0.0, 1.0, 1.0],
+            &Classes::new(&[0, 1, 1], 2, &[0.0, 1.0, 1.0]),
             &SolverParams::default(),
             &Monitor::none(),
         );
         assert!(matches!(e, Err(SvmError::Value(_))));
         let e = fit_ovo(
             &g,
-            &[0, 1],
-            2,
-            &[1.0; 2],
+            &Classes::new(&[0, 1], 2, &[1.0; 2]),
             &SolverParams::default(),
             &Monitor::none(),
         );
         assert!(matches!(e, Err(SvmError::Shape(_))));
         let e = fit_ovo(
             &g,
-            &[0, 1, 3],
-            2,
-            &[1.0; 3],
+            &Classes::new(&[0, 1, 3], 2, &[1.0; 3]),
             &SolverParams::default(),
             &Monitor::none(),
         );
