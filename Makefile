@@ -88,6 +88,9 @@ lint: $(VENV)/.deps
 	$(VENV)/bin/ruff format --check python tests benches tools notebooks/_make_notebooks.py
 	# type-check python/gridmatch against the extension's stub ([tool.mypy] in pyproject.toml)
 	$(VENV)/bin/mypy
+	# the house rules: files at most 600 lines, no import circles (Rust core, Python
+	# package, lazy imports included), the package's layers (tools/check_layout.py)
+	$(PY) tools/check_layout.py
 
 fmt: $(VENV)/.deps
 	cargo fmt --all

@@ -104,12 +104,8 @@ def _cycle_errors(kind: str, graph: dict[str, set[str]], why: dict) -> list[str]
     errors = []
     for comp in _cycles(graph):
         members = set(comp)
-        edges = [
-            f"{a} -> {b} ({why[a, b]})"
-            for a in comp
-            for b in sorted(graph[a] & members)
-        ]
-        errors.append(f"{kind} import circle: {' , '.join(comp)}; edges: " + "; ".join(edges))
+        edges = [f"{a} -> {b} ({why[a, b]})" for a in comp for b in sorted(graph[a] & members)]
+        errors.append(f"{kind} import circle: {', '.join(comp)}; edges: " + "; ".join(edges))
     return errors
 
 

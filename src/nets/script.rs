@@ -123,7 +123,7 @@ impl Net {
 }
 
 /// The exported method of a TorchScript backbone that returns its buffers; the Python
-/// layer adds it (`gridmatch.gsn._export_buffers`) before handing a module over.
+/// layer adds it (`gridmatch.gsn.torchscript.export_buffers`) before handing a module over.
 pub const BUFFERS_METHOD: &str = "gridmatch_buffers";
 
 pub(super) fn lock(
