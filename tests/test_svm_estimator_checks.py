@@ -12,9 +12,10 @@ from gridmatch.svm import SVC
 # `tol` (1e-3) from it along different paths, while the check compares decision values
 # to 1e-7. Our test_svm.py compares weighted fits with scikit-learn's instead.
 SAMPLE_WEIGHT_XFAIL = {
-    "check_sample_weight_equivalence_on_dense_data": (
+    f"check_sample_weight_equivalence_on_{kind}_data": (
         "like sklearn.svm.SVC: equal only up to the solver tolerance"
-    ),
+    )
+    for kind in ("dense", "sparse")
 }
 
 

@@ -127,8 +127,12 @@ def transform_search(
     ids_gallery: Any,
     callback: Callable[[int, int | None, dict[str, float]], Any] | None = None,
 ) -> dict[str, Any]: ...
+
+#: A canonical CSR matrix as the SVM bindings take it: (data, indices, indptr, n_columns).
+CsrArrays = tuple[npt.NDArray[np.float64], npt.NDArray[np.int64], npt.NDArray[np.int64], int]
+
 def svm_fit(
-    x: npt.NDArray[Any],
+    x: npt.NDArray[Any] | CsrArrays,
     y: npt.NDArray[np.int64],
     sample_c: npt.NDArray[np.float64],
     spec: str,
@@ -136,8 +140,8 @@ def svm_fit(
     shift: npt.NDArray[np.float64] | None = None,
 ) -> dict[str, Any]: ...
 def svm_decision(
-    x: npt.NDArray[Any],
-    sv: npt.NDArray[Any] | None,
+    x: npt.NDArray[Any] | CsrArrays,
+    sv: npt.NDArray[Any] | CsrArrays | None,
     model: dict[str, npt.NDArray[Any]],
     spec: str,
     shift: npt.NDArray[np.float64] | None = None,

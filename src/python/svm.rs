@@ -4,13 +4,13 @@
 use super::errors::{self, Kind};
 use super::heavy::run_heavy;
 use crate::svm::{
-    fit_ovo_features_with, fit_ovo_with, predict_proba, BuiltinKernel, Classes, ExprGram, Gram,
-    Kernel, KernelSpec, OvoModel, PrecomputedGram, ShiftedKernel, SolverParams, SvmError, SvmSpec,
-    KERNEL_NAMES,
+    fit_ovo_features_with, fit_ovo_with, predict_proba, BuiltinKernel, Classes, CsrRows, ExprGram,
+    Gram, Kernel, KernelSpec, OvoModel, PrecomputedGram, ShiftedKernel, SolverParams, SparseGram,
+    SvmError, SvmSpec, KERNEL_NAMES,
 };
 use numpy::{IntoPyArray, PyArray2, PyReadonlyArray1, PyReadonlyArray2, ToPyArray};
 use pyo3::prelude::*;
-use pyo3::types::PyDict;
+use pyo3::types::{PyDict, PyTuple};
 
 /// The arrays of a fitted model as Python passes them back for prediction.
 #[derive(FromPyObject)]
@@ -23,6 +23,35 @@ pub(crate) struct ModelArrays<'py> {
     dual_coef: PyReadonlyArray2<'py, f64>,
     #[pyo3(item)]
     rho: PyReadonlyArray1<'py, f64>,
+}
+
+/// A CSR matrix from Python: `(data float64, indices int64, indptr int64, n_columns)`
+/// (scipy's arrays, canonical: no column twice in a row).
+type CsrArgs<'py> = (
+    PyReadonlyArray1<'py, f64>,
+    PyReadonlyArray1<'py, i64>,
+    PyReadonlyArray1<'py, i64>,
+    usize,
+);
+
+/// The CSR arrays `x` as Python passes them (a tuple), or `None` for a dense array.
+fn sparse_args<'py>(x: &Bound<'py, PyAny>) -> PyResult<Option<CsrArgs<'py>>> {
+    if x.is_instance_of::<PyTuple>() {
+        Ok(Some(x.extract()?))
+    } else {
+        Ok(None)
+    }
+}
+
+/// The checked CSR matrix of `a`.
+fn csr<'a>(a: &'a CsrArgs<'_>) -> Result<CsrRows<'a>, SvmError> {
+    let contiguous = |_| SvmError::Shape("sparse matrix arrays must be contiguous".into());
+    CsrRows::new(
+        a.0.as_slice().map_err(contiguous)?,
+        a.1.as_slice().map_err(contiguous)?,
+        a.2.as_slice().map_err(contiguous)?,
+        a.3,
+    )
 }
 
 fn read_spec(spec: &str) -> PyResult<SvmSpec> {
@@ -56,8 +85,10 @@ fn builtin_kernel(
 
 /// Fit a one-vs-one C-SVC. `spec` is the fit's [`SvmSpec`] as JSON (kernel, tol,
 /// cache, iteration limit, threads, probability seed). `x` is float32 `(n, d)` features
-/// for built-in kernels, float64 `(n, d)` features for an expression kernel, or the
-/// float64 `(n, n)` Gram matrix for `"precomputed"`; `y` int64 class indices
+/// for built-in kernels (or sparse rows: a tuple `(data float64, indices int64, indptr
+/// int64, n_columns)` of a canonical CSR matrix, never centred), float64 `(n, d)`
+/// features for an expression kernel, or the float64 `(n, n)` Gram matrix for
+/// `"precomputed"`; `y` int64 class indices
 /// `0..k`, every class with a sample of positive weight; `sample_c` float64 per-sample box bounds. With `shift` (float64,
 /// one value per feature; built-in kernels only), `x` holds the features minus
 /// `shift` and the kernel is [`ShiftedKernel`]'s (`rho` is then `rho'`, the bias of
@@ -118,6 +149,16 @@ pub(crate) fn svm_fit<'py>(
             ));
         }
         out
+    } else if let (Some(k), Some(parts)) = (spec.kernel.builtin(), sparse_args(x)?) {
+        // Sparse rows: kernel values from float64 sparse dot products (not centred).
+        if shift.is_some() {
+            return Err(SvmError::Value("a sparse matrix is not given with a shift".into()).into());
+        }
+        let xs = csr(&parts)?;
+        let g = SparseGram::new(k, &xs);
+        run_heavy(py, callback, |mon| {
+            with_threads(n_jobs, || fit(&g, &y, n_classes, &c, &params, prob, mon))
+        })?
     } else if let Some(k) = spec.kernel.builtin() {
         let xa: PyReadonlyArray2<'py, f32> = x.extract()?;
         let xv = xa.as_array();
@@ -188,7 +229,7 @@ fn fit(
 /// Decision values `(n, n_pairs)` (libsvm's sign convention) of a fitted model
 /// (`model`: a dict of `support`, `n_support`, `dual_coef`, `rho`) under the fit's
 /// `spec` (JSON). `x` is float32 `(n, d)` with `sv` float32 `(n_sv, d)` for built-in
-/// kernels; float64 features and support vectors for an expression kernel (evaluated
+/// kernels (or both CSR tuples, as `svm_fit` takes them); float64 features and support vectors for an expression kernel (evaluated
 /// here against the support vectors, a block of rows at a time); float64 `(n,
 /// n_train)` kernel values for `"precomputed"` (then `sv` is ignored). With `shift`
 /// (built-in kernels only), `x` and `sv` are centred by it and `rho` is the shifted
@@ -237,6 +278,18 @@ pub(crate) fn svm_decision<'py>(
         run_heavy(py, None, |mon| {
             let token = mon.token();
             with_threads(n_jobs, || model.decision_expression(&prog, svv, xv, token))
+        })?
+        .value
+    } else if let (Some(k), Some(parts)) = (spec.kernel.builtin(), sparse_args(x)?) {
+        let sv_parts = sparse_args(sv.ok_or_else(need_sv)?)?.ok_or_else(|| {
+            SvmError::Shape("sparse X needs the support vectors as a sparse matrix".into())
+        })?;
+        if shift.is_some() {
+            return Err(SvmError::Value("a sparse matrix is not given with a shift".into()).into());
+        }
+        let (xs, svs) = (csr(&parts)?, csr(&sv_parts)?);
+        run_heavy(py, None, |_| {
+            with_threads(n_jobs, || model.decision_sparse(&k, &svs, &xs))
         })?
         .value
     } else if let Some(k) = spec.kernel.builtin() {

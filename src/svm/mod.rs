@@ -38,7 +38,8 @@ pub mod solver;
 pub mod spec;
 
 pub use kernel::{
-    BuiltinKernel, ExprGram, FeatureGram, Gram, Kernel, PrecomputedGram, ShiftedKernel,
+    BuiltinKernel, CsrRows, ExprGram, FeatureGram, Gram, Kernel, PrecomputedGram, ShiftedKernel,
+    SparseGram,
 };
 pub use multiclass::{
     fit_ovo, fit_ovo_features, fit_ovo_features_with, fit_ovo_with, Classes, OvoModel,

@@ -3,7 +3,7 @@
 //! (rows computed block by block in Rust, never an `n × n_SV` matrix in Python), or
 //! from precomputed kernel values; libsvm's vote.
 
-use super::kernel::Kernel;
+use super::kernel::{sparse, BuiltinKernel, CsrRows, Kernel};
 use super::multiclass::{pairs, OvoModel};
 use super::SvmError;
 use crate::expr::{ExprError, Program};
@@ -101,6 +101,20 @@ impl OvoModel {
         self.check_sv_shape(sv.nrows(), sv.ncols(), x.ncols())?;
         self.decision_blocks(x.nrows(), &|rows, out| {
             kernel.block(x.slice(s![rows, ..]), sv, out);
+        })
+    }
+
+    /// Decision values for sparse rows `x` given the model's sparse support vectors `sv`
+    /// (rows in `support` order) and the built-in kernel used to fit.
+    pub fn decision_sparse(
+        &self,
+        kernel: &BuiltinKernel,
+        sv: &CsrRows<'_>,
+        x: &CsrRows<'_>,
+    ) -> Result<Array2<f64>, SvmError> {
+        self.check_sv_shape(sv.nrows(), sv.ncols(), x.ncols())?;
+        self.decision_blocks(x.nrows(), &|rows, out| {
+            sparse::kernel_block(kernel, x, rows.start, sv, out);
         })
     }
 

@@ -11,6 +11,7 @@ from .. import _core
 from .._base.validate import check_fitted, host_array, validate_data
 from ._centring import bias_shift, centred_f32, shift_of
 from ._kernel import resolve_kernel
+from ._sparse import csr_parts, is_sparse
 from ._spec import svm_spec
 
 __all__ = ["ovo_decision"]
@@ -20,9 +21,11 @@ def ovo_decision(est: Any, X: Any) -> np.ndarray:
     """Pairwise decision values in libsvm's convention (positive: first class)."""
     check_fitted(est)
     kernel = resolve_kernel(est.kernel)
-    X = validate_data(
-        est, host_array(X, "X"), dtype=np.float64, order="C", accept_sparse=False, reset=False
-    )
+    X = host_array(X, "X")
+    fitted_sparse = getattr(est, "_sparse", False)
+    if is_sparse(X) and not fitted_sparse:
+        raise ValueError(f"cannot use sparse input in {type(est).__name__!r} trained on dense data")
+    X = validate_data(est, X, dtype=np.float64, order="C", accept_sparse="csr", reset=False)
     binary = len(est.classes_) == 2
     dual = -est.dual_coef_ if binary else est.dual_coef_
     rho = est.intercept_ if binary else -est.intercept_
@@ -31,6 +34,8 @@ def ovo_decision(est: Any, X: Any) -> np.ndarray:
         raise ValueError("The internal representation of SVC was altered")
     spec = svm_spec(est)
     shift = None  # built-in kernels only (below)
+    data: Any
+    sv: Any
     if spec["kernel"]["kind"] == "expression":
         # evaluated in Rust against the support vectors, a block of rows at a time
         data = np.ascontiguousarray(X, dtype=np.float64)
@@ -51,6 +56,11 @@ def ovo_decision(est: Any, X: Any) -> np.ndarray:
                 "the number of samples at training time"
             )
         data, sv, support = X, None, est.support_
+    elif fitted_sparse:
+        # Sparse rows against the sparse support vectors (a dense X is made sparse, as
+        # scikit-learn does for a model fitted on sparse input).
+        data, sv = csr_parts(X), csr_parts(est.support_vectors_)
+        support = est.support_
     else:
         # Centred in float64 by the support vectors' mean (any shift gives the
         # same model; this one needs nothing beyond the public attributes, so

@@ -141,3 +141,16 @@ def kernel_from_spec(spec: dict[str, Any]) -> str | Expr:
             raise ValueError("the kernel text and its canonical form differ")
         return str(param)
     raise ValueError(f"unknown kernel type {spec['type']!r}")
+
+
+def check_sparse_kernel(given: Any, kernel: Any) -> None:
+    """``TypeError`` unless ``kernel`` (``given`` resolved) takes sparse input: the
+    built-in kernels compute on sparse rows and a Python callable gets the matrix as it
+    is; a precomputed Gram matrix and an expression kernel need dense arrays."""
+    if isinstance(kernel, str) and kernel == "precomputed":
+        raise TypeError("Sparse precomputed kernels are not supported.")
+    if expression_of(kernel) is not None:
+        raise TypeError(
+            f"kernel={given!r} is an expression kernel, which takes dense features; "
+            "convert the sparse matrix with X.toarray() (or use a built-in kernel)"
+        )

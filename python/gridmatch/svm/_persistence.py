@@ -13,11 +13,13 @@ import os
 from typing import Any
 
 import numpy as np
+import scipy.sparse as sp  # type: ignore[import-untyped]
 
 from .. import _core
 from .._base.exceptions import DataError
 from .._base.validate import check_fitted
 from ._kernel import BUILTIN_KERNELS, kernel_from_spec, kernel_spec, storable
+from ._sparse import csr_parts
 from ._spec import svm_spec
 
 FORMAT = "gridmatch.svm.SVC"
@@ -46,6 +48,9 @@ ATTRS = {
 #: empty ``probA_`` / ``probB_``, as written before probabilities existed).
 OPTIONAL_ARRAYS = {"prob_a": ("f64", 1), "prob_b": ("f64", 1)}
 OPTIONAL_ATTRS = {"prob_a": "_probA", "prob_b": "_probB"}
+#: A model fitted on sparse input keeps its support vectors as these CSR arrays (and
+#: ``support_vectors`` is empty); files without them hold dense support vectors.
+SPARSE_ARRAYS = {"sv_data": ("f64", 1), "sv_indices": ("i64", 1), "sv_indptr": ("i64", 1)}
 _NP_DTYPES = {"f64": "<f8", "f32": "<f4", "i64": "<i8", "i32": "<i4"}
 
 Arrays = list[tuple[str, str, list[int], bytes]]
@@ -130,10 +135,16 @@ def to_arrays(est: Any) -> tuple[Arrays, dict[str, str]]:
     names = dict(ARRAYS)
     if np.size(getattr(est, "_probA", ())) and np.size(getattr(est, "_probB", ())):
         names.update(OPTIONAL_ARRAYS)
-    attrs = {**ATTRS, **OPTIONAL_ATTRS}
+    values = {name: getattr(est, attr) for name, attr in {**ATTRS, **OPTIONAL_ATTRS}.items()}
+    if getattr(est, "_sparse", False):
+        data, indices, indptr, _ = csr_parts(est.support_vectors_)
+        values.update(support_vectors=np.empty((0, 0)), sv_data=data)
+        values.update(sv_indices=indices, sv_indptr=indptr)
+        names.update(SPARSE_ARRAYS)
+        config["sparse"] = True
     arrays = []
     for name, (dtype, _) in names.items():
-        a = np.ascontiguousarray(getattr(est, attrs[name]), dtype=_NP_DTYPES[dtype])
+        a = np.ascontiguousarray(values[name], dtype=_NP_DTYPES[dtype])
         arrays.append((name, dtype, [int(d) for d in a.shape], a.tobytes()))
     return arrays, {"gridmatch": json.dumps(config)}
 
@@ -158,16 +169,17 @@ def _read_config(metadata: dict[str, str], bad: Any) -> dict[str, Any]:
 
 def _read_arrays(arrays: Arrays, bad: Any) -> dict[str, np.ndarray]:
     got = {name: (dtype, shape, data) for name, dtype, shape, data in arrays}
-    optional = set(OPTIONAL_ARRAYS) & set(got)
     missing = sorted(set(ARRAYS) - set(got))
-    if optional and optional != set(OPTIONAL_ARRAYS):
-        missing += sorted(set(OPTIONAL_ARRAYS) - optional)
-    extra = sorted(set(got) - set(ARRAYS) - set(OPTIONAL_ARRAYS))
+    expected = dict(ARRAYS)
+    for group in (OPTIONAL_ARRAYS, SPARSE_ARRAYS):  # each all or none
+        present = set(group) & set(got)
+        if present and present != set(group):
+            missing += sorted(set(group) - present)
+        expected.update({k: v for k, v in group.items() if k in present})
+    extra = sorted(set(got) - set(ARRAYS) - set(OPTIONAL_ARRAYS) - set(SPARSE_ARRAYS))
     if missing or extra:
         raise bad(f"wrong arrays (missing {missing}, unexpected {extra})")
     values = {}
-    expected = dict(ARRAYS)
-    expected.update({k: v for k, v in OPTIONAL_ARRAYS.items() if k in optional})
     for name, (dtype, ndim) in expected.items():
         d, shape, data = got[name]
         if d != dtype or len(shape) != ndim:
@@ -229,6 +241,11 @@ def from_arrays(cls: type, arrays: Arrays, metadata: dict[str, str], where: str)
     except (KeyError, TypeError, ValueError) as e:
         raise bad(f"invalid model config ({type(e).__name__}: {e})") from None
     n_classes, n_sv = len(classes), len(values["support"])
+    sparse = bool(config.get("sparse", False))
+    if sparse != ("sv_data" in values):
+        raise bad("the sparse support vector arrays do not match the config")
+    if sparse:
+        values["support_vectors"] = _sparse_support_vectors(values, n_sv, n_features, bad)
     sv, dual = values["support_vectors"], values["dual_coef"]
     checks = [
         (n_classes >= 2, "fewer than 2 classes"),
@@ -268,9 +285,11 @@ def from_arrays(cls: type, arrays: Arrays, metadata: dict[str, str], where: str)
     for ok, msg in checks:
         if not ok:
             raise bad(msg)
-    for name in ("dual_coef", "intercept", "support_vectors", "class_weight", "prob_a", "prob_b"):
+    for name in ("dual_coef", "intercept", "class_weight", "prob_a", "prob_b"):
         if not np.isfinite(values[name]).all():
             raise bad(f"{name} holds NaN or infinite values")
+    if not np.isfinite(sv.data if sparse else sv).all():
+        raise bad("support_vectors holds NaN or infinite values")
     for name, attr in {**ATTRS, **OPTIONAL_ATTRS}.items():
         setattr(est, attr, values[name])
     est.classes_ = classes
@@ -281,7 +300,20 @@ def from_arrays(cls: type, arrays: Arrays, metadata: dict[str, str], where: str)
         est.feature_names_in_ = np.asarray(names, dtype=object)
     est._gamma = gamma
     est._kernel_name = kernel_name
+    est._sparse = sparse
     return est
+
+
+def _sparse_support_vectors(values: dict, n_sv: int, n_features: int, bad: Any) -> Any:
+    """The saved CSR arrays as a checked ``(n_sv, n_features)`` CSR matrix."""
+    data, indices, indptr = values.pop("sv_data"), values.pop("sv_indices"), values.pop("sv_indptr")
+    shape = (n_sv, n_features)
+    try:
+        sv = sp.csr_matrix((data, indices, indptr), shape=shape)
+        sv.check_format(full_check=True)
+    except ValueError as e:
+        raise bad(f"malformed sparse support vectors ({e})") from None
+    return sv
 
 
 def save(est: Any, path: str | os.PathLike) -> str:

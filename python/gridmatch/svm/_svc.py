@@ -20,9 +20,11 @@ from .._base.validate import check_fitted, host_array, validate_data
 from . import _persistence
 from ._centring import bias_shift, centred_f32, shift_of, slope
 from ._decision import ovo_decision
-from ._kernel import expression_of, resolve_kernel
+from ._kernel import check_sparse_kernel, expression_of, resolve_kernel
 from ._multiclass import ovo_votes, ovr_decision_function
+from ._sparse import csr_parts, gamma_scale_variance, is_sparse
 from ._spec import svm_spec
+from ._weights import box_bounds
 
 __all__ = ["SVC"]
 
@@ -136,6 +138,16 @@ class SVC(ClassifierMixin, BaseEstimator):
     precise on such data: at offset / scale = 1e7 its RBF decision values move by
     0.4, its linear kernel at offset 1e3 by 4.5, its poly and sigmoid kernels at
     offset 1e3 by 0.80 and 0.40.)
+
+    Sparse input (any ``scipy.sparse`` matrix or array: CSR as it is, other formats
+    converted to CSR) is computed sparse, as libsvm does: the built-in kernels take
+    float64 dot products of the stored values in Rust (one row scattered into a dense
+    scratch row per thread), never densifying ``X``; the data are not centred (that
+    would make them dense). A model fitted on sparse input keeps ``support_vectors_`` as
+    a CSR matrix and takes dense or sparse ``X`` at prediction; a model fitted on dense
+    input refuses sparse ``X`` (``ValueError``, as scikit-learn). ``kernel="precomputed"``
+    and expression kernels take dense arrays only (``TypeError``); a Python callable
+    gets the sparse matrix.
     """
 
     def __init__(
@@ -171,6 +183,16 @@ class SVC(ClassifierMixin, BaseEstimator):
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
         tags.input_tags.pairwise = isinstance(self.kernel, str) and self.kernel == "precomputed"
+        # sparse X: the built-in kernels and Python callables (see Notes)
+        builtin = isinstance(self.kernel, str) and self.kernel in (
+            "linear",
+            "poly",
+            "rbf",
+            "sigmoid",
+        )
+        tags.input_tags.sparse = builtin or (
+            callable(self.kernel) and expression_of(self.kernel) is None
+        )
         return tags
 
     # ------------------------------------------------------------------ checks
@@ -200,8 +222,9 @@ class SVC(ClassifierMixin, BaseEstimator):
 
         Parameters
         ----------
-        X : array-like of shape (n_samples, n_features) or (n_samples, n_samples)
-            Training vectors; the Gram matrix for ``kernel="precomputed"``.
+        X : {array-like, sparse matrix} of shape (n_samples, n_features) or (n_samples, n_samples)
+            Training vectors (dense or ``scipy.sparse``, see Notes); the Gram matrix for
+            ``kernel="precomputed"``.
         y : array-like of shape (n_samples,)
             Class labels.
         sample_weight : array-like of shape (n_samples,), default=None
@@ -228,7 +251,12 @@ class SVC(ClassifierMixin, BaseEstimator):
         seed = int(_params.random_state(self.random_state).randint(np.iinfo("i").max))
         kernel = resolve_kernel(self.kernel)
         X, y = host_array(X, "X"), host_array(y, "y")
-        X, y = validate_data(self, X, y, dtype=np.float64, order="C", accept_sparse=False)
+        sparse = is_sparse(X)
+        if sparse:
+            check_sparse_kernel(self.kernel, kernel)
+        X, y = validate_data(
+            self, X, y, dtype=np.float64, order="C", accept_sparse="csr" if sparse else False
+        )
         y_ = column_or_1d(y, warn=True)
         check_classification_targets(y_)
         classes, y_enc = np.unique(y_, return_inverse=True)
@@ -238,31 +266,9 @@ class SVC(ClassifierMixin, BaseEstimator):
             )
         self.class_weight_ = compute_class_weight(self.class_weight, classes=classes, y=y_)
         n = X.shape[0]
-        if sample_weight is None:
-            sw = np.ones(n)
-        else:
-            sw = np.asarray(host_array(sample_weight, "sample_weight"), dtype=np.float64)
-            if sw.ndim == 0:
-                sw = np.full(n, float(sw))
-            if sw.shape != (n,):
-                raise ValueError(
-                    f"sample_weight and X have incompatible shapes: {sw.shape} vs {X.shape}"
-                )
-            if not np.isfinite(sw).all():
-                raise ValueError("sample_weight contains NaN or infinity")
-        sample_c = float(self.C) * self.class_weight_[y_enc] * sw
-        if not (sample_c > 0).any():
-            raise ValueError("Invalid input - all samples have zero or negative weights.")
-        present = np.unique(y_enc[sample_c > 0])
-        if len(present) < 2:
-            raise ValueError(
-                "Invalid input - all samples with positive weights belong to the same class."
-            )
-        if len(present) < len(classes):
-            raise ValueError(
-                "every class needs at least one sample with a positive weight (class "
-                f"{classes[np.setdiff1d(np.arange(len(classes)), present)[0]]!r} has none)"
-            )
+        sample_c = box_bounds(
+            float(self.C), self.class_weight_, classes, y_enc, sample_weight, X.shape
+        )
 
         gamma = 0.0
         shift = None
@@ -290,16 +296,20 @@ class SVC(ClassifierMixin, BaseEstimator):
             if isinstance(self.gamma, str):
                 if self.gamma == "scale":
                     with np.errstate(over="ignore"):
-                        var = X.var()
+                        var = gamma_scale_variance(X) if sparse else X.var()
                     gamma = 1.0 / (X.shape[1] * var) if var != 0 else 1.0
                 else:
                     gamma = 1.0 / X.shape[1]
             else:
                 gamma = float(self.gamma)
-            # Centred in float64 before the float32 cast (see Notes): the kernels see
-            # X - shift, and the Rust core keeps the shift in float64.
-            shift = shift_of(X)
-            data, kname = centred_f32(X, shift), kernel
+            if sparse:
+                # Sparse rows: float64 sparse dot products in Rust, never densified.
+                data, kname = csr_parts(X), kernel
+            else:
+                # Centred in float64 before the float32 cast (see Notes): the kernels
+                # see X - shift, and the Rust core keeps the shift in float64.
+                shift = shift_of(X)
+                data, kname = centred_f32(X, shift), kernel
         self._gamma = gamma
         self._kernel_name = "precomputed" if kname == "expression" else kname
 
@@ -342,6 +352,7 @@ class SVC(ClassifierMixin, BaseEstimator):
         self._probB = np.asarray(out["prob_b"], dtype=np.float64)
         self.fit_status_ = 0 if out["converged"] else 1
         self.shape_fit_ = X.shape
+        self._sparse = sparse
         if kname == "precomputed" and not callable(kernel):
             self.support_vectors_ = np.empty((0, 0))
         else:
@@ -462,7 +473,7 @@ class SVC(ClassifierMixin, BaseEstimator):
 
         Parameters
         ----------
-        X : array-like of shape (n_samples, n_features) or (n_samples, n_train)
+        X : {array-like, sparse matrix} of shape (n_samples, n_features) or (n_samples, n_train)
             Samples; kernel values against the training set for ``"precomputed"``.
 
         Returns
@@ -490,7 +501,7 @@ class SVC(ClassifierMixin, BaseEstimator):
 
         Parameters
         ----------
-        X : array-like of shape (n_samples, n_features) or (n_samples, n_train)
+        X : {array-like, sparse matrix} of shape (n_samples, n_features) or (n_samples, n_train)
             Samples; kernel values against the training set for ``"precomputed"``.
 
         Returns
@@ -524,7 +535,7 @@ class SVC(ClassifierMixin, BaseEstimator):
 
         Parameters
         ----------
-        X : array-like of shape (n_samples, n_features) or (n_samples, n_train)
+        X : {array-like, sparse matrix} of shape (n_samples, n_features) or (n_samples, n_train)
             Samples; kernel values against the training set for ``"precomputed"``.
 
         Returns
@@ -559,7 +570,7 @@ class SVC(ClassifierMixin, BaseEstimator):
 
         Parameters
         ----------
-        X : array-like of shape (n_samples, n_features) or (n_samples, n_train)
+        X : {array-like, sparse matrix} of shape (n_samples, n_features) or (n_samples, n_train)
             Samples; kernel values against the training set for ``"precomputed"``.
 
         Returns

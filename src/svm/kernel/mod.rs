@@ -12,7 +12,8 @@
 //! [`Kernel::row`] is required, [`Kernel::block`] has a parallel default.
 //!
 //! Files: `builtin` ([`BuiltinKernel`]), `shifted` ([`ShiftedKernel`], a built-in kernel
-//! on centred data), `expr` ([`ExprGram`], expression kernels on demand).
+//! on centred data), `sparse` ([`SparseGram`]: the built-in kernels on CSR rows),
+//! `expr` ([`ExprGram`], expression kernels on demand).
 
 use ndarray::{ArrayView2, ArrayViewMut2, Axis};
 use rayon::prelude::*;
@@ -20,10 +21,12 @@ use rayon::prelude::*;
 mod builtin;
 mod expr;
 mod shifted;
+pub mod sparse;
 
 pub use builtin::BuiltinKernel;
 pub use expr::ExprGram;
 pub use shifted::ShiftedKernel;
+pub use sparse::{CsrRows, SparseGram};
 
 /// A kernel function `k(a, b)` over feature vectors (rows of `f32` matrices).
 ///
