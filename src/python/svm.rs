@@ -4,9 +4,9 @@
 use super::errors::{self, Kind};
 use super::heavy::run_heavy;
 use crate::svm::{
-    fit_ovo_features_with, fit_ovo_with, predict_proba, BuiltinKernel, Classes, CsrRows, ExprGram,
-    Gram, Kernel, KernelSpec, OvoModel, PrecomputedGram, ShiftedKernel, SolverParams, SparseGram,
-    SvmError, SvmSpec, KERNEL_NAMES,
+    fit_ovo_features_with, fit_ovo_sparse_with, fit_ovo_with, predict_proba, BuiltinKernel,
+    Classes, CsrRows, ExprGram, Gram, Kernel, KernelSpec, OvoModel, PrecomputedGram, ShiftedKernel,
+    SolverParams, SvmError, SvmSpec, KERNEL_NAMES,
 };
 use numpy::{IntoPyArray, PyArray2, PyReadonlyArray1, PyReadonlyArray2, ToPyArray};
 use pyo3::prelude::*;
@@ -155,9 +155,11 @@ pub(crate) fn svm_fit<'py>(
             return Err(SvmError::Value("a sparse matrix is not given with a shift".into()).into());
         }
         let xs = csr(&parts)?;
-        let g = SparseGram::new(k, &xs);
+        let classes = Classes::new(&y, n_classes, &c);
         run_heavy(py, callback, |mon| {
-            with_threads(n_jobs, || fit(&g, &y, n_classes, &c, &params, prob, mon))
+            with_threads(n_jobs, || {
+                fit_ovo_sparse_with(k, &xs, &classes, &params, prob, mon)
+            })
         })?
     } else if let Some(k) = spec.kernel.builtin() {
         let xa: PyReadonlyArray2<'py, f32> = x.extract()?;

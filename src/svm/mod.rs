@@ -42,7 +42,8 @@ pub use kernel::{
     SparseGram,
 };
 pub use multiclass::{
-    fit_ovo, fit_ovo_features, fit_ovo_features_with, fit_ovo_with, Classes, OvoModel,
+    fit_ovo, fit_ovo_features, fit_ovo_features_with, fit_ovo_sparse_with, fit_ovo_with, Classes,
+    OvoModel,
 };
 pub use predict::predict_from_decision;
 pub use probability::predict_proba;

@@ -113,8 +113,9 @@ impl OvoModel {
         x: &CsrRows<'_>,
     ) -> Result<Array2<f64>, SvmError> {
         self.check_sv_shape(sv.nrows(), sv.ncols(), x.ncols())?;
+        let columns = sparse::SupportColumns::new(sv);
         self.decision_blocks(x.nrows(), &|rows, out| {
-            sparse::kernel_block(kernel, x, rows.start, sv, out);
+            sparse::kernel_block(kernel, x, rows.start, &columns, out);
         })
     }
 

@@ -205,19 +205,140 @@ impl Gram for SparseGram<'_> {
     }
 }
 
+/// The rows `b` of a CSR matrix by column (its transpose, as CSR): for every feature,
+/// the positions in `b` of the rows storing it and their values. A block of dot products
+/// `x.row(i) · b` then costs, per `i`, the stored values of `b` in `i`'s columns only
+/// (Gustavson's sparse matrix product), not all of `b`'s.
+struct Columns {
+    ptr: Vec<usize>,
+    pos: Vec<u32>,
+    val: Vec<f64>,
+    sq: Vec<f64>,
+}
+
+impl Columns {
+    fn new(x: &CsrRows<'_>, b: &[usize]) -> Self {
+        let mut ptr = vec![0usize; x.n_cols + 1];
+        for &r in b {
+            for &c in x.row(r).0 {
+                ptr[c as usize + 1] += 1;
+            }
+        }
+        for c in 0..x.n_cols {
+            ptr[c + 1] += ptr[c];
+        }
+        let nnz = ptr[x.n_cols];
+        let (mut pos, mut val) = (vec![0u32; nnz], vec![0f64; nnz]);
+        let mut next = ptr.clone();
+        for (k, &r) in b.iter().enumerate() {
+            let (ix, vx) = x.row(r);
+            for (&c, &v) in ix.iter().zip(vx) {
+                let t = &mut next[c as usize];
+                pos[*t] = k as u32;
+                val[*t] = v;
+                *t += 1;
+            }
+        }
+        let sq = b.iter().map(|&r| x.sq[r]).collect();
+        Columns { ptr, pos, val, sq }
+    }
+
+    /// `out[k] = k(x.row(i), b[k])` for every `k`, through the float64 products `acc`
+    /// (`b.len()` long, zero on entry and on return).
+    fn kernel_row(
+        &self,
+        kernel: &BuiltinKernel,
+        x: &CsrRows<'_>,
+        i: usize,
+        acc: &mut [f64],
+        out: &mut [f32],
+    ) {
+        let (ix, vx) = x.row(i);
+        for (&c, &v) in ix.iter().zip(vx) {
+            let (a, b) = (self.ptr[c as usize], self.ptr[c as usize + 1]);
+            for (&k, &w) in self.pos[a..b].iter().zip(&self.val[a..b]) {
+                acc[k as usize] += v * w;
+            }
+        }
+        let sq_i = x.sq[i];
+        for ((o, a), &sq) in out.iter_mut().zip(acc.iter_mut()).zip(&self.sq) {
+            *o = value(kernel, *a, sq_i, sq) as f32;
+            *a = 0.0;
+        }
+    }
+}
+
+/// `out[p, q] = k(x.row(a[p]), x.row(b[q]))`, rows of `out` in parallel.
+pub fn block(
+    kernel: &BuiltinKernel,
+    x: &CsrRows<'_>,
+    a: &[usize],
+    b: &[usize],
+    out: ArrayViewMut2<'_, f32>,
+) {
+    let cols = Columns::new(x, b);
+    rows_against(kernel, x, a.iter().copied(), &cols, out);
+}
+
+/// `out[p, q] = k(x.row(a[p]), x.row(a[q]))`, symmetric: the upper triangle is mirrored
+/// onto the lower one.
+pub fn block_symmetric(
+    kernel: &BuiltinKernel,
+    x: &CsrRows<'_>,
+    a: &[usize],
+    mut out: ArrayViewMut2<'_, f32>,
+) {
+    block(kernel, x, a, a, out.view_mut());
+    for p in 0..a.len() {
+        for q in 0..p {
+            out[[p, q]] = out[[q, p]];
+        }
+    }
+}
+
+/// Row `r` of `out` from `k(x.row(rows[r]), ·)` against `cols`, rows in parallel (each
+/// thread with its own float64 accumulator).
+fn rows_against(
+    kernel: &BuiltinKernel,
+    x: &CsrRows<'_>,
+    rows: impl Iterator<Item = usize>,
+    cols: &Columns,
+    mut out: ArrayViewMut2<'_, f32>,
+) {
+    let n = cols.sq.len();
+    let work: Vec<_> = out.axis_iter_mut(ndarray::Axis(0)).zip(rows).collect();
+    work.into_par_iter().for_each_init(
+        || vec![0f64; n],
+        |acc, (mut o, i)| {
+            let slots = o.as_slice_mut().expect("a fresh block is contiguous");
+            cols.kernel_row(kernel, x, i, acc, slots);
+        },
+    );
+}
+
+/// The support vectors by column, for [`kernel_block`] (built once per prediction).
+pub struct SupportColumns(Columns);
+
+impl SupportColumns {
+    /// Every row of `sv`, by column.
+    pub fn new(sv: &CsrRows<'_>) -> Self {
+        let all: Vec<usize> = (0..sv.nrows()).collect();
+        SupportColumns(Columns::new(sv, &all))
+    }
+}
+
 /// Kernel values `out[r, s] = k(x.row(first + r), sv.row(s))` of the test rows
-/// `first..first + out.nrows()` against every support vector (prediction).
+/// `first..first + out.nrows()` against every support vector (`sv`: their columns;
+/// `x` has as many columns as the support vectors, which the caller checks).
 pub fn kernel_block(
     kernel: &BuiltinKernel,
     x: &CsrRows<'_>,
     first: usize,
-    sv: &CsrRows<'_>,
-    mut out: ArrayViewMut2<'_, f32>,
+    sv: &SupportColumns,
+    out: ArrayViewMut2<'_, f32>,
 ) {
-    for (r, mut o) in out.outer_iter_mut().enumerate() {
-        let slots = o.as_slice_mut().expect("a fresh block is contiguous");
-        x.kernel_row(first + r, kernel, sv, 0..sv.nrows(), |s, v| slots[s] = v);
-    }
+    let rows = first..first + out.nrows();
+    rows_against(kernel, x, rows, &sv.0, out);
 }
 
 #[cfg(test)]
@@ -281,12 +402,62 @@ mod tests {
                 assert!((g.diag(i) as f32 - want[[i, i]]).abs() <= 1e-5 * (1.0 + want[[i, i]]));
             }
             let mut block = Array2::<f32>::zeros((7, 30));
-            kernel_block(&k, &x, 5, &x, block.view_mut());
+            kernel_block(&k, &x, 5, &SupportColumns::new(&x), block.view_mut());
             for (r, row) in block.axis_iter(Axis(0)).enumerate() {
                 for (s, &v) in row.iter().enumerate() {
                     let w = want[[5 + r, s]];
                     assert!((v - w).abs() <= 1e-5 * (1.0 + w.abs()));
                 }
+            }
+        }
+    }
+
+    #[test]
+    fn shared_blocks_and_fits_match_the_dense_path() {
+        let (dense, data, indices, indptr) = sample(60, 23, 4);
+        let x = CsrRows::new(&data, &indices, &indptr, 23).unwrap();
+        let k = BuiltinKernel::Rbf { gamma: 0.2 };
+        let (a, b): (Vec<usize>, Vec<usize>) = (0..60).partition(|i| i % 3 == 0);
+        let mut want = Array2::<f32>::zeros((60, 60));
+        k.block(dense.view(), dense.view(), want.view_mut());
+        let mut ab = Array2::<f32>::zeros((a.len(), b.len()));
+        block(&k, &x, &a, &b, ab.view_mut());
+        let mut aa = Array2::<f32>::zeros((a.len(), a.len()));
+        block_symmetric(&k, &x, &a, aa.view_mut());
+        for (p, &i) in a.iter().enumerate() {
+            for (q, &j) in b.iter().enumerate() {
+                assert!((ab[[p, q]] - want[[i, j]]).abs() <= 1e-5);
+            }
+            for (q, &j) in a.iter().enumerate() {
+                assert!((aa[[p, q]] - want[[i, j]]).abs() <= 1e-5);
+                assert_eq!(aa[[p, q]], aa[[q, p]]);
+            }
+        }
+        // the shared-block fit and the on-demand fit give the dense path's model
+        use crate::runtime::Monitor;
+        use crate::svm::{fit_ovo_features_with, fit_ovo_sparse_with, Classes, SolverParams};
+        let y: Vec<usize> = (0..60).map(|i| (i * 7 % 60) / 20).collect();
+        let c = vec![1.0; 60];
+        let classes = Classes::new(&y, 3, &c);
+        let dense_fit = fit_ovo_features_with(
+            &k,
+            dense.view(),
+            &classes,
+            &SolverParams::default(),
+            None,
+            &Monitor::none(),
+        )
+        .unwrap();
+        for cache_bytes in [SolverParams::default().cache_bytes, 1] {
+            let params = SolverParams {
+                cache_bytes,
+                ..SolverParams::default()
+            };
+            let fit = fit_ovo_sparse_with(k, &x, &classes, &params, None, &Monitor::none());
+            let fit = fit.unwrap();
+            assert_eq!(fit.support, dense_fit.support, "cache {cache_bytes}");
+            for (u, v) in fit.rho.iter().zip(&dense_fit.rho) {
+                assert!((u - v).abs() <= 1e-3 * (1.0 + v.abs()));
             }
         }
     }

@@ -1,7 +1,7 @@
-//! One-vs-one fitting on feature rows with a [`Kernel`], the kernel work shared between
-//! the binary problems: every within-class block computed once, each pair's cross block
-//! once, when they fit in the cache budget (else the rows on demand of
-//! [`super::fit_ovo_with`]).
+//! One-vs-one fitting on feature rows with a [`Kernel`] (or on sparse rows with a
+//! built-in kernel), the kernel work shared between the binary problems: every
+//! within-class block computed once, each pair's cross block once, when they fit in the
+//! cache budget (else the rows on demand of [`super::fit_ovo_with`]).
 
 use super::assemble::assemble;
 use super::{
@@ -9,11 +9,11 @@ use super::{
     OvoModel, PairFit,
 };
 use crate::runtime::Monitor;
-use crate::svm::kernel::{FeatureGram, Gram, Kernel};
+use crate::svm::kernel::{sparse, BuiltinKernel, CsrRows, FeatureGram, Gram, Kernel, SparseGram};
 use crate::svm::probability::{pair_probability, PairProblem};
 use crate::svm::solver::SolverParams;
 use crate::svm::SvmError;
-use ndarray::{Array2, ArrayView2, Axis};
+use ndarray::{Array2, ArrayView2, ArrayViewMut2, Axis};
 use rayon::prelude::*;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
@@ -47,12 +47,134 @@ pub fn fit_ovo_features_with(
     probability: Option<u32>,
     monitor: &Monitor<'_>,
 ) -> Result<OvoModel, SvmError> {
+    let rows = DenseRows { kernel, x };
+    fit_shared(&rows, classes, params, probability, monitor)
+}
+
+/// [`fit_ovo_features_with`] on sparse rows with a built-in kernel: the same sharing of
+/// the kernel blocks (computed from sparse dot products, see [`SparseGram`]).
+pub fn fit_ovo_sparse_with(
+    kernel: BuiltinKernel,
+    x: &CsrRows<'_>,
+    classes: &Classes<'_>,
+    params: &SolverParams,
+    probability: Option<u32>,
+    monitor: &Monitor<'_>,
+) -> Result<OvoModel, SvmError> {
+    let rows = SparseRows { kernel, x };
+    fit_shared(&rows, classes, params, probability, monitor)
+}
+
+/// Feature rows whose kernel blocks the one-vs-one problems share: rows selected by
+/// class ([`Rows::part`]) and the blocks between parts.
+trait Rows: Sync {
+    /// The rows of one class.
+    type Part: Sync + Send;
+    /// Number of training rows.
+    fn n(&self) -> usize;
+    /// The rows `members` (one class).
+    fn part(&self, members: &[usize]) -> Self::Part;
+    /// Rows in a part.
+    fn len(part: &Self::Part) -> usize;
+    /// `K(p, p)`.
+    fn block_symmetric(&self, p: &Self::Part, out: ArrayViewMut2<'_, f32>);
+    /// `K(a, b)`.
+    fn block(&self, a: &Self::Part, b: &Self::Part, out: ArrayViewMut2<'_, f32>);
+    /// Fit with kernel rows on demand (the blocks do not fit the budget).
+    fn fit_on_demand(
+        &self,
+        classes: &Classes<'_>,
+        params: &SolverParams,
+        probability: Option<u32>,
+        monitor: &Monitor<'_>,
+    ) -> Result<OvoModel, SvmError>;
+}
+
+/// Dense float32 rows with any [`Kernel`].
+struct DenseRows<'a> {
+    kernel: &'a dyn Kernel,
+    x: ArrayView2<'a, f32>,
+}
+
+impl Rows for DenseRows<'_> {
+    type Part = Array2<f32>;
+    fn n(&self) -> usize {
+        self.x.nrows()
+    }
+    fn part(&self, members: &[usize]) -> Array2<f32> {
+        self.x.select(Axis(0), members)
+    }
+    fn len(part: &Array2<f32>) -> usize {
+        part.nrows()
+    }
+    fn block_symmetric(&self, p: &Array2<f32>, out: ArrayViewMut2<'_, f32>) {
+        self.kernel.block_symmetric(p.view(), out);
+    }
+    fn block(&self, a: &Array2<f32>, b: &Array2<f32>, out: ArrayViewMut2<'_, f32>) {
+        self.kernel.block(a.view(), b.view(), out);
+    }
+    fn fit_on_demand(
+        &self,
+        classes: &Classes<'_>,
+        params: &SolverParams,
+        probability: Option<u32>,
+        monitor: &Monitor<'_>,
+    ) -> Result<OvoModel, SvmError> {
+        let g = FeatureGram::new(self.kernel, self.x);
+        fit_ovo_with(&g, classes, params, probability, monitor)
+    }
+}
+
+/// Sparse rows with a built-in kernel; a part is the row indices (rows are read in
+/// place, not copied).
+struct SparseRows<'a> {
+    kernel: BuiltinKernel,
+    x: &'a CsrRows<'a>,
+}
+
+impl Rows for SparseRows<'_> {
+    type Part = Vec<usize>;
+    fn n(&self) -> usize {
+        self.x.nrows()
+    }
+    fn part(&self, members: &[usize]) -> Vec<usize> {
+        members.to_vec()
+    }
+    fn len(part: &Vec<usize>) -> usize {
+        part.len()
+    }
+    fn block_symmetric(&self, p: &Vec<usize>, out: ArrayViewMut2<'_, f32>) {
+        sparse::block_symmetric(&self.kernel, self.x, p, out);
+    }
+    fn block(&self, a: &Vec<usize>, b: &Vec<usize>, out: ArrayViewMut2<'_, f32>) {
+        sparse::block(&self.kernel, self.x, a, b, out);
+    }
+    fn fit_on_demand(
+        &self,
+        classes: &Classes<'_>,
+        params: &SolverParams,
+        probability: Option<u32>,
+        monitor: &Monitor<'_>,
+    ) -> Result<OvoModel, SvmError> {
+        let g = SparseGram::new(self.kernel, self.x);
+        fit_ovo_with(&g, classes, params, probability, monitor)
+    }
+}
+
+/// The shared-block fit of [`fit_ovo_features_with`] on any [`Rows`].
+fn fit_shared<R: Rows>(
+    rows: &R,
+    classes: &Classes<'_>,
+    params: &SolverParams,
+    probability: Option<u32>,
+    monitor: &Monitor<'_>,
+) -> Result<OvoModel, SvmError> {
     let Classes {
         y,
         n_classes,
         sample_c,
     } = *classes;
-    let n = x.nrows();
+    let n = rows.n();
     let members = group(n, y, n_classes, sample_c)?;
     let pairs = pairs(n_classes);
     let f = std::mem::size_of::<f32>();
@@ -68,19 +190,18 @@ pub fn fit_ovo_features_with(
         .checked_div(cross_bytes)
         .map_or(threads, |v| v.min(threads));
     if concurrent == 0 {
-        let g = FeatureGram::new(kernel, x);
-        return fit_ovo_with(&g, classes, params, probability, monitor);
+        return rows.fit_on_demand(classes, params, probability, monitor);
     }
     let sub = SolverParams {
         cache_bytes: (room - concurrent * cross_bytes) / concurrent,
         ..*params
     };
-    let xs: Vec<Array2<f32>> = members.iter().map(|m| x.select(Axis(0), m)).collect();
+    let xs: Vec<R::Part> = members.iter().map(|m| rows.part(m)).collect();
     let mut diag = Vec::with_capacity(n_classes);
     for xk in &xs {
         monitor.check()?;
-        let mut k = Array2::<f32>::zeros((xk.nrows(), xk.nrows()));
-        kernel.block_symmetric(xk.view(), k.view_mut());
+        let mut k = Array2::<f32>::zeros((R::len(xk), R::len(xk)));
+        rows.block_symmetric(xk, k.view_mut());
         diag.push(k);
     }
     let perms = probability.map(|seed| permutations(seed, &pairs, &members));
@@ -94,8 +215,8 @@ pub fn fit_ovo_features_with(
     let solve = |p: usize| -> Result<PairFit, SvmError> {
         monitor.check()?;
         let (a, b) = pairs[p];
-        let mut ab = Array2::<f32>::zeros((xs[a].nrows(), xs[b].nrows()));
-        kernel.block(xs[a].view(), xs[b].view(), ab.view_mut());
+        let mut ab = Array2::<f32>::zeros((R::len(&xs[a]), R::len(&xs[b])));
+        rows.block(&xs[a], &xs[b], ab.view_mut());
         let g = PairGram {
             aa: &diag[a],
             bb: &diag[b],

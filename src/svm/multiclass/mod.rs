@@ -29,7 +29,7 @@ mod assemble;
 mod features;
 
 use assemble::assemble;
-pub use features::{fit_ovo_features, fit_ovo_features_with};
+pub use features::{fit_ovo_features, fit_ovo_features_with, fit_ovo_sparse_with};
 
 /// A fitted one-vs-one model (see the module docs for the layout).
 #[derive(Debug, Clone, PartialEq)]
