@@ -135,6 +135,7 @@ impl Gallery {
         all.iter().all(|v| v.iter().all(normal)).then_some(gal)
     }
 
+    #[inline]
     pub(super) fn panel(&self, p: usize) -> &[i8] {
         let bytes = self.quads * 4 * NR;
         &self.packed[p * bytes..(p + 1) * bytes]
@@ -155,6 +156,7 @@ pub(super) struct Query {
 impl Query {
     /// The f32 threshold on the computed bound below which an item's internal score is
     /// below `floor`.
+    #[inline]
     pub(super) fn threshold(&self, floor: f32) -> f32 {
         let f = f64::from(floor);
         down(f - U * f.abs() - self.margin)
@@ -164,6 +166,7 @@ impl Query {
 /// The smallest f32 at least `x`.
 /// (A positive value below the normal range becomes the smallest normal f32, so that
 /// the bound's arithmetic stays within normal numbers.)
+#[inline]
 pub(super) fn up(x: f64) -> f32 {
     let f = x as f32;
     let f = if f64::from(f) < x { f.next_up() } else { f };
@@ -175,6 +178,7 @@ pub(super) fn up(x: f64) -> f32 {
 }
 
 /// The largest f32 at most `x`.
+#[inline]
 pub(super) fn down(x: f64) -> f32 {
     let f = x as f32;
     if f64::from(f) > x {
