@@ -87,7 +87,10 @@ CASES: list[Case] = [
     Case("SVC/C=0", lambda: SVC(C=0).fit(X, Y), ValueError, r"C must be > 0"),
     Case("SVC/C<0", lambda: SVC(C=-1.0).fit(X, Y), ValueError, r"C must be > 0"),
     Case("SVC/C nan", lambda: SVC(C=NAN).fit(X, Y), ValueError, r"C must be finite"),
-    Case("SVC/C inf", lambda: SVC(C=INF).fit(X, Y), ValueError, r"C must be finite"),
+    # C=+inf is scikit-learn's hard margin (tests/test_svm_surface.py); -inf is refused
+    Case("SVC/C -inf", lambda: SVC(C=-INF).fit(X, Y), ValueError, r"C must be finite"),
+    Case("SVC/shrinking", lambda: SVC(shrinking=1).fit(X, Y), ValueError, r"shrinking must be"),
+    Case("SVC/verbose", lambda: SVC(verbose=-1).fit(X, Y), ValueError, r"verbose must be"),
     Case("SVC/gamma=0", lambda: SVC(gamma=0.0).fit(X, Y), ValueError, r"gamma must be > 0"),
     Case("SVC/gamma inf", lambda: SVC(gamma=INF).fit(X, Y), ValueError, r"gamma must be finite"),
     Case(

@@ -103,6 +103,17 @@ def test_probabilities_on_sparse_input_follow_the_dense_model():
     )
 
 
+def test_coef_on_sparse_input_is_sklearns_csr():
+    X, y = tfidf_like(300, 500, 0.02, 3, seed=17)
+    for labels in (y, y % 2):
+        ours = SVC(kernel="linear", C=2).fit(X, labels).coef_
+        ref = SkSVC(kernel="linear", C=2).fit(X, labels).coef_
+        assert sp.issparse(ours) and ours.shape == ref.shape
+        ref = ref.copy()  # (scikit-learn's is read-only and unsorted: toarray would sort it)
+        np.testing.assert_allclose(ours.toarray(), ref.toarray(), atol=2e-3 * abs(ref).max())
+        assert not ours.data.flags.writeable
+
+
 def test_gamma_scale_is_sklearns_on_sparse_input():
     X, y = tfidf_like(200, 300, 0.03, 2, seed=11)
     ours, ref = SVC().fit(X, y), SkSVC().fit(X, y)

@@ -51,6 +51,29 @@ fn two_points_hard_margin() {
     assert!(sol.converged);
 }
 
+#[test]
+fn infinite_bound_gives_the_hard_margin() {
+    // Separable in 1-D: the hard margin puts w = 1, b = 0 through -1 and 1
+    // (a = 1/2 each); C = inf (scikit-learn's hard margin) must give exactly that,
+    // with and without shrinking.
+    let x = ndarray::array![[-3.0f32], [-2.0], [-1.0], [1.0], [2.0], [4.0]];
+    let g = FeatureGram::new(&BuiltinKernel::Linear, x.view());
+    let y = [-1, -1, -1, 1, 1, 1];
+    let c = [f64::INFINITY; 6];
+    for shrinking in [true, false] {
+        let p = SolverParams {
+            shrinking,
+            ..params(1e-9)
+        };
+        let sol = solve_binary(&g, &[0, 1, 2, 3, 4, 5], &y, &c, &p, &Monitor::none()).unwrap();
+        let want = [0.0, 0.0, -0.5, 0.5, 0.0, 0.0];
+        for (a, w) in sol.coef.iter().zip(want) {
+            assert!((a - w).abs() < 1e-9, "{:?}", sol.coef);
+        }
+        assert!(sol.rho.abs() < 1e-9 && sol.converged);
+    }
+}
+
 fn kkt_violation(g: &dyn Gram, y: &[i8], c: &[f64], sol: &BinarySolution) -> f64 {
     let n = y.len();
     let cols: Vec<usize> = (0..n).collect();

@@ -4,7 +4,7 @@
 //!
 //! ```json
 //! {"kernel": {"kind": "rbf", "gamma": 0.0125}, "tol": 0.001, "cache_size": 200.0,
-//!  "max_iter": null, "n_jobs": 0, "probability_seed": null}
+//!  "max_iter": null, "n_jobs": 0, "probability_seed": null, "shrinking": true}
 //! {"kernel": {"kind": "expression", "text": "norm1(min(sin(x * y), sin(dot(x, y))))"}, ...}
 //! ```
 
@@ -137,6 +137,14 @@ pub struct SvmSpec {
     /// Fit libsvm's probability model, shuffling its folds from this seed.
     #[serde(default)]
     pub probability_seed: Option<u32>,
+    /// libsvm's shrinking heuristic (`false`: every sample stays active); specs
+    /// written before it existed read as `true`, the solver's default then.
+    #[serde(default = "default_shrinking")]
+    pub shrinking: bool,
+}
+
+fn default_shrinking() -> bool {
+    true
 }
 
 fn default_tol() -> f64 {
@@ -180,7 +188,7 @@ impl SvmSpec {
             tol: self.tol,
             cache_bytes: (self.cache_size.max(1.0) * (1u64 << 20) as f64) as usize,
             max_iter: self.max_iter.and_then(|m| usize::try_from(m).ok()),
-            shrinking: true,
+            shrinking: self.shrinking,
         }
     }
 }
@@ -202,6 +210,9 @@ mod tests {
             })
         );
         assert_eq!((s.tol, s.cache_size, s.max_iter), (1e-3, 200.0, None));
+        assert!(s.shrinking && s.solver_params().shrinking);
+        let off = SvmSpec::from_json(r#"{"kernel": {"kind": "linear"}, "shrinking": false}"#);
+        assert!(!off.unwrap().solver_params().shrinking);
         let back: SvmSpec = serde_json::from_str(&serde_json::to_string(&s).unwrap()).unwrap();
         assert_eq!(back, s);
         let e = SvmSpec::from_json(r#"{"kernel": {"kind": "expression", "text": "norm1(x * y)"}}"#)

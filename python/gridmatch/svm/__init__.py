@@ -16,9 +16,11 @@ Examples
 >>> clf.predict([[0.5, 0.5], [3.5, 3.5]]).tolist()
 [0, 1]
 
-Files: ``_svc`` (the estimator), ``_kernel`` (the ``kernel`` parameter: built-in names,
-callables, expressions), ``_multiclass`` (one-vs-one votes and one-vs-rest scores),
-``_persistence`` (model files and pickling).
+Files: ``_svc`` (the estimator), ``_checks`` (its parameter checks), ``_kernel`` (the
+``kernel`` parameter: built-in names, callables, expressions), ``_weights`` (the
+per-sample bounds), ``_multiclass`` (one-vs-one votes and one-vs-rest scores),
+``_coef`` (``coef_`` of the linear kernel), ``_proba`` (the probability methods),
+``_report`` (the ``verbose`` summary), ``_persistence`` (model files and pickling).
 """
 
 from __future__ import annotations

@@ -6,11 +6,12 @@ import json
 from typing import Any
 
 import numpy as np
+from sklearn.utils.validation import _num_samples
 
 from .. import _core
 from .._base.validate import check_fitted, host_array, validate_data
 from ._centring import bias_shift, centred_f32, shift_of
-from ._kernel import resolve_kernel
+from ._kernel import callable_gram, expression_of, resolve_kernel
 from ._sparse import csr_parts, is_sparse
 from ._spec import svm_spec
 
@@ -21,11 +22,15 @@ def ovo_decision(est: Any, X: Any) -> np.ndarray:
     """Pairwise decision values in libsvm's convention (positive: first class)."""
     check_fitted(est)
     kernel = resolve_kernel(est.kernel)
-    X = host_array(X, "X")
+    python_callable = callable(kernel) and expression_of(kernel) is None
     fitted_sparse = getattr(est, "_sparse", False)
-    if is_sparse(X) and not fitted_sparse:
-        raise ValueError(f"cannot use sparse input in {type(est).__name__!r} trained on dense data")
-    X = validate_data(est, X, dtype=np.float64, order="C", accept_sparse="csr", reset=False)
+    if not python_callable:  # a callable gets X as given (as in scikit-learn)
+        X = host_array(X, "X")
+        if is_sparse(X) and not fitted_sparse:
+            raise ValueError(
+                f"cannot use sparse input in {type(est).__name__!r} trained on dense data"
+            )
+        X = validate_data(est, X, dtype=np.float64, order="C", accept_sparse="csr", reset=False)
     binary = len(est.classes_) == 2
     dual = -est.dual_coef_ if binary else est.dual_coef_
     rho = est.intercept_ if binary else -est.intercept_
@@ -41,14 +46,15 @@ def ovo_decision(est: Any, X: Any) -> np.ndarray:
         data = np.ascontiguousarray(X, dtype=np.float64)
         sv = np.ascontiguousarray(est.support_vectors_, dtype=np.float64)
         support = est.support_
-    elif callable(kernel):
-        k = np.asarray(kernel(X, est.support_vectors_), dtype=np.float64)
-        if k.shape != (X.shape[0], len(est.support_)):
-            raise ValueError(
-                f"the kernel callable returned shape {k.shape}, "
-                f"expected {(X.shape[0], len(est.support_))}"
-            )
-        data, sv, support = k, None, np.arange(len(est.support_))
+    elif callable(kernel):  # a Python callable (expressions are handled above)
+        # against the training samples, as scikit-learn evaluates a callable
+        train = getattr(est, "_X_fit", None)
+        if train is None:  # pickled before the training samples were kept
+            train, support = est.support_vectors_, np.arange(len(est.support_))
+        else:
+            support = est.support_
+        shape = (_num_samples(X), _num_samples(train))
+        data, sv = callable_gram(kernel, X, train, shape, finite=False), None
     elif est._kernel_name == "precomputed":
         if X.shape[1] != est.shape_fit_[0]:
             raise ValueError(

@@ -154,3 +154,39 @@ def check_sparse_kernel(given: Any, kernel: Any) -> None:
             f"kernel={given!r} is an expression kernel, which takes dense features; "
             "convert the sparse matrix with X.toarray() (or use a built-in kernel)"
         )
+
+
+def callable_gram(
+    kernel: Callable[[Any, Any], Any], A: Any, B: Any, shape: tuple, finite: bool = True
+) -> np.ndarray:
+    """``kernel(A, B)`` of a Python callable kernel as a checked float64 matrix.
+
+    ``A`` and ``B`` reach the callable as given (lists of strings, object arrays...),
+    as scikit-learn passes them.
+
+    Parameters
+    ----------
+    kernel : callable
+        The ``kernel`` parameter.
+    A, B : object
+        The samples (training samples or support vectors for ``B``).
+    shape : tuple of int
+        The expected shape ``(len(A), len(B))``.
+    finite : bool, default=True
+        Also refuse NaN and infinite values (``fit``; prediction passes ``False``).
+
+    Returns
+    -------
+    ndarray of shape ``shape``, C-contiguous float64
+
+    Raises
+    ------
+    ValueError
+        If the result has another shape, or holds NaN or infinity with ``finite``.
+    """
+    gram = np.ascontiguousarray(kernel(A, B), dtype=np.float64)
+    if gram.shape != shape:
+        raise ValueError(f"the kernel callable returned shape {gram.shape}, expected {shape}")
+    if finite and not np.isfinite(gram).all():
+        raise ValueError("the kernel callable returned NaN or infinity")
+    return gram

@@ -18,6 +18,7 @@ import scipy.sparse as sp  # type: ignore[import-untyped]
 from .. import _core
 from .._base.exceptions import DataError
 from .._base.validate import check_fitted
+from ._checks import hard_margin
 from ._kernel import BUILTIN_KERNELS, kernel_from_spec, kernel_spec, storable
 from ._sparse import csr_parts
 from ._spec import svm_spec
@@ -108,6 +109,8 @@ def to_arrays(est: Any) -> tuple[Arrays, dict[str, str]]:
         params["random_state"] = None
     elif params["random_state"] is not None:
         params["random_state"] = int(params["random_state"])
+    if hard_margin(params["C"]):  # standard JSON has no infinity: C=inf as "inf"
+        params["C"] = "inf"
     cw = params["class_weight"]
     if isinstance(cw, dict):
         params["class_weight"] = [[np.asarray(k).tolist(), float(v)] for k, v in cw.items()]
@@ -222,6 +225,8 @@ def from_arrays(cls: type, arrays: Arrays, metadata: dict[str, str], where: str)
     values = _read_arrays(arrays, bad)
     try:
         params = dict(config["params"])
+        if params.get("C") == "inf":
+            params["C"] = float("inf")
         spec = config["kernel"]
         kernel = kernel_from_spec(spec)
         if isinstance(params.get("class_weight"), list):

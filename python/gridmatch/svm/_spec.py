@@ -46,4 +46,6 @@ def svm_spec(est: Any, probability_seed: int | None = None) -> dict[str, Any]:
         "max_iter": None if max_iter < 0 else max_iter,
         "n_jobs": _params.n_jobs(est.n_jobs),
         "probability_seed": probability_seed,
+        # estimators loaded from files written before the parameter have its default
+        "shrinking": bool(getattr(est, "shrinking", True)),
     }

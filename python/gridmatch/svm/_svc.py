@@ -8,28 +8,32 @@ import warnings
 
 import numpy as np
 from sklearn.base import BaseEstimator, ClassifierMixin
+from sklearn.utils import _safe_indexing
 from sklearn.utils.class_weight import compute_class_weight
-from sklearn.utils.metaestimators import available_if
 from sklearn.utils.multiclass import check_classification_targets
-from sklearn.utils.validation import column_or_1d
+from sklearn.utils.validation import _num_samples, check_consistent_length, column_or_1d
 
 from .. import _core
 from .._base import params as _params
-from .._base.exceptions import ConvergenceWarning, InterruptedWarning, NotFittedError
+from .._base.exceptions import ConvergenceWarning, InterruptedWarning
 from .._base.validate import check_fitted, host_array, validate_data
 from . import _persistence
 from ._centring import bias_shift, centred_f32, shift_of, slope
+from ._checks import check_params
+from ._coef import linear_coef
 from ._decision import ovo_decision
-from ._kernel import check_sparse_kernel, expression_of, resolve_kernel
+from ._kernel import callable_gram, check_sparse_kernel, expression_of, resolve_kernel
 from ._multiclass import ovo_votes, ovr_decision_function
+from ._proba import ProbabilityMixin
+from ._report import fit_summary
 from ._sparse import csr_parts, gamma_scale_variance, is_sparse
 from ._spec import svm_spec
-from ._weights import box_bounds
+from ._weights import sample_bounds
 
 __all__ = ["SVC"]
 
 
-class SVC(ClassifierMixin, BaseEstimator):
+class SVC(ProbabilityMixin, ClassifierMixin, BaseEstimator):
     """C-support vector classifier (libsvm's algorithm, Rust core).
 
     Same model as :class:`sklearn.svm.SVC`: one-vs-one multiclass, ``dual_coef_``,
@@ -38,11 +42,15 @@ class SVC(ClassifierMixin, BaseEstimator):
     Parameters
     ----------
     C : float, default=1.0
-        Regularisation: the box bound of the dual coefficients. Must be > 0.
+        Regularisation: the box bound of the dual coefficients. Must be > 0;
+        ``float("inf")`` fits a hard margin (as scikit-learn; on data that is not
+        separable in the kernel's space the solver then runs to its iteration limit).
     kernel : {"linear", "poly", "rbf", "sigmoid", "precomputed"} or callable, default="rbf"
         Kernel. A callable ``k(X, Y)`` must return the Gram matrix
-        ``(len(X), len(Y))``. Expression kernels of ``gridmatch.expr`` plug in through
-        the same route once available.
+        ``(len(X), len(Y))``; it gets ``X`` as given to ``fit`` / ``predict`` (lists of
+        strings, object arrays...: only the lengths are checked, as in scikit-learn),
+        and at prediction ``Y`` is the training ``X``. Expression kernels of
+        ``gridmatch.expr`` plug in through the same route once available.
     degree : int, default=3
         Degree of the ``"poly"`` kernel.
     gamma : {"scale", "auto"} or float, default="scale"
@@ -80,6 +88,18 @@ class SVC(ClassifierMixin, BaseEstimator):
         Seeds the shuffle of the probability model's cross-validation (ignored when
         ``probability=False``). The seed is drawn as scikit-learn draws it and the folds
         are libsvm's, so the same ``random_state`` gives scikit-learn's folds.
+    shrinking : bool, default=True
+        libsvm's shrinking heuristic: samples that stay at a bound leave the active
+        set for a while (the solution is the same within ``tol``; ``False`` keeps
+        every sample active).
+    verbose : bool or int, default=False
+        Print a summary after ``fit``: for each one-vs-one pair, its iterations and
+        whether it converged (not libsvm's progress output).
+    break_ties : bool, default=False
+        With ``decision_function_shape="ovr"`` and more than two classes,
+        :meth:`predict` returns the argmax of :meth:`decision_function` instead of the
+        one-vs-one vote (whose ties go to the lowest class). ``True`` with ``"ovo"``
+        makes :meth:`predict` raise ``ValueError``.
 
     Attributes
     ----------
@@ -90,7 +110,12 @@ class SVC(ClassifierMixin, BaseEstimator):
     support_ : ndarray of shape (n_SV,)
         Indices of the support vectors in the training set, grouped by class.
     support_vectors_ : ndarray of shape (n_SV, n_features)
-        Support vectors (empty for ``kernel="precomputed"``).
+        Support vectors (empty for ``kernel="precomputed"``; for a callable kernel, the
+        training samples as given, indexed like ``X``: a list stays a list).
+    coef_ : ndarray of shape (n_classes * (n_classes - 1) / 2, n_features)
+        Primal weights, ``kernel="linear"`` only (``AttributeError`` otherwise); read-only.
+        scikit-learn's layout: one row per one-vs-one pair, and for two classes the
+        row for which positive scores mean ``classes_[1]``.
     n_support_ : ndarray of shape (n_classes,)
         Number of support vectors of each class.
     dual_coef_ : ndarray of shape (n_classes - 1, n_SV)
@@ -98,13 +123,14 @@ class SVC(ClassifierMixin, BaseEstimator):
     intercept_ : ndarray of shape (n_classes * (n_classes - 1) / 2,)
         Constants of the decision functions.
     n_features_in_ : int
-        Number of features seen during fit.
+        Number of features seen during fit (not set for a callable kernel).
     fit_status_ : int
         0 if every binary problem converged, 1 if one stopped at ``max_iter``.
     n_iter_ : ndarray of shape (n_classes * (n_classes - 1) / 2,)
         SMO iterations of each binary problem.
     shape_fit_ : tuple
-        Shape of the training ``X``.
+        Shape of the training ``X`` (``(n_samples,)`` for a callable kernel's ``X``
+        without a shape).
     probA_, probB_ : ndarray of shape (n_classes * (n_classes - 1) / 2,)
         Platt sigmoid parameters of each pair, ``P(first class of the pair) =
         1 / (1 + exp(probA_ * d + probB_))`` for the pair's libsvm decision value ``d``
@@ -165,6 +191,9 @@ class SVC(ClassifierMixin, BaseEstimator):
         n_jobs=None,
         probability=False,
         random_state=None,
+        shrinking=True,
+        verbose=False,
+        break_ties=False,
     ):
         self.C = C
         self.kernel = kernel
@@ -179,6 +208,9 @@ class SVC(ClassifierMixin, BaseEstimator):
         self.n_jobs = n_jobs
         self.probability = probability
         self.random_state = random_state
+        self.shrinking = shrinking
+        self.verbose = verbose
+        self.break_ties = break_ties
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
@@ -198,23 +230,7 @@ class SVC(ClassifierMixin, BaseEstimator):
     # ------------------------------------------------------------------ checks
     def _check_params(self) -> None:
         """Check the parameters (``ConfigError`` naming the first bad one)."""
-        for name in ("C", "tol", "cache_size"):
-            _params.real(getattr(self, name), name, low=0, low_open=True)
-        _params.integer(self.degree, "degree", low=0)
-        _params.real(self.coef0, "coef0")
-        if isinstance(self.gamma, str):
-            _params.choice(self.gamma, "gamma", ("scale", "auto"), other="a number > 0")
-        else:
-            _params.real(self.gamma, "gamma", low=0, low_open=True)
-        _params.integer(self.max_iter, "max_iter", low=1, also=(-1,))
-        _params.choice(self.decision_function_shape, "decision_function_shape", ("ovr", "ovo"))
-        if not isinstance(self.class_weight, dict):
-            _params.choice(
-                self.class_weight, "class_weight", ("balanced",), optional=True, other="a dict"
-            )
-        _params.n_jobs(self.n_jobs)
-        _params.flag(self.probability, "probability")
-        _params.random_state(self.random_state)
+        check_params(self)
 
     # --------------------------------------------------------------------- fit
     def fit(self, X, y, sample_weight=None):
@@ -250,13 +266,22 @@ class SVC(ClassifierMixin, BaseEstimator):
         # Drawn as scikit-learn draws it (always, also without a probability model).
         seed = int(_params.random_state(self.random_state).randint(np.iinfo("i").max))
         kernel = resolve_kernel(self.kernel)
-        X, y = host_array(X, "X"), host_array(y, "y")
-        sparse = is_sparse(X)
-        if sparse:
-            check_sparse_kernel(self.kernel, kernel)
-        X, y = validate_data(
-            self, X, y, dtype=np.float64, order="C", accept_sparse="csr" if sparse else False
-        )
+        python_callable = callable(kernel) and expression_of(kernel) is None
+        sparse = False  # built-in kernels on scipy.sparse X (a callable gets X as given)
+        if python_callable:
+            # As scikit-learn: X reaches the callable as given (strings, objects...).
+            check_consistent_length(X, y)
+            y = host_array(y, "y")
+            self.__dict__.pop("n_features_in_", None)
+            self.__dict__.pop("feature_names_in_", None)
+        else:
+            X, y = host_array(X, "X"), host_array(y, "y")
+            sparse = is_sparse(X)
+            if sparse:
+                check_sparse_kernel(self.kernel, kernel)
+            X, y = validate_data(
+                self, X, y, dtype=np.float64, order="C", accept_sparse="csr" if sparse else False
+            )
         y_ = column_or_1d(y, warn=True)
         check_classification_targets(y_)
         classes, y_enc = np.unique(y_, return_inverse=True)
@@ -265,10 +290,8 @@ class SVC(ClassifierMixin, BaseEstimator):
                 f"The number of classes has to be greater than one; got {len(classes)} class"
             )
         self.class_weight_ = compute_class_weight(self.class_weight, classes=classes, y=y_)
-        n = X.shape[0]
-        sample_c = box_bounds(
-            float(self.C), self.class_weight_, classes, y_enc, sample_weight, X.shape
-        )
+        n = _num_samples(X)
+        sample_c = sample_bounds(float(self.C), self.class_weight_, y_enc, sample_weight, classes)
 
         gamma = 0.0
         shift = None
@@ -276,15 +299,8 @@ class SVC(ClassifierMixin, BaseEstimator):
             # An expression kernel: rows are evaluated in Rust on demand and kept in the
             # solver's row cache, so memory stays within cache_size (no n x n matrix).
             data, kname = X, "expression"
-        elif callable(kernel):
-            gram = np.asarray(kernel(X, X), dtype=np.float64)
-            if gram.shape != (n, n):
-                raise ValueError(
-                    f"the kernel callable returned shape {gram.shape}, expected {(n, n)}"
-                )
-            if not np.isfinite(gram).all():
-                raise ValueError("the kernel callable returned NaN or infinity")
-            data, kname = np.ascontiguousarray(gram), "precomputed"
+        elif python_callable:
+            data, kname = callable_gram(kernel, X, X, (n, n)), "precomputed"
         elif kernel == "precomputed":
             if X.shape[0] != X.shape[1]:
                 raise ValueError(
@@ -309,7 +325,12 @@ class SVC(ClassifierMixin, BaseEstimator):
                 # Centred in float64 before the float32 cast (see Notes): the kernels
                 # see X - shift, and the Rust core keeps the shift in float64.
                 shift = shift_of(X)
-                data, kname = centred_f32(X, shift), kernel
+                try:
+                    data, kname = centred_f32(X, shift), kernel
+                except ValueError as e:  # scikit-learn's message, then what happened
+                    raise ValueError(
+                        f"The dual coefficients or intercepts are not finite: {e}"
+                    ) from None
         self._gamma = gamma
         self._kernel_name = "precomputed" if kname == "expression" else kname
 
@@ -351,16 +372,22 @@ class SVC(ClassifierMixin, BaseEstimator):
         self._probA = np.asarray(out["prob_a"], dtype=np.float64)
         self._probB = np.asarray(out["prob_b"], dtype=np.float64)
         self.fit_status_ = 0 if out["converged"] else 1
-        self.shape_fit_ = X.shape
+        self.shape_fit_ = X.shape if hasattr(X, "shape") else (n,)
         self._sparse = sparse
         if kname == "precomputed" and not callable(kernel):
             self.support_vectors_ = np.empty((0, 0))
-        else:
-            self.support_vectors_ = X[self.support_]
+        else:  # a callable's samples as given (a list stays a list)
+            self.support_vectors_ = _safe_indexing(X, self.support_)
+        # prediction evaluates a callable against the training X, as scikit-learn does
+        self.__dict__.pop("_X_fit", None)
+        if python_callable:
+            self._X_fit = X
         # scikit-learn flips the binary model so that positive scores mean classes_[1].
         if len(classes) == 2:
             self.intercept_ = -self.intercept_
             self.dual_coef_ = -self.dual_coef_
+        if self.verbose:  # after the fit (libsvm prints its progress during it)
+            print(fit_summary(classes, y_enc, sample_c, self.n_iter_, int(self.max_iter)))
         if self.fit_status_ == 1:
             warnings.warn(
                 f"Solver terminated early (max_iter={self.max_iter}).  Consider "
@@ -369,6 +396,13 @@ class SVC(ClassifierMixin, BaseEstimator):
                 stacklevel=2,
             )
         return self
+
+    @property
+    def coef_(self):
+        """Primal weights for ``kernel="linear"`` (read-only; see Attributes)."""
+        if isinstance(self.kernel, str) and self.kernel == "linear":
+            check_fitted(self)
+        return linear_coef(self)
 
     @property
     def n_support_(self):
@@ -499,6 +533,9 @@ class SVC(ClassifierMixin, BaseEstimator):
     def predict(self, X):
         """Predict class labels by one-vs-one voting (ties go to the lowest class).
 
+        With ``break_ties=True``, ``decision_function_shape="ovr"`` and more than two
+        classes: the argmax of :meth:`decision_function` instead.
+
         Parameters
         ----------
         X : {array-like, sparse matrix} of shape (n_samples, n_features) or (n_samples, n_train)
@@ -513,77 +550,13 @@ class SVC(ClassifierMixin, BaseEstimator):
         ------
         NotFittedError
             If called before :meth:`fit`.
+        ValueError
+            If ``break_ties=True`` with ``decision_function_shape="ovo"``.
         """
+        check_fitted(self)
+        if self.break_ties and self.decision_function_shape == "ovo":
+            raise ValueError("break_ties must be False when decision_function_shape is 'ovo'")
+        if self.break_ties and self.decision_function_shape == "ovr" and len(self.classes_) > 2:
+            return self.classes_[np.argmax(self.decision_function(X), axis=1)]
         dec = ovo_decision(self, X)
         return self.classes_[np.argmax(ovo_votes(dec, len(self.classes_)), axis=1)]
-
-    # ----------------------------------------------------------- probabilities
-    def _check_proba(self):
-        if not self.probability:
-            raise AttributeError("predict_proba is not available when probability=False")
-        return True
-
-    @available_if(_check_proba)
-    def predict_proba(self, X):
-        """Class probabilities (libsvm's probability model).
-
-        Each pair's decision value goes through its Platt sigmoid (``probA_``,
-        ``probB_``), is clipped to ``[1e-7, 1 - 1e-7]``, and the pair probabilities are
-        coupled into class probabilities (Wu, Lin and Weng 2004, method 2), as
-        scikit-learn's ``SVC(probability=True)`` does. Only available when
-        ``probability=True``.
-
-        Parameters
-        ----------
-        X : {array-like, sparse matrix} of shape (n_samples, n_features) or (n_samples, n_train)
-            Samples; kernel values against the training set for ``"precomputed"``.
-
-        Returns
-        -------
-        ndarray of shape (n_samples, n_classes)
-            Probabilities of the classes in the order of ``classes_``; rows sum to 1.
-
-        Raises
-        ------
-        AttributeError
-            If ``probability=False``.
-        NotFittedError
-            If called before :meth:`fit`, or when the model was fitted with
-            ``probability=False``.
-        """
-        dec = ovo_decision(self, X)
-        if self._probA.size == 0 or self._probB.size == 0:
-            raise NotFittedError(
-                "predict_proba is not available when fitted with probability=False"
-            )
-        return _core.svm_proba(
-            np.ascontiguousarray(dec, dtype=np.float64),
-            np.ascontiguousarray(self._probA, dtype=np.float64),
-            np.ascontiguousarray(self._probB, dtype=np.float64),
-            len(self.classes_),
-            _params.n_jobs(self.n_jobs),
-        )
-
-    @available_if(_check_proba)
-    def predict_log_proba(self, X):
-        """Logarithm of :meth:`predict_proba`.
-
-        Parameters
-        ----------
-        X : {array-like, sparse matrix} of shape (n_samples, n_features) or (n_samples, n_train)
-            Samples; kernel values against the training set for ``"precomputed"``.
-
-        Returns
-        -------
-        ndarray of shape (n_samples, n_classes)
-            Log-probabilities of the classes in the order of ``classes_``.
-
-        Raises
-        ------
-        AttributeError
-            If ``probability=False``.
-        NotFittedError
-            If called before :meth:`fit`, or when the model was fitted with
-            ``probability=False``.
-        """
-        return np.log(self.predict_proba(X))

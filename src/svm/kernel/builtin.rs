@@ -4,7 +4,7 @@
 //! single precision.
 
 use super::Kernel;
-use ndarray::{ArrayView2, ArrayViewMut2, Axis};
+use ndarray::{ArrayView1, ArrayView2, ArrayViewMut2, Axis};
 use rayon::prelude::*;
 
 /// The built-in kernels, with scikit-learn's definitions.
@@ -174,10 +174,10 @@ impl BuiltinKernel {
                 let ar = ab.row(p);
                 let a_sq = ar.dot(&ar);
                 match row.as_slice_mut() {
-                    Some(r) => rbf_finish(r, a_sq, b_sq, g),
+                    Some(r) => rbf_finish(r, ar, a_sq, b, b_sq, g),
                     None => {
                         let mut tmp: Vec<f32> = row.to_vec();
-                        rbf_finish(&mut tmp, a_sq, b_sq, g);
+                        rbf_finish(&mut tmp, ar, a_sq, b, b_sq, g);
                         row.iter_mut().zip(&tmp).for_each(|(o, v)| *o = *v);
                     }
                 }
@@ -188,32 +188,72 @@ impl BuiltinKernel {
     }
 }
 
-/// `row[q] = exp(g * max(a_sq + b_sq[q] - 2 row[q], 0))`: RBF values from dot products.
-fn rbf_finish(row: &mut [f32], a_sq: f32, b_sq: &[f32], g: f32) {
+/// Below this fraction of `|a|^2 + |b|^2`, a squared distance of the product form has
+/// lost most of its digits to cancellation; it is then computed from the difference.
+const CANCEL: f32 = 1.0 / 1024.0;
+
+/// `row[q] = exp(g * max(a_sq + b_sq[q] - 2 row[q], 0))`: RBF values from the dot
+/// products `row[q] = a . b_q`, except that the squared distances of close pairs (below
+/// [`CANCEL`] of the squared norms: a sample and itself, duplicates, near neighbours)
+/// are computed as `|a - b_q|^2`, as [`Kernel::row`] computes every distance. So a
+/// sample's value with itself is exactly 1 at any `gamma`, as libsvm's is, in every
+/// path (fit and prediction alike), and a large `gamma` does not amplify the product
+/// form's rounding on the pairs whose kernel values are not negligible.
+fn rbf_finish(
+    row: &mut [f32],
+    a: ArrayView1<'_, f32>,
+    a_sq: f32,
+    b: ArrayView2<'_, f32>,
+    b_sq: &[f32],
+    g: f32,
+) {
+    let mut close = false;
     for (v, &bq) in row.iter_mut().zip(b_sq) {
-        *v = g * (a_sq + bq - 2.0 * *v).max(0.0);
+        *v = a_sq + bq - 2.0 * *v;
+        close |= *v <= CANCEL * (a_sq + bq);
     }
-    exp_in_place(row);
+    if close {
+        for (q, (v, &bq)) in row.iter_mut().zip(b_sq).enumerate() {
+            if *v <= CANCEL * (a_sq + bq) {
+                *v = a.iter().zip(b.row(q)).map(|(x, y)| (x - y) * (x - y)).sum();
+            }
+        }
+    }
+    for v in row.iter_mut() {
+        *v = exp1(g * v.max(0.0));
+    }
 }
 
-/// `exp` of every value, vectorisable (relative error about 2e-7, inputs below -87
-/// give about 1e-38 instead of a subnormal).
+/// `exp` of every value, vectorisable (relative error about 2e-7; inputs below -87
+/// give exactly 0, float32's subnormals flushed, so that a kernel value far below
+/// float32's range is 0 as float64's `exp` gives it: a point far from every support
+/// vector gets the intercept alone, and its ties are libsvm's).
 fn exp_in_place(v: &mut [f32]) {
+    for x in v.iter_mut() {
+        *x = exp1(*x);
+    }
+}
+
+/// One value of [`exp_in_place`] (inlined into vectorisable loops).
+#[inline(always)]
+fn exp1(x: f32) -> f32 {
     const LOG2E: f32 = std::f32::consts::LOG2_E;
     const LN2_HI: f32 = 0.693_359_4;
     const LN2_LO: f32 = -2.121_944_4e-4;
     // 1.5 * 2^23: adding and subtracting it rounds to the nearest integer.
     const ROUND: f32 = 12_582_912.0;
-    for x in v.iter_mut() {
-        let t = x.clamp(-87.0, 88.0);
-        let k = (t * LOG2E + ROUND) - ROUND;
-        let r = t - k * LN2_HI - k * LN2_LO;
-        let p = 1.0
-            + r * (1.0
-                + r * (0.5
-                    + r * (1.0 / 6.0 + r * (1.0 / 24.0 + r * (1.0 / 120.0 + r * (1.0 / 720.0))))));
-        let scale = f32::from_bits(((k as i32 + 127) as u32) << 23);
-        *x = p * scale;
+    let t = x.clamp(-87.0, 88.0);
+    let k = (t * LOG2E + ROUND) - ROUND;
+    let r = t - k * LN2_HI - k * LN2_LO;
+    let p = 1.0
+        + r * (1.0
+            + r * (0.5
+                + r * (1.0 / 6.0 + r * (1.0 / 24.0 + r * (1.0 / 120.0 + r * (1.0 / 720.0))))));
+    let scale = f32::from_bits(((k as i32 + 127) as u32) << 23);
+    if x < -87.0 {
+        0.0
+    } else {
+        p * scale
     }
 }
 
@@ -383,6 +423,33 @@ mod tests {
     /// centred rows `xc` (`n × d`).
 
     #[test]
+    fn rbf_blocks_are_exact_on_close_pairs_at_large_gamma() {
+        // Rows far from the origin (|x|^2 ~ 1e4): the product form's rounding (~1e-3)
+        // times gamma = 1e4 would move K(x, x) far from 1; close pairs are computed
+        // from the difference, as `row` computes them.
+        let a = ndarray::Array2::from_shape_fn((40, 6), |(i, k)| {
+            40.0 + (((i * 13 + k * 7) % 17) as f32) / 5.0 + if i % 2 == 1 { 1e-3 } else { 0.0 }
+        });
+        let k = BuiltinKernel::Rbf { gamma: 1e4 };
+        let mut blk = ndarray::Array2::<f32>::zeros((40, 40));
+        k.block(a.view(), a.view(), blk.view_mut());
+        let cols: Vec<usize> = (0..40).collect();
+        for i in 0..40 {
+            assert_eq!(blk[[i, i]], 1.0);
+            let mut row = vec![0f32; 40];
+            k.row(a.view(), i, a.view(), &cols, &mut row);
+            for j in 0..40 {
+                assert!(
+                    (row[j] - blk[[i, j]]).abs() <= 1e-5,
+                    "{i} {j}: {} {}",
+                    row[j],
+                    blk[[i, j]]
+                );
+            }
+        }
+    }
+
+    #[test]
     fn fast_exp_is_accurate() {
         let mut xs: Vec<f32> = (0..2000).map(|i| -90.0 + i as f32 * 0.0455).collect();
         let want: Vec<f64> = xs.iter().map(|&x| f64::from(x).exp()).collect();
@@ -392,6 +459,9 @@ mod tests {
                 assert!((f64::from(*got) - w).abs() <= 1e-6 * w, "{got} vs {w}");
             } else {
                 assert!(f64::from(*got) < 1e-37);
+            }
+            if *w < (-87.0f64).exp() {
+                assert_eq!(*got, 0.0, "{w}");
             }
         }
     }

@@ -192,9 +192,10 @@ fn group(
                 "label {c} of sample {i} is not below n_classes = {n_classes}"
             )));
         }
-        if !w.is_finite() {
+        // `+inf` is a hard margin (`C = inf`); NaN and `-inf` are refused.
+        if w.is_nan() || w == f64::NEG_INFINITY {
             return Err(SvmError::Value(format!(
-                "weight of sample {i} is not finite"
+                "weight of sample {i} is NaN or -inf"
             )));
         }
         if w > 0.0 {
@@ -366,6 +367,24 @@ mod tests {
             &Monitor::none(),
         );
         assert!(matches!(e, Err(SvmError::Value(_))));
+        // +inf is a hard margin (C = inf); NaN and -inf are refused
+        let m = fit_ovo(
+            &g,
+            &Classes::new(&[0, 1, 1], 2, &[f64::INFINITY; 3]),
+            &SolverParams::default(),
+            &Monitor::none(),
+        )
+        .unwrap();
+        assert!(m.converged && m.dual_coef.iter().all(|v| v.is_finite()));
+        for bad in [f64::NAN, f64::NEG_INFINITY] {
+            let e = fit_ovo(
+                &g,
+                &Classes::new(&[0, 1, 1], 2, &[1.0, bad, 1.0]),
+                &SolverParams::default(),
+                &Monitor::none(),
+            );
+            assert!(matches!(e, Err(SvmError::Value(_))), "{bad}");
+        }
     }
 
     #[test]
