@@ -229,6 +229,7 @@ def test_every_imported_package_is_declared():
         "sklearn": "scikit-learn",
         "faiss": "faiss-cpu",
         "pytorch_metric_learning": "pytorch-metric-learning",
+        "sklearnex": "scikit-learn-intelex",
     }
     # the package and the modules beside the importing files (test helpers, benches)
     local = {"gridmatch"} | {
