@@ -1,20 +1,8 @@
-"""Exceptions and warnings raised by gridmatch.
+"""The exception and warning classes of gridmatch (the foundation's errors).
 
-Every error raised on purpose by gridmatch derives from :class:`GridmatchError`. The
-subclasses also derive from the builtin (or scikit-learn) class that code outside
-gridmatch expects, so ``except ValueError`` keeps working.
-
-======================  =========================================  =========================
-class                   raised when                                also a
-======================  =========================================  =========================
-``ConfigError``         a setting has an invalid type or value     ``ValueError``
-``ShapeError``          an array has the wrong shape, dtype, size  ``ValueError``
-``DataError``           a dataset file is missing or malformed     ``ValueError``
-``NotFittedError``      a model is used before ``fit``             sklearn ``NotFittedError``
-``ExpressionError``     an expression does not parse or type-check ``ValueError``
-``DeviceError``         a requested device is not available        ``RuntimeError``
-``BackendError``        libtorch or a solver failed                ``RuntimeError``
-======================  =========================================  =========================
+Users import them from :mod:`gridmatch.exceptions` (or ``gridmatch``), whose docstring
+says which is raised when and which builtin class each also derives from; the
+extension's error mapping (src/python/errors.rs) imports them from there too.
 """
 
 from __future__ import annotations

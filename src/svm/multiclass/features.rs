@@ -80,14 +80,8 @@ trait Rows: Sync {
     fn block_symmetric(&self, p: &Self::Part, out: ArrayViewMut2<'_, f32>);
     /// `K(a, b)`.
     fn block(&self, a: &Self::Part, b: &Self::Part, out: ArrayViewMut2<'_, f32>);
-    /// Fit with kernel rows on demand (the blocks do not fit the budget).
-    fn fit_on_demand(
-        &self,
-        classes: &Classes<'_>,
-        params: &SolverParams,
-        probability: Option<u32>,
-        monitor: &Monitor<'_>,
-    ) -> Result<OvoModel, SvmError>;
+    /// The kernel with rows computed on demand (when the blocks do not fit the budget).
+    fn on_demand(&self) -> Box<dyn Gram + '_>;
 }
 
 /// Dense float32 rows with any [`Kernel`].
@@ -113,15 +107,8 @@ impl Rows for DenseRows<'_> {
     fn block(&self, a: &Array2<f32>, b: &Array2<f32>, out: ArrayViewMut2<'_, f32>) {
         self.kernel.block(a.view(), b.view(), out);
     }
-    fn fit_on_demand(
-        &self,
-        classes: &Classes<'_>,
-        params: &SolverParams,
-        probability: Option<u32>,
-        monitor: &Monitor<'_>,
-    ) -> Result<OvoModel, SvmError> {
-        let g = FeatureGram::new(self.kernel, self.x);
-        fit_ovo_with(&g, classes, params, probability, monitor)
+    fn on_demand(&self) -> Box<dyn Gram + '_> {
+        Box::new(FeatureGram::new(self.kernel, self.x))
     }
 }
 
@@ -149,15 +136,8 @@ impl Rows for SparseRows<'_> {
     fn block(&self, a: &Vec<usize>, b: &Vec<usize>, out: ArrayViewMut2<'_, f32>) {
         sparse::block(&self.kernel, self.x, a, b, out);
     }
-    fn fit_on_demand(
-        &self,
-        classes: &Classes<'_>,
-        params: &SolverParams,
-        probability: Option<u32>,
-        monitor: &Monitor<'_>,
-    ) -> Result<OvoModel, SvmError> {
-        let g = SparseGram::new(self.kernel, self.x);
-        fit_ovo_with(&g, classes, params, probability, monitor)
+    fn on_demand(&self) -> Box<dyn Gram + '_> {
+        Box::new(SparseGram::new(self.kernel, self.x))
     }
 }
 
@@ -190,7 +170,7 @@ fn fit_shared<R: Rows>(
         .checked_div(cross_bytes)
         .map_or(threads, |v| v.min(threads));
     if concurrent == 0 {
-        return rows.fit_on_demand(classes, params, probability, monitor);
+        return fit_ovo_with(&*rows.on_demand(), classes, params, probability, monitor);
     }
     let sub = SolverParams {
         cache_bytes: (room - concurrent * cross_bytes) / concurrent,
