@@ -56,6 +56,21 @@ gm.GridSearchNetwork(**{**LONG, "backbone": plain}, distributed=True).fit(X, ids
     out / f"plain_module_{rank}"
 )
 
+# Fine-tuning controls data-parallel: the backbone frozen in epoch 1, its BatchNorm
+# kept, its own rate after a warm-up.
+torch.manual_seed(1)
+tuned = torch.nn.Sequential(
+    torch.nn.Conv2d(1, 8, 3, padding=1), torch.nn.BatchNorm2d(8), torch.nn.ReLU()
+)
+with torch.no_grad():
+    tuned[1].running_mean.uniform_(-0.5, 0.5)
+    tuned[1].weight.uniform_(0.5, 1.5)
+res["finetune_start"] = {k: v.tolist() for k, v in tuned.state_dict().items()}
+FT = dict(backbone_lr=1e-3, freeze_backbone_epochs=1, freeze_bn=True, warmup_steps=2)
+ft = gm.GridSearchNetwork(**{**LONG, "backbone": tuned, "epochs": 2}, **FT, distributed=True)
+ft.fit(X, ids).save(out / f"finetune_{rank}")
+res["finetune_backbone_lr"] = [h["backbone_lr"] for h in ft.history_]
+
 
 def stop_on_rank_1(epoch: int, epochs: int, metrics: dict) -> bool:
     return rank != 1

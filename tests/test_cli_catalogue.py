@@ -103,3 +103,46 @@ def test_train_and_embed_take_a_precision(tmp_path, capsys):
         np.load(tmp_path / "emb-bf16.npy"), np.load(tmp_path / "emb-fp32.npy")
     )
     capsys.readouterr()
+
+
+def test_train_fine_tuning_flags_and_a_torchscript_backbone(tmp_path, capsys):
+    import torch
+
+    root = photo_folder(tmp_path)
+    torch.manual_seed(0)
+    module = torch.nn.Sequential(
+        torch.nn.Conv2d(3, 8, 3, padding=1), torch.nn.BatchNorm2d(8), torch.nn.ReLU()
+    )
+    script = tmp_path / "backbone.pt"
+    torch.jit.save(torch.jit.script(module), str(script))
+    model = tmp_path / "model"
+    argv = train_argv(root, model, epochs=2)
+    argv[argv.index("--backbone") + 1] = str(script)
+    argv += ["--backbone-lr", "0.0001", "--freeze-bn", "--freeze-backbone-epochs", "1"]
+    argv += ["--warmup-steps", "2"]
+    assert cli.main(argv) == 2  # a TorchScript file is code: refused without the flag
+    assert "--trust-torchscript" in capsys.readouterr().err
+    assert cli.main([*argv, "--trust-torchscript"]) == 0
+    net = gm.GridSearchNetwork.load(model, trust_torchscript=True)
+    got = {k: net.get_params()[k] for k in ("backbone_lr", "freeze_bn", "freeze_backbone_epochs")}
+    assert got == {"backbone_lr": 1e-4, "freeze_bn": True, "freeze_backbone_epochs": 1}
+    assert net.warmup_steps == 2 and [h["backbone_lr"] for h in net.history_][0] == 0.0
+    # the BatchNorm layer of the module is as it was (frozen), the convolution trained
+    now = dict(net.backbone.state_dict())
+    start = dict(module.state_dict())
+    assert torch.equal(now["1.running_var"], start["1.running_var"])
+    assert not torch.equal(now["0.weight"], start["0.weight"])
+    # --weights: the trained model's backbone as the start of another run
+    assert cli.main([*train_argv(root, tmp_path / "m0", epochs=1)]) == 0
+    again = train_argv(root, tmp_path / "m1", epochs=0)
+    w = str(tmp_path / "m0" / "weights.safetensors")
+    assert cli.main([*again, "--weights", w]) == 0
+    a = gm.GridSearchNetwork.load(tmp_path / "m0").features(
+        gm.datasets.ImageCatalogue.from_folder(root)
+    )
+    b = gm.GridSearchNetwork.load(tmp_path / "m1").features(
+        gm.datasets.ImageCatalogue.from_folder(root)
+    )
+    np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+    assert cli.main([*again, "--backbone", "nope"]) == 2
+    assert "neither one of convnet" in capsys.readouterr().err

@@ -124,6 +124,25 @@ def test_a_module_backbones_batchnorm_statistics_are_rank_0s_on_every_rank(runs)
     np.testing.assert_array_equal(e0, e1)  # eval mode reads the statistics
 
 
+def test_fine_tuning_controls_hold_data_parallel(runs):
+    # freeze_backbone_epochs, freeze_bn and backbone_lr on two ranks: the same model on
+    # both, the BatchNorm layer exactly as it started, the convolution trained in epoch 2
+    torch = pytest.importorskip("torch")
+    start = {k: torch.tensor(v) for k, v in result(runs, 0)["finetune_start"].items()}
+    mods = [torch.jit.load(str(runs / f"finetune_{r}" / "backbone.pt")) for r in (0, 1)]
+    s0, s1 = (dict(m.state_dict()) for m in mods)
+    for k in s0:
+        torch.testing.assert_close(s0[k], s1[k], rtol=0, atol=0)
+    for k in ("1.weight", "1.bias", "1.running_mean", "1.running_var"):
+        torch.testing.assert_close(s0[k], start[k].to(s0[k].dtype), rtol=0, atol=0)
+    assert not torch.equal(s0["0.weight"], start["0.weight"])
+    w0, w1 = weights(runs / "finetune_0"), weights(runs / "finetune_1")
+    for name in w0:
+        np.testing.assert_array_equal(w0[name], w1[name], err_msg=name)
+    # epoch 1 frozen; epoch 2's last step is past the warm-up (constant schedule)
+    assert result(runs, 0)["finetune_backbone_lr"] == [0.0, pytest.approx(1e-3)]
+
+
 def test_one_step_equals_the_single_process_step_on_both_shards(runs):
     # SGD's first step moves θ0 by lr·g; the mean gradient of the two ranks therefore
     # gives θ0 - lr·(g0 + g1)/2 = (θ_alone_0 + θ_alone_1) / 2, where θ_alone_r is one

@@ -14,8 +14,11 @@ import argparse
 import os
 import sys
 import time
+from pathlib import Path
+from typing import Any
 
 from . import __version__, _core, datasets
+from ._base.exceptions import ConfigError
 from ._base.threads import get_num_threads, set_num_threads
 
 __all__ = ["main"]
@@ -59,6 +62,30 @@ def _catalogue(where: str) -> datasets.ImageCatalogue:
     raise ValueError(f"--catalogue {where!r} is neither a folder nor a CSV file")
 
 
+def _backbone(name: str, trust: bool) -> Any:
+    """A built-in backbone's name as it is; a TorchScript file (``torch.jit.save``)
+    loaded with ``torch.jit.load``, only with ``--trust-torchscript`` (it is code)."""
+    if name in _core.BACKBONE_NAMES:
+        return name
+    path = Path(name)
+    if not path.is_file():
+        raise ConfigError(
+            f"--backbone {name!r}: neither one of {', '.join(_core.BACKBONE_NAMES)} nor a "
+            "TorchScript file"
+        )
+    if not trust:
+        raise ConfigError(
+            f"--backbone {name}: a TorchScript file is code that runs in training; pass "
+            "--trust-torchscript to load it from a source you trust"
+        )
+    import torch
+
+    try:
+        return torch.jit.load(str(path), map_location="cpu")
+    except Exception as e:  # noqa: BLE001 - torch raises many kinds
+        raise ConfigError(f"--backbone {name}: not a TorchScript file ({e})") from None
+
+
 def _train(args: argparse.Namespace) -> int:
     import numpy as np
 
@@ -85,14 +112,23 @@ def _train(args: argparse.Namespace) -> int:
         Xv, iv = Xt[:n_val], yt[:n_val]
     if args.catalogue is None:
         backbone = args.backbone or "convnet"
+    # the estimator's own defaults for what is not given
+    given = {
+        k: v
+        for k, v in (("loss", args.loss), ("grid", args.grid), ("negatives", args.negatives))
+        if v is not None
+    }
     gsn = GridSearchNetwork(
-        backbone=backbone,
+        backbone=_backbone(backbone, args.trust_torchscript),
+        weights=args.weights,
+        backbone_lr=args.backbone_lr,
+        freeze_bn=args.freeze_bn,
+        freeze_backbone_epochs=args.freeze_backbone_epochs,
+        warmup_steps=args.warmup_steps,
+        **given,
         image_size=args.image_size,
         dim=args.dim,
-        grid=args.grid,
         positives=args.positives,
-        negatives=args.negatives,
-        loss=args.loss,
         mode=args.mode,
         epochs=args.epochs,
         batch_size=args.batch_size,
@@ -337,9 +373,41 @@ def main(argv: list[str] | None = None) -> int:
     )
     p.add_argument(
         "--backbone",
-        choices=("convnet", "resnet18", "resnet50"),
         default=None,
-        help="default: convnet for datasets, resnet18 for a catalogue",
+        help="convnet, resnet18, resnet50, or a TorchScript file (torch.jit.save of a "
+        "backbone module, with --trust-torchscript); default: convnet for datasets, "
+        "resnet18 for a catalogue",
+    )
+    p.add_argument(
+        "--trust-torchscript",
+        action="store_true",
+        help="allow --backbone to load a TorchScript file (it is code that runs)",
+    )
+    p.add_argument(
+        "--weights",
+        default=None,
+        help="initial backbone weights: a .safetensors / .pth state dict with torchvision's "
+        "names, or 'imagenet' (torchvision's ImageNet weights)",
+    )
+    p.add_argument(
+        "--backbone-lr",
+        type=float,
+        default=None,
+        help="learning rate of the backbone (default: --lr)",
+    )
+    p.add_argument(
+        "--freeze-bn",
+        action="store_true",
+        help="keep the backbone's BatchNorm statistics and affine parameters fixed",
+    )
+    p.add_argument(
+        "--freeze-backbone-epochs",
+        type=int,
+        default=0,
+        help="epochs at the start that train only the head",
+    )
+    p.add_argument(
+        "--warmup-steps", type=int, default=0, help="steps of linear learning-rate warm-up"
     )
     p.add_argument("--image-size", type=int, default=None, help="catalogue image side (224)")
     p.add_argument(
@@ -351,10 +419,17 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--n", type=int, default=10_000, help="training images / products")
     p.add_argument("--val", type=int, default=1000, help="validation images")
     p.add_argument("--out", required=True, help="folder for the model (and checkpoints)")
-    p.add_argument("--loss", default="double-margin")
-    p.add_argument("--grid", type=_grid, default=(3, 3), help="rows x cols, e.g. 3x3")
+    p.add_argument("--loss", default=None, help="a loss name (default: the model's default)")
+    p.add_argument(
+        "--grid", type=_grid, default=None, help="rows x cols, e.g. 4x4 (default: the model's)"
+    )
     p.add_argument("--positives", type=int, default=1)
-    p.add_argument("--negatives", default="random", choices=("random", "hard", "mined", "semihard"))
+    p.add_argument(
+        "--negatives",
+        default=None,
+        choices=("random", "hard", "mined", "semihard"),
+        help="default: the model's",
+    )
     p.add_argument("--mode", default="batch", choices=("batch", "stitched"))
     p.add_argument("--dim", type=int, default=128)
     p.add_argument("--epochs", type=int, default=5)

@@ -30,7 +30,7 @@ mod resnet;
 mod script;
 
 pub use normalize::{Normalize, IMAGENET_MEAN, IMAGENET_STD};
-pub use script::BUFFERS_METHOD;
+pub use script::{BUFFERS_METHOD, BUFFER_NAMES_METHOD};
 
 use convnet::convnet;
 use resnet::resnet;
@@ -62,6 +62,9 @@ pub struct Net {
     /// Channels of the pooled features.
     channels: i64,
     prefix: String,
+    /// Whether the backbone's BatchNorm layers keep their statistics in training
+    /// (they run as in eval mode; see [`Net::set_frozen_batch_norm`]).
+    frozen_bn: bool,
 }
 
 /// Loading backbone weights failed.
@@ -138,7 +141,54 @@ impl Net {
             std: channel(&std),
             channels: c,
             prefix: p.components().collect::<Vec<_>>().join("."),
+            frozen_bn: false,
         })
+    }
+
+    /// Keep (`true`) or not the backbone's BatchNorm statistics in training passes: a
+    /// frozen backbone runs as in eval mode (running statistics, not batch ones, and
+    /// not updated) while its gradients still flow; a TorchScript backbone runs in eval
+    /// mode then (its dropout, if any, is off too). Its affine parameters are the
+    /// caller's to keep fixed ([`Net::batch_norm_affine`]).
+    pub fn set_frozen_batch_norm(&mut self, frozen: bool) {
+        self.frozen_bn = frozen;
+    }
+
+    /// The store names of the backbone's BatchNorm affine parameters (weight and bias of
+    /// every layer that has running statistics), given the store's variable names:
+    /// for a built-in backbone the statistics are store variables
+    /// (`<prefix>.backbone.X.running_mean` → `X.weight`, `X.bias`); for a TorchScript
+    /// backbone they are the module's buffers, named by its [`BUFFER_NAMES_METHOD`].
+    pub fn batch_norm_affine(&self, store_names: &[String]) -> Result<Vec<String>, tch::TchError> {
+        let backbone = format!("{}.backbone.", self.prefix);
+        let layers: Vec<String> = match &self.features {
+            Backbone::Builtin(_) => store_names
+                .iter()
+                .filter_map(|n| n.strip_prefix(&backbone)?.strip_suffix(".running_mean"))
+                .map(str::to_string)
+                .collect(),
+            Backbone::Script(_) => self
+                .script_buffer_names()?
+                .iter()
+                .filter_map(|n| n.strip_suffix(".running_mean"))
+                .map(str::to_string)
+                .collect(),
+        };
+        // A TorchScript parameter `X.weight` is the store variable `X_weight`.
+        let store_key = |layer: &str, what: &str| match &self.features {
+            Backbone::Builtin(_) => format!("{backbone}{layer}.{what}"),
+            Backbone::Script(_) => format!("{backbone}{}_{what}", layer.replace('.', "_")),
+        };
+        let mut out = Vec::new();
+        for layer in &layers {
+            for what in ["weight", "bias"] {
+                let key = store_key(layer, what);
+                if store_names.contains(&key) {
+                    out.push(key);
+                }
+            }
+        }
+        Ok(out)
     }
 
     /// Set the per-channel input normalisation (one mean and std per input channel),
@@ -176,6 +226,7 @@ impl Net {
         let xs = xs
             .f_sub(&self.mean.f_to_device(dev)?)?
             .f_div(&self.std.f_to_device(dev)?)?;
+        let train = train && !self.frozen_bn;
         match &self.features {
             Backbone::Builtin(f) => Ok(f.forward_t(&xs, train)),
             Backbone::Script(m) => {

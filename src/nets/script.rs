@@ -64,6 +64,7 @@ impl Net {
             std: Tensor::from_slice(&vec![1f32; cin.max(1) as usize]).view([1, -1, 1, 1]),
             channels: c,
             prefix: p.components().collect::<Vec<_>>().join("."),
+            frozen_bn: false,
         })
     }
 
@@ -110,6 +111,43 @@ impl Net {
         }
     }
 
+    /// The names of the TorchScript backbone's buffers (`X.running_mean`, ...), from its
+    /// [`BUFFER_NAMES_METHOD`]; an error naming the fix when the module lacks the method
+    /// (one converted before it was added).
+    pub(super) fn script_buffer_names(&self) -> Result<Vec<String>, tch::TchError> {
+        let Backbone::Script(m) = &self.features else {
+            return Ok(Vec::new());
+        };
+        let module = lock(m)?;
+        let missing = || {
+            tch::TchError::Torch(format!(
+                "the TorchScript backbone has no {BUFFER_NAMES_METHOD}() method (it was \
+                 converted by an older gridmatch); pass the torch module again to name its \
+                 BatchNorm layers"
+            ))
+        };
+        let names = match module.method_is::<tch::IValue>(BUFFER_NAMES_METHOD, &[]) {
+            Ok(tch::IValue::StringList(v)) => v,
+            Ok(tch::IValue::GenericList(v)) => v
+                .into_iter()
+                .map(|x| match x {
+                    tch::IValue::String(s) => Ok(s),
+                    other => Err(tch::TchError::Kind(format!(
+                        "{BUFFER_NAMES_METHOD}() returned a non-string item {other:?}"
+                    ))),
+                })
+                .collect::<Result<_, _>>()?,
+            Ok(other) => {
+                return Err(tch::TchError::Kind(format!(
+                    "{BUFFER_NAMES_METHOD}() returned {other:?}, not a list of strings"
+                )))
+            }
+            Err(e) if e.to_string().contains("is not defined") => return Err(missing()),
+            Err(e) => return Err(e),
+        };
+        Ok(names)
+    }
+
     /// Write the TorchScript backbone, with its current parameters and buffers, to
     /// `path` (an error for a built-in backbone).
     pub fn save_script(&self, path: &std::path::Path) -> Result<(), tch::TchError> {
@@ -125,6 +163,10 @@ impl Net {
 /// The exported method of a TorchScript backbone that returns its buffers; the Python
 /// layer adds it (`gridmatch.gsn.torchscript.export_buffers`) before handing a module over.
 pub const BUFFERS_METHOD: &str = "gridmatch_buffers";
+
+/// The exported method of a TorchScript backbone that returns its buffers' names
+/// (`named_buffers` order), added beside [`BUFFERS_METHOD`].
+pub const BUFFER_NAMES_METHOD: &str = "gridmatch_buffer_names";
 
 pub(super) fn lock(
     m: &Mutex<tch::CModule>,

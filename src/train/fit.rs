@@ -1,18 +1,18 @@
 //! The training loop: configuration, batches prepared one step ahead on a helper
 //! thread, per-epoch validation, progress and checkpoints.
 
+use super::groups::Groups;
 use super::parallel::{shard, DataParallel};
 use super::precision::{LossScaler, MIN_SCALE};
 use super::source::ImageSource;
 use super::step::{step_loss, StepBatch};
-use super::{GsnError, Model, Optim, TrainSpec};
+use super::{GsnError, Model, TrainSpec};
 use crate::data::grid::plan_batch;
 use crate::rng::Rng;
 use crate::runtime::{Monitor, Progress};
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::time::Instant;
-use tch::nn::{self, OptimizerConfig};
 use tch::{Device, Tensor};
 
 /// Training parameters.
@@ -116,6 +116,10 @@ pub fn fit(
 /// rank). A stop (monitor cancelled, progress sink returning `false`) on any rank stops
 /// every rank at the same step (mid-epoch) or after the same epoch. All ranks end with
 /// rank 0's buffers and the same parameters.
+///
+/// The head trains at `lr`, the backbone at `finetune.backbone_lr` after its frozen
+/// epochs, with `finetune.freeze_bn` its BatchNorm layers fixed (see [`Groups`]); the
+/// model's variables require gradients again afterwards.
 pub fn fit_parallel(
     model: &mut Model,
     data: &TrainData<'_>,
@@ -127,6 +131,22 @@ pub fn fit_parallel(
     if let Some(p) = parallel {
         p.check()?;
     }
+    let groups = Groups::new(model, &cfg.spec)?;
+    let trained = fit_groups(model, &groups, data, val, cfg, parallel, monitor);
+    groups.release(model)?;
+    trained
+}
+
+/// [`fit_parallel`] with the optimiser's groups made.
+fn fit_groups(
+    model: &mut Model,
+    pgroups: &Groups,
+    data: &TrainData<'_>,
+    val: Option<&ValData<'_>>,
+    cfg: &TrainConfig,
+    parallel: Option<&DataParallel<'_>>,
+    monitor: &Monitor<'_>,
+) -> Result<Vec<EpochRecord>, GsnError> {
     let n = data.source.len();
     if n == 0 || data.ids.len() != n {
         return Err(GsnError::Shape(format!(
@@ -188,17 +208,6 @@ pub fn fit_parallel(
         .unwrap_or_else(|| n.div_ceil(cfg.spec.batch_size * parallel.map_or(1, |p| p.world)))
         .max(1);
     let total_steps = steps * cfg.spec.epochs;
-    // The trainable variables in an order every rank shares (for the gradient bucket).
-    let trainable: Vec<Tensor> = {
-        let mut named: Vec<(String, Tensor)> = model
-            .vs
-            .variables()
-            .into_iter()
-            .filter(|(_, v)| v.requires_grad())
-            .collect();
-        named.sort_by(|a, b| a.0.cmp(&b.0));
-        named.into_iter().map(|(_, v)| v).collect()
-    };
     if let Some(p) = parallel {
         // Everything that fixes the sequence of collectives must be the same on every
         // rank (else the ranks would wait for each other forever), a TorchScript
@@ -213,26 +222,14 @@ pub fn fit_parallel(
                 ("ids", checksum as f64),
                 ("numbers of epochs", cfg.spec.epochs as f64),
                 ("numbers of steps per epoch", steps as f64),
-                ("numbers of trainable variables", trainable.len() as f64),
+                ("numbers of trainable variables", pgroups.len() as f64),
                 ("sizes of the backbone's buffers", script_buffers as f64),
             ],
             model.device,
         )?;
         p.broadcast_vars(model, false)?;
     }
-    let mut opt = match cfg.spec.optimizer {
-        Optim::Adam => nn::Adam {
-            wd: cfg.spec.weight_decay,
-            ..Default::default()
-        }
-        .build(&model.vs, cfg.spec.lr)?,
-        Optim::Sgd => nn::Sgd {
-            momentum: 0.9,
-            wd: cfg.spec.weight_decay,
-            ..Default::default()
-        }
-        .build(&model.vs, cfg.spec.lr)?,
-    };
+    let mut opt = pgroups.optimizer(&cfg.spec)?;
     // Batches (ids, views, augmentations) are prepared one step ahead on a helper
     // thread while libtorch computes the current step; grids (which may mine the
     // current embeddings) are built on the training thread. Both streams are seeded, so
@@ -286,8 +283,12 @@ pub fn fit_parallel(
             // float16: steps skipped because their gradients overflowed.
             let mut overflowed = 0usize;
             let mut loss_n = 0usize;
-            // The rate of the epoch's last step (reported in the epoch's metrics).
-            let mut epoch_lr = cfg.spec.lr * cfg.spec.schedule.factor(step_no, total_steps);
+            // The rates of the epoch's last step (reported in the epoch's metrics).
+            let mut epoch_lr = Groups::rates(&cfg.spec, step_no, total_steps);
+            let backbone_trains = Groups::backbone_trains(&cfg.spec, epoch);
+            pgroups.set_backbone_trainable(backbone_trains)?;
+            // What receives gradients this epoch (all-reduced, unscaled).
+            let trainable = pgroups.training_now();
             // Images left out up to the epoch's last batch (sources that skip).
             let mut skipped = None;
             for _ in 0..steps {
@@ -295,9 +296,7 @@ pub fn fit_parallel(
                 if parallel.is_none() && monitor.is_cancelled() {
                     break 'epochs;
                 }
-                let lr = cfg.spec.lr * cfg.spec.schedule.factor(step_no, total_steps);
-                opt.set_lr(lr);
-                epoch_lr = lr;
+                epoch_lr = pgroups.set_rates(&mut opt, &cfg.spec, step_no, total_steps)?;
                 let prep = match rx.recv() {
                     Ok(prep) => prep?,
                     Err(_) => {
@@ -317,7 +316,7 @@ pub fn fit_parallel(
                     classes: prep.classes,
                 };
                 let loss = step_loss(model, &batch, &cfg.spec, &mut rng)?; // float32
-                opt.zero_grad();
+                opt.zero_grad()?;
                 match &scaler {
                     Some(s) => s.scaled(&loss)?.f_backward()?,
                     None => loss.f_backward()?,
@@ -333,7 +332,7 @@ pub fn fit_parallel(
                     None => true,
                 };
                 if finite {
-                    opt.step();
+                    opt.step()?;
                 }
                 if let Some(s) = scaler.as_mut() {
                     s.update(finite);
@@ -371,8 +370,13 @@ pub fn fit_parallel(
             }
             let mut metrics = vec![
                 ("loss".to_string(), loss_mean),
-                ("lr".to_string(), epoch_lr),
+                ("lr".to_string(), epoch_lr.0),
             ];
+            if cfg.spec.finetune != Default::default() {
+                // the backbone's rate (0 in its frozen epochs)
+                let b = if backbone_trains { epoch_lr.1 } else { 0.0 };
+                metrics.push(("backbone_lr".to_string(), b));
+            }
             if let Some(v) = val {
                 let e = model.embed(v.x, shape, 512, &Monitor::none())?;
                 metrics.extend(validation_metrics(&e, v.ids)?);

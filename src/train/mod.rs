@@ -14,13 +14,15 @@
 //! `schedule` (optimiser, learning-rate schedule), `spec` (the training spec that crosses
 //! the Python boundary), `fit` (configuration and the loop), `parallel` (data-parallel
 //! training: shards, collectives through the caller's transport),
-//! `step` (one step's loss, grid stitching), `precision` (autocast regions and the
+//! `step` (one step's loss, grid stitching), `groups` (the optimiser's parameter
+//! groups: head and backbone rates, frozen backbone and BatchNorm, warm-up), `precision` (autocast regions and the
 //! float16 loss scaler), `cpu_cache` (the pool of libtorch CPU blocks that training and
 //! embedding on the CPU keep for their next batch).
 
 mod cpu_cache;
 mod device;
 mod fit;
+mod groups;
 mod model;
 mod parallel;
 mod precision;
@@ -39,7 +41,7 @@ pub use parallel::{Collective, DataParallel, SyncFn};
 pub use precision::{Autocast, LossScaler, Precision, PRECISIONS};
 pub use schedule::{Optim, Schedule};
 pub use source::{ArraySource, CatalogueSource, ImageSource, Pixels};
-pub use spec::TrainSpec;
+pub use spec::{FineTune, TrainSpec};
 pub use step::stitch;
 
 use std::path::PathBuf;
@@ -130,6 +132,7 @@ mod tests {
                 weight_decay: 0.0,
                 augment: 0.5,
                 seed: 0,
+                finetune: Default::default(),
             },
             checkpoint_dir: None,
             checkpoint_config: "{}".into(),

@@ -6,8 +6,12 @@
 //!  "grid": {"rows": 4, "cols": 4, "positives": 1}, "negatives": "mined",
 //!  "epochs": 5, "steps_per_epoch": null, "batch_size": 64, "lr": 0.001,
 //!  "optimizer": "adam", "schedule": "cosine", "weight_decay": 0.0, "augment": 1.0,
-//!  "seed": 0}
+//!  "seed": 0,
+//!  "finetune": {"backbone_lr": 0.0001, "freeze_backbone_epochs": 1, "freeze_bn": true,
+//!               "warmup_steps": 50}}
 //! ```
+//!
+//! `finetune` may be left out (no warm-up, one learning rate, nothing frozen).
 
 use super::{GsnError, Optim, Schedule};
 use crate::data::grid::{GridSpec, Negatives};
@@ -42,6 +46,26 @@ pub struct TrainSpec {
     pub augment: f64,
     /// Seed of sampling and augmentation.
     pub seed: u64,
+    /// Fine-tuning controls (learning rate of the backbone, what is frozen, warm-up).
+    #[serde(default)]
+    pub finetune: FineTune,
+}
+
+/// How a (pretrained) backbone is trained beside the head: the optimiser's parameter
+/// groups, what is frozen, the warm-up (see `groups`).
+#[derive(Debug, Clone, Copy, PartialEq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct FineTune {
+    /// Learning rate of the backbone's parameters (`None`: the spec's `lr`, as the
+    /// head's). The schedule and warm-up scale both rates alike.
+    pub backbone_lr: Option<f64>,
+    /// Epochs at the start in which only the head (and a loss's proxies) train.
+    pub freeze_backbone_epochs: usize,
+    /// Keep the backbone's BatchNorm statistics and affine parameters fixed.
+    pub freeze_bn: bool,
+    /// Steps of linear warm-up: the rates rise as `(step + 1) / warmup_steps`, then
+    /// the schedule runs over the remaining steps.
+    pub warmup_steps: usize,
 }
 
 impl TrainSpec {
@@ -77,6 +101,11 @@ impl TrainSpec {
         if !(self.lr.is_finite() && self.lr > 0.0) {
             return bad(format!("lr must be a finite number > 0, got {}", self.lr));
         }
+        if let Some(b) = self.finetune.backbone_lr {
+            if !(b.is_finite() && b >= 0.0) {
+                return bad(format!("backbone_lr must be a finite number >= 0, got {b}"));
+            }
+        }
         for (name, v) in [
             ("weight_decay", self.weight_decay),
             ("augment", self.augment),
@@ -105,8 +134,17 @@ mod tests {
         assert_eq!(s.negatives, Negatives::Mined);
         assert_eq!(s.loss, Loss::GridSoftmax { temperature: 0.1 });
         assert_eq!(s.grid.cells(), 16);
+        assert_eq!(s.finetune, FineTune::default());
         let again = TrainSpec::from_json(&serde_json::to_string(&s).unwrap()).unwrap();
         assert_eq!(again, s);
+        let tuned = SPEC.replace(
+            r#""seed": 0"#,
+            r#""seed": 0, "finetune": {"backbone_lr": 1e-4, "freeze_bn": true}"#,
+        );
+        let t = TrainSpec::from_json(&tuned).unwrap();
+        assert_eq!(t.finetune.backbone_lr, Some(1e-4));
+        assert!(t.finetune.freeze_bn);
+        assert_eq!(t.finetune.warmup_steps, 0);
     }
 
     #[test]
@@ -122,6 +160,16 @@ mod tests {
             (r#""batch_size": 64"#, r#""batch_size": 3"#, "batch_size=3"),
             (r#""seed": 0"#, r#""seed": 0, "extra": 1"#, "unknown field"),
             (r#""augment": 1.0"#, r#""augment": -1.0"#, "augment must be"),
+            (
+                r#""seed": 0"#,
+                r#""seed": 0, "finetune": {"backbone_lr": -1}"#,
+                "backbone_lr must be",
+            ),
+            (
+                r#""seed": 0"#,
+                r#""seed": 0, "finetune": {"freeze": true}"#,
+                "unknown field",
+            ),
             (
                 r#""temperature": 0.1"#,
                 r#""temperature": 0"#,

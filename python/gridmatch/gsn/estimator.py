@@ -12,21 +12,18 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 from sklearn.base import BaseEstimator
 
-from .._base import params as _params
-from .._base.exceptions import DataError, NotFittedError
-from . import inference, persistence, training
-from . import params as _params_rules
-from .backbones import new_model
+from .._base.exceptions import NotFittedError
+from . import inference, training
+from .persistent import Persistent
 
 __all__ = ["GridSearchNetwork"]
 
 
-class GridSearchNetwork(BaseEstimator):
+class GridSearchNetwork(Persistent, BaseEstimator):
     """Grid Search Network (Chopra et al., CVPRW 2019): embeddings for robust retrieval.
 
     Every image of a training step is a query; its grid holds ``positives`` other
@@ -91,6 +88,23 @@ class GridSearchNetwork(BaseEstimator):
     schedule : {"cosine", "constant", "step"}, default "cosine"
         Learning-rate schedule over all steps.
     weight_decay : float, default 0.0
+    backbone_lr : float, optional
+        Learning rate of the backbone's parameters (the head keeps ``lr``); default:
+        ``lr``. The warm-up and the schedule scale both rates alike. Fine-tuning a
+        pretrained backbone (``weights`` given or a module ``backbone``) usually wants
+        a smaller one than the new head's (see README, "Fine-tuning").
+    freeze_backbone_epochs : int, default 0
+        Epochs at the start in which only the head trains (the backbone's parameters
+        get no gradients; its BatchNorm statistics still update unless ``freeze_bn``).
+    freeze_bn : bool, default False
+        Keep the backbone's BatchNorm layers as they are: in training they normalise
+        with their running statistics (as in eval mode), which are not updated, and
+        their affine parameters are not trained; the rest of the backbone trains. For
+        a pretrained backbone fine-tuned on small batches. A module backbone runs in
+        eval mode in training then (its dropout is off too).
+    warmup_steps : int, default 0
+        Steps of linear warm-up: the rates rise as ``(step + 1) / warmup_steps`` of
+        their values, then the schedule runs over the remaining steps.
     augment : float, default 1.0
         Strength of the seeded view augmentations (affine, crop, elastic, occlusion,
         blur, noise, contrast); ``0`` disables them.
@@ -196,7 +210,8 @@ class GridSearchNetwork(BaseEstimator):
     model_ : gridmatch._core.GsnModel
         The trained network.
     history_ : list of dict
-        Per epoch: ``epoch``, ``loss``, ``lr`` (the rate of the epoch's last step),
+        Per epoch: ``epoch``, ``loss``, ``lr`` (the rate of the epoch's last step; with
+        a fine-tuning setting also ``backbone_lr``, 0 in the backbone's frozen epochs),
         ``seconds`` and validation metrics; training on a catalogue with
         ``on_error="skip"`` adds ``skipped``, the number of files found unreadable up
         to the epoch's end (this process's, when training data-parallel).
@@ -236,6 +251,10 @@ class GridSearchNetwork(BaseEstimator):
         optimizer: str = "adam",
         schedule: str = "cosine",
         weight_decay: float = 0.0,
+        backbone_lr: float | None = None,
+        freeze_backbone_epochs: int = 0,
+        freeze_bn: bool = False,
+        warmup_steps: int = 0,
         augment: float = 1.0,
         steps_per_epoch: int | None = None,
         weights: Any = None,
@@ -263,6 +282,10 @@ class GridSearchNetwork(BaseEstimator):
         self.optimizer = optimizer
         self.schedule = schedule
         self.weight_decay = weight_decay
+        self.backbone_lr = backbone_lr
+        self.freeze_backbone_epochs = freeze_backbone_epochs
+        self.freeze_bn = freeze_bn
+        self.warmup_steps = warmup_steps
         self.augment = augment
         self.steps_per_epoch = steps_per_epoch
         self.weights = weights
@@ -476,110 +499,3 @@ class GridSearchNetwork(BaseEstimator):
             Embeddings.
         """
         return self.embed(X)
-
-    # -- persistence ----------------------------------------------------------------
-    def save(self, path: str | os.PathLike) -> Path:
-        """Save to a folder: ``weights.safetensors`` and ``config.json`` (atomic writes).
-
-        A module backbone is saved as its TorchScript program with its trained
-        parameters and buffers, ``backbone.pt`` (its SHA-256 in ``config.json``); loading
-        it needs ``trust_torchscript=True``.
-
-        Parameters
-        ----------
-        path : path-like
-            Folder (created if needed).
-
-        Returns
-        -------
-        Path
-            The folder.
-        """
-        self._check_fitted()
-        path = Path(path)
-        self.model_.save(str(path), persistence.config_json(self, self.n_channels_))
-        return path
-
-    def __getstate__(self) -> dict[str, Any]:
-        # Pickling (copy.deepcopy, joblib, multiprocessing) carries the files that save()
-        # writes, not the libtorch model; unpickling goes through load()'s checks.
-        return persistence.pickle_state(self, super().__getstate__())
-
-    def __setstate__(self, state: dict[str, Any]) -> None:
-        state, files = persistence.unpickle_state(state)
-        super().__setstate__(state)
-        if files is not None:
-            self.model_ = persistence.unpickle_model(type(self), files)
-
-    @classmethod
-    def load(
-        cls,
-        path: str | os.PathLike,
-        device: str | None = None,
-        *,
-        trust_torchscript: bool = False,
-    ) -> GridSearchNetwork:
-        """Load a model written by :meth:`save` (or a training checkpoint).
-
-        Parameters
-        ----------
-        path : path-like
-            The folder.
-        device : str, optional
-            Override the saved ``device`` (e.g. ``"cpu"`` for a model trained on CUDA).
-        trust_torchscript : bool, default False
-            Whether to load a model whose backbone is a TorchScript program
-            (``backbone.pt``, saved for a module ``backbone``). A TorchScript file is
-            code that runs when the model is used, so it is loaded only from a source
-            you trust, and only when this is ``True``; the built-in backbones' files
-            hold no code and need no flag. The Python class of the module is not
-            needed: the loaded estimator's ``backbone`` is the program
-            (``torch.jit.load``).
-
-        Returns
-        -------
-        GridSearchNetwork
-            A fitted estimator.
-
-        Raises
-        ------
-        DataError
-            Missing, truncated or modified files (``config.json`` records the SHA-256 of
-            ``weights.safetensors`` and ``backbone.pt``), another format version, or an
-            invalid config or weights that do not fit the configured network; a
-            TorchScript backbone without ``trust_torchscript=True``.
-        """
-        path = Path(path)
-        trust_torchscript = _params.flag(trust_torchscript, "trust_torchscript")
-        config = persistence.read_config(path)
-        cfg_path = path / "config.json"
-        try:
-            params = persistence.saved_params(config)
-            if device is not None:
-                params["device"] = device
-            script = None
-            if isinstance(params.get("backbone"), dict):
-                script = persistence.trusted_script(
-                    path, config, params["backbone"], trust_torchscript
-                )
-                import torch
-
-                params["backbone"] = torch.jit.load(str(script), map_location="cpu")
-            est = cls(**params)
-            p = _params_rules.check(est)
-            est.n_channels_ = int(config["n_channels"])
-            shape = config.get("image_shape")
-            if shape is not None:
-                est.image_shape_ = tuple(int(s) for s in shape)
-            hw = (224, 224) if shape is None else (int(shape[1]), int(shape[2]))
-        except DataError:
-            raise
-        except (KeyError, TypeError, ValueError, IndexError) as e:
-            raise DataError(f"{cfg_path}: invalid model config ({type(e).__name__}: {e})") from None
-        if est.n_channels_ not in (1, 3):
-            raise DataError(f"{cfg_path}: n_channels must be 1 or 3, got {est.n_channels_}")
-        est.model_ = new_model(est, p, est.n_channels_, image_hw=hw, script_file=script)
-        est.model_.load_weights(str(path / "weights.safetensors"))
-        est.history_ = list(config.get("history", []))
-        est.interrupted_ = False
-        return est

@@ -68,6 +68,14 @@ def check(est: Any) -> dict[str, Any]:
         "batch_size": batch,
         "lr": _params.real(est.lr, "lr", low=0, low_open=True),
         "weight_decay": _params.real(est.weight_decay, "weight_decay", low=0),
+        "finetune": {
+            "backbone_lr": _params.real(est.backbone_lr, "backbone_lr", low=0, optional=True),
+            "freeze_backbone_epochs": _params.integer(
+                est.freeze_backbone_epochs, "freeze_backbone_epochs", low=0
+            ),
+            "freeze_bn": _params.flag(est.freeze_bn, "freeze_bn"),
+            "warmup_steps": _params.integer(est.warmup_steps, "warmup_steps", low=0),
+        },
         "augment": _params.real(est.augment, "augment", low=0),
         "loss": loss.spec(),
         "progress": _params.flag(est.progress, "progress"),
@@ -95,4 +103,5 @@ def train_spec(est: Any, p: dict[str, Any]) -> dict[str, Any]:
         "weight_decay": p["weight_decay"],
         "augment": p["augment"],
         "seed": p["seed"],
+        "finetune": p["finetune"],
     }

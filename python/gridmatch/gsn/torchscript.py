@@ -11,7 +11,14 @@ from typing import Any
 
 from .._base.exceptions import ConfigError
 
-__all__ = ["BUFFERS_METHOD", "SCRIPT_FILE", "export_buffers", "is_module", "to_torchscript"]
+__all__ = [
+    "BUFFERS_METHOD",
+    "BUFFER_NAMES_METHOD",
+    "SCRIPT_FILE",
+    "export_buffers",
+    "is_module",
+    "to_torchscript",
+]
 
 #: The TorchScript program of a module backbone in a saved model's folder.
 SCRIPT_FILE = "backbone.pt"
@@ -74,41 +81,64 @@ def to_torchscript(module: Any, shape: tuple[int, ...]) -> Any:
 
 
 #: The exported TorchScript method through which the core reaches a module backbone's
-#: buffers (``BUFFERS_METHOD`` in src/nets/mod.rs).
+#: buffers (``BUFFERS_METHOD`` in src/nets/script.rs).
 BUFFERS_METHOD = "gridmatch_buffers"
+#: The exported method that names them (``BUFFER_NAMES_METHOD`` there): how the core
+#: finds a module's BatchNorm layers (``freeze_bn``).
+BUFFER_NAMES_METHOD = "gridmatch_buffer_names"
+
+
+def _methods(program: Any) -> str:
+    """TorchScript source of the two methods ``program`` lacks (empty when it has both)."""
+    names = [name for name, _ in program.named_buffers()]
+    lines: list[str] = []
+    if not hasattr(program, BUFFERS_METHOD):
+        lines += [f"def {BUFFERS_METHOD}(self) -> List[Tensor]:", "    out: List[Tensor] = []"]
+        for i, name in enumerate(names):
+            expr = "self"
+            for part in name.split("."):
+                expr = f"getattr({expr}, {json.dumps(part)})"
+            lines += [
+                f"    b{i} = {expr}",
+                f"    if b{i} is not None:",
+                f"        out.append(b{i})",
+            ]
+        lines.append("    return out")
+    if not hasattr(program, BUFFER_NAMES_METHOD):
+        lines += [
+            f"def {BUFFER_NAMES_METHOD}(self) -> List[str]:",
+            f"    return {json.dumps(names)}",
+        ]
+    return "\n".join(lines) + "\n" if lines else ""
 
 
 def export_buffers(program: Any, warn: bool) -> Any:
-    """A copy of the TorchScript ``program`` (on the CPU) with one more method,
-    ``gridmatch_buffers()``: its buffers (BatchNorm running statistics) in
+    """A copy of the TorchScript ``program`` (on the CPU) with two more methods:
+    ``gridmatch_buffers()``, its buffers (BatchNorm running statistics) in
     ``named_buffers`` order, the module's own tensors (an empty list when it has none),
     so that data-parallel training can broadcast them from rank 0 as it does the
-    built-in backbones' statistics. The caller's module is not changed; one that has the
-    method already is returned as it is. When TorchScript cannot compile the method (a
-    buffer name that is not an attribute path) it returns ``program``, with a warning
-    when ``warn`` (training data-parallel): the statistics then stay each rank's own."""
+    built-in backbones' statistics; and ``gridmatch_buffer_names()``, their names, by
+    which ``freeze_bn`` finds the BatchNorm layers. The caller's module is not changed;
+    one that has both methods already is returned as it is. When TorchScript cannot
+    compile them (a buffer name that is not an attribute path) it returns ``program``,
+    with a warning when ``warn`` (training data-parallel): the statistics then stay each
+    rank's own."""
     import torch
 
-    if hasattr(program, BUFFERS_METHOD):
+    source = _methods(program)
+    if not source:
         return program
-    names = [name for name, _ in program.named_buffers()]
-    lines = [f"def {BUFFERS_METHOD}(self) -> List[Tensor]:", "    out: List[Tensor] = []"]
-    for i, name in enumerate(names):
-        expr = "self"
-        for part in name.split("."):
-            expr = f"getattr({expr}, {json.dumps(part)})"
-        lines += [f"    b{i} = {expr}", f"    if b{i} is not None:", f"        out.append(b{i})"]
-    lines.append("    return out")
     buf = io.BytesIO()
     torch.jit.save(program, buf)
     buf.seek(0)
     copy = torch.jit.load(buf, map_location="cpu")  # the core loads it on its device
     try:
-        copy.define("\n".join(lines) + "\n")
+        copy.define(source)
     except Exception as e:  # noqa: BLE001 - TorchScript raises many kinds
         if warn:
+            n = len(list(program.named_buffers()))
             warnings.warn(
-                f"backbone: cannot hand its {len(names)} buffers to data-parallel "
+                f"backbone: cannot hand its {n} buffers to data-parallel "
                 f"training ({first_line(e)}); each rank keeps its own BatchNorm "
                 "statistics (rank 0's are saved)",
                 UserWarning,
