@@ -183,7 +183,7 @@ def test_fp16_training_of_a_module_backbone_learns(data, tmp_path):
 def test_a_bad_precision_names_the_setting(data):
     X, y = data
     with pytest.raises(
-        gm.ConfigError, match="precision must be 'fp32', 'bf16' or 'fp16', got 'fp8'"
+        gm.ConfigError, match="precision must be 'fp32', 'bf16', 'fp16' or 'auto', got 'fp8'"
     ):
         gm.GridSearchNetwork(precision="fp8", epochs=0, **FAST).fit(X[:20, :1], y[:20])
     gsn = gm.GridSearchNetwork(epochs=0, **FAST).fit(X[:20, :1], y[:20])

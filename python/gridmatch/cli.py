@@ -439,7 +439,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--device", default="auto")
     p.add_argument(
         "--precision",
-        choices=_core.PRECISION_NAMES,
+        choices=(*_core.PRECISION_NAMES, "auto"),
         default="fp32",
         help="arithmetic of the forward passes: bf16 / fp16 autocast, for CUDA (default: fp32)",
     )
@@ -473,7 +473,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--device", default=None, help="override the saved device (e.g. cpu)")
     p.add_argument(
         "--precision",
-        choices=_core.PRECISION_NAMES,
+        choices=(*_core.PRECISION_NAMES, "auto"),
         default=None,
         help="arithmetic of the forward pass (default: the model's)",
     )

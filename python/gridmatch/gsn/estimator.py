@@ -191,7 +191,7 @@ class GridSearchNetwork(Persistent, BaseEstimator):
         ``{"blur": 0.5, "degrees": 10}`` adds a Gaussian blur to half the views and
         rotations of up to 10°. Arrays are not affected (they use ``augment``'s own
         distortions).
-    precision : {"fp32", "bf16", "fp16"}, default "fp32"
+    precision : {"fp32", "bf16", "fp16", "auto"}, default "fp32"
         Arithmetic of the forward passes of :meth:`fit`, :meth:`embed` and
         :meth:`features`. ``"bf16"`` and ``"fp16"`` run the networks under libtorch's
         autocast (as ``torch.autocast(device_type, dtype)`` does: convolutions and
@@ -201,9 +201,12 @@ class GridSearchNetwork(Persistent, BaseEstimator):
         training scales the loss (PyTorch's ``GradScaler``
         defaults: scale 2^16, halved and the step skipped when a gradient overflows,
         doubled after 2000 steps without one; the history records ``loss_scale`` and
-        ``overflow_steps`` per epoch). Meant for CUDA GPUs (bfloat16 on Ampere and
-        later); on a CPU both run, fast only where it has native 16-bit arithmetic
-        (AVX-512-BF16, AMX), several times slower than float32 elsewhere.
+        ``overflow_steps`` per epoch). Fast on CUDA GPUs (bfloat16 on Ampere and later)
+        and on CPUs with AMX (Intel Xeon 4th generation and later: a ResNet step 2.2x
+        float32); several times slower than float32 on CPUs without native 16-bit
+        matrix units (AVX2-only ones). ``"auto"``: ``"bf16"`` on a CUDA device with
+        bfloat16 and on an AMX CPU, ``"fp32"`` elsewhere; ``model_.precision`` says
+        what was picked.
 
     Attributes
     ----------

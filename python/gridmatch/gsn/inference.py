@@ -26,7 +26,7 @@ def forward(est: Any, X: Any, batch_size: int | None, run: Callable[..., Any], w
     catalogue streamed), returned as numpy, or as a torch tensor on ``X``'s device
     when ``X`` is one."""
     skip = _params.choice(est.on_error, "on_error", ("raise", "skip")) == "skip"
-    est.model_.precision = _precision.check(est.precision)
+    est.model_.precision = _precision.resolve(est.precision, est.model_.device)
     as_torch = is_torch(X)
     images = Images(X, image_size(est))
     if batch_size is None:

@@ -14,6 +14,7 @@ from .._base.exceptions import BackendError, InterruptedWarning, ShapeError
 from ..data.catalogue import ImageCatalogue
 from . import distributed as _distributed
 from . import params as _params
+from . import precision as _precision
 from .backbones import new_model
 from .input import DEFAULT_IMAGE_SIZE, Images, labels, record_skipped, warn_scale
 from .persistence import config_json
@@ -120,7 +121,7 @@ def fit(
             return callback(step, epochs, dict(metrics)) is not False
         return True
 
-    model.precision = p["precision"]
+    model.precision = _precision.resolve(p["precision"], model.device)
     try:
         ckpt = est.checkpoint_dir if lead else None
         run = {
