@@ -17,11 +17,8 @@ from typing import Any
 
 from sklearn.base import BaseEstimator
 
-from .._base import params as _params
-from .._base.exceptions import DataError, NotFittedError
+from .._base.exceptions import NotFittedError
 from . import inference, persistence, training
-from . import params as _params_rules
-from .backbones import new_model
 
 __all__ = ["GridSearchNetwork"]
 
@@ -500,6 +497,41 @@ class GridSearchNetwork(BaseEstimator):
         self.model_.save(str(path), persistence.config_json(self, self.n_channels_))
         return path
 
+    def export(self, path: str | os.PathLike, format: str = "onnx") -> Path:
+        """Write the query network as one file that runs without gridmatch.
+
+        The file maps float32 images ``(n, c, h, w)`` in ``[0, 1]`` (``n`` free; ``h × w``
+        the training images' size, or ``image_size`` when set) to the L2-normalised
+        ``(n, dim)`` embeddings :meth:`embed` gives (float32 arithmetic, whatever
+        ``precision``): normalisation (``normalize``), backbone, average pool, head.
+
+        Parameters
+        ----------
+        path : path-like
+            The file (written atomically: a failed export leaves an existing file alone).
+        format : {"onnx", "torchscript"}, default "onnx"
+            ``"onnx"``: opset 17, input ``"images"``, output ``"embeddings"`` (run it
+            with onnxruntime; needs ``pip install 'gridmatch[export]'``). ``"torchscript"``:
+            a program for ``torch.jit.load`` (or libtorch's ``torch::jit::load``).
+
+        Returns
+        -------
+        Path
+            The file.
+
+        Raises
+        ------
+        ConfigError
+            An unknown ``format``, or ``path`` is a directory.
+        ImportError
+            ``format="onnx"`` without the ``onnx`` package (or a ResNet without
+            torchvision).
+        """
+        self._check_fitted()
+        from . import export as _export
+
+        return _export.export(self, path, format)
+
     def __getstate__(self) -> dict[str, Any]:
         # Pickling (copy.deepcopy, joblib, multiprocessing) carries the files that save()
         # writes, not the libtorch model; unpickling goes through load()'s checks.
@@ -549,37 +581,4 @@ class GridSearchNetwork(BaseEstimator):
             invalid config or weights that do not fit the configured network; a
             TorchScript backbone without ``trust_torchscript=True``.
         """
-        path = Path(path)
-        trust_torchscript = _params.flag(trust_torchscript, "trust_torchscript")
-        config = persistence.read_config(path)
-        cfg_path = path / "config.json"
-        try:
-            params = persistence.saved_params(config)
-            if device is not None:
-                params["device"] = device
-            script = None
-            if isinstance(params.get("backbone"), dict):
-                script = persistence.trusted_script(
-                    path, config, params["backbone"], trust_torchscript
-                )
-                import torch
-
-                params["backbone"] = torch.jit.load(str(script), map_location="cpu")
-            est = cls(**params)
-            p = _params_rules.check(est)
-            est.n_channels_ = int(config["n_channels"])
-            shape = config.get("image_shape")
-            if shape is not None:
-                est.image_shape_ = tuple(int(s) for s in shape)
-            hw = (224, 224) if shape is None else (int(shape[1]), int(shape[2]))
-        except DataError:
-            raise
-        except (KeyError, TypeError, ValueError, IndexError) as e:
-            raise DataError(f"{cfg_path}: invalid model config ({type(e).__name__}: {e})") from None
-        if est.n_channels_ not in (1, 3):
-            raise DataError(f"{cfg_path}: n_channels must be 1 or 3, got {est.n_channels_}")
-        est.model_ = new_model(est, p, est.n_channels_, image_hw=hw, script_file=script)
-        est.model_.load_weights(str(path / "weights.safetensors"))
-        est.history_ = list(config.get("history", []))
-        est.interrupted_ = False
-        return est
+        return persistence.load(cls, Path(path), device, trust_torchscript)

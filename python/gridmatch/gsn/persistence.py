@@ -1,6 +1,6 @@
 """A Grid Search Network's files: ``config.json`` written and read back (files of
-earlier versions included), checksums, a module backbone's TorchScript program, and
-the state pickling carries."""
+earlier versions included), checksums, a module backbone's TorchScript program, the
+state pickling carries, and a saved model loaded back."""
 
 from __future__ import annotations
 
@@ -13,14 +13,18 @@ from pathlib import Path
 from typing import Any
 
 from .. import losses, miners
+from .._base import params as _params
 from .._base.exceptions import DataError
+from . import params as _params_rules
 from . import weights as _weights
+from .backbones import new_model
 from .torchscript import SCRIPT_FILE
 
 __all__ = [
     "FORMAT",
     "VERSION",
     "config_json",
+    "load",
     "pickle_state",
     "read_config",
     "saved_params",
@@ -184,3 +188,39 @@ def unpickle_model(cls: type, files: dict[str, bytes]) -> Any:
         for name, data in files.items():
             (Path(d) / name).write_bytes(data)
         return cls.load(d, trust_torchscript=True).model_  # type: ignore[attr-defined]
+
+
+def load(cls: type, path: Path, device: str | None, trust_torchscript: Any) -> Any:
+    """``GridSearchNetwork.load`` (which documents it): the fitted estimator of class
+    ``cls`` saved in the folder ``path``."""
+    trust_torchscript = _params.flag(trust_torchscript, "trust_torchscript")
+    config = read_config(path)
+    cfg_path = path / "config.json"
+    try:
+        params = saved_params(config)
+        if device is not None:
+            params["device"] = device
+        script = None
+        if isinstance(params.get("backbone"), dict):
+            script = trusted_script(path, config, params["backbone"], trust_torchscript)
+            import torch
+
+            params["backbone"] = torch.jit.load(str(script), map_location="cpu")
+        est = cls(**params)
+        p = _params_rules.check(est)
+        est.n_channels_ = int(config["n_channels"])
+        shape = config.get("image_shape")
+        if shape is not None:
+            est.image_shape_ = tuple(int(s) for s in shape)
+        hw = (224, 224) if shape is None else (int(shape[1]), int(shape[2]))
+    except DataError:
+        raise
+    except (KeyError, TypeError, ValueError, IndexError) as e:
+        raise DataError(f"{cfg_path}: invalid model config ({type(e).__name__}: {e})") from None
+    if est.n_channels_ not in (1, 3):
+        raise DataError(f"{cfg_path}: n_channels must be 1 or 3, got {est.n_channels_}")
+    est.model_ = new_model(est, p, est.n_channels_, image_hw=hw, script_file=script)
+    est.model_.load_weights(str(path / "weights.safetensors"))
+    est.history_ = list(config.get("history", []))
+    est.interrupted_ = False
+    return est
