@@ -14,6 +14,7 @@ module              what it holds
 ``weights``         initial backbone weights (files, state dicts, ``"imagenet"``)
 ``distributed``     data-parallel training over ``torch.distributed``
 ``precision``       the arithmetic of the forward passes
+``export``          the query network as an ONNX or TorchScript file (serving)
 ==================  ===============================================================
 """
 

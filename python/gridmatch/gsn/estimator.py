@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from sklearn.base import BaseEstimator
@@ -502,3 +503,38 @@ class GridSearchNetwork(Persistent, BaseEstimator):
             Embeddings.
         """
         return self.embed(X)
+
+    def export(self, path: str | os.PathLike, format: str = "onnx") -> Path:
+        """Write the query network as one file that runs without gridmatch.
+
+        The file maps float32 images ``(n, c, h, w)`` in ``[0, 1]`` (``n`` free; ``h × w``
+        the training images' size, or ``image_size`` when set) to the L2-normalised
+        ``(n, dim)`` embeddings :meth:`embed` gives (float32 arithmetic, whatever
+        ``precision``): normalisation (``normalize``), backbone, average pool, head.
+
+        Parameters
+        ----------
+        path : path-like
+            The file (written atomically: a failed export leaves an existing file alone).
+        format : {"onnx", "torchscript"}, default "onnx"
+            ``"onnx"``: opset 17, input ``"images"``, output ``"embeddings"`` (run it
+            with onnxruntime; needs ``pip install 'gridmatch[export]'``). ``"torchscript"``:
+            a program for ``torch.jit.load`` (or libtorch's ``torch::jit::load``).
+
+        Returns
+        -------
+        Path
+            The file.
+
+        Raises
+        ------
+        ConfigError
+            An unknown ``format``, or ``path`` is a directory.
+        ImportError
+            ``format="onnx"`` without the ``onnx`` package (or a ResNet without
+            torchvision).
+        """
+        self._check_fitted()
+        from . import export as _export
+
+        return _export.export(self, path, format)
