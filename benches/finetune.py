@@ -34,6 +34,13 @@ build's ``GridSearchNetwork`` does not have are left out, with a note).
 
     nice -n 19 python benches/finetune.py [--quick] [--sweep] [--no-write]
 
+Sizes (all options): 112 px, 48 steps × 32 images in 2 epochs, 6 train views, 3 rounds,
+3 seeds. One fine-tuning fit at these sizes took 74 s of CPU time (1.55 s a step, the
+TorchScript conversion included; measured under load 8 on the 2-core EPYC, where it took
+200 s wall), about 40 s wall on 2 idle cores: the default run (6 fine-tuned rows × 3
+seeds × 2 tables, + the frozen rows and embedding) is then about 30 minutes, the sweep
+(16 combinations × 1 seed) about 12.
+
 Writes its section of BENCHMARKS.md (``finetune``, or ``finetune-sweep`` with
 ``--sweep``) unless ``--quick`` or ``--no-write``.
 """
@@ -231,6 +238,7 @@ def main() -> None:
     ap.add_argument("--train-views", type=int, default=6, help="views per train object")
     ap.add_argument("--rounds", type=int, default=3, help="evaluation view sets")
     ap.add_argument("--seeds", type=int, default=3)
+    ap.add_argument("--sweep-seeds", type=int, default=1, help="seeds of each --sweep row")
     ap.add_argument("--generated-products", type=int, default=400, help="generated table")
     ap.add_argument("--tables", default="tuxpaint,generated", help="which tables")
     ap.add_argument("--rows", default=None, help="comma-separated row numbers (0 = frozen)")
@@ -354,7 +362,7 @@ def sweep(args, kw, train, val, load, t_start) -> None:
     for combo in combos:
         per = [
             run_row({**kw, **combo}, {}, s, train, {"val": val}, timings)["val"]
-            for s in range(args.seeds)
+            for s in range(args.sweep_seeds)
         ]
         out.append((combo, per))
         print(f"{combo}: val R@1 {summary([p['R@1'] for p in per])}", flush=True)
@@ -366,16 +374,17 @@ def sweep(args, kw, train, val, load, t_start) -> None:
         "",
         machine_line(load, total, "--sweep"),
         f"Default loss of this build, {total_steps} steps × {kw['batch_size']} at "
-        f"{kw['image_size']} px, lr {kw['lr']:g}; {args.seeds} seed(s). Frozen pretrained "
+        f"{kw['image_size']} px, lr {kw['lr']:g}; {args.sweep_seeds} seed(s). Frozen pretrained "
         f"features: val R@1 {frozen['R@1']:.3f}, MAP@R {frozen['MAP@R']:.3f}.",
         "",
-        "| " + " | ".join(grid) + " | val R@1 | val R@10 | val MAP@R |",
-        "|" + "---|" * len(grid) + "---:|---:|---:|",
+        "| fine-tuning controls | val R@1 | val R@10 | val MAP@R |",
+        "|---|---:|---:|---:|",
     ]
     for combo, per in out:
-        cells = " | ".join("lr" if v is None else f"{v:g}" for v in combo.values())
+        given = {k: ("lr" if v is None else v) for k, v in combo.items()}
+        name = ", ".join(f"{k}={v}" for k, v in given.items()) or "none (this build has none)"
         metric = " | ".join(summary([p[m] for p in per]) for m in ("R@1", "R@10", "MAP@R"))
-        lines.append(f"| {cells} | {metric} |")
+        lines.append(f"| {name} | {metric} |")
     lines += ["", timing_line(timings, args), "<!-- END finetune-sweep -->"]
     text = "\n".join(lines)
     print(text)
