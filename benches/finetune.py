@@ -239,6 +239,12 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=3, help="evaluation view sets")
     ap.add_argument("--seeds", type=int, default=3)
     ap.add_argument("--sweep-seeds", type=int, default=1, help="seeds of each --sweep row")
+    ap.add_argument(
+        "--sweep-grid",
+        default=None,
+        help="the sweep's values, e.g. 'backbone_lr=1,0.1;freeze_bn=0,1;warmup_steps=5' "
+        "(backbone_lr as multiples of lr)",
+    )
     ap.add_argument("--generated-products", type=int, default=400, help="generated table")
     ap.add_argument("--tables", default="tuxpaint,generated", help="which tables")
     ap.add_argument("--rows", default=None, help="comma-separated row numbers (0 = frozen)")
@@ -351,6 +357,17 @@ def sweep(args, kw, train, val, load, t_start) -> None:
         "warmup_steps": [0, max(total_steps // 10, 1)],
         "freeze_backbone_epochs": [0, 1],
     }
+    if args.sweep_grid:  # e.g. "backbone_lr=1,0.1,0.01;freeze_bn=0,1;warmup_steps=5"
+        grid = {}
+        for part in args.sweep_grid.split(";"):
+            name, _, values = part.partition("=")
+            vals = [float(v) for v in values.split(",")]
+            if name == "backbone_lr":  # multiples of lr (1 = the estimator's default)
+                grid[name] = [None if v == 1 else args.lr * v for v in vals]
+            elif name == "freeze_bn":
+                grid[name] = [bool(v) for v in vals]
+            else:
+                grid[name] = [int(v) for v in vals]
     for name in list(grid):
         if not supported(name):
             print(f"note: this build's GridSearchNetwork has no {name}: left out of the sweep")

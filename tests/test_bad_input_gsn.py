@@ -216,7 +216,7 @@ CASES: list[Case] = [
         "GSN/precision fp64",
         lambda: gsn_fit(precision="fp64"),
         ConfigError,
-        r"precision must be 'fp32', 'bf16' or 'fp16', got 'fp64'",
+        r"precision must be 'fp32', 'bf16', 'fp16' or 'auto', got 'fp64'",
     ),
     Case("GSN/precision 16", lambda: gsn_fit(precision=16), ConfigError, r"precision must be"),
     Case("GSN/precision None", lambda: gsn_fit(precision=None), ConfigError, r"got None"),

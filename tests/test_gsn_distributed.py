@@ -149,7 +149,9 @@ def test_one_step_equals_the_single_process_step_on_both_shards(runs):
     # single-process step on exactly rank r's shard (same seed, same batches).
     ddp = weights(runs / "step_ddp_0")
     a0, a1 = weights(runs / "step_alone_0"), weights(runs / "step_alone_1")
-    init = gm.GridSearchNetwork(backbone="convnet", dim=8, epochs=0, seed=3, device="cpu")
+    init = gm.GridSearchNetwork(
+        backbone="convnet", dim=8, epochs=0, seed=3, device="cpu", grid=(2, 2)
+    )
     init.fit(np.zeros((12, 28, 28), np.float32), np.arange(12) // 2)
     with tempfile.TemporaryDirectory() as d:
         theta0 = weights(init.save(d))

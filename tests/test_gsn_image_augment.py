@@ -50,7 +50,13 @@ def resized(cat):
     return x
 
 
-KW = dict(epochs=2, steps_per_epoch=3, lr=3e-3, batch_size=12)
+# The pipeline's blur and torchvision's agree within ~1e-6, not bit for bit; the
+# double-margin loss on random negatives carries that into the losses compared below at
+# ~1e-5, whereas mined negatives (a near-tie may flip) and grid-softmax's temperature
+# (logits x 10) amplify it past the tolerance in two epochs.
+KW = dict(
+    epochs=2, steps_per_epoch=3, lr=3e-3, batch_size=12, loss="double-margin", negatives="random"
+)
 
 
 def test_blur_recipe_trains_as_torchvision_blurred_arrays(square_cat):
