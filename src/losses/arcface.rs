@@ -229,6 +229,45 @@ mod tests {
     }
 
     #[test]
+    fn the_loss_spec_is_checked_and_dispatches_with_proxies() {
+        use crate::losses::Loss;
+        let spec = r#"{"name": "arcface", "margin": 28.6, "scale": 64}"#;
+        let loss = Loss::from_json(spec).unwrap();
+        assert!(loss.needs_proxies() && !loss.is_grid());
+        assert!(!Loss::Triplet { margin: 0.2 }.needs_proxies());
+        for (bad, what) in [
+            (
+                r#"{"name": "arcface", "margin": 180, "scale": 64}"#,
+                "margin",
+            ),
+            (
+                r#"{"name": "arcface", "margin": -1, "scale": 64}"#,
+                "margin",
+            ),
+            (
+                r#"{"name": "arcface", "margin": 28.6, "scale": 0}"#,
+                "scale",
+            ),
+        ] {
+            assert!(Loss::from_json(bad).unwrap_err().contains(what), "{bad}");
+        }
+        let w = init_proxies(3, 4, 1, Device::Cpu).unwrap();
+        let e = Tensor::ones([2, 4], (Kind::Float, Device::Cpu));
+        let labels = Tensor::from_slice(&[0i64, 2]);
+        let direct = arcface(&e, &labels, &w, 28.6, 64.0).unwrap();
+        let via = loss.pairs(&e, &labels, Some(&w)).unwrap();
+        assert_eq!(value(&via), value(&direct));
+        let msg = loss.pairs(&e, &labels, None).unwrap_err().to_string();
+        assert!(msg.contains("needs class proxies"), "{msg}");
+        let triplet = Loss::Triplet { margin: 0.2 };
+        let msg = triplet
+            .pairs(&e, &labels, Some(&w))
+            .unwrap_err()
+            .to_string();
+        assert!(msg.contains("takes no proxies"), "{msg}");
+    }
+
+    #[test]
     fn proxies_are_seeded_standard_normal() {
         let a = init_proxies(200, 64, 3, Device::Cpu).unwrap();
         assert_eq!(a.size(), [200, 64]);
