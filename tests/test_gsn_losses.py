@@ -267,7 +267,8 @@ def test_loss_objects_give_their_specs_and_clone():
         # the Rust spec reader accepts what Python writes
         a = torch.rand(4, 9, dtype=torch.float64) if obj.is_grid else unit(12, 5, 0)
         b = (torch.arange(36) % 9 < 2).reshape(4, 9).double() if obj.is_grid else LABELS
-        v, _ = _core._loss_and_grad(json.dumps(obj.spec()), a, b)
+        proxies = [unit(int(LABELS.max()) + 1, 5, 1)] if obj.needs_proxies else []
+        v = _core._loss_and_grad(json.dumps(obj.spec()), a, b, *proxies)[0]
         assert np.isfinite(v)
     gsn = gm.GridSearchNetwork(loss=gm.losses.MultiSimilarity(beta=40.0))
     twin = clone(gsn)

@@ -128,7 +128,14 @@ def test_an_fp16_sgd_step_moves_the_weights_as_float32_does(data, tmp_path):
     assert np.linalg.norm(d16 - d32) < 0.05 * np.linalg.norm(d32)
 
 
-@pytest.mark.parametrize("loss", gm.losses.NAMES)
+# ArcFace's proxies are not wired into training yet (a ConfigError says so): strict, so
+# the wiring makes this fail until the mark is removed.
+NOT_WIRED = pytest.mark.xfail(raises=gm.ConfigError, strict=True, reason="proxies not wired")
+
+
+@pytest.mark.parametrize(
+    "loss", [pytest.param(n, marks=NOT_WIRED) if n == "arcface" else n for n in gm.losses.NAMES]
+)
 def test_fp16_training_is_finite_with_every_loss(data, loss):
     X, y = data
     X1 = np.ascontiguousarray(X[:, :1])

@@ -13,7 +13,8 @@ checked there again; it is also what a saved model's ``config.json`` stores.
 
 Grid losses (:class:`DoubleMargin`, :class:`GridSoftmax`) act on a query's similarity
 map over its grid; pair losses (:class:`Triplet`, :class:`Contrastive`, :class:`NTXent`,
-:class:`MultiSimilarity`) on the batch's embeddings and ids.
+:class:`MultiSimilarity`) on the batch's embeddings and ids; the proxy loss
+:class:`ArcFace` on the embeddings and one learned vector per training id.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from ._base import params as _params
 from ._base.exceptions import ConfigError
 
 __all__ = [
+    "ArcFace",
     "Contrastive",
     "DoubleMargin",
     "GridSoftmax",
@@ -46,6 +48,8 @@ class Loss(BaseEstimator):
     name: str = ""
     #: Whether the loss acts on grids (``True``) or on pairs of the batch.
     is_grid: bool = False
+    #: Whether the loss learns a proxy (a vector) per training id.
+    needs_proxies: bool = False
 
     def spec(self) -> dict[str, Any]:
         """The loss as its core spec: ``{"name": ..., **parameters}`` (checked).
@@ -212,8 +216,46 @@ class MultiSimilarity(Loss):
         return super()._check(key, value)
 
 
+class ArcFace(Loss):
+    """ArcFace: additive angular margin over learned class proxies (Deng et al.).
+
+    A proxy loss: each training id has a learned vector, its *proxy*, trained with the
+    head's learning rate. With ``θ`` the angle between an L2-normalised embedding and its
+    id's normalised proxy, the logits are ``scale·cos(θ + margin)`` for its own id and
+    ``scale·cos θ_j`` for every other id ``j``, and the loss is their cross-entropy,
+    averaged over the batch: pytorch-metric-learning's ``ArcFaceLoss`` (past ``θ = 180° −
+    margin`` the own logit is ``scale·(cos θ − margin·sin margin)``, as there; the proxies
+    start as its ``W``, standard normal).
+
+    Parameters
+    ----------
+    margin : float, default=28.6
+        Additive angular margin in **degrees** (``[0, 180)``; 28.6° ≈ 0.5 rad, the paper's).
+    scale : float, default=64.0
+        Scale of the logits (> 0).
+
+    References
+    ----------
+    J. Deng, J. Guo, N. Xue, S. Zafeiriou. *ArcFace: Additive Angular Margin Loss for Deep
+    Face Recognition*. CVPR 2019.
+    """
+
+    name = "arcface"
+    needs_proxies = True
+
+    def __init__(self, margin: float = 28.6, scale: float = 64.0):
+        self.margin = margin
+        self.scale = scale
+
+    def _check(self, key: str, value: Any) -> Any:
+        if key == "margin":
+            return _params.real(value, key, low=0, high=180, high_open=True)
+        return _params.real(value, key, low=0, low_open=True)
+
+
 _CLASSES: dict[str, type[Loss]] = {
-    c.name: c for c in (DoubleMargin, GridSoftmax, Triplet, Contrastive, NTXent, MultiSimilarity)
+    c.name: c
+    for c in (DoubleMargin, GridSoftmax, Triplet, Contrastive, NTXent, MultiSimilarity, ArcFace)
 }
 assert set(_CLASSES) == set(_core.LOSS_NAMES), "the Python losses must match the core's"
 

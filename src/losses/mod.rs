@@ -17,9 +17,17 @@
 //! - [`ntxent`]: NT-Xent / supervised contrastive loss with a temperature.
 //! - [`multi_similarity`]: Wang et al.'s multi-similarity loss (CVPR 2019).
 //!
+//! A proxy loss also takes one learned vector per class (the *proxies*), and its labels
+//! are class indices (`0..num_classes`):
+//!
+//! - [`arcface::arcface`]: ArcFace's additive angular margin (pytorch-metric-learning's
+//!   `ArcFaceLoss`); [`arcface::init_proxies`] draws its initial proxies.
+//!
 //! A [`Loss`] is a typed spec: it crosses the Python boundary once, as JSON tagged by
 //! the loss's name (`{"name": "double-margin", "hi": 0.9, "lo": 0.0, "balance": true}`),
 //! and [`Loss::from_json`] checks every parameter.
+
+pub mod arcface;
 
 use serde::{Deserialize, Serialize};
 use tch::{Kind, Tensor};
@@ -68,17 +76,26 @@ pub enum Loss {
         /// The similarity both exponents are centred on (λ).
         base: f64,
     },
+    /// ArcFace: additive angular margin over learned class proxies (needs proxies).
+    #[serde(rename = "arcface")]
+    ArcFace {
+        /// Angular margin in degrees, in `[0, 180)`.
+        margin: f64,
+        /// Scale of the logits (> 0).
+        scale: f64,
+    },
 }
 
 impl Loss {
     /// The names of every loss, as the specs and the Python layer spell them.
-    pub const NAMES: [&'static str; 6] = [
+    pub const NAMES: [&'static str; 7] = [
         "double-margin",
         "grid-softmax",
         "triplet",
         "contrastive",
         "ntxent",
         "multi-similarity",
+        "arcface",
     ];
 
     /// The loss named by a JSON spec, its parameters checked (the message names the
@@ -94,6 +111,19 @@ impl Loss {
         })?;
         loss.check()?;
         Ok(loss)
+    }
+
+    /// The loss's name (as in [`Loss::NAMES`] and the specs).
+    pub fn name(&self) -> &'static str {
+        match self {
+            Loss::DoubleMargin { .. } => "double-margin",
+            Loss::GridSoftmax { .. } => "grid-softmax",
+            Loss::Triplet { .. } => "triplet",
+            Loss::Contrastive { .. } => "contrastive",
+            Loss::NtXent { .. } => "ntxent",
+            Loss::MultiSimilarity { .. } => "multi-similarity",
+            Loss::ArcFace { .. } => "arcface",
+        }
     }
 
     /// The spec as JSON (what [`Loss::from_json`] reads).
@@ -138,6 +168,14 @@ impl Loss {
                 positive("beta", beta)?;
                 finite("base", base)?;
             }
+            Loss::ArcFace { margin, scale } => {
+                if !(0.0..180.0).contains(&finite("margin", margin)?) {
+                    return Err(format!(
+                        "margin must be in [0, 180) degrees for the arcface loss, got {margin}"
+                    ));
+                }
+                positive("scale", scale)?;
+            }
         }
         Ok(())
     }
@@ -145,7 +183,8 @@ impl Loss {
     /// The loss called `name` with its default parameters (`None` when unknown).
     ///
     /// `margin` and `temperature`, when given, override the defaults (`hi`/`lo` of the
-    /// double-margin loss are given separately, as is its `balance`).
+    /// double-margin loss are given separately, as is its `balance`); ArcFace's margin is
+    /// an angle, so it always takes its own defaults (28.6 degrees, scale 64).
     pub fn from_name(
         name: &str,
         hi: f64,
@@ -165,6 +204,10 @@ impl Loss {
                 beta: 50.0,
                 base: 0.5,
             },
+            "arcface" => Loss::ArcFace {
+                margin: 28.6,
+                scale: 64.0,
+            },
             _ => return None,
         })
     }
@@ -172,6 +215,12 @@ impl Loss {
     /// Whether the loss works on grids (`true`) or on pairs of the batch (`false`).
     pub fn is_grid(&self) -> bool {
         matches!(self, Loss::DoubleMargin { .. } | Loss::GridSoftmax { .. })
+    }
+
+    /// Whether the loss needs class proxies (one learned vector per class, passed to
+    /// [`Loss::pairs`], its labels then class indices `0..num_classes`).
+    pub fn needs_proxies(&self) -> bool {
+        matches!(self, Loss::ArcFace { .. })
     }
 
     /// Grid loss of `sim` against `target` (both `(queries, cells)`).
@@ -189,8 +238,25 @@ impl Loss {
         }
     }
 
-    /// Pair loss of embeddings `emb` `(n, dim)` with labels `(n,)`.
-    pub fn pairs(&self, emb: &Tensor, labels: &Tensor) -> Result<Tensor, tch::TchError> {
+    /// Pair loss of embeddings `emb` `(n, dim)` with labels `(n,)`; a proxy loss
+    /// ([`Loss::needs_proxies`]) takes `proxies` `(num_classes, dim)` and class indices
+    /// as labels, the others take no proxies (either mistake is an error).
+    pub fn pairs(
+        &self,
+        emb: &Tensor,
+        labels: &Tensor,
+        proxies: Option<&Tensor>,
+    ) -> Result<Tensor, tch::TchError> {
+        if let Loss::ArcFace { margin, scale } = *self {
+            let p = proxies.ok_or_else(|| {
+                tch::TchError::Kind("the arcface loss needs class proxies".into())
+            })?;
+            return arcface::arcface(emb, labels, p, margin, scale);
+        }
+        if proxies.is_some() {
+            let msg = format!("the {} loss takes no proxies", self.name());
+            return Err(tch::TchError::Kind(msg));
+        }
         match *self {
             Loss::Triplet { margin } => triplet_semihard(emb, labels, margin),
             Loss::Contrastive { margin } => contrastive(emb, labels, margin),
@@ -450,7 +516,7 @@ mod tests {
                 base: 0.5,
             },
         ] {
-            let v = loss.pairs(&e, &labels).unwrap().double_value(&[]);
+            let v = loss.pairs(&e, &labels, None).unwrap().double_value(&[]);
             assert!(v.is_finite() && v >= 0.0, "{loss:?}: {v}");
         }
     }

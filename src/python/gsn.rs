@@ -1,5 +1,5 @@
-//! Bindings of the Grid Search Network: the `GsnModel` class (a model behind a mutex),
-//! image augmentation, and a loss/gradient test hook.
+//! Bindings of the Grid Search Network: the `GsnModel` class (a model behind a mutex)
+//! and image augmentation (the losses' test hooks are in `loss_hooks`).
 
 use super::convert::{tensor_from_py, tensor_to_numpy, tensor_to_py};
 use super::errors::{error, torch_error, Kind};
@@ -544,43 +544,10 @@ fn augment_images<'py>(
         .into_any())
 }
 
-/// Test hook: loss and its gradient with respect to `a` (the similarity map of a grid
-/// loss, or the embeddings of a pair loss); `b` is the grid target or the labels; `loss`
-/// is a loss spec (JSON, as `GsnModel.fit` takes it).
-#[pyfunction]
-fn _loss_and_grad<'py>(
-    py: Python<'py>,
-    loss: &str,
-    a: &Bound<'py, PyAny>,
-    b: &Bound<'py, PyAny>,
-) -> PyResult<(f64, Bound<'py, PyAny>)> {
-    let kind = Loss::from_json(loss).map_err(|m| error(Kind::Shape, m))?;
-    // own copies: the work runs on another thread without the GIL
-    let a = tensor_from_py(a)?
-        .f_detach()
-        .and_then(|t| t.f_contiguous())
-        .and_then(|t| t.f_mul_scalar(1.0))
-        .map_err(torch_error)?;
-    let b = tensor_from_py(b)?.f_contiguous().map_err(torch_error)?;
-    let (value, grad) = run_heavy(py, None, move |_| -> Result<(f64, tch::Tensor), GsnError> {
-        let a = a.set_requires_grad(true);
-        let l = if kind.is_grid() {
-            kind.grid(&a, &b)?
-        } else {
-            kind.pairs(&a, &b)?
-        };
-        l.f_backward()?;
-        Ok((l.f_double_value(&[])?, a.grad()))
-    })?
-    .value;
-    Ok((value, tensor_to_py(py, &grad)?))
-}
-
 /// Register the GSN classes and functions.
 pub(crate) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<GsnModel>()?;
     m.add_function(wrap_pyfunction!(augment_images, m)?)?;
-    m.add_function(wrap_pyfunction!(_loss_and_grad, m)?)?;
     m.add("LOSS_NAMES", Loss::NAMES.to_vec())?;
     m.add("MINER_NAMES", Negatives::NAMES.to_vec())?;
     m.add("BACKBONE_NAMES", crate::nets::BACKBONES.to_vec())?;

@@ -10,6 +10,7 @@ mod expr;
 mod gsn;
 mod heavy;
 mod images;
+mod loss_hooks;
 mod retrieval;
 mod search;
 mod search_driver;
@@ -163,6 +164,7 @@ fn core_module(m: &Bound<'_, PyModule>) -> PyResult<()> {
     expr::register(m)?;
     gsn::register(m)?;
     images::register(m)?;
+    loss_hooks::register(m)?;
     retrieval::register(m)?;
     search::register(m)?;
     search_driver::register(m)?;

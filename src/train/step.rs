@@ -34,10 +34,18 @@ pub(super) fn step_loss(
         let _region = autocast()?;
         Ok(model.query.embed(x, true)?)
     };
+    if spec.loss.needs_proxies() {
+        // The proxies (one per training id, in the optimiser) are not wired in yet.
+        return Err(GsnError::Config(format!(
+            "the {} loss is not wired into training yet (its class proxies are not \
+             trained); use another loss",
+            spec.loss.name()
+        )));
+    }
     if !spec.loss.is_grid() {
         let e = embed(&batch.x)?;
         let labels = Tensor::f_from_slice(&batch.labels)?.f_to_device(dev)?;
-        return Ok(spec.loss.pairs(&e, &labels)?);
+        return Ok(spec.loss.pairs(&e, &labels, None)?);
     }
     let cells = spec.grid.cells() as i64;
     let need_sim = matches!(spec.negatives, Negatives::Mined | Negatives::SemiHard)

@@ -74,9 +74,10 @@ class GridSearchNetwork(Persistent, BaseEstimator):
         A loss object with its parameters (:mod:`gridmatch.losses`): the grid losses
         ``DoubleMargin(hi, lo, balance)`` (the paper's) and ``GridSoftmax(temperature)``,
         or the baselines ``Triplet(margin)``, ``Contrastive(margin)``,
-        ``NTXent(temperature)``, ``MultiSimilarity(alpha, beta, base)``; or the name of
-        one (``"double-margin"``, ``"grid-softmax"``, ``"triplet"``, ``"contrastive"``,
-        ``"ntxent"``, ``"multi-similarity"``) meaning its defaults.
+        ``NTXent(temperature)``, ``MultiSimilarity(alpha, beta, base)`` and the proxy
+        loss ``ArcFace(margin, scale)``; or the name of one (``"double-margin"``,
+        ``"grid-softmax"``, ``"triplet"``, ``"contrastive"``, ``"ntxent"``,
+        ``"multi-similarity"``, ``"arcface"``) meaning its defaults.
     mode : {"batch", "stitched"}, default "batch"
         ``"batch"``: each image embedded once per step, grids index into the batch.
         ``"stitched"``: the paper's single pass — each grid stitched into one image for
