@@ -71,6 +71,10 @@ ft = gm.GridSearchNetwork(**{**LONG, "backbone": tuned, "epochs": 2}, **FT, dist
 ft.fit(X, ids).save(out / f"finetune_{rank}")
 res["finetune_backbone_lr"] = [h["backbone_lr"] for h in ft.history_]
 
+# ArcFace: its class proxies are all-reduced with the model's gradients
+arc = gm.GridSearchNetwork(**{**LONG, "loss": "arcface", "epochs": 2}, distributed=True)
+arc.fit(X, ids).save(out / f"arcface_{rank}")
+
 
 def stop_on_rank_1(epoch: int, epochs: int, metrics: dict) -> bool:
     return rank != 1

@@ -97,7 +97,7 @@ def result(runs: Path, rank: int) -> dict:
 
 
 def test_ranks_end_with_the_same_parameters(runs):
-    for run in ("step_ddp", "long", "plain_module"):
+    for run in ("step_ddp", "long", "plain_module", "arcface"):
         w0, w1 = weights(runs / f"{run}_0"), weights(runs / f"{run}_1")
         assert w0.keys() == w1.keys()
         for name in w0:  # parameters and BatchNorm statistics alike

@@ -130,12 +130,7 @@ def test_an_fp16_sgd_step_moves_the_weights_as_float32_does(data, tmp_path):
 
 # ArcFace's proxies are not wired into training yet (a ConfigError says so): strict, so
 # the wiring makes this fail until the mark is removed.
-NOT_WIRED = pytest.mark.xfail(raises=gm.ConfigError, strict=True, reason="proxies not wired")
-
-
-@pytest.mark.parametrize(
-    "loss", [pytest.param(n, marks=NOT_WIRED) if n == "arcface" else n for n in gm.losses.NAMES]
-)
+@pytest.mark.parametrize("loss", gm.losses.NAMES)
 def test_fp16_training_is_finite_with_every_loss(data, loss):
     X, y = data
     X1 = np.ascontiguousarray(X[:, :1])
@@ -143,7 +138,11 @@ def test_fp16_training_is_finite_with_every_loss(data, loss):
         loss=loss, epochs=2, steps_per_epoch=4, precision="fp16", **FAST
     ).fit(X1, y)
     assert all(np.isfinite(h["loss"]) for h in gsn.history_), gsn.history_
-    assert sum(h["overflow_steps"] for h in gsn.history_) <= 2, gsn.history_
+    # ArcFace's logits are scaled by 64 = 2^6: its gradients are that much larger, and
+    # the scaler (starting at 2^16, as GradScaler) halves its scale up to 6 more times
+    allowed = 2 + (6 if loss == "arcface" else 0)
+    assert sum(h["overflow_steps"] for h in gsn.history_) <= allowed, gsn.history_
+    assert all(h["overflow_steps"] < 4 for h in gsn.history_[1:]), gsn.history_  # settled
 
 
 class Overflowing(nn.Module):

@@ -4,6 +4,7 @@
 use super::groups::Groups;
 use super::parallel::{shard, DataParallel};
 use super::precision::{LossScaler, MIN_SCALE};
+use super::proxies::Proxies;
 use super::source::ImageSource;
 use super::step::{step_loss, StepBatch};
 use super::{GsnError, Model, TrainSpec};
@@ -131,16 +132,28 @@ pub fn fit_parallel(
     if let Some(p) = parallel {
         p.check()?;
     }
-    let groups = Groups::new(model, &cfg.spec)?;
-    let trained = fit_groups(model, &groups, data, val, cfg, parallel, monitor);
+    let proxies = Proxies::for_run(data.ids, model, &cfg.spec)?;
+    let groups = Groups::new(model, &cfg.spec, proxies.as_ref().map(|p| &p.weights))?;
+    let trained = fit_groups(
+        model,
+        &groups,
+        proxies.as_ref(),
+        data,
+        val,
+        cfg,
+        parallel,
+        monitor,
+    );
     groups.release(model)?;
     trained
 }
 
 /// [`fit_parallel`] with the optimiser's groups made.
+#[allow(clippy::too_many_arguments)] // fit_parallel's arguments and what it made of them
 fn fit_groups(
     model: &mut Model,
     pgroups: &Groups,
+    proxies: Option<&Proxies>,
     data: &TrainData<'_>,
     val: Option<&ValData<'_>>,
     cfg: &TrainConfig,
@@ -315,7 +328,7 @@ fn fit_groups(
                     labels: prep.labels,
                     classes: prep.classes,
                 };
-                let loss = step_loss(model, &batch, &cfg.spec, &mut rng)?; // float32
+                let loss = step_loss(model, &batch, &cfg.spec, proxies, &mut rng)?; // float32
                 opt.zero_grad()?;
                 match &scaler {
                     Some(s) => s.scaled(&loss)?.f_backward()?,

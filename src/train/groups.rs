@@ -30,12 +30,18 @@ impl Groups {
     /// The groups of `model`'s variables under `spec`: with `freeze_bn` the backbone's
     /// BatchNorm layers run on their running statistics and their affine parameters
     /// stop requiring gradients (until [`Groups::release`]).
-    pub(super) fn new(model: &mut Model, spec: &TrainSpec) -> Result<Groups, GsnError> {
+    /// A loss's class `proxies` train in the head's group (named `loss.proxies`).
+    pub(super) fn new(
+        model: &mut Model,
+        spec: &TrainSpec,
+        proxies: Option<&Tensor>,
+    ) -> Result<Groups, GsnError> {
         let mut named: Vec<(String, Tensor)> = model
             .vs
             .variables()
             .into_iter()
             .filter(|(_, v)| v.requires_grad())
+            .chain(proxies.map(|p| ("loss.proxies".to_string(), p.shallow_clone())))
             .collect();
         named.sort_by(|a, b| a.0.cmp(&b.0));
         let mut frozen: HashSet<String> = HashSet::new();

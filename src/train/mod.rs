@@ -14,7 +14,7 @@
 //! `schedule` (optimiser, learning-rate schedule), `spec` (the training spec that crosses
 //! the Python boundary), `fit` (configuration and the loop), `parallel` (data-parallel
 //! training: shards, collectives through the caller's transport),
-//! `step` (one step's loss, grid stitching), `groups` (the optimiser's parameter
+//! `step` (one step's loss, grid stitching), `proxies` (a proxy loss's class vectors), `groups` (the optimiser's parameter
 //! groups: head and backbone rates, frozen backbone and BatchNorm, warm-up), `precision` (autocast regions and the
 //! float16 loss scaler), `cpu_cache` (the pool of libtorch CPU blocks that training and
 //! embedding on the CPU keep for their next batch).
@@ -26,6 +26,7 @@ mod groups;
 mod model;
 mod parallel;
 mod precision;
+mod proxies;
 mod schedule;
 mod source;
 mod spec;

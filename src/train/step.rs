@@ -3,6 +3,7 @@
 //! the model's precision, the similarities and the loss in float32.
 
 use super::precision::Autocast;
+use super::proxies::Proxies;
 use super::spec::TrainSpec;
 use super::{GsnError, Model};
 use crate::data::grid::{build_grids, Negatives};
@@ -21,6 +22,7 @@ pub(super) fn step_loss(
     model: &Model,
     batch: &StepBatch,
     spec: &TrainSpec,
+    proxies: Option<&Proxies>,
     rng: &mut Rng,
 ) -> Result<Tensor, GsnError> {
     let b = batch.labels.len() as i64;
@@ -34,11 +36,15 @@ pub(super) fn step_loss(
         let _region = autocast()?;
         Ok(model.query.embed(x, true)?)
     };
+    if let Some(p) = proxies {
+        // a proxy loss: the ids' rows of the proxies are the classes
+        let e = embed(&batch.x)?;
+        let rows = p.rows(&batch.labels, dev)?;
+        return Ok(spec.loss.pairs(&e, &rows, Some(&p.weights))?);
+    }
     if spec.loss.needs_proxies() {
-        // The proxies (one per training id, in the optimiser) are not wired in yet.
         return Err(GsnError::Config(format!(
-            "the {} loss is not wired into training yet (its class proxies are not \
-             trained); use another loss",
+            "the {} loss needs its class proxies",
             spec.loss.name()
         )));
     }
