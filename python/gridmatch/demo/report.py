@@ -50,8 +50,9 @@ def fmt(m: dict[str, Any], key: str, seeds: int) -> str:
 
 
 def ranking_lines(ranking: dict[str, Any], n_seeds: int) -> list[str]:
-    """The retrieval ranking, said with how far the seeds agree on it: ``>`` where the
-    lead is beyond the seeds' spread (paired t-test, 5 %), ``≈`` where it is not."""
+    """The retrieval ranking, said with how far the seeds agree on it: ``>`` where every
+    seed agrees and the lead exceeds twice its query-sampling standard error, ``≈``
+    where not."""
     order = ranking["by_mean_recall@1"]
     if n_seeds == 1:
         return [
@@ -62,7 +63,13 @@ def ranking_lines(ranking: dict[str, Any], n_seeds: int) -> list[str]:
     for p in ranking["pairs"]:
         text += (" > " if p["separated"] else " ≈ ") + p["of"]
     lines = [f"retrieval ranking by mean R@1 over {n_seeds} seeds: {text}"]
-    lines.append("  (>: ahead beyond the seeds' spread, paired t-test at 5 %; ≈: not)")
+    lines.append(
+        "  (>: ahead at every seed, by more than twice the standard error of the "
+        "queries' sampling; ≈: not)"
+    )
     for p in ranking["pairs"]:
-        lines.append(f"  {p['ahead']} ahead of {p['of']} in {p['seeds_ahead']} of {n_seeds} seeds")
+        lines.append(
+            f"  {p['ahead']} ahead of {p['of']} in {p['seeds_ahead']} of {n_seeds} seeds, "
+            f"by {p['lead']:.3f} (standard error {p['lead_se']:.3f})"
+        )
     return lines

@@ -140,7 +140,7 @@ def run_demo(
     over = f"mean ± std over seeds {', '.join(map(str, seed_list))}"
     if cfg.seeds == 1:
         over = f"seed {seed}"
-    Eq, Eg = gsn.embed(b["q"]), gsn.embed(b["g"])
+    Eq, Eg = first["embeddings"][BEST]
     _, idx = retrieval.knn(Eq, Eg, k=5)
     plot.save(
         plot.retrieval_panel(
