@@ -92,3 +92,73 @@ def test_confusion_matrix_counts_match_sklearn(tmp_path):
     render(fig, tmp_path / "c.png")
     with pytest.raises(ValueError, match="equal length"):
         plot.confusion_matrix([0, 1], [0])
+
+
+def test_training_curves_average_seeds_and_keep_unit_metrics_on_0_1(tmp_path):
+    # two seeds of one run: the line is their mean per epoch, the band ± their std
+    seeds = [
+        [{"epoch": e, "loss": 2.0 / e, "val_recall@1": 0.10 + 0.02 * e} for e in range(1, 7)],
+        [{"epoch": e, "loss": 3.0 / e, "val_recall@1": 0.12 + 0.02 * e} for e in range(1, 7)],
+    ]
+    single = [{"epoch": e, "loss": 0.5, "val_recall@1": 0.3} for e in range(1, 7)]
+    fig = plot.training_curves(
+        {"gsn": seeds, "triplet": single}, metrics=("loss", "val_recall@1"), title="t"
+    )
+    ax_loss, ax_rec = fig.axes
+    line = ax_rec.lines[0]
+    want = np.mean([[r["val_recall@1"] for r in s] for s in seeds], axis=0)
+    np.testing.assert_allclose(line.get_xdata(), range(1, 7))
+    np.testing.assert_allclose(line.get_ydata(), want)
+    band = ax_rec.collections[0].get_paths()[0].vertices[:, 1]
+    sd = np.std([[r["val_recall@1"] for r in s] for s in seeds], axis=0)
+    np.testing.assert_allclose([band.min(), band.max()], [(want - sd).min(), (want + sd).max()])
+    assert len(ax_rec.collections) == 1  # one seed: no band
+    assert ax_rec.get_ylim() == (0.0, 1.0)  # a recall: the whole range, not a zoom
+    lo, hi = ax_loss.get_ylim()
+    assert lo == 0.0 and hi >= 2.5  # a non-negative loss starts at 0
+    assert [t.get_text() for t in ax_rec.get_legend().get_texts()] == ["gsn", "triplet"]
+    assert fig._suptitle.get_text() == "t"
+    fig = plot.training_curves({"a": single}, metrics=("loss",), ylim={"loss": (0.4, 0.6)})
+    assert fig.axes[0].get_ylim() == (0.4, 0.6)
+    render(fig, tmp_path / "t.png")
+
+
+def test_recall_at_k_plots_mean_and_std_per_k(tmp_path):
+    ks = (1, 2, 5, 10, 20, 50)
+    a = {k: [0.1 * i + k / 100 for i in range(3)] for k in ks}
+    b = {k: 0.05 + k / 200 for k in ks}
+    fig = plot.recall_at_k({"GSN": a, "raw": b}, title="instances")
+    ax = fig.axes[0]
+    assert ax.get_title() == "instances" and ax.get_ylim() == (0.0, 1.0)
+    gsn, raw = (c.lines[0] for c in ax.containers)
+    x, y = gsn.get_data()
+    np.testing.assert_array_equal(x, ks)
+    np.testing.assert_allclose(y, [np.mean(a[k]) for k in ks])
+    # the error bars span mean ± std of the seeds
+    segs = ax.collections[0].get_segments()
+    np.testing.assert_allclose([s[1, 1] - s[0, 1] for s in segs], [2 * np.std(a[k]) for k in ks])
+    np.testing.assert_allclose(raw.get_ydata(), [b[k] for k in ks])
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == ["GSN", "raw"]
+    render(fig, tmp_path / "r.png")
+    with pytest.raises(ValueError, match="empty"):
+        plot.recall_at_k({})
+    with pytest.raises(ValueError, match="'a'.* is empty"):
+        plot.recall_at_k({"a": {}})
+
+
+def test_search_curves_take_a_fixed_range_and_label():
+    rl = [{"step": s, "reward": 0.8 + 0.01 * s} for s in range(1, 6)]
+    fig = plot.search_curves({"rl": rl}, ylabel="validation accuracy", ylim=(0, 1))
+    for ax in fig.axes:
+        assert ax.get_ylim() == (0.0, 1.0) and ax.get_ylabel() == "validation accuracy"
+        assert len(ax.lines[0].get_xdata()) == 5
+
+
+def test_long_titles_are_wrapped_inside_the_figure(tmp_path):
+    hist = [{"epoch": e, "loss": 1 / e} for e in range(1, 6)]
+    long = "training on Fashion-MNIST products: convnet, dim 64, 5 epochs x 10 steps " * 2
+    fig = plot.training_curves({"a": hist}, metrics=("loss",), title=long)
+    render(fig, tmp_path / "w.png")  # draws the figure
+    box = fig._suptitle.get_window_extent()
+    assert box.x0 >= 0 and box.x1 <= fig.bbox.width
+    assert " ".join(fig._suptitle.get_text().split()) == " ".join(long.split())

@@ -41,7 +41,7 @@ def _info(_args: argparse.Namespace) -> int:
 def _demo(args: argparse.Namespace) -> int:
     from .demo import run_demo
 
-    run_demo(args.out, quick=args.quick, device=args.device, seed=args.seed)
+    run_demo(args.out, quick=args.quick, device=args.device, seed=args.seed, seeds=args.seeds)
     return 0
 
 
@@ -357,7 +357,20 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", default="gridmatch-report", help="report folder (PNG plots, JSON)")
     p.add_argument("--quick", action="store_true", help="small sizes: about a minute")
     p.add_argument("--device", default="auto", help="auto, cpu or cuda (default: auto)")
-    p.add_argument("--seed", type=int, default=0, help="seed of data, training and searches")
+    p.add_argument(
+        "--seed",
+        type=int,
+        default=0,
+        help="first seed of data, training and searches (the retrieval part repeats at "
+        "the next seeds too)",
+    )
+    p.add_argument(
+        "--seeds",
+        type=int,
+        default=None,
+        help="repeats of the retrieval part, reported as mean ± std (default: 3 with "
+        "--quick, 1 for the full run)",
+    )
     p.set_defaults(func=_demo)
     p = sub.add_parser("info", help="version, threads and dataset locations")
     p.set_defaults(func=_info)

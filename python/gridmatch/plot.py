@@ -8,6 +8,7 @@ Every function returns a :class:`matplotlib.figure.Figure` and never calls
 from __future__ import annotations
 
 import os
+import textwrap
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -16,6 +17,7 @@ import numpy as np
 __all__ = [
     "confusion_matrix",
     "embedding_2d",
+    "recall_at_k",
     "retrieval_panel",
     "save",
     "search_curves",
@@ -31,6 +33,14 @@ def _figure(figsize):
 
     # A Figure not attached to pyplot: no global state, no GUI backend needed.
     return Figure(figsize=figsize, layout="constrained")
+
+
+def _wrap(text: str, fig) -> str:
+    """A title broken into lines that fit the figure's width (long ones name settings)."""
+    width = max(20, int(fig.get_size_inches()[0] * 9.5))
+    lines = text.splitlines()
+    fill = textwrap.TextWrapper(width, break_long_words=False, break_on_hyphens=False).fill
+    return "\n".join(fill(line) for line in lines)
 
 
 def _as_images(images: Any, name: str) -> np.ndarray:
@@ -127,7 +137,7 @@ def retrieval_panel(
             if r == 0:
                 ax.set_title(f"#{c + 1}", fontsize=9)
     if title:
-        fig.suptitle(title)
+        fig.suptitle(_wrap(title, fig))
     return fig
 
 
@@ -143,21 +153,53 @@ def _series(
     return np.asarray(xs), np.asarray(ys)
 
 
+# Metrics that live in [0, 1]: their axes show the whole range, not a zoom on the noise.
+_UNIT_METRICS = ("recall", "precision", "map", "accuracy")
+
+
+def _auto_ylim(key: str, values: Sequence[float]) -> tuple[float, float] | None:
+    """A fixed range for [0, 1] metrics; from 0 for non-negative ones; None otherwise."""
+    vals = np.asarray(values, dtype=np.float64)
+    vals = vals[np.isfinite(vals)]
+    if any(word in key.lower() for word in _UNIT_METRICS) and (
+        not vals.size or (vals.min() >= 0 and vals.max() <= 1)
+    ):
+        return (0.0, 1.0)
+    if vals.size and vals.min() >= 0:
+        return (0.0, float(vals.max()) * 1.08 or 1.0)
+    return None
+
+
+def _runs(value: Any) -> list[Sequence[Mapping[str, Any]]]:
+    """One history (list of dict) or several (list of lists), as a list of histories."""
+    if len(value) and not isinstance(value[0], Mapping):
+        return list(value)
+    return [value]
+
+
 def training_curves(
-    histories: Mapping[str, Sequence[Mapping[str, Any]]],
+    histories: Mapping[str, Any],
     metrics: Sequence[str] = ("loss", "recall@1"),
     *,
+    ylim: Mapping[str, tuple[float, float] | None] | None = None,
     title: str | None = None,
 ):
     """Training curves of several runs, one axis per metric.
 
     Parameters
     ----------
-    histories : mapping of str to list of dict
+    histories : mapping of str to list of dict, or to list of lists of dict
         Run name -> per-epoch records (``{"epoch": 1, "loss": ..., "recall@1": ...}``),
-        e.g. ``{"GSN": gsn.history_, "triplet": triplet.history_}``.
+        e.g. ``{"GSN": gsn.history_, "triplet": triplet.history_}``; or run name -> the
+        records of several repeats (seeds) of the run, drawn as their mean per epoch
+        with a band of ± one standard deviation.
     metrics : sequence of str, default ("loss", "recall@1")
         Keys plotted, one axis each; runs without a key are skipped on that axis.
+    ylim : mapping of str to (float, float) or None, optional
+        The y range of a metric's axis (``None``: matplotlib's automatic range). By
+        default metrics in [0, 1] (recall, precision, MAP, accuracy) get ``(0, 1)``
+        and other non-negative ones an axis from 0, so that small wobbles are not
+        magnified into trends.
     title : str, optional
         Figure title.
 
@@ -169,20 +211,84 @@ def training_curves(
         raise ValueError("histories is empty")
     if not metrics:
         raise ValueError("metrics is empty")
+    ylim = dict(ylim or {})
     fig = _figure((4.2 * len(metrics), 3.2))
     axes = fig.subplots(1, len(metrics), squeeze=False)[0]
     for ax, key in zip(axes, metrics):
-        for name, hist in histories.items():
-            x, y = _series(hist, key)
-            if len(x):
-                ax.plot(x, y, marker="o", markersize=3, label=name)
+        seen: list[float] = []
+        for name, value in histories.items():
+            series = [_series(h, key) for h in _runs(value)]
+            series = [(x, y) for x, y in series if len(x)]
+            if not series:
+                continue
+            n = min(len(x) for x, _ in series)
+            x = series[0][0][:n]
+            ys = np.stack([y[:n] for _, y in series])
+            mean = ys.mean(axis=0)
+            (line,) = ax.plot(x, mean, marker="o", markersize=3, label=name)
+            if len(series) > 1:
+                sd = ys.std(axis=0)
+                ax.fill_between(x, mean - sd, mean + sd, color=line.get_color(), alpha=0.2)
+                seen.extend((mean + sd).tolist() + (mean - sd).tolist())
+            seen.extend(ys.ravel().tolist())
+        lim = ylim[key] if key in ylim else _auto_ylim(key, seen)
+        if lim is not None:
+            ax.set_ylim(*lim)
         ax.set_xlabel("epoch")
         ax.set_ylabel(key)
         ax.grid(alpha=0.3)
         if ax.lines:
             ax.legend(fontsize=8)
     if title:
-        fig.suptitle(title)
+        fig.suptitle(_wrap(title, fig))
+    return fig
+
+
+def recall_at_k(
+    recalls: Mapping[str, Mapping[int, Any]],
+    *,
+    title: str | None = None,
+    ylim: tuple[float, float] | None = (0.0, 1.0),
+):
+    """Recall@k against k (log scale) for several methods, one line each.
+
+    Parameters
+    ----------
+    recalls : mapping of str to mapping of int to float or sequence of float
+        Method name -> ``{k: recall@k}``; a sequence of values per ``k`` (one per seed)
+        is drawn as its mean with error bars of ± one standard deviation.
+    title : str, optional
+        Axis title.
+    ylim : (float, float) or None, default (0, 1)
+        The y range (``None``: automatic).
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+    """
+    if not recalls:
+        raise ValueError("recalls is empty")
+    fig = _figure((5.6, 3.8))
+    ax = fig.subplots()
+    for name, by_k in recalls.items():
+        if not by_k:
+            raise ValueError(f"recalls[{name!r}] is empty")
+        ks = sorted(int(k) for k in by_k)
+        vals = [np.atleast_1d(np.asarray(by_k[k], dtype=np.float64)) for k in ks]
+        mean = np.array([v.mean() for v in vals])
+        sd = np.array([v.std() for v in vals])
+        yerr = sd if any(len(v) > 1 for v in vals) else None
+        ax.errorbar(ks, mean, yerr=yerr, marker="o", markersize=3, capsize=3, label=name)
+    ax.set_xscale("log", base=2)
+    all_k = sorted({int(k) for by_k in recalls.values() for k in by_k})
+    ax.set_xticks(all_k, [str(k) for k in all_k])
+    ax.set_xlabel("k")
+    ax.set_ylabel("recall@k")
+    if ylim is not None:
+        ax.set_ylim(*ylim)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    ax.set_title(_wrap(title or "recall@k", fig))
     return fig
 
 
@@ -192,6 +298,8 @@ def search_curves(
     reward_key: str = "reward",
     best_key: str = "best_so_far",
     x_key: str = "sampled",
+    ylabel: str = "reward",
+    ylim: tuple[float, float] | None = None,
     title: str | None = None,
 ):
     """Reward per search step and best-so-far, for several searches (RL vs random).
@@ -207,6 +315,10 @@ def search_curves(
     x_key : str, default "sampled"
         Record key of the x axis (candidates sampled so far); the step number when
         absent.
+    ylabel : str, default "reward"
+        What the reward is (y-axis label), e.g. "validation accuracy".
+    ylim : (float, float), optional
+        The y range of both axes, e.g. ``(0, 1)`` for an accuracy (default: automatic).
     title : str, optional
         Figure title.
 
@@ -222,21 +334,24 @@ def search_curves(
         x, r = _series(hist, reward_key, (x_key, "step"))
         if not len(x):
             continue
-        (line,) = ax_r.plot(x, r, alpha=0.8, label=name)
+        (line,) = ax_r.plot(x, r, alpha=0.8, marker="o", markersize=3, label=name)
         xb, b = _series(hist, best_key, (x_key, "step"))
         if not len(xb):
             xb, b = x, np.maximum.accumulate(r)
-        ax_b.plot(xb, b, color=line.get_color(), label=name)
+        ax_b.plot(xb, b, color=line.get_color(), marker="o", markersize=3, label=name)
     ax_r.set_title("mean reward of each batch")
     ax_b.set_title("best so far")
     has_x = any(x_key in row for hist in histories.values() for row in hist)
     for ax in (ax_r, ax_b):
         ax.set_xlabel("candidates sampled" if has_x else "step")
+        ax.set_ylabel(ylabel)
+        if ylim is not None:
+            ax.set_ylim(*ylim)
         ax.grid(alpha=0.3)
         if ax.lines:
             ax.legend(fontsize=8)
     if title:
-        fig.suptitle(title)
+        fig.suptitle(_wrap(title, fig))
     return fig
 
 
@@ -331,7 +446,8 @@ def embedding_2d(
     ax.set_xticks([])
     ax.set_yticks([])
     ax.legend(fontsize=7, markerscale=2, loc="best", ncol=2 if len(np.unique(y)) > 6 else 1)
-    ax.set_title(title or f"embeddings ({method.upper() if method == 'pca' else 't-SNE'})")
+    method_name = "PCA" if method == "pca" else "t-SNE"
+    ax.set_title(_wrap(title or f"embeddings ({method_name})", fig))
     return fig
 
 
@@ -401,7 +517,7 @@ def confusion_matrix(
                 color="white" if v > 0.6 * hi else "black",
             )
     acc = float(np.trace(cm)) / max(int(cm.sum()), 1)
-    ax.set_title(title or f"accuracy {acc:.3f}")
+    ax.set_title(_wrap(title or f"accuracy {acc:.3f}", fig))
     return fig
 
 
