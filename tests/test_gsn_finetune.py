@@ -195,3 +195,20 @@ def test_fine_tuning_settings_are_saved_and_loaded(data, tmp_path):
     gsn = gm.GridSearchNetwork(**{**ONE_STEP, "epochs": 0}, **kw).fit(X, y)
     back = gm.GridSearchNetwork.load(gsn.save(tmp_path / "m"))
     assert {k: back.get_params()[k] for k in kw} == kw
+
+
+def test_a_pretrained_backbone_trains_at_a_tenth_of_lr_by_default(data, tmp_path):
+    X, y = data
+    scratch = gm.GridSearchNetwork(**ONE_STEP, lr=0.02).fit(X, y)
+    assert "backbone_lr" not in scratch.history_[0]  # from scratch: one rate
+    start = tmp_path / "start"
+    scratch.save(start)
+    w = start / "weights.safetensors"
+    tuned = gm.GridSearchNetwork(**ONE_STEP, lr=0.02, weights=w).fit(X, y)
+    assert tuned.history_[0]["backbone_lr"] == pytest.approx(0.002)
+    given = gm.GridSearchNetwork(**ONE_STEP, lr=0.02, weights=w, backbone_lr=0.02).fit(X, y)
+    assert given.history_[0]["backbone_lr"] == pytest.approx(0.02)
+    X3 = np.repeat(X[:, None].astype(np.float32) / 255.0, 3, axis=1)
+    module = gm.GridSearchNetwork(**ONE_STEP, lr=0.02, backbone=TinyBN()).fit(X3, y)
+    assert module.history_[0]["backbone_lr"] == pytest.approx(0.002)
+    assert gm.GridSearchNetwork().backbone_lr is None  # the parameter stays as given

@@ -94,10 +94,11 @@ class GridSearchNetwork(Persistent, BaseEstimator):
         Learning-rate schedule over all steps.
     weight_decay : float, default 0.0
     backbone_lr : float, optional
-        Learning rate of the backbone's parameters (the head keeps ``lr``); default:
-        ``lr``. The warm-up and the schedule scale both rates alike. Fine-tuning a
-        pretrained backbone (``weights`` given or a module ``backbone``) usually wants
-        a smaller one than the new head's (see README, "Fine-tuning").
+        Learning rate of the backbone's parameters (the head keeps ``lr``). Default:
+        ``lr / 10`` for a pretrained backbone (``weights`` given, or a module
+        ``backbone``: the best measured fine-tuning recipe, README "Fine-tuning"),
+        ``lr`` for one trained from scratch. The warm-up and the schedule scale both
+        rates alike.
     freeze_backbone_epochs : int, default 0
         Epochs at the start in which only the head trains (the backbone's parameters
         get no gradients; its BatchNorm statistics still update unless ``freeze_bn``).

@@ -14,7 +14,15 @@ from . import precision as _precision
 from . import weights as _weights
 from .torchscript import is_module
 
-__all__ = ["BACKBONES", "LOSSES", "NEGATIVES", "check", "train_spec"]
+__all__ = [
+    "BACKBONES",
+    "LOSSES",
+    "NEGATIVES",
+    "backbone_lr",
+    "check",
+    "is_pretrained",
+    "train_spec",
+]
 
 LOSSES = losses.NAMES
 NEGATIVES = miners.NAMES
@@ -69,7 +77,7 @@ def check(est: Any) -> dict[str, Any]:
         "lr": _params.real(est.lr, "lr", low=0, low_open=True),
         "weight_decay": _params.real(est.weight_decay, "weight_decay", low=0),
         "finetune": {
-            "backbone_lr": _params.real(est.backbone_lr, "backbone_lr", low=0, optional=True),
+            "backbone_lr": backbone_lr(est),
             "freeze_backbone_epochs": _params.integer(
                 est.freeze_backbone_epochs, "freeze_backbone_epochs", low=0
             ),
@@ -85,6 +93,28 @@ def check(est: Any) -> dict[str, Any]:
             est.steps_per_epoch, "steps_per_epoch", low=1, optional=True
         ),
     }
+
+
+#: The default backbone rate of a pretrained backbone, as a fraction of ``lr``.
+PRETRAINED_BACKBONE_LR = 0.1
+
+
+def is_pretrained(est: Any) -> bool:
+    """Whether the estimator starts from a pretrained backbone: ``weights`` given, or a
+    module backbone."""
+    return est.weights is not None or is_module(est.backbone)
+
+
+def backbone_lr(est: Any) -> float | None:
+    """The backbone's learning rate: ``backbone_lr`` when given; by default ``lr`` / 10
+    for a pretrained backbone (the best measured recipe, BENCHMARKS.md "Fine-tuning"),
+    ``None`` (= ``lr``) when trained from scratch."""
+    given = _params.real(est.backbone_lr, "backbone_lr", low=0, optional=True)
+    if given is not None:
+        return float(given)
+    if is_pretrained(est):
+        return PRETRAINED_BACKBONE_LR * _params.real(est.lr, "lr", low=0, low_open=True)
+    return None
 
 
 def train_spec(est: Any, p: dict[str, Any]) -> dict[str, Any]:
