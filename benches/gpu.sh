@@ -108,7 +108,7 @@ for batch in (64, 256):
           f"steps/s ({c / g:.1f}x), PyTorch eager {DEV} {steps / e:.1f} steps/s "
           f"(gridmatch {e / g:.2f}x; medians of 3, fit() wall time incl. setup)")
 PY
-# 3b. training and embedding from a folder of photos (generated JPEGs, benches/images.py's
+# 3b. (and 3c.) training and embedding from a folder of photos (generated JPEGs, benches/images.py's
 #     renderer: not a public data set): ResNet-18 at 224 px streamed through the Rust
 #     image pipeline, in float32, bfloat16 and float16 (autocast; fp16 with its loss
 #     scaler). The dry run (GPU_SH_DEVICE=cpu) takes the convnet at 32 px for 2 steps.
@@ -149,6 +149,27 @@ with tempfile.TemporaryDirectory(prefix="gm-gpu-photos-") as tmp:
               f"{precision}) on {DEV}: training {rate:.2f} steps/s "
               f"({rate * kw['batch_size']:.0f} images/s), last loss {h['loss']:.4f}{extra}; "
               f"embedding {emb:.0f} images/s, finite {bool(np.isfinite(E).all())}")
+        if precision == "fp32":
+            gsn.save(Path(tmp) / "pretrained")  # the start of the fine-tuning runs below
+    # 3c. fine-tuning a pretrained backbone with the fine-tuning controls (backbone_lr,
+    #     frozen BatchNorm, warm-up, a frozen first epoch), float32 and bfloat16. The
+    #     "pretrained" weights are the fp32 run's backbone above (the GPU host reaches no
+    #     download; the real-weights quality run is benches/finetune.py on the CPU).
+    start = Path(tmp) / "pretrained" / "weights.safetensors"
+    for precision in ("fp32", "bf16"):
+        ft = dict(weights=start, lr=1e-3, backbone_lr=1e-4, freeze_bn=True, warmup_steps=5,
+                  freeze_backbone_epochs=1, dim=128, device=DEV, progress=False,
+                  precision=precision, **kw)
+        ends = []
+        gsn = gm.GridSearchNetwork(epochs=steps + 1, steps_per_epoch=1, **ft)
+        gsn.fit(cat, callback=lambda *_: ends.append(time.perf_counter()))
+        rate = steps / (ends[-1] - ends[0])
+        E = gsn.embed(cat)
+        h = gsn.history_
+        print(f"fine-tuning ({kw['backbone']}, {precision}, backbone_lr 1e-4, freeze_bn, "
+              f"warm-up 5, first epoch head only) on {DEV}: {rate:.2f} steps/s, loss "
+              f"{h[0]['loss']:.4f} -> {h[-1]['loss']:.4f}, backbone_lr {h[0]['backbone_lr']:g} "
+              f"-> {h[-1]['backbone_lr']:g}, finite {bool(np.isfinite(E).all())}")
 PY
 TESTS_RC=0
 # 4. the GSN and CUDA-vs-CPU tests on this host (device="auto" resolves to CUDA where there is one)
