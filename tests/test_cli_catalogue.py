@@ -124,6 +124,13 @@ def test_train_fine_tuning_flags_and_a_torchscript_backbone(tmp_path, capsys):
     assert "--trust-torchscript" in capsys.readouterr().err
     assert cli.main([*argv, "--trust-torchscript"]) == 0
     net = gm.GridSearchNetwork.load(model, trust_torchscript=True)
+    out = tmp_path / "emb.npy"
+    embed = ["embed", str(model), "--catalogue", str(root), "--out", str(out)]
+    assert cli.main(embed) == 2  # a TorchScript backbone: refused without the flag
+    assert "trust_torchscript" in capsys.readouterr().err
+    assert cli.main([*embed, "--trust-torchscript"]) == 0
+    cat = gm.datasets.ImageCatalogue.from_folder(root)
+    np.testing.assert_allclose(np.load(out), net.embed(cat), rtol=1e-5, atol=1e-6)
     got = {k: net.get_params()[k] for k in ("backbone_lr", "freeze_bn", "freeze_backbone_epochs")}
     assert got == {"backbone_lr": 1e-4, "freeze_bn": True, "freeze_backbone_epochs": 1}
     assert net.warmup_steps == 2 and [h["backbone_lr"] for h in net.history_][0] == 0.0

@@ -212,3 +212,19 @@ def test_a_pretrained_backbone_trains_at_a_tenth_of_lr_by_default(data, tmp_path
     module = gm.GridSearchNetwork(**ONE_STEP, lr=0.02, backbone=TinyBN()).fit(X3, y)
     assert module.history_[0]["backbone_lr"] == pytest.approx(0.002)
     assert gm.GridSearchNetwork().backbone_lr is None  # the parameter stays as given
+
+
+def test_a_checkpoint_taken_while_frozen_saves_a_trainable_module(data, tmp_path):
+    # the checkpoint of epoch 1 is written while the backbone (and its BatchNorm) is
+    # frozen; a TorchScript file keeps requires_grad, so it must be saved unfrozen, or a
+    # run resumed from it would never train those parameters
+    X, y = data
+    X3 = np.repeat(X[:, None].astype(np.float32) / 255.0, 3, axis=1)
+    ckpt = tmp_path / "ckpt"
+    kw = {**ONE_STEP, "epochs": 2, "lr": 0.05}
+    gm.GridSearchNetwork(
+        backbone=TinyBN(), freeze_bn=True, freeze_backbone_epochs=2, checkpoint_dir=ckpt, **kw
+    ).fit(X3, y)
+    back = gm.GridSearchNetwork.load(ckpt, trust_torchscript=True)
+    flags = {k: p.requires_grad for k, p in back.backbone.named_parameters()}
+    assert flags and all(flags.values()), flags

@@ -159,7 +159,9 @@ def _embed(args: argparse.Namespace) -> int:
     from .gsn import GridSearchNetwork
 
     cat = _catalogue(args.catalogue)
-    gsn = GridSearchNetwork.load(args.model, device=args.device)
+    gsn = GridSearchNetwork.load(
+        args.model, device=args.device, trust_torchscript=args.trust_torchscript
+    )
     if args.image_size is not None:
         gsn.set_params(image_size=args.image_size)
     if args.on_error is not None:
@@ -406,7 +408,8 @@ def main(argv: list[str] | None = None) -> int:
         "--backbone-lr",
         type=float,
         default=None,
-        help="learning rate of the backbone (default: --lr)",
+        help="learning rate of the backbone (default: --lr / 10 with --weights or a "
+        "TorchScript --backbone, else --lr)",
     )
     p.add_argument(
         "--freeze-bn",
@@ -454,7 +457,8 @@ def main(argv: list[str] | None = None) -> int:
         "--precision",
         choices=(*_core.PRECISION_NAMES, "auto"),
         default="fp32",
-        help="arithmetic of the forward passes: bf16 / fp16 autocast, for CUDA (default: fp32)",
+        help="arithmetic of the forward passes: bf16 / fp16 autocast (fast on CUDA and AMX "
+        "CPUs), auto: bf16 where it is fast, else fp32 (default: fp32)",
     )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument(
@@ -489,6 +493,11 @@ def main(argv: list[str] | None = None) -> int:
         choices=(*_core.PRECISION_NAMES, "auto"),
         default=None,
         help="arithmetic of the forward pass (default: the model's)",
+    )
+    p.add_argument(
+        "--trust-torchscript",
+        action="store_true",
+        help="load a model whose backbone is a TorchScript program (backbone.pt: code)",
     )
     p.set_defaults(func=_embed)
     p = sub.add_parser("search-kernel", help="RL / random search of an SVM kernel")

@@ -403,7 +403,10 @@ fn fit_groups(
             }
             metrics.push(("seconds".to_string(), t0.elapsed().as_secs_f64()));
             if let Some(dir) = &cfg.checkpoint_dir {
-                model.save(dir, &cfg.checkpoint_config)?;
+                // saved as after training: nothing frozen (a TorchScript backbone's file
+                // keeps its parameters' requires_grad flags)
+                pgroups
+                    .while_released(backbone_trains, || model.save(dir, &cfg.checkpoint_config))?;
             }
             let rec = EpochRecord { epoch, metrics };
             history.push(rec.clone());

@@ -128,6 +128,30 @@ impl Groups {
         Ok(())
     }
 
+    /// Run `f` with every variable requiring gradients again (as after training), then
+    /// freeze again what is frozen (the backbone when `!backbone_trains`, BatchNorm's
+    /// affine parameters): a checkpoint of a TorchScript backbone saves its parameters'
+    /// flags, which a resumed run would take for the user's own freezing.
+    pub(super) fn while_released<T>(
+        &self,
+        backbone_trains: bool,
+        f: impl FnOnce() -> Result<T, GsnError>,
+    ) -> Result<T, GsnError> {
+        self.set_frozen_bn_trainable(true)?;
+        self.set_backbone_trainable(true)?;
+        let out = f();
+        self.set_backbone_trainable(backbone_trains)?;
+        self.set_frozen_bn_trainable(false)?;
+        out
+    }
+
+    fn set_frozen_bn_trainable(&self, on: bool) -> Result<(), GsnError> {
+        for v in &self.frozen_bn {
+            let _ = v.shallow_clone().f_set_requires_grad(on)?;
+        }
+        Ok(())
+    }
+
     /// The variables that receive gradients now (those requiring them), in name order:
     /// what data-parallel training all-reduces and the float16 scaler unscales.
     pub(super) fn training_now(&self) -> Vec<Tensor> {
@@ -147,9 +171,7 @@ impl Groups {
     /// (after training).
     pub(super) fn release(&self, model: &mut Model) -> Result<(), GsnError> {
         self.set_backbone_trainable(true)?;
-        for v in &self.frozen_bn {
-            let _ = v.shallow_clone().f_set_requires_grad(true)?;
-        }
+        self.set_frozen_bn_trainable(true)?;
         model.query.set_frozen_batch_norm(false);
         if let Some(t) = model.target.as_mut() {
             t.set_frozen_batch_norm(false);

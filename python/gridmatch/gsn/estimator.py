@@ -110,7 +110,8 @@ class GridSearchNetwork(Persistent, BaseEstimator):
         eval mode in training then (its dropout is off too).
     warmup_steps : int, default 0
         Steps of linear warm-up: the rates rise as ``(step + 1) / warmup_steps`` of
-        their values, then the schedule runs over the remaining steps.
+        their values, then the schedule runs over the remaining steps (counted from the
+        first step, frozen epochs included).
     augment : float, default 1.0
         Strength of the seeded view augmentations (affine, crop, elastic, occlusion,
         blur, noise, contrast); ``0`` disables them.

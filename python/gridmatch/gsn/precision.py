@@ -49,5 +49,6 @@ def resolve(precision: Any, device: str) -> str:
         import torch
 
         with torch.cuda.device(int(device.partition(":")[2] or 0)):
-            return "bf16" if torch.cuda.is_bf16_supported() else "fp32"
+            # native bfloat16 only (Ampere and later): not the emulated kind
+            return "bf16" if torch.cuda.is_bf16_supported(including_emulation=False) else "fp32"
     return "bf16" if cpu_has_amx_bf16() else "fp32"

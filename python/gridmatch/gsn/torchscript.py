@@ -88,28 +88,25 @@ BUFFERS_METHOD = "gridmatch_buffers"
 BUFFER_NAMES_METHOD = "gridmatch_buffer_names"
 
 
-def _methods(program: Any) -> str:
-    """TorchScript source of the two methods ``program`` lacks (empty when it has both)."""
+def _methods(program: Any) -> list[str]:
+    """TorchScript source of each of the two methods ``program`` lacks."""
     names = [name for name, _ in program.named_buffers()]
-    lines: list[str] = []
+    out: list[str] = []
     if not hasattr(program, BUFFERS_METHOD):
-        lines += [f"def {BUFFERS_METHOD}(self) -> List[Tensor]:", "    out: List[Tensor] = []"]
+        lines = [f"def {BUFFERS_METHOD}(self) -> List[Tensor]:", "    out: List[Tensor] = []"]
         for i, name in enumerate(names):
             expr = "self"
             for part in name.split("."):
                 expr = f"getattr({expr}, {json.dumps(part)})"
-            lines += [
-                f"    b{i} = {expr}",
-                f"    if b{i} is not None:",
-                f"        out.append(b{i})",
-            ]
+            lines += [f"    b{i} = {expr}", f"    if b{i} is not None:"]
+            lines.append(f"        out.append(b{i})")
         lines.append("    return out")
+        out.append("\n".join(lines) + "\n")
     if not hasattr(program, BUFFER_NAMES_METHOD):
-        lines += [
-            f"def {BUFFER_NAMES_METHOD}(self) -> List[str]:",
-            f"    return {json.dumps(names)}",
-        ]
-    return "\n".join(lines) + "\n" if lines else ""
+        out.append(
+            f"def {BUFFER_NAMES_METHOD}(self) -> List[str]:\n    return {json.dumps(names)}\n"
+        )
+    return out
 
 
 def export_buffers(program: Any, warn: bool) -> Any:
@@ -125,24 +122,24 @@ def export_buffers(program: Any, warn: bool) -> Any:
     rank's own."""
     import torch
 
-    source = _methods(program)
-    if not source:
+    sources = _methods(program)
+    if not sources:
         return program
     buf = io.BytesIO()
     torch.jit.save(program, buf)
     buf.seek(0)
     copy = torch.jit.load(buf, map_location="cpu")  # the core loads it on its device
-    try:
-        copy.define(source)
-    except Exception as e:  # noqa: BLE001 - TorchScript raises many kinds
-        if warn:
-            n = len(list(program.named_buffers()))
-            warnings.warn(
-                f"backbone: cannot hand its {n} buffers to data-parallel "
-                f"training ({first_line(e)}); each rank keeps its own BatchNorm "
-                "statistics (rank 0's are saved)",
-                UserWarning,
-                stacklevel=5,
-            )
-        return program
+    for source in sources:  # each on its own: the names' method always compiles
+        try:
+            copy.define(source)
+        except Exception as e:  # noqa: BLE001 - TorchScript raises many kinds
+            if warn:
+                n = len(list(program.named_buffers()))
+                warnings.warn(
+                    f"backbone: cannot hand its {n} buffers to data-parallel "
+                    f"training ({first_line(e)}); each rank keeps its own BatchNorm "
+                    "statistics (rank 0's are saved)",
+                    UserWarning,
+                    stacklevel=5,
+                )
     return copy
