@@ -10,6 +10,7 @@ import textwrap
 import numpy as np
 import pytest
 import torch
+from test_gsn_torchscript import Tiny  # a CNN with BatchNorm and Dropout: a feature map
 from torch import nn
 
 import gridmatch as gm
@@ -18,20 +19,6 @@ ort = pytest.importorskip("onnxruntime")
 
 FAST = dict(dim=16, batch_size=8, grid=(2, 2), epochs=1, steps_per_epoch=2, progress=False)
 TOL = 1e-4
-
-
-class Tiny(nn.Module):
-    """A small CNN with BatchNorm and Dropout: a feature map (n, 16, h/2, w/2)."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.conv1 = nn.Conv2d(3, 8, 3, padding=1)
-        self.bn = nn.BatchNorm2d(8)
-        self.drop = nn.Dropout(0.5)
-        self.conv2 = nn.Conv2d(8, 16, 3, padding=1, stride=2)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.conv2(self.drop(torch.relu(self.bn(self.conv1(x)))))
 
 
 class Pooled(nn.Module):
