@@ -267,6 +267,13 @@ impl GsnModel {
         })
     }
 
+    /// The per-channel `(mean, std)` of the networks' input normalisation (what an
+    /// exported network must apply to images in `[0, 1]`).
+    #[getter]
+    fn input_normalization(&self, py: Python<'_>) -> PyResult<(Vec<f64>, Vec<f64>)> {
+        Ok(self.lock(py)?.spec.input_normalization())
+    }
+
     /// Arithmetic of the forward passes of training and embedding: `"fp32"`, `"bf16"`
     /// or `"fp16"` (see `crate::train::Precision`).
     #[getter]

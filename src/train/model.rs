@@ -28,6 +28,15 @@ pub struct ModelSpec {
     pub normalize: Normalize,
 }
 
+impl ModelSpec {
+    /// The per-channel `(mean, std)` the networks subtract from and divide their input
+    /// by (from `normalize`, the backbone and the channels).
+    pub fn input_normalization(&self) -> (Vec<f64>, Vec<f64>) {
+        self.normalize
+            .mean_std(&self.backbone, self.in_channels.max(1) as usize)
+    }
+}
+
 /// A TorchScript backbone to build a model with (see [`crate::nets::Net::from_script`]).
 #[derive(Debug, Clone, PartialEq)]
 pub struct ScriptSource {
@@ -148,9 +157,7 @@ impl Model {
             None
         };
         drop(rng);
-        let (mean, std) = spec
-            .normalize
-            .mean_std(&spec.backbone, spec.in_channels.max(1) as usize);
+        let (mean, std) = spec.input_normalization();
         for net in std::iter::once(&mut query).chain(target.as_mut()) {
             net.set_normalization(&mean, &std, device)?;
         }

@@ -1,8 +1,8 @@
 """A trained Grid Search Network's query network as a standalone file: ONNX or TorchScript.
 
 The core's network (src/nets) is rebuilt in PyTorch from the model's saved files: the
-input normalisation (the per-channel mean and std of ``normalize``, as
-src/nets/normalize.rs resolves them), the backbone, the average pool of its feature map,
+input normalisation (the per-channel mean and std the core applies, read from the
+model), the backbone, the average pool of its feature map,
 the head and the L2 normalisation. The built-in backbones are mirrored with the core's
 variable names (``"convnet"``: :class:`ConvNet`; the ResNets: torchvision's, which the
 core's follow); a module backbone is its trained TorchScript program (``backbone.pt``).
@@ -42,27 +42,8 @@ FORMATS = ("onnx", "torchscript")
 INSTALL = "pip install 'gridmatch[export]'"
 #: The ONNX opset of exported files.
 OPSET = 17
-#: ImageNet's per-channel mean and std (``IMAGENET_MEAN`` / ``IMAGENET_STD`` of the core).
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 #: The dtypes of the safetensors files the core writes.
 _DTYPES = {"F32": np.float32, "F64": np.float64, "F16": np.float16, "I64": np.int64}
-
-
-def mean_std(normalize: str | None, backbone: str, channels: int) -> tuple[list[float], ...]:
-    """Per-channel ``(mean, std)`` of the input normalisation ``normalize`` for
-    ``backbone`` (``"torchscript"`` for a module), as ``Normalize::mean_std`` of the core
-    gives them."""
-    if normalize == "auto":
-        normalize = "legacy" if backbone == "convnet" else "imagenet"
-    if normalize == "imagenet" and channels == 3:
-        return list(IMAGENET_MEAN), list(IMAGENET_STD)
-    if normalize == "imagenet":
-        return [sum(IMAGENET_MEAN) / 3] * channels, [sum(IMAGENET_STD) / 3] * channels
-    if normalize == "legacy":
-        m, s = (0.5, 0.25) if backbone == "convnet" else (0.45, 0.225)
-        return [m] * channels, [s] * channels
-    return [0.0] * channels, [1.0] * channels
 
 
 def read_safetensors(file: Path) -> dict[str, torch.Tensor]:
@@ -190,12 +171,10 @@ def query_network(est: Any) -> tuple[QueryNetwork, tuple[int, int, int]]:
         tensors = read_safetensors(Path(d) / "weights.safetensors")
         head_w, head_b = tensors["query.head.weight"], tensors["query.head.bias"]
         if isinstance(est.backbone, str):
-            name = est.backbone
             prefix = "query.backbone."
             own = {k[len(prefix) :]: v for k, v in tensors.items() if k.startswith(prefix)}
-            backbone, spatial = _builtin(name, c, own)
+            backbone, spatial = _builtin(est.backbone, c, own)
         else:
-            name = "torchscript"
             backbone = torch.jit.load(str(Path(d) / SCRIPT_FILE), map_location="cpu")
             backbone.eval()
             with torch.no_grad():
@@ -203,8 +182,7 @@ def query_network(est: Any) -> tuple[QueryNetwork, tuple[int, int, int]]:
             spatial = out.dim() == 4
     head = nn.Linear(head_w.shape[1], head_w.shape[0])
     _load(head, {"weight": head_w, "bias": head_b}, "head")
-    normalize = est.normalize if est.normalize is not None else "none"
-    mean, std = mean_std(normalize, name, c)
+    mean, std = est.model_.input_normalization  # the core's own, as embed applies it
     net = QueryNetwork(backbone, head, mean, std, spatial)
     return net.eval(), (c, *hw)
 
