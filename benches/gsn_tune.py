@@ -104,7 +104,9 @@ def run(data, spec, seed):
         k, v = item.split("=")
         (own if k in LOSS_KEYS else kw)[k] = parse(v)
     if own:
-        kw["loss"] = gm.losses.resolve(kw.get("loss", "double-margin")).set_params(**own)
+        kw["loss"] = gm.losses.resolve(kw.get("loss", gm.GridSearchNetwork().loss)).set_params(
+            **own
+        )
     Xtr, ids, cls = data[setting]["train"]
     Xq, iq, Xg, ig = data[setting]["eval"]
     t0 = time.perf_counter()

@@ -12,6 +12,7 @@ float32 on CPUs without them (AVX2-only). ``"auto"`` picks ``"bf16"`` where it i
 
 from __future__ import annotations
 
+from functools import cache
 from typing import Any
 
 from .. import _core
@@ -28,6 +29,7 @@ def check(precision: Any) -> str:
     return str(_params.choice(precision, "precision", PRECISIONS))
 
 
+@cache  # the hardware does not change; embed asks at every call with "auto"
 def cpu_has_amx_bf16() -> bool:
     """Whether this CPU has Intel AMX with bfloat16 tiles (and the OS enabled them), as
     PyTorch sees it (it asks Linux for the AMX tile state, as oneDNN does)."""
