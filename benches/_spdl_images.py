@@ -50,6 +50,23 @@ def version() -> str:
     return version("spdl")
 
 
+def require() -> str:
+    """SPDL's version and the FFmpeg it loaded, or SystemExit saying what is missing."""
+    try:
+        import spdl.io.utils
+
+        libs = spdl.io.utils.get_ffmpeg_versions()
+    except ImportError as e:
+        raise SystemExit(f"the SPDL side needs `pip install spdl==0.8.0` ({e})") from e
+    except RuntimeError as e:  # spdl.io found no FFmpeg shared libraries
+        raise SystemExit(
+            "the SPDL side needs FFmpeg's shared libraries (4 to 9), e.g. on Debian 12 "
+            "`apt-get install libavfilter8 libavformat59 libavdevice59`; or leave it out "
+            f"with --sides ours,dataloader ({e})"
+        ) from e
+    return f"spdl {version()}, FFmpeg libavcodec {'.'.join(map(str, libs['libavcodec']))}"
+
+
 def random_resized_crop(
     rng: random.Random, w: int, h: int, scale=(0.08, 1.0), ratio=(3 / 4, 4 / 3)
 ) -> tuple[int, int, int, int]:

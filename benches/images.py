@@ -157,6 +157,10 @@ def main() -> None:
 
     import gridmatch as gm
 
+    if "spdl" in args.sides:  # fail before the other sides run, not after
+        import _spdl_images as sp
+
+        print(sp.require())
     gm.set_num_threads(THREADS)
     rates: dict[str, float] = {}
     per: dict[str, float] = {}
@@ -189,8 +193,6 @@ def main() -> None:
             )
 
         if "spdl" in args.sides:
-            import _spdl_images as sp
-
             for line in sp.check(paths, BATCH, SIZE, THREADS):
                 print("SPDL check: " + line)
             with sp.SpdlLoader(paths, BATCH, SIZE, THREADS, seed=0) as spdl_loader:
