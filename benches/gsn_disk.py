@@ -61,7 +61,7 @@ MEAN, STD = [0.485, 0.456, 0.406], [0.229, 0.224, 0.225]
 class Folder:
     """A map-style dataset: PIL decode + a torchvision v2 transform, with the image's id."""
 
-    def __init__(self, paths: list[Path], ids: np.ndarray, train: bool):
+    def __init__(self, paths: list[Path], ids: np.ndarray, train: bool, normalize: bool = True):
         import torch
         from torchvision.transforms import v2
 
@@ -72,7 +72,8 @@ class Folder:
             if train
             else [v2.Resize(SIZE, antialias=True), v2.CenterCrop(SIZE)]
         )
-        tail = [v2.ToImage(), v2.ToDtype(torch.float32, scale=True), v2.Normalize(MEAN, STD)]
+        tail = [v2.ToImage(), v2.ToDtype(torch.float32, scale=True)]
+        tail += [v2.Normalize(MEAN, STD)] if normalize else []  # else the network does
         self.tf = v2.Compose(first + tail)
 
     def __len__(self) -> int:
