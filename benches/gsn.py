@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
-from _common import ROOT, cpu_name, replace_block
+from _common import ROOT, cpu_name, replace_block, vector_extensions
 
 import gridmatch as gm
 
@@ -277,7 +277,8 @@ def speed(args):
 def machine():
     load = os.getloadavg()
     return (
-        f"{cpu_name()}, {os.cpu_count()} logical CPUs, torch {torch.__version__}, "
+        f"{cpu_name()} ({vector_extensions()}), {os.cpu_count()} logical CPUs, "
+        f"torch {torch.__version__}, "
         f"load average at start {load[0]:.1f}"
     )
 

@@ -17,14 +17,13 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import re
 import statistics
 import sys
 import time
 
 import numpy as np
-from _common import ROOT, replace_block, vector_extensions
+from _common import ROOT, cpu_name, replace_block, vector_extensions
 
 import gridmatch as gm
 
@@ -430,7 +429,7 @@ def main() -> None:
     header = [
         "## Kernel search (`benches/kernel_search.py`)",
         "",
-        f"Machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, "
+        f"Machine: {cpu_name()} ({vector_extensions()}), {os.cpu_count()} CPUs, "
         f"gridmatch threads {gm.get_num_threads()}. Each part below was written by its own "
         "run (the machine is shared: its load average is given per part); times are "
         f"medians of {args.repeats} runs unless noted.",

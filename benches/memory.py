@@ -27,7 +27,7 @@ import sys
 import time
 from pathlib import Path
 
-from _common import cpu_name, replace_block
+from _common import cpu_name, replace_block, vector_extensions
 
 BEGIN, END = "<!-- BEGIN memory -->", "<!-- END memory -->"
 MIB = 2**20
@@ -215,7 +215,8 @@ def stream_section(rows: list[dict], load_before: str, load_after: str) -> list[
         "## Memory of streaming `GridSearchNetwork` over photo catalogues "
         "(`benches/memory.py --stream`)",
         "",
-        f"Machine: {cpu_name()}, {os.cpu_count()} cores; gridmatch {gm.__version__}; {now}. "
+        f"Machine: {cpu_name()} ({vector_extensions()}), {os.cpu_count()} cores; "
+        f"gridmatch {gm.__version__}; {now}. "
         f"Load average {load_before} before and {load_after} after.",
         "",
         f"Generated JPEGs ({STREAM['side']} px, benches/images.py's Fashion-MNIST 'photos'), "
@@ -314,7 +315,8 @@ def section(svc: list[dict], big: list[dict], load_before: str, load_after: str)
         BEGIN,
         "## Memory (`benches/memory.py`)",
         "",
-        f"Machine: {cpu_name()}, {os.cpu_count()} cores, gridmatch on all of them "
+        f"Machine: {cpu_name()} ({vector_extensions()}), {os.cpu_count()} cores, "
+        "gridmatch on all of them "
         f"(`gm.set_num_threads(0)`); gridmatch {gm.__version__}; {now}. Load average "
         f"(1, 5, 15 min) {load_before} before and {load_after} after: the machine was "
         "shared, which changes the seconds, not the memory.",

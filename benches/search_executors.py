@@ -29,7 +29,7 @@ import os
 import time
 
 import numpy as np
-from _common import cpu_name, quiet_label, replace_block
+from _common import cpu_name, quiet_label, replace_block, vector_extensions
 
 import gridmatch as gm
 
@@ -100,7 +100,7 @@ def main() -> None:
         f"<!-- BEGIN {NAME} -->",
         "## Search executors: kernel search in-process vs Ray",
         "",
-        f"Machine: {cpu_name()}, load average {load_avg:.2f} at the start "
+        f"Machine: {cpu_name()} ({vector_extensions()}), load average {load_avg:.2f} at the start "
         f"({quiet_label(load_avg)}). MNIST, {args.n_train} train / {args.n_val} val, "
         f"d = 784, random controller, budget {args.budget}, batch {args.batch_size}, seed 0 "
         "(every run evaluates the same candidates); Ray: a local cluster of k CPUs, "
