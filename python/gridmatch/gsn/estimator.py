@@ -211,9 +211,9 @@ class GridSearchNetwork(Persistent, BaseEstimator):
         ``overflow_steps`` per epoch). Fast on CUDA GPUs (bfloat16 on Ampere and later)
         and on CPUs with AMX (Intel Xeon 4th generation and later: a ResNet step 2.2x
         float32); several times slower than float32 on CPUs without native 16-bit
-        matrix units (AVX2-only ones: a convnet step ~10x, a ResNet-18 step ~14x). ``"auto"``: ``"bf16"`` on a CUDA device with
-        bfloat16 and on an AMX CPU, ``"fp32"`` elsewhere; ``model_.precision`` says
-        what was picked.
+        matrix units (AVX2-only ones: a convnet step ~10x, a ResNet-18 step ~14x).
+        ``"auto"``: ``"bf16"`` on a CUDA device with bfloat16 and on an AMX CPU,
+        ``"fp32"`` elsewhere; ``model_.precision`` says what was picked.
 
     Attributes
     ----------
