@@ -90,3 +90,10 @@ def image_rows():
         return rows(Xtr[itr]), ytr[itr], rows(Xte[ite]), yte[ite]
 
     return load
+
+
+@pytest.fixture
+def global_random_seed():
+    """scikit-learn's test fixture (its default, SKLEARN_TESTS_GLOBAL_RANDOM_SEED unset),
+    for the ported SVC tests."""
+    return 42

@@ -55,52 +55,26 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from _svm_port import (
+    T,
+    X,
+    Y,
+    get_iris_dataset,
+    svm,
+    true_result,
+)
 from numpy.testing import (
     assert_allclose,
     assert_almost_equal,
     assert_array_almost_equal,
     assert_array_equal,
 )
-from sklearn import base, datasets, metrics
+from sklearn import base, metrics
 from sklearn.datasets import make_blobs, make_classification
 from sklearn.metrics import f1_score
 from sklearn.metrics.pairwise import rbf_kernel
 from sklearn.model_selection import train_test_split
-from sklearn.utils import check_random_state
 from sklearn.utils.fixes import CSR_CONTAINERS, LIL_CONTAINERS
-
-from gridmatch.svm import SVC
-
-
-class _Svm:
-    """Stands in for ``sklearn.svm`` in the ported code."""
-
-    SVC = SVC
-
-
-svm = _Svm()
-
-
-@pytest.fixture
-def global_random_seed():
-    # scikit-learn's default (SKLEARN_TESTS_GLOBAL_RANDOM_SEED unset)
-    return 42
-
-
-# toy sample
-X = [[-2, -1], [-1, -1], [-1, -2], [1, 1], [1, 2], [2, 1]]
-Y = [1, 1, 1, 2, 2, 2]
-T = [[-1, -1], [2, 2], [3, 2]]
-true_result = [1, 2, 2]
-
-
-def get_iris_dataset(random_seed):
-    iris = datasets.load_iris()
-    rng = check_random_state(random_seed)
-    perm = rng.permutation(iris.target.size)
-    iris.data = iris.data[perm]
-    iris.target = iris.target[perm]
-    return iris
 
 
 def test_libsvm_parameters():

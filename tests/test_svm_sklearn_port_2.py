@@ -9,49 +9,23 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from _svm_port import (
+    X,
+    Y,
+    get_iris_dataset,
+    svm,
+)
 from numpy.testing import (
     assert_allclose,
     assert_almost_equal,
     assert_array_almost_equal,
     assert_array_equal,
 )
-from sklearn import base, datasets
+from sklearn import base
 from sklearn.datasets import make_blobs, make_classification
 from sklearn.exceptions import ConvergenceWarning, NotFittedError
 from sklearn.multiclass import OneVsRestClassifier
-from sklearn.utils import check_random_state
 from sklearn.utils.validation import _num_samples
-
-from gridmatch.svm import SVC
-
-
-class _Svm:
-    """Stands in for ``sklearn.svm`` in the ported code."""
-
-    SVC = SVC
-
-
-svm = _Svm()
-
-
-@pytest.fixture
-def global_random_seed():
-    # scikit-learn's default (SKLEARN_TESTS_GLOBAL_RANDOM_SEED unset)
-    return 42
-
-
-# toy sample
-X = [[-2, -1], [-1, -1], [-1, -2], [1, 1], [1, 2], [2, 1]]
-Y = [1, 1, 1, 2, 2, 2]
-
-
-def get_iris_dataset(random_seed):
-    iris = datasets.load_iris()
-    rng = check_random_state(random_seed)
-    perm = rng.permutation(iris.target.size)
-    iris.data = iris.data[perm]
-    iris.target = iris.target[perm]
-    return iris
 
 
 def test_immutable_coef_property(global_random_seed):
