@@ -236,15 +236,37 @@ pub fn write_atomic_at<E: From<StoreError>>(
         COUNTER.fetch_add(1, Ordering::Relaxed)
     ));
     let result = write(&tmp).and_then(|()| {
-        std::fs::File::open(&tmp)
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open(&tmp)
             .and_then(|f| f.sync_all())
             .and_then(|()| std::fs::rename(&tmp, path))
             .map_err(|e| err(e).into())
     });
     if result.is_err() {
         let _ = std::fs::remove_file(&tmp);
+    } else {
+        sync_dir(path);
     }
     result
+}
+
+/// Flush the entries of `path`'s folder (a rename into it) to disk where the OS lets a
+/// folder be opened for that (Unix); best effort: the file itself is on disk already.
+fn sync_dir(path: &Path) {
+    #[cfg(unix)]
+    if let Some(dir) = path.parent() {
+        let dir = if dir.as_os_str().is_empty() {
+            Path::new(".")
+        } else {
+            dir
+        };
+        if let Ok(d) = std::fs::File::open(dir) {
+            let _ = d.sync_all();
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = path;
 }
 
 /// [`write_atomic_at`] with a writer on the temporary file.

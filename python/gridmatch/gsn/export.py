@@ -229,9 +229,25 @@ def export(est: Any, path: str | os.PathLike, format: str) -> Path:
                     dynamo=False,
                 )
                 onnx.checker.check_model(str(tmp))
-        with open(tmp, "rb") as f:
+        with open(tmp, "r+b") as f:  # writable: Windows' fsync needs it
             os.fsync(f.fileno())
         os.replace(tmp, path)
+        _fsync_dir(path.parent)
     finally:
         tmp.unlink(missing_ok=True)
     return path
+
+
+def _fsync_dir(folder: Path) -> None:
+    """Flush ``folder``'s entries (the rename) to disk, where the OS lets a folder be
+    opened for that (POSIX; not Windows)."""
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
