@@ -62,7 +62,12 @@ pub(super) fn resnet(
         layers.push(seq);
     }
     let f = nn::func_t(move |xs, t| {
-        let mut ys = relu_(xs.apply_t(&stem, t)).max_pool2d([3, 3], [2, 2], [1, 1], [1, 1], false);
+        // Max-pool before ReLU: equal results (the pool's padding is -inf, and
+        // max(relu(a), relu(b)) = relu(max(a, b))), the ReLU on a quarter of the elements.
+        let mut ys = relu_(
+            xs.apply_t(&stem, t)
+                .max_pool2d([3, 3], [2, 2], [1, 1], [1, 1], false),
+        );
         for l in &layers {
             ys = ys.apply_t(l, t);
         }
