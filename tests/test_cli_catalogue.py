@@ -153,3 +153,27 @@ def test_train_fine_tuning_flags_and_a_torchscript_backbone(tmp_path, capsys):
     np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
     assert cli.main([*again, "--backbone", "nope"]) == 2
     assert "neither one of convnet" in capsys.readouterr().err
+
+
+def test_allow_outside_lets_a_folders_links_lead_out(tmp_path, capsys):
+    root = photo_folder(tmp_path)
+    model = tmp_path / "model"
+    assert cli.main(train_argv(root, model, epochs=1)) == 0
+    # one product's photos moved out of the folder, linked back in
+    away = tmp_path / "elsewhere"
+    away.mkdir()
+    for photo in sorted((root / "sku-1").iterdir()):
+        target = away / photo.name
+        photo.rename(target)
+        photo.symlink_to(target)
+    out = tmp_path / "emb.npy"
+    embed = ["embed", str(model), "--catalogue", str(root), "--out", str(out)]
+    assert cli.main(embed) == 2
+    assert "--allow-outside" in capsys.readouterr().err
+    assert cli.main([*embed, "--allow-outside"]) == 0
+    cat = gm.datasets.ImageCatalogue.from_folder(root, allow_outside=True)
+    np.testing.assert_array_equal(np.load(out), gm.GridSearchNetwork.load(model).embed(cat))
+    assert cli.main(train_argv(root, tmp_path / "m2", epochs=1)) == 2
+    capsys.readouterr()
+    assert cli.main([*train_argv(root, tmp_path / "m2", epochs=1), "--allow-outside"]) == 0
+    capsys.readouterr()

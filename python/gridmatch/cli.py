@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from . import __version__, _core, datasets
-from ._base.exceptions import ConfigError
+from ._base.exceptions import ConfigError, DataError
 from ._base.threads import get_num_threads, set_num_threads
 
 __all__ = ["main"]
@@ -53,10 +53,17 @@ def _grid(text: str) -> tuple[int, int]:
     return rows, cols
 
 
-def _catalogue(where: str) -> datasets.ImageCatalogue:
-    """A catalogue from a folder (one subfolder per product) or a CSV file."""
+def _catalogue(where: str, allow_outside: bool = False) -> datasets.ImageCatalogue:
+    """A catalogue from a folder (one subfolder per product; its symbolic links may lead
+    outside it only with ``allow_outside``) or a CSV file."""
     if os.path.isdir(where):
-        return datasets.ImageCatalogue.from_folder(where)
+        try:
+            return datasets.ImageCatalogue.from_folder(where, allow_outside=allow_outside)
+        except DataError as e:
+            if allow_outside or "lies outside root" not in str(e):
+                raise
+            # the message names the Python argument; name the command line's option too
+            raise DataError(f"{e} (on the command line: --allow-outside)") from None
     if os.path.isfile(where):
         return datasets.ImageCatalogue.from_csv(where)
     raise ValueError(f"--catalogue {where!r} is neither a folder nor a CSV file")
@@ -95,7 +102,7 @@ def _train(args: argparse.Namespace) -> int:
     Xv: object = None
     iv: object = None
     if args.catalogue is not None:
-        Xtr: object = _catalogue(args.catalogue)
+        Xtr: object = _catalogue(args.catalogue, args.allow_outside)
         ids = classes = None
         backbone = args.backbone or "resnet18"
     elif args.dataset == "fashion-shop":
@@ -158,7 +165,7 @@ def _embed(args: argparse.Namespace) -> int:
 
     from .gsn import GridSearchNetwork
 
-    cat = _catalogue(args.catalogue)
+    cat = _catalogue(args.catalogue, args.allow_outside)
     gsn = GridSearchNetwork.load(
         args.model, device=args.device, trust_torchscript=args.trust_torchscript
     )
@@ -267,7 +274,6 @@ def _search_kernel(args: argparse.Namespace) -> int:
 def _search_transform(args: argparse.Namespace) -> int:
     import numpy as np
 
-    from .exceptions import DataError
     from .search import TransformSearch
 
     _check_search_args(args)
@@ -387,6 +393,12 @@ def main(argv: list[str] | None = None) -> int:
         "(path,id[,class,split] columns); streamed, validation off",
     )
     p.add_argument(
+        "--allow-outside",
+        action="store_true",
+        help="a --catalogue folder's symbolic links may lead to photos outside it "
+        "(refused by default)",
+    )
+    p.add_argument(
         "--backbone",
         default=None,
         help="convnet, resnet18, resnet50, or a TorchScript file (torch.jit.save of a "
@@ -478,6 +490,12 @@ def main(argv: list[str] | None = None) -> int:
     )
     p.add_argument("model", help="folder of a saved model")
     p.add_argument("--catalogue", required=True, help="a folder or a CSV file of photos")
+    p.add_argument(
+        "--allow-outside",
+        action="store_true",
+        help="a --catalogue folder's symbolic links may lead to photos outside it "
+        "(refused by default)",
+    )
     p.add_argument("--out", required=True, help="the .npy file of the embeddings")
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--image-size", type=int, default=None, help="default: the model's")
