@@ -207,10 +207,17 @@ class SpdlLoader:
         return self.pipeline.get_iterator()
 
 
+def _abs_diff(path: Path, flt: str, ref: np.ndarray) -> np.ndarray:
+    """|SPDL's decode of ``path`` through the filter graph ``flt`` − ``ref``| (int16)."""
+    import spdl.io
+
+    ours = spdl.io.to_numpy(spdl.io.load_image(str(path), filter_desc=flt))
+    return np.abs(ours.astype(np.int16) - ref)
+
+
 def check(paths: list[Path], batch: int, size: int, threads: int) -> list[str]:
     """Checks of the SPDL side against PIL and torchvision, as lines to print (a loader
     of its own, so that the timed one starts its epochs clean)."""
-    import spdl.io
     import torch
     from PIL import Image
     from torchvision.transforms.v2 import functional as F
@@ -235,9 +242,7 @@ def check(paths: list[Path], batch: int, size: int, threads: int) -> list[str]:
         with Image.open(p) as im:
             ref = np.asarray(im.convert("RGB"), dtype=np.int16)
         h, w, _ = ref.shape
-        flt = filter_desc((0, 0, w, h), False, (w, h))
-        ours = spdl.io.to_numpy(spdl.io.load_image(str(p), filter_desc=flt)).astype(np.int16)
-        diffs.append(np.abs(ours - ref))
+        diffs.append(_abs_diff(p, filter_desc((0, 0, w, h), False, (w, h)), ref))
     d = np.stack(diffs)
     lines.append(
         f"no crop, 16 files: SPDL (FFmpeg) decode vs PIL: mean |Δ| {d.mean():.2f}, "
@@ -254,9 +259,7 @@ def check(paths: list[Path], batch: int, size: int, threads: int) -> list[str]:
                 (size, size), Image.Resampling.BILINEAR, (left, top, left + cw, top + ch)
             ).transpose(Image.Transpose.FLIP_LEFT_RIGHT)
         ref = np.asarray(ref_im, dtype=np.int16)
-        flt = filter_desc(box, True, (size, size))
-        ours = spdl.io.to_numpy(spdl.io.load_image(str(p), filter_desc=flt)).astype(np.int16)
-        diffs.append(np.abs(ours - ref))
+        diffs.append(_abs_diff(p, filter_desc(box, True, (size, size)), ref))
     d = np.stack(diffs)
     lines.append(
         f"crop + resize + flip, 16 files: SPDL vs PIL: mean |Δ| {d.mean():.2f}, "

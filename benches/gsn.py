@@ -172,6 +172,25 @@ class ConvNet(torch.nn.Module):
         return F.normalize(self.head(x), dim=1)
 
 
+def grid_targets(lab, cells, gen):
+    """The grid of each query of a batch with ids ``lab``: 1 positive + ``cells`` - 1
+    random negatives from the batch, in shuffled cells; ``(cell indices, targets)``, on
+    ``lab``'s device (``gen`` a generator there)."""
+    device = lab.device
+    b = len(lab)
+    same = lab[:, None] == lab[None, :]
+    eye = torch.eye(b, dtype=torch.bool, device=device)
+    pos_score = torch.rand(b, b, generator=gen, device=device).masked_fill(~same | eye, -1)
+    pos = pos_score.argmax(1, keepdim=True)
+    neg_score = torch.rand(b, b, generator=gen, device=device).masked_fill(same, -1)
+    neg = neg_score.topk(cells - 1, dim=1).indices
+    idx = torch.cat([pos, neg], 1)
+    target = torch.zeros(b, cells, device=device)
+    target[:, 0] = 1
+    order = torch.rand(b, cells, generator=gen, device=device).argsort(1)
+    return idx.gather(1, order), target.gather(1, order)
+
+
 def eager_steps(X, ids, steps, batch, cells, seed, device="cpu", channels_last=False):
     """The PyTorch eager GSN loop: same sampling scheme (pairs of views of batch/2 ids,
     every image a query, 1 positive + cells-1 random negatives from the batch, shuffled
@@ -197,19 +216,7 @@ def eager_steps(X, ids, steps, batch, cells, seed, device="cpu", channels_last=F
             xb = xb.contiguous(memory_format=torch.channels_last)
         e = net(xb)
         full = e @ e.T
-        same = lab[:, None] == lab[None, :]
-        b = len(idx)
-        eye = torch.eye(b, dtype=torch.bool, device=device)
-        pos_score = torch.rand(b, b, generator=g, device=device).masked_fill(~same | eye, -1)
-        pos = pos_score.argmax(1, keepdim=True)
-        neg_score = torch.rand(b, b, generator=g, device=device).masked_fill(same, -1)
-        neg = neg_score.topk(cells - 1, dim=1).indices
-        cells_idx = torch.cat([pos, neg], 1)
-        target = torch.zeros(b, cells, device=device)
-        target[:, 0] = 1
-        order = torch.rand(b, cells, generator=g, device=device).argsort(1)
-        cells_idx = cells_idx.gather(1, order)
-        target = target.gather(1, order)
+        cells_idx, target = grid_targets(lab, cells, g)
         s = full.gather(1, cells_idx)
         loss = (target * F.relu(0.9 - s) ** 2 + (1 - target) * F.relu(s) ** 2).sum(1).mean()
         opt.zero_grad()

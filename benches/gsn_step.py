@@ -115,22 +115,6 @@ def torch_net(work: str):
     return ResNet()
 
 
-def grid_targets(lab, gen):
-    """The grid of each query: 1 positive + CELLS-1 random negatives, shuffled cells."""
-    import torch
-
-    b = len(lab)
-    same = lab[:, None] == lab[None, :]
-    eye = torch.eye(b, dtype=torch.bool)
-    pos = torch.rand(b, b, generator=gen).masked_fill(~same | eye, -1).argmax(1, keepdim=True)
-    neg = torch.rand(b, b, generator=gen).masked_fill(same, -1).topk(CELLS - 1, dim=1).indices
-    cells = torch.cat([pos, neg], 1)
-    target = torch.zeros(b, CELLS)
-    target[:, 0] = 1
-    order = torch.rand(b, CELLS, generator=gen).argsort(1)
-    return cells.gather(1, order), target.gather(1, order)
-
-
 def pair_batches(ids: np.ndarray, batch: int, seed: int):
     """Endless index batches: batch/2 random ids, two images of each."""
     rng = np.random.default_rng(seed)
@@ -145,6 +129,7 @@ def torch_run(work: str, side: str, prec: str, folder: Path) -> dict:
     """One PyTorch run: ms/step over the timed steps, and the warm-up's seconds."""
     import torch
     import torch.nn.functional as F
+    from gsn import grid_targets
 
     batch, steps, warm = WORK[work]
     torch.manual_seed(0)
@@ -190,13 +175,13 @@ def torch_run(work: str, side: str, prec: str, folder: Path) -> dict:
 
     def step():
         x, lab = next(batches)
-        cells, target = grid_targets(lab, gen)
+        cells, target = grid_targets(lab, CELLS, gen)
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=prec == "bf16"):
             loss = loss_of(x, cells, target)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
-        return float(loss)
+        return float(loss.detach())
 
     t0 = time.perf_counter()
     for _ in range(warm):
